@@ -1,0 +1,65 @@
+//! The api-versions the metadata API accepts: Azure IMDS's published list, oldest first.
+//! A version outside this list is refused with 400, as Azure does; metrics fold it into one
+//! `unsupported` label value so a caller cannot grow label cardinality.
+
+/// Supported versions, oldest first (Azure's published list, 2017-03-01 to 2025-04-07).
+pub const SUPPORTED: &[&str] = &[
+    "2017-03-01",
+    "2017-04-02",
+    "2017-08-01",
+    "2017-10-01",
+    "2017-12-01",
+    "2018-02-01",
+    "2018-04-02",
+    "2018-10-01",
+    "2019-02-01",
+    "2019-03-11",
+    "2019-04-30",
+    "2019-06-01",
+    "2019-06-04",
+    "2019-08-01",
+    "2019-08-15",
+    "2019-11-01",
+    "2020-06-01",
+    "2020-07-15",
+    "2020-09-01",
+    "2020-10-01",
+    "2020-12-01",
+    "2021-01-01",
+    "2021-02-01",
+    "2021-03-01",
+    "2021-05-01",
+    "2021-10-01",
+    "2021-11-01",
+    "2021-11-15",
+    "2021-12-13",
+    "2023-07-01",
+    "2023-11-15",
+    "2024-07-17",
+    "2025-04-07",
+];
+
+/// The supported version equal to `requested`, as a static label value.
+pub fn lookup(requested: &str) -> Option<&'static str> {
+    SUPPORTED.iter().copied().find(|v| *v == requested)
+}
+
+/// The `n` newest versions, newest first (the `newest-versions` of an api-version error).
+pub fn newest(n: usize) -> Vec<&'static str> {
+    SUPPORTED.iter().rev().take(n).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_is_sorted_unique_and_spans_the_published_range() {
+        assert!(SUPPORTED.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(SUPPORTED.first(), Some(&"2017-03-01"));
+        assert_eq!(SUPPORTED.last(), Some(&"2025-04-07"));
+        assert_eq!(newest(3), ["2025-04-07", "2024-07-17", "2023-11-15"]);
+        assert_eq!(lookup("2021-02-01"), Some("2021-02-01"));
+        assert_eq!(lookup("2021-02-1"), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! Configuration: one clap struct with `env = "AGENT_*"` on every flag, an optional TOML file, and a
+//! validated [`Config`] built from them. Precedence: defaults < file < environment < flags (clap
+//! already puts a flag over its environment variable; the file fills what both left unset).
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::level_filters::LevelFilter;
+
+/// Command line of the `agent` binary.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "Instance metadata service with hot, warm and cold telemetry"
+)]
+pub struct Cli {
+    /// TOML file with any of the settings below (keys spelled as the flags, without `--`).
+    #[arg(long, env = "AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the metadata API. [default: 127.0.0.1:8080]
+    #[arg(long, env = "AGENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` endpoint. [default: 127.0.0.1:9464]
+    #[arg(long, env = "AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Instance document: a JSON file, or a directory of `default.json` and `<caller-ip>.json`.
+    #[arg(long, env = "AGENT_METADATA", conflicts_with = "metadata_url")]
+    pub metadata: Option<PathBuf>,
+    /// Upstream HTTP URL serving the instance document, polled with ETag/If-None-Match.
+    #[arg(long, env = "AGENT_METADATA_URL")]
+    pub metadata_url: Option<String>,
+    /// How often the upstream is polled when it is healthy, e.g. `5s`. [default: 5s]
+    #[arg(long, env = "AGENT_METADATA_POLL_INTERVAL", value_parser = humantime::parse_duration)]
+    pub metadata_poll_interval: Option<Duration>,
+    /// Directory for logs, the upstream document's last good copy and later Parquet. [default: ./data]
+    #[arg(long, env = "AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Cluster this host belongs to, on every metric and log event. [default: local]
+    #[arg(long, env = "AGENT_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Name of this host. [default: the hostname]
+    #[arg(long, env = "AGENT_MACHINE")]
+    pub machine: Option<String>,
+    /// Requests per second allowed per caller address; 0 turns the limit off. [default: 5]
+    #[arg(long, env = "AGENT_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Lowest level written to the local log files: trace, debug, info, warn, error. [default: debug]
+    #[arg(long, env = "AGENT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// How long shutdown waits for in-flight requests, e.g. `10s`. [default: 10s]
+    #[arg(long, env = "AGENT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// The same settings as [`Cli`], read from the `--config` TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    metadata: Option<PathBuf>,
+    metadata_url: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    metadata_poll_interval: Option<Duration>,
+    data_dir: Option<PathBuf>,
+    cluster: Option<String>,
+    machine: Option<String>,
+    rate_limit: Option<u32>,
+    log_level: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_timeout: Option<Duration>,
+}
+
+/// Where the instance documents come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataSource {
+    /// The built-in example document: zero configuration.
+    Builtin,
+    /// A JSON file, or a directory of per-caller files, watched for changes.
+    Path(PathBuf),
+    /// An upstream HTTP endpoint, polled; its last good copy is kept under the data directory.
+    Url {
+        url: String,
+        poll_interval: Duration,
+    },
+}
+
+/// Validated configuration of the agent.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub source: MetadataSource,
+    pub data_dir: PathBuf,
+    pub cluster: String,
+    pub machine: String,
+    /// Requests per second per caller; `None` when the limit is off.
+    pub rate_limit: Option<u32>,
+    pub log_level: LevelFilter,
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the optional config file and validates the merged settings.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let metadata = cli.metadata.or(file.metadata);
+        let metadata_url = cli.metadata_url.or(file.metadata_url);
+        let source = match (metadata, metadata_url) {
+            (Some(_), Some(_)) => {
+                bail!("--metadata and --metadata-url are exclusive: give one source")
+            }
+            (Some(path), None) => MetadataSource::Path(path),
+            (None, Some(url)) => {
+                validate_url(&url)?;
+                let poll_interval = cli
+                    .metadata_poll_interval
+                    .or(file.metadata_poll_interval)
+                    .unwrap_or(Duration::from_secs(5));
+                if poll_interval.is_zero() {
+                    bail!("--metadata-poll-interval must be above zero");
+                }
+                MetadataSource::Url { url, poll_interval }
+            }
+            (None, None) => MetadataSource::Builtin,
+        };
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or(([127, 0, 0, 1], 8080).into());
+        let metrics_listen = cli
+            .metrics_listen
+            .or(file.metrics_listen)
+            .unwrap_or(([127, 0, 0, 1], 9464).into());
+        if listen == metrics_listen && listen.port() != 0 {
+            bail!(
+                "--listen and --metrics-listen are both {listen}: the metrics port must be separate"
+            );
+        }
+        let machine = match cli.machine.or(file.machine) {
+            Some(machine) => machine,
+            None => gethostname::gethostname().to_string_lossy().into_owned(),
+        };
+        let cluster = cli
+            .cluster
+            .or(file.cluster)
+            .unwrap_or_else(|| "local".into());
+        for (name, value) in [("--cluster", &cluster), ("--machine", &machine)] {
+            validate_label(name, value)?;
+        }
+        let log_level = cli
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "debug".into());
+        let log_level = log_level.parse::<LevelFilter>().map_err(|_| {
+            anyhow::anyhow!(
+                "--log-level {log_level:?} is not one of trace, debug, info, warn, error, off"
+            )
+        })?;
+        Ok(Config {
+            listen,
+            metrics_listen,
+            source,
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "data".into()),
+            cluster,
+            machine,
+            rate_limit: Some(cli.rate_limit.or(file.rate_limit).unwrap_or(5))
+                .filter(|&rps| rps > 0),
+            log_level,
+            shutdown_timeout: cli
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+
+    /// Where the hourly local log files live.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn validate_url(url: &str) -> anyhow::Result<()> {
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("--metadata-url {url:?} is not a URL"))?;
+    match parsed.scheme() {
+        "http" => Ok(()),
+        "https" => bail!(
+            "--metadata-url {url:?}: https upstreams are not supported yet (the agent is built without TLS); use http on the host network"
+        ),
+        other => bail!("--metadata-url {url:?}: scheme {other:?} is not supported; use http"),
+    }
+}
+
+/// Cluster and machine become Prometheus label values and Parquet partition names: keep them
+/// to characters that are safe in both.
+fn validate_label(name: &str, value: &str) -> anyhow::Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("{name} {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+/// `"5s"`-style durations in the TOML file.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer, de::Error};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| {
+            humantime::parse_duration(&t).map_err(|e| D::Error::custom(format!("{t:?}: {e}")))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let mut argv = vec!["agent"];
+        argv.extend_from_slice(args);
+        Config::from_cli(Cli::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn zero_configuration_has_working_defaults() {
+        let config = parse(&["--machine", "host-1"]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.metrics_listen, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(config.source, MetadataSource::Builtin);
+        assert_eq!(config.rate_limit, Some(5));
+        assert_eq!(config.log_level, LevelFilter::DEBUG);
+        assert_eq!(config.cluster, "local");
+        assert_eq!(config.log_dir(), PathBuf::from("data/logs"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "cluster = \"from-file\"\nmachine = \"m-file\"\nrate-limit = 9\nmetadata-url = \"http://127.0.0.1:1/doc\"\nmetadata-poll-interval = \"250ms\"").unwrap();
+        let path = file.path().to_str().unwrap();
+        let config = parse(&["--config", path, "--cluster", "from-flag"]).unwrap();
+        assert_eq!(config.cluster, "from-flag");
+        assert_eq!(config.machine, "m-file");
+        assert_eq!(config.rate_limit, Some(9));
+        assert_eq!(
+            config.source,
+            MetadataSource::Url {
+                url: "http://127.0.0.1:1/doc".into(),
+                poll_interval: Duration::from_millis(250)
+            }
+        );
+    }
+
+    #[test]
+    fn rate_limit_zero_turns_the_limit_off() {
+        assert_eq!(
+            parse(&["--machine", "m", "--rate-limit", "0"])
+                .unwrap()
+                .rate_limit,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_a_clear_error() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[
+                    "--listen",
+                    "127.0.0.1:7000",
+                    "--metrics-listen",
+                    "127.0.0.1:7000",
+                ],
+                "must be separate",
+            ),
+            (&["--cluster", "a b"], "--cluster"),
+            (&["--log-level", "loud"], "--log-level"),
+            (
+                &["--metadata-url", "https://x/y"],
+                "https upstreams are not supported",
+            ),
+            (&["--metadata-url", "not a url"], "is not a URL"),
+        ];
+        for (args, expected) in cases {
+            let err = format!("{:#}", parse(args).unwrap_err());
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "listen-on = \"x\"").unwrap();
+        let err = format!(
+            "{:#}",
+            parse(&["--config", file.path().to_str().unwrap()]).unwrap_err()
+        );
+        assert!(err.contains("unknown field `listen-on`"), "{err}");
+    }
+}

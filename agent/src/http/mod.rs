@@ -1,0 +1,69 @@
+//! The metadata API: routes, the checks in front of them, and the count layer around them.
+//!
+//! Request flow: `count.rs` (request id, Server header, metrics, request event) -> `guard.rs`
+//! (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query validation, document
+//! lookup) -> `render.rs` (JSON or text).
+
+pub mod count;
+pub mod error;
+pub mod guard;
+pub mod query;
+pub mod render;
+pub mod routes;
+
+use crate::metadata::MetadataStore;
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use guard::RateLimit;
+use std::sync::Arc;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<MetadataStore>,
+    /// `None` when the rate limit is off.
+    pub rate_limit: Option<Arc<RateLimit>>,
+}
+
+/// The metadata API router, every layer included.
+pub fn router(state: AppState) -> Router {
+    let instance = || get(routes::instance).fallback(routes::method_not_allowed);
+    Router::new()
+        .route("/metadata/instance", instance())
+        .route("/metadata/instance/", instance())
+        .route("/metadata/instance/{*path}", instance())
+        .route(
+            "/metadata/versions",
+            get(routes::versions).fallback(routes::method_not_allowed),
+        )
+        .fallback(routes::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
+        .layer(middleware::from_fn(count::observe))
+        .with_state(state)
+}
+
+/// A JSON response body with Azure's content type.
+pub fn json_body(body: Vec<u8>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body,
+    )
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,130 @@
+//! The metadata API's handlers: `/metadata/instance[/<path>]` and `/metadata/versions`, plus the
+//! JSON answers for unknown paths and methods. Header rules and the rate limit are checked
+//! before these run (`guard.rs`); counting and the request log event wrap them (`count.rs`).
+
+use super::error::ApiError;
+use super::query::{Format, ImdsQuery};
+use super::{AppState, json_body, render};
+use crate::api_version;
+use crate::metadata::Lookup;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+
+const INSTANCE_PREFIX: &str = "/metadata/instance";
+
+/// `GET /metadata/instance[/<path>]?api-version=<v>[&format=json|text][&extended=true]`
+pub async fn instance(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let query = request
+        .extensions()
+        .get::<ImdsQuery>()
+        .cloned()
+        .unwrap_or_default();
+    let valid = query.validate()?;
+    let path = request.uri().path();
+    let segments = segments(path)?;
+    let caller = caller_of(&request);
+    let document = match state.store.lookup(caller) {
+        Lookup::Found(document) => document,
+        Lookup::NoDocumentForCaller => return Err(ApiError::NoDocumentForCaller(caller)),
+        Lookup::NotLoadedYet => return Err(ApiError::NotLoadedYet),
+    };
+    let node = render::walk(&document, &segments, valid.extended, path)?;
+    let body = render::render(&node, valid.format)?;
+    Ok(match valid.format {
+        Format::Json => json_body(body).into_response(),
+        Format::Text => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            body,
+        )
+            .into_response(),
+    })
+}
+
+/// `GET /metadata/versions`: the supported api-versions; needs no api-version itself.
+pub async fn versions(request: Request) -> Result<Response, ApiError> {
+    let query = request
+        .extensions()
+        .get::<ImdsQuery>()
+        .cloned()
+        .unwrap_or_default();
+    if let Err(duplicate @ ApiError::DuplicateParameter(_)) = query.validate_version() {
+        return Err(duplicate);
+    }
+    let body = serde_json::json!({ "apiVersions": api_version::SUPPORTED });
+    Ok(json_body(body.to_string().into_bytes()).into_response())
+}
+
+/// Any path the API does not have.
+pub async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(request.uri().path().to_owned())
+}
+
+/// Any method but GET on a known path.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The caller's address, IPv4-mapped IPv6 folded to IPv4 so per-caller files match either way.
+pub fn caller_of(request: &Request) -> std::net::IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+}
+
+/// Splits the part of the path after `/metadata/instance` into percent-decoded segments. One
+/// trailing slash is allowed; an empty segment (`a//b`) or bad UTF-8 names nothing.
+fn segments(path: &str) -> Result<Vec<String>, ApiError> {
+    let not_found = || ApiError::NotFound(path.to_owned());
+    let rest = path.strip_prefix(INSTANCE_PREFIX).ok_or_else(not_found)?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    rest.split('/')
+        .map(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .map_err(|_| not_found())?;
+            if decoded.is_empty() {
+                Err(not_found())
+            } else {
+                Ok(decoded.into_owned())
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_decoded_segments() {
+        assert_eq!(
+            segments("/metadata/instance").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            segments("/metadata/instance/").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            segments("/metadata/instance/compute/vmId/").unwrap(),
+            ["compute", "vmId"]
+        );
+        assert_eq!(segments("/metadata/instance/a%20b").unwrap(), ["a b"]);
+        assert!(segments("/metadata/instance/a//b").is_err());
+        assert!(segments("/metadata/instance/%FF").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The agent: a per-host instance metadata service (Azure IMDS compatible) and the source of the
+//! three telemetry paths. `main.rs` parses the configuration and sets up telemetry; [`run`]
+//! serves until the shutdown token is cancelled.
+//!
+//! | stage | file |
+//! |---|---|
+//! | configuration | `config.rs` |
+//! | metadata sources -> store | `metadata/{files,upstream}.rs` -> `metadata/mod.rs` |
+//! | request -> answer | `http/guard.rs` -> `http/routes.rs` -> `http/render.rs` |
+//! | request -> counters (hot path) | `http/count.rs` -> `metrics.rs` -> `exporter.rs` (`/metrics`) |
+//! | event -> local log (warm and cold source) | `logs/to_file.rs` |
+
+pub mod api_version;
+pub mod config;
+pub mod exporter;
+pub mod http;
+pub mod logs;
+pub mod metadata;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+
+use anyhow::Context;
+use config::Config;
+use http::{AppState, guard::RateLimit};
+use metadata::MetadataStore;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The agent's version, as in the `Server` header and `agent_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Serves the metadata API and `/metrics` until `shutdown` is cancelled, then stops accepting,
+/// lets in-flight requests finish (up to `shutdown_timeout`) and stops the background tasks.
+pub async fn run(
+    config: Config,
+    telemetry: &Telemetry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    ::metrics::gauge!(metrics::BUILD_INFO,
+        "version" => VERSION, "cluster" => config.cluster.clone(), "machine" => config.machine.clone())
+    .set(1.0);
+
+    let store = Arc::new(MetadataStore::new());
+    let tasks = TaskTracker::new();
+    metadata::start(&config, &store, &tasks, shutdown.clone()).await?;
+
+    let rate_limit = config
+        .rate_limit
+        .and_then(NonZeroU32::new)
+        .map(RateLimit::new);
+    if let Some(limit) = &rate_limit {
+        limit.spawn_cleanup(shutdown.clone());
+    }
+    let app = http::router(AppState {
+        store: Arc::clone(&store),
+        rate_limit,
+    });
+
+    let api_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the metadata API to {}", config.listen))?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
+    tracing::info!(addr = %api_listener.local_addr()?, "metadata API listening");
+    tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+    tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
+
+    let refresh = scrape_time_values(Arc::clone(&store), telemetry);
+    let api = axum::serve(
+        api_listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let metrics = exporter::serve(
+        metrics_listener,
+        telemetry.prometheus.clone(),
+        refresh,
+        shutdown.clone(),
+    );
+    let servers = async {
+        let result = tokio::try_join!(api.into_future(), metrics);
+        // One server failing stops the other and the background tasks.
+        shutdown.cancel();
+        result
+    };
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(config.shutdown_timeout).await;
+    };
+    tokio::select! {
+        result = servers => { result.context("serving")?; }
+        () = deadline => tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed with requests still in flight"),
+    }
+    tasks.close();
+    if tokio::time::timeout(config.shutdown_timeout, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Values Prometheus reads at scrape time rather than on every change.
+fn scrape_time_values(
+    store: Arc<MetadataStore>,
+    telemetry: &Telemetry,
+) -> Arc<dyn Fn() + Send + Sync> {
+    let dropped = telemetry.log_dropped.clone();
+    Arc::new(move || {
+        if let Some(age) = store.age() {
+            ::metrics::gauge!(metrics::METADATA_AGE_SECONDS).set(age.as_secs_f64());
+        }
+        ::metrics::counter!(metrics::LOG_DROPPED_EVENTS_TOTAL)
+            .absolute(dropped.dropped_lines() as u64);
+    })
+}

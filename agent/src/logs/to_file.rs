@@ -1,0 +1,268 @@
+//! The full-fidelity local log: a tracing layer that turns every event into the shared
+//! [`LogRecord`] and writes it as one JSON line through `tracing-appender`'s hourly rolling file
+//! appender (`<data-dir>/logs/agent.YYYY-MM-DD-HH.log`, UTC hours).
+//!
+//! These files are the write-ahead log of the warm and cold paths. Writing never blocks the
+//! thread that logs: lines go through a bounded channel to a writer thread, and when it falls
+//! behind the line is dropped and counted (`agent_log_dropped_events_total`); the record's `seq`
+//! then shows the gap.
+
+use crate::metrics::LOG_EVENTS_TOTAL;
+use chrono::Utc;
+use logrecord::{Level, LogRecord};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::layer::{Context, Layer};
+
+/// File names: `agent.<UTC date>-<hour>.log`.
+pub const FILE_PREFIX: &str = "agent";
+pub const FILE_SUFFIX: &str = "log";
+
+/// The layer writing [`LogRecord`] lines.
+#[derive(Debug)]
+pub struct FileLayer {
+    writer: NonBlocking,
+    cluster: String,
+    machine: String,
+    seq: AtomicU64,
+    events: [metrics::Counter; 5],
+}
+
+/// The writer's handles: keep the guard alive until exit (dropping it flushes the file), read
+/// the drop count at scrape time.
+#[derive(Debug)]
+pub struct FileWriter {
+    pub guard: WorkerGuard,
+    pub dropped: ErrorCounter,
+}
+
+impl FileLayer {
+    /// Opens the hourly appender under `dir` with a buffer of `buffered_lines`.
+    pub fn new(
+        dir: &Path,
+        cluster: &str,
+        machine: &str,
+        buffered_lines: usize,
+    ) -> anyhow::Result<(Self, FileWriter)> {
+        std::fs::create_dir_all(dir)?;
+        let appender = RollingFileAppender::builder()
+            .rotation(Rotation::HOURLY)
+            .filename_prefix(FILE_PREFIX)
+            .filename_suffix(FILE_SUFFIX)
+            .build(dir)?;
+        let (writer, guard) = NonBlockingBuilder::default()
+            .buffered_lines_limit(buffered_lines)
+            .lossy(true)
+            .thread_name("agent-log-writer")
+            .finish(appender);
+        let dropped = writer.error_counter();
+        let events =
+            Level::ALL.map(|level| metrics::counter!(LOG_EVENTS_TOTAL, "level" => level.as_str()));
+        let layer = FileLayer {
+            writer,
+            cluster: cluster.to_owned(),
+            machine: machine.to_owned(),
+            seq: AtomicU64::new(0),
+            events,
+        };
+        Ok((layer, FileWriter { guard, dropped }))
+    }
+}
+
+impl<S: Subscriber> Layer<S> for FileLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let level = level_of(*meta.level());
+        let mut visitor = RecordVisitor::default();
+        event.record(&mut visitor);
+        let record = LogRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            timestamp: LogRecord::truncate_timestamp(Utc::now()),
+            level,
+            target: meta.target().to_owned(),
+            message: visitor.message,
+            cluster: self.cluster.clone(),
+            machine: self.machine.clone(),
+            request_id: visitor.request_id,
+            method: visitor.method,
+            path: visitor.path,
+            api_version: visitor.api_version,
+            format: visitor.format,
+            status: visitor.status,
+            latency_us: visitor.latency_us,
+            response_bytes: visitor.response_bytes,
+            caller: visitor.caller,
+            fields: (!visitor.fields.is_empty()).then_some(visitor.fields),
+        };
+        // One write is one channel message is one line; a full channel drops it and counts.
+        let _ = self
+            .writer
+            .clone()
+            .write_all(record.to_json_line().as_bytes());
+        self.events[level as usize].increment(1);
+    }
+}
+
+fn level_of(level: tracing::Level) -> Level {
+    match level {
+        tracing::Level::TRACE => Level::Trace,
+        tracing::Level::DEBUG => Level::Debug,
+        tracing::Level::INFO => Level::Info,
+        tracing::Level::WARN => Level::Warn,
+        tracing::Level::ERROR => Level::Error,
+    }
+}
+
+/// Sorts an event's fields into the record's typed columns and the `fields` object.
+#[derive(Default)]
+struct RecordVisitor {
+    message: String,
+    request_id: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    api_version: Option<String>,
+    format: Option<String>,
+    caller: Option<String>,
+    status: Option<u16>,
+    latency_us: Option<u64>,
+    response_bytes: Option<u64>,
+    fields: Map<String, Value>,
+}
+
+impl RecordVisitor {
+    fn text_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "request_id" => &mut self.request_id,
+            "method" => &mut self.method,
+            "path" => &mut self.path,
+            "api_version" => &mut self.api_version,
+            "format" => &mut self.format,
+            "caller" => &mut self.caller,
+            _ => return None,
+        })
+    }
+
+    fn number(&mut self, name: &str, value: u64) -> bool {
+        match name {
+            "status" => self.status = u16::try_from(value).ok(),
+            "latency_us" => self.latency_us = Some(value),
+            "response_bytes" => self.response_bytes = Some(value),
+            _ => return false,
+        }
+        true
+    }
+}
+
+impl Visit for RecordVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_owned(),
+            name => match self.text_slot(name) {
+                Some(slot) => *slot = Some(value.to_owned()),
+                None => {
+                    self.fields.insert(name.to_owned(), Value::from(value));
+                }
+            },
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if !self.number(field.name(), value) {
+            self.fields
+                .insert(field.name().to_owned(), Value::from(value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let typed = u64::try_from(value).is_ok_and(|v| self.number(field.name(), v));
+        if !typed {
+            self.fields
+                .insert(field.name().to_owned(), Value::from(value));
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.fields
+            .insert(field.name().to_owned(), Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.fields
+            .insert(field.name().to_owned(), Value::from(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%value` fields arrive here too, formatted with Display.
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn events_become_records_with_typed_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "imds::request", request_id = "r-1", method = %"GET", status = 404u16, latency_us = 12u64, caller = %"127.0.0.2", "request served");
+            tracing::debug!(attempt = 3, reason = "timeout", ratio = 0.5, "retrying");
+        });
+        drop(writer.guard);
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with("agent.") && name.ends_with(".log"),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(file).unwrap();
+        let records: Vec<LogRecord> = text
+            .lines()
+            .map(|l| LogRecord::from_json_line(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 2);
+        let request = &records[0];
+        assert_eq!(
+            (request.seq, request.level, request.target.as_str()),
+            (1, Level::Info, "imds::request")
+        );
+        assert_eq!(
+            (request.cluster.as_str(), request.machine.as_str()),
+            ("west", "host-1")
+        );
+        assert_eq!(request.message, "request served");
+        assert_eq!(request.request_id.as_deref(), Some("r-1"));
+        assert_eq!(request.method.as_deref(), Some("GET"));
+        assert_eq!((request.status, request.latency_us), (Some(404), Some(12)));
+        assert_eq!(request.caller.as_deref(), Some("127.0.0.2"));
+        assert_eq!(request.fields, None);
+        let debug = &records[1];
+        assert_eq!((debug.seq, debug.level), (2, Level::Debug));
+        let fields = debug.fields.as_ref().unwrap();
+        assert_eq!(
+            (
+                fields["attempt"].as_i64(),
+                fields["reason"].as_str(),
+                fields["ratio"].as_f64()
+            ),
+            (Some(3), Some("timeout"), Some(0.5))
+        );
+        assert_ne!(records[0].id, records[1].id);
+    }
+}

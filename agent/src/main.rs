@@ -1,0 +1,42 @@
+//! `agent`: parse the configuration, set up telemetry, run until SIGTERM or Ctrl-C.
+
+use agent::config::{Cli, Config};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match Config::from_cli(Cli::parse()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("agent: configuration error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("agent: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match agent::telemetry::init(&config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("agent: cannot set up telemetry: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = agent::shutdown::on_signal();
+        agent::run(config, &telemetry, shutdown).await
+    });
+    // Flush the local log last, so the shutdown events are in it.
+    telemetry.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

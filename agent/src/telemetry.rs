@@ -1,0 +1,80 @@
+//! Telemetry set up in one place: the Prometheus recorder (hot path), the local log files (every
+//! event at `--log-level` and above) and a short human log on stderr.
+
+use crate::config::Config;
+use crate::logs::to_file::{FileLayer, FileWriter};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing_appender::non_blocking::ErrorCounter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Lines the log writer may hold before it drops (and counts) new ones.
+pub const LOG_BUFFER_LINES: usize = 128_000;
+
+/// Dependencies whose debug output says nothing about the service and would flood the file at
+/// request rate; they are kept at INFO and above.
+const QUIET_DEPENDENCIES: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "notify",
+    "mio",
+    "tower",
+];
+
+/// Handles the running agent needs: keep it alive until exit, its drop flushes the log.
+#[derive(Debug)]
+pub struct Telemetry {
+    pub prometheus: PrometheusHandle,
+    pub log_dropped: ErrorCounter,
+    log_writer: FileWriter,
+}
+
+impl Telemetry {
+    /// Flushes the local log: every event logged so far is in the file when this returns.
+    pub fn flush(self) {
+        drop(self.log_writer.guard);
+    }
+}
+
+/// Installs the metrics recorder and the tracing subscriber. Call once, before [`crate::run`].
+pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
+    let prometheus = crate::metrics::install()?;
+    let (file_layer, log_writer) = FileLayer::new(
+        &config.log_dir(),
+        &config.cluster,
+        &config.machine,
+        LOG_BUFFER_LINES,
+    )?;
+    let file_filter = QUIET_DEPENDENCIES.iter().fold(
+        Targets::new().with_default(config.log_level),
+        |targets, name| {
+            targets.with_target(
+                *name,
+                config
+                    .log_level
+                    .min(tracing::level_filters::LevelFilter::INFO),
+            )
+        },
+    );
+    // stderr is for people starting the agent: lifecycle and problems, not one line per request.
+    // RUST_LOG replaces this default.
+    let console_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,imds::request=off"));
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(console_filter);
+    tracing_subscriber::registry()
+        .with(file_layer.with_filter(file_filter))
+        .with(console)
+        .try_init()?;
+    Ok(Telemetry {
+        prometheus,
+        log_dropped: log_writer.dropped.clone(),
+        log_writer,
+    })
+}

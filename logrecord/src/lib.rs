@@ -1,0 +1,198 @@
+//! The log record: the one contract every binary of the pipeline shares.
+//!
+//! The agent writes each tracing event as one [`LogRecord`] serialized to a JSON line (the
+//! full-fidelity local log, [`LogRecord::to_json_line`]). The warm shipper sends those same lines to
+//! Kafka, the collector decodes them with [`LogRecord::from_json_line`], and both the collector and
+//! the cold-path roller turn batches of records into Arrow with [`to_record_batch`] over the one
+//! [`schema`]. Schema changes are additive: a new optional field gets a new nullable column, and
+//! readers accept unknown JSON keys so an older collector keeps working with a newer agent.
+
+mod arrow_schema;
+mod level;
+
+pub use arrow_schema::{schema, to_record_batch};
+pub use level::Level;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One log event, as written by the agent and stored by the collector and the roller.
+///
+/// Request events (one per metadata request) fill the typed `request_id` .. `caller` fields; any
+/// other structured field of an event goes into `fields`, a JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Unique per event and stable: it is written into the line, so reading the same line again
+    /// (a replay after a crash) yields the same id. A UUIDv7, so ids sort by creation time.
+    pub id: String,
+    /// Per-process sequence number of the writer, starting at 1. A gap in a run's sequence means
+    /// events were dropped before they reached the file (counted in `agent_log_dropped_events_total`).
+    pub seq: u64,
+    /// When the event happened, UTC, microsecond precision.
+    #[serde(with = "timestamp_micros")]
+    pub timestamp: DateTime<Utc>,
+    pub level: Level,
+    /// The tracing target (usually the module path).
+    pub target: String,
+    pub message: String,
+    /// Host identity, from the agent's configuration.
+    pub cluster: String,
+    pub machine: String,
+
+    /// `x-ms-request-id` of the response this event describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Time from the request's arrival to its response being ready, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<u64>,
+    /// The caller's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+
+    /// Every other field of the event. A JSON object here; a JSON string column in Arrow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Why a line could not be read as a [`LogRecord`].
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not JSON, a required field missing, or a field of the wrong type.
+    #[error("invalid log record: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
+impl LogRecord {
+    /// Parses one JSON line (a trailing newline is allowed).
+    pub fn from_json_line(line: &str) -> Result<Self, RecordError> {
+        Ok(serde_json::from_str(line.trim_end_matches(['\n', '\r']))?)
+    }
+
+    /// Serializes to one JSON line, newline included.
+    pub fn to_json_line(&self) -> String {
+        // Serializing a struct of strings, numbers and a JSON map cannot fail.
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
+    /// The timestamp format of the wire form and of every printed timestamp: RFC 3339, UTC,
+    /// microseconds, `Z` suffix.
+    pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
+        ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    /// Truncates a timestamp to the precision the record keeps.
+    pub fn truncate_timestamp(ts: DateTime<Utc>) -> DateTime<Utc> {
+        ts.trunc_subsecs(6)
+    }
+}
+
+/// The wire form of the timestamp: RFC 3339 with microseconds in UTC.
+mod timestamp_micros {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&ts.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|ts| super::LogRecord::truncate_timestamp(ts.with_timezone(&Utc)))
+            .map_err(|e| D::Error::custom(format!("timestamp {text:?} is not RFC 3339: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn request_record() -> LogRecord {
+        LogRecord {
+            id: "01930000-0000-7000-8000-000000000001".into(),
+            seq: 7,
+            timestamp: DateTime::parse_from_rfc3339("2024-02-29T23:59:59.123456Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            level: Level::Info,
+            target: "imds::request".into(),
+            message: "request served".into(),
+            cluster: "west".into(),
+            machine: "host-1".into(),
+            request_id: Some("5f0c3b1e-0000-4000-8000-000000000000".into()),
+            method: Some("GET".into()),
+            path: Some("/metadata/instance/compute".into()),
+            api_version: Some("2021-02-01".into()),
+            format: Some("json".into()),
+            status: Some(200),
+            latency_us: Some(85),
+            response_bytes: Some(1234),
+            caller: Some("127.0.0.1".into()),
+            fields: None,
+        }
+    }
+
+    #[test]
+    fn json_line_round_trips_field_for_field() {
+        let record = request_record();
+        let line = record.to_json_line();
+        assert!(line.ends_with('\n'));
+        assert!(line.contains(r#""timestamp":"2024-02-29T23:59:59.123456Z""#));
+        assert!(line.contains(r#""level":"INFO""#));
+        assert_eq!(LogRecord::from_json_line(&line).unwrap(), record);
+    }
+
+    #[test]
+    fn optional_fields_are_omitted_and_default_to_none() {
+        let line = r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"DEBUG","target":"t","message":"m","cluster":"c","machine":"h","fields":{"k":1}}"#;
+        let record = LogRecord::from_json_line(line).unwrap();
+        assert_eq!(record.status, None);
+        assert_eq!(record.level, Level::Debug);
+        assert_eq!(record.fields.unwrap()["k"], 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_accepted_for_additive_schema_changes() {
+        let line = r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"WARN","target":"t","message":"m","cluster":"c","machine":"h","new_column":"x"}"#;
+        assert_eq!(LogRecord::from_json_line(line).unwrap().level, Level::Warn);
+    }
+
+    #[test]
+    fn invalid_lines_are_errors_not_panics() {
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"id":"a","seq":-1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"a","seq":1,"timestamp":"yesterday","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"LOUD","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h","status":"200"}"#,
+        ] {
+            assert!(LogRecord::from_json_line(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_with_offsets_are_normalised_to_utc_micros() {
+        let line = r#"{"id":"a","seq":1,"timestamp":"2026-03-01T01:00:00.1234567+01:00","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#;
+        let record = LogRecord::from_json_line(line).unwrap();
+        assert_eq!(
+            LogRecord::format_timestamp(&record.timestamp),
+            "2026-03-01T00:00:00.123456Z"
+        );
+    }
+}
