@@ -1,0 +1,268 @@
+//! Test harness: starts the real `agent` binary on port 0 with its own data directory, learns
+//! the bound addresses from its start-up lines, and offers HTTP, scrape and log helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use logrecord::LogRecord;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const API_VERSION: &str = "2021-02-01";
+
+/// A running agent, killed when dropped.
+pub struct Agent {
+    child: Child,
+    pub api: SocketAddr,
+    pub metrics: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to start an agent.
+#[derive(Default)]
+pub struct AgentBuilder {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+    identity: bool,
+}
+
+impl AgentBuilder {
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Use this data directory (kept after the agent stops) instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Do not pass `--cluster test-cluster --machine test-host`.
+    pub fn without_identity(mut self) -> Self {
+        self.identity = false;
+        self
+    }
+
+    pub fn start(self) -> Agent {
+        let (temp, data_dir) = match self.data_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::tempdir().unwrap();
+                let dir = temp.path().to_owned();
+                (Some(temp), dir)
+            }
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agent"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir);
+        if self.identity {
+            command.args(["--cluster", "test-cluster", "--machine", "test-host"]);
+        }
+        command.args(&self.args).env_remove("RUST_LOG");
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+
+        // Read stderr for good (a full pipe would block the agent), reporting the addresses.
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let kept = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let which = if line.contains("metadata API listening") { "api" } else { "metrics" };
+                    let _ = tx.send((which, addr.trim().parse::<SocketAddr>().unwrap()));
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let (mut api, mut metrics) = (None, None);
+        while api.is_none() || metrics.is_none() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("api", addr)) => api = Some(addr),
+                Ok((_, addr)) => metrics = Some(addr),
+                Err(_) => {
+                    let status = child.try_wait().unwrap();
+                    panic!("agent did not start (exit: {status:?}); stderr:\n{}", stderr.lock().unwrap().join("\n"));
+                }
+            }
+        }
+        Agent { child, api: api.unwrap(), metrics: metrics.unwrap(), data_dir, _temp: temp, stderr }
+    }
+}
+
+impl Agent {
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder { identity: true, ..AgentBuilder::default() }
+    }
+
+    /// An agent with the rate limit off, so tests can send as they like.
+    pub fn start_unlimited() -> Agent {
+        Agent::builder().args(["--rate-limit", "0"]).start()
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.api, path_and_query)
+    }
+
+    /// GET with `Metadata: true`.
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        client().get(self.url(path_and_query)).header("Metadata", "true").send().await.unwrap()
+    }
+
+    /// GET `/metadata/instance<path>` with the usual api-version and `extra` query parameters.
+    pub async fn instance(&self, path: &str, extra: &str) -> reqwest::Response {
+        self.get(&format!("/metadata/instance{path}?api-version={API_VERSION}{extra}")).await
+    }
+
+    /// The `/metrics` page as `series -> value`.
+    pub async fn scrape(&self) -> Scrape {
+        let text = client().get(format!("http://{}/metrics", self.metrics)).send().await.unwrap().text().await.unwrap();
+        Scrape::parse(&text)
+    }
+
+    /// Every record of the local log files, in file and line order.
+    pub fn log_records(&self) -> Vec<LogRecord> {
+        read_log_records(&self.data_dir.join("logs"))
+    }
+
+    /// Waits until `predicate` holds for the local log (the writer is asynchronous).
+    pub fn wait_for_log(&self, what: &str, predicate: impl Fn(&[LogRecord]) -> bool) -> Vec<LogRecord> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.log_records();
+            if predicate(&records) {
+                return records;
+            }
+            assert!(Instant::now() < deadline, "log never showed {what}; it has {} records", records.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "agent did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub fn read_log_records(dir: &Path) -> Vec<LogRecord> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    files.sort();
+    let mut records = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // The writer may be mid-line: only complete lines count.
+        for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            records.push(LogRecord::from_json_line(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", file.display())));
+        }
+    }
+    records
+}
+
+/// A parsed Prometheus text page.
+#[derive(Debug)]
+pub struct Scrape {
+    pub text: String,
+    pub series: BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_owned(), value.parse::<f64>().unwrap())
+            })
+            .collect();
+        Scrape { text: text.to_owned(), series }
+    }
+
+    /// The value of one series, spelled as exposed (`name{a="x",b="y"}`); 0 when absent.
+    pub fn value(&self, series: &str) -> f64 {
+        self.series.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// The sum over every series of `name` whose labels contain all of `labels`.
+    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.series
+            .iter()
+            .filter(|(series, _)| {
+                let (n, rest) = series.split_once('{').unwrap_or((series.as_str(), ""));
+                n == name && labels.iter().all(|l| rest.contains(l))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// Sends raw bytes as a request and returns the status code and the body (for inputs an HTTP
+/// client library refuses to send).
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The built-in example document, as served (without its `extended` block).
+pub fn example_document() -> serde_json::Value {
+    let mut document: serde_json::Value = serde_json::from_str(agent::metadata::EXAMPLE_DOCUMENT).unwrap();
+    document.as_object_mut().unwrap().remove("extended");
+    document
+}
