@@ -51,6 +51,9 @@ pub struct Cli {
     /// Lowest level written to the local log files: trace, debug, info, warn, error. [default: debug]
     #[arg(long, env = "AGENT_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Log lines buffered for the log writer; beyond it new events are dropped and counted. [default: 128000]
+    #[arg(long, env = "AGENT_LOG_BUFFER_LINES")]
+    pub log_buffer_lines: Option<usize>,
     /// How long shutdown waits for in-flight requests, e.g. `10s`. [default: 10s]
     #[arg(long, env = "AGENT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -71,6 +74,7 @@ struct FileConfig {
     machine: Option<String>,
     rate_limit: Option<u32>,
     log_level: Option<String>,
+    log_buffer_lines: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
 }
@@ -101,6 +105,8 @@ pub struct Config {
     /// Requests per second per caller; `None` when the limit is off.
     pub rate_limit: Option<u32>,
     pub log_level: LevelFilter,
+    /// Capacity of the log writer's queue, in lines.
+    pub log_buffer_lines: usize,
     pub shutdown_timeout: Duration,
 }
 
@@ -177,6 +183,11 @@ impl Config {
             rate_limit: Some(cli.rate_limit.or(file.rate_limit).unwrap_or(5))
                 .filter(|&rps| rps > 0),
             log_level,
+            log_buffer_lines: cli
+                .log_buffer_lines
+                .or(file.log_buffer_lines)
+                .unwrap_or(128_000)
+                .max(1),
             shutdown_timeout: cli
                 .shutdown_timeout
                 .or(file.shutdown_timeout)

@@ -10,9 +10,6 @@ use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Lines the log writer may hold before it drops (and counts) new ones.
-pub const LOG_BUFFER_LINES: usize = 128_000;
-
 /// Dependencies whose debug output says nothing about the service and would flood the file at
 /// request rate; they are kept at INFO and above.
 const QUIET_DEPENDENCIES: &[&str] = &[
@@ -47,7 +44,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         &config.log_dir(),
         &config.cluster,
         &config.machine,
-        LOG_BUFFER_LINES,
+        config.log_buffer_lines,
     )?;
     let file_filter = QUIET_DEPENDENCIES.iter().fold(
         Targets::new().with_default(config.log_level),

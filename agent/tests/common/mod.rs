@@ -82,7 +82,12 @@ impl AgentBuilder {
         for (key, value) in &self.envs {
             command.env(key, value);
         }
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
 
         // Read stderr for good (a full pipe would block the agent), reporting the addresses.
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -92,7 +97,11 @@ impl AgentBuilder {
         std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("addr=").nth(1) {
-                    let which = if line.contains("metadata API listening") { "api" } else { "metrics" };
+                    let which = if line.contains("metadata API listening") {
+                        "api"
+                    } else {
+                        "metrics"
+                    };
                     let _ = tx.send((which, addr.trim().parse::<SocketAddr>().unwrap()));
                 }
                 kept.lock().unwrap().push(line);
@@ -105,17 +114,30 @@ impl AgentBuilder {
                 Ok((_, addr)) => metrics = Some(addr),
                 Err(_) => {
                     let status = child.try_wait().unwrap();
-                    panic!("agent did not start (exit: {status:?}); stderr:\n{}", stderr.lock().unwrap().join("\n"));
+                    panic!(
+                        "agent did not start (exit: {status:?}); stderr:\n{}",
+                        stderr.lock().unwrap().join("\n")
+                    );
                 }
             }
         }
-        Agent { child, api: api.unwrap(), metrics: metrics.unwrap(), data_dir, _temp: temp, stderr }
+        Agent {
+            child,
+            api: api.unwrap(),
+            metrics: metrics.unwrap(),
+            data_dir,
+            _temp: temp,
+            stderr,
+        }
     }
 }
 
 impl Agent {
     pub fn builder() -> AgentBuilder {
-        AgentBuilder { identity: true, ..AgentBuilder::default() }
+        AgentBuilder {
+            identity: true,
+            ..AgentBuilder::default()
+        }
     }
 
     /// An agent with the rate limit off, so tests can send as they like.
@@ -129,17 +151,32 @@ impl Agent {
 
     /// GET with `Metadata: true`.
     pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
-        client().get(self.url(path_and_query)).header("Metadata", "true").send().await.unwrap()
+        client()
+            .get(self.url(path_and_query))
+            .header("Metadata", "true")
+            .send()
+            .await
+            .unwrap()
     }
 
     /// GET `/metadata/instance<path>` with the usual api-version and `extra` query parameters.
     pub async fn instance(&self, path: &str, extra: &str) -> reqwest::Response {
-        self.get(&format!("/metadata/instance{path}?api-version={API_VERSION}{extra}")).await
+        self.get(&format!(
+            "/metadata/instance{path}?api-version={API_VERSION}{extra}"
+        ))
+        .await
     }
 
     /// The `/metrics` page as `series -> value`.
     pub async fn scrape(&self) -> Scrape {
-        let text = client().get(format!("http://{}/metrics", self.metrics)).send().await.unwrap().text().await.unwrap();
+        let text = client()
+            .get(format!("http://{}/metrics", self.metrics))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         Scrape::parse(&text)
     }
 
@@ -149,14 +186,22 @@ impl Agent {
     }
 
     /// Waits until `predicate` holds for the local log (the writer is asynchronous).
-    pub fn wait_for_log(&self, what: &str, predicate: impl Fn(&[LogRecord]) -> bool) -> Vec<LogRecord> {
+    pub fn wait_for_log(
+        &self,
+        what: &str,
+        predicate: impl Fn(&[LogRecord]) -> bool,
+    ) -> Vec<LogRecord> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let records = self.log_records();
             if predicate(&records) {
                 return records;
             }
-            assert!(Instant::now() < deadline, "log never showed {what}; it has {} records", records.len());
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {what}; it has {} records",
+                records.len()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -164,13 +209,22 @@ impl Agent {
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "agent did not stop within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not stop within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -202,7 +256,10 @@ pub fn read_log_records(dir: &Path) -> Vec<LogRecord> {
         let text = std::fs::read_to_string(&file).unwrap();
         // The writer may be mid-line: only complete lines count.
         for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-            records.push(LogRecord::from_json_line(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", file.display())));
+            records.push(
+                LogRecord::from_json_line(line)
+                    .unwrap_or_else(|e| panic!("{}: {e}: {line}", file.display())),
+            );
         }
     }
     records
@@ -225,7 +282,10 @@ impl Scrape {
                 (name.to_owned(), value.parse::<f64>().unwrap())
             })
             .collect();
-        Scrape { text: text.to_owned(), series }
+        Scrape {
+            text: text.to_owned(),
+            series,
+        }
     }
 
     /// The value of one series, spelled as exposed (`name{a="x",b="y"}`); 0 when absent.
@@ -250,19 +310,29 @@ impl Scrape {
 /// client library refuses to send).
 pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// The built-in example document, as served (without its `extended` block).
 pub fn example_document() -> serde_json::Value {
-    let mut document: serde_json::Value = serde_json::from_str(agent::metadata::EXAMPLE_DOCUMENT).unwrap();
+    let mut document: serde_json::Value =
+        serde_json::from_str(agent::metadata::EXAMPLE_DOCUMENT).unwrap();
     document.as_object_mut().unwrap().remove("extended");
     document
 }
