@@ -54,6 +54,9 @@ pub struct Cli {
     /// Log lines buffered for the log writer; beyond it new events are dropped and counted. [default: 128000]
     #[arg(long, env = "AGENT_LOG_BUFFER_LINES")]
     pub log_buffer_lines: Option<usize>,
+    /// Turn the hot path off: no recorder, no `/metrics` listener. For measuring what metrics cost.
+    #[arg(long, env = "AGENT_DISABLE_METRICS")]
+    pub disable_metrics: bool,
     /// How long shutdown waits for in-flight requests, e.g. `10s`. [default: 10s]
     #[arg(long, env = "AGENT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -75,6 +78,7 @@ struct FileConfig {
     rate_limit: Option<u32>,
     log_level: Option<String>,
     log_buffer_lines: Option<usize>,
+    disable_metrics: Option<bool>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
 }
@@ -107,6 +111,8 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// Capacity of the log writer's queue, in lines.
     pub log_buffer_lines: usize,
+    /// `false` turns the hot path off (benchmarks of its cost).
+    pub metrics_enabled: bool,
     pub shutdown_timeout: Duration,
 }
 
@@ -188,6 +194,7 @@ impl Config {
                 .or(file.log_buffer_lines)
                 .unwrap_or(128_000)
                 .max(1),
+            metrics_enabled: !(cli.disable_metrics || file.disable_metrics.unwrap_or(false)),
             shutdown_timeout: cli
                 .shutdown_timeout
                 .or(file.shutdown_timeout)

@@ -65,11 +65,20 @@ pub async fn run(
     let api_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the metadata API to {}", config.listen))?;
-    let metrics_listener = TcpListener::bind(config.metrics_listen)
-        .await
-        .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
     tracing::info!(addr = %api_listener.local_addr()?, "metadata API listening");
-    tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+    let metrics_listener = match &telemetry.prometheus {
+        Some(handle) => {
+            let listener = TcpListener::bind(config.metrics_listen)
+                .await
+                .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+            Some((listener, handle.clone()))
+        }
+        None => {
+            tracing::info!("metrics disabled: no /metrics listener");
+            None
+        }
+    };
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
 
     let refresh = scrape_time_values(Arc::clone(&store), telemetry);
@@ -78,12 +87,14 @@ pub async fn run(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let metrics = exporter::serve(
-        metrics_listener,
-        telemetry.prometheus.clone(),
-        refresh,
-        shutdown.clone(),
-    );
+    let metrics = async {
+        match metrics_listener {
+            Some((listener, handle)) => {
+                exporter::serve(listener, handle, refresh, shutdown.clone()).await
+            }
+            None => Ok(()),
+        }
+    };
     let servers = async {
         let result = tokio::try_join!(api.into_future(), metrics);
         // One server failing stops the other and the background tasks.

@@ -25,7 +25,8 @@ const QUIET_DEPENDENCIES: &[&str] = &[
 /// Handles the running agent needs: keep it alive until exit, its drop flushes the log.
 #[derive(Debug)]
 pub struct Telemetry {
-    pub prometheus: PrometheusHandle,
+    /// `None` when metrics are disabled.
+    pub prometheus: Option<PrometheusHandle>,
     pub log_dropped: ErrorCounter,
     log_writer: FileWriter,
 }
@@ -39,7 +40,10 @@ impl Telemetry {
 
 /// Installs the metrics recorder and the tracing subscriber. Call once, before [`crate::run`].
 pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
-    let prometheus = crate::metrics::install()?;
+    let prometheus = config
+        .metrics_enabled
+        .then(crate::metrics::install)
+        .transpose()?;
     let (file_layer, log_writer) = FileLayer::new(
         &config.log_dir(),
         &config.cluster,

@@ -24,6 +24,7 @@ use tracing_subscriber::layer::{Context, Layer};
 /// File names: `agent.<UTC date>-<hour>.log`.
 pub const FILE_PREFIX: &str = "agent";
 pub const FILE_SUFFIX: &str = "log";
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The layer writing [`LogRecord`] lines.
 #[derive(Debug)]
@@ -57,11 +58,15 @@ impl FileLayer {
             .filename_prefix(FILE_PREFIX)
             .filename_suffix(FILE_SUFFIX)
             .build(dir)?;
+        // The writer thread flushes whenever its queue runs empty, so the buffer batches write
+        // calls under load without holding lines back when idle. A line buffered across the top
+        // of the hour may land in the next hour's file: its timestamp, not its file, is the truth.
+        let buffered = std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, appender);
         let (writer, guard) = NonBlockingBuilder::default()
             .buffered_lines_limit(buffered_lines)
             .lossy(true)
             .thread_name("agent-log-writer")
-            .finish(appender);
+            .finish(buffered);
         let dropped = writer.error_counter();
         let events =
             Level::ALL.map(|level| metrics::counter!(LOG_EVENTS_TOTAL, "level" => level.as_str()));
