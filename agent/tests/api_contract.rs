@@ -247,30 +247,18 @@ async fn a_leaf_needs_format_text_and_is_returned_bare() {
 #[tokio::test]
 async fn text_lists_a_directory_one_child_per_line() {
     let agent = Agent::start_unlimited();
-    assert_eq!(
-        text_of(agent.instance("", "&format=text").await).await,
-        (200, "compute/\nnetwork/".into())
-    );
-    assert_eq!(
-        text_of(agent.instance("/network", "&format=text").await).await,
-        (200, "interface/".into())
-    );
-    assert_eq!(
-        text_of(agent.instance("/network/interface", "&format=text").await).await,
-        (200, "0/".into())
-    );
-    assert_eq!(
-        text_of(agent.instance("/network/interface/0", "&format=text").await).await,
-        (200, "ipv4/\nipv6/\nmacAddress".into())
-    );
-    assert_eq!(
-        text_of(agent.instance("/compute/tagsList", "&format=text").await).await,
-        (200, "0/\n1/".into())
-    );
-    assert_eq!(
-        text_of(agent.instance("/compute/tagsList/1", "&format=text").await).await,
-        (200, "name\nvalue".into())
-    );
+    let listings = [
+        ("", "compute/\nnetwork/"),
+        ("/network", "interface/"),
+        ("/network/interface", "0/"),
+        ("/network/interface/0", "ipv4/\nipv6/\nmacAddress"),
+        ("/compute/tagsList", "0/\n1/"),
+        ("/compute/tagsList/1", "name\nvalue"),
+    ];
+    for (path, expected) in listings {
+        let listing = text_of(agent.instance(path, "&format=text").await).await;
+        assert_eq!(listing, (200, expected.to_owned()), "{path}");
+    }
     let compute = text_of(agent.instance("/compute", "&format=text").await)
         .await
         .1;
