@@ -19,12 +19,7 @@ pub async fn instance(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let query = request
-        .extensions()
-        .get::<ImdsQuery>()
-        .cloned()
-        .unwrap_or_default();
-    let valid = query.validate()?;
+    let valid = with_query(&request, ImdsQuery::validate)?;
     let path = request.uri().path();
     let segments = segments(path)?;
     let caller = caller_of(&request);
@@ -50,12 +45,9 @@ pub async fn instance(
 
 /// `GET /metadata/versions`: the supported api-versions; needs no api-version itself.
 pub async fn versions(request: Request) -> Result<Response, ApiError> {
-    let query = request
-        .extensions()
-        .get::<ImdsQuery>()
-        .cloned()
-        .unwrap_or_default();
-    if let Err(duplicate @ ApiError::DuplicateParameter(_)) = query.validate_version() {
+    if let Err(duplicate @ ApiError::DuplicateParameter(_)) =
+        with_query(&request, ImdsQuery::validate_version)
+    {
         return Err(duplicate);
     }
     let body = serde_json::json!({ "apiVersions": api_version::SUPPORTED });
@@ -70,6 +62,15 @@ pub async fn not_found(request: Request) -> ApiError {
 /// Any method but GET on a known path.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// Applies `check` to the query the count layer parsed (or parses it, when the handler runs
+/// without that layer).
+fn with_query<T>(request: &Request, check: impl Fn(&ImdsQuery) -> T) -> T {
+    match request.extensions().get::<ImdsQuery>() {
+        Some(query) => check(query),
+        None => check(&ImdsQuery::parse(request.uri().query())),
+    }
 }
 
 /// The caller's address, IPv4-mapped IPv6 folded to IPv4 so per-caller files match either way.
