@@ -54,6 +54,12 @@ pub struct Cli {
     /// Log lines buffered for the log writer; beyond it new events are dropped and counted. [default: 128000]
     #[arg(long, env = "AGENT_LOG_BUFFER_LINES")]
     pub log_buffer_lines: Option<usize>,
+    /// Kafka bootstrap servers for the warm path (`host:port,...`); without it the shipper is off.
+    #[arg(long, env = "AGENT_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka topic of the warm path. [default: imds.logs]
+    #[arg(long, env = "AGENT_KAFKA_TOPIC")]
+    pub kafka_topic: Option<String>,
     /// Turn the hot path off: no recorder, no `/metrics` listener. For measuring what metrics cost.
     #[arg(long, env = "AGENT_DISABLE_METRICS")]
     pub disable_metrics: bool,
@@ -79,6 +85,8 @@ struct FileConfig {
     log_level: Option<String>,
     log_buffer_lines: Option<usize>,
     disable_metrics: Option<bool>,
+    kafka_brokers: Option<String>,
+    kafka_topic: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
 }
@@ -97,6 +105,13 @@ pub enum MetadataSource {
     },
 }
 
+/// Where the warm shipper sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+}
+
 /// Validated configuration of the agent.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -111,6 +126,8 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// Capacity of the log writer's queue, in lines.
     pub log_buffer_lines: usize,
+    /// The warm path's Kafka, when configured.
+    pub kafka: Option<KafkaConfig>,
     /// `false` turns the hot path off (benchmarks of its cost).
     pub metrics_enabled: bool,
     pub shutdown_timeout: Duration,
@@ -194,6 +211,17 @@ impl Config {
                 .or(file.log_buffer_lines)
                 .unwrap_or(128_000)
                 .max(1),
+            kafka: cli
+                .kafka_brokers
+                .or(file.kafka_brokers)
+                .filter(|b| !b.trim().is_empty())
+                .map(|brokers| KafkaConfig {
+                    brokers,
+                    topic: cli
+                        .kafka_topic
+                        .or(file.kafka_topic)
+                        .unwrap_or_else(|| "imds.logs".into()),
+                }),
             metrics_enabled: !(cli.disable_metrics || file.disable_metrics.unwrap_or(false)),
             shutdown_timeout: cli
                 .shutdown_timeout
@@ -205,6 +233,11 @@ impl Config {
     /// Where the hourly local log files live.
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
+    }
+
+    /// The warm shipper's checkpoint.
+    pub fn shipper_checkpoint(&self) -> PathBuf {
+        self.data_dir.join("shipper").join("checkpoint.json")
     }
 }
 

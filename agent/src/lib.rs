@@ -9,6 +9,7 @@
 //! | request -> answer | `http/guard.rs` -> `http/routes.rs` -> `http/render.rs` |
 //! | request -> counters (hot path) | `http/count.rs` -> `metrics.rs` -> `exporter.rs` (`/metrics`) |
 //! | event -> local log (warm and cold source) | `logs/to_file.rs` |
+//! | local log -> Kafka (warm path) | `logs/to_kafka.rs` with `logs/checkpoint.rs` |
 
 pub mod api_version;
 pub mod config;
@@ -49,6 +50,22 @@ pub async fn run(
     let store = Arc::new(MetadataStore::new());
     let tasks = TaskTracker::new();
     metadata::start(&config, &store, &tasks, shutdown.clone()).await?;
+
+    // The warm shipper runs on a thread of its own, stopped after the servers (below).
+    let shipper_stop = CancellationToken::new();
+    let shipper = match &config.kafka {
+        Some(kafka) => Some(logs::to_kafka::start(
+            logs::to_kafka::ShipperConfig {
+                brokers: kafka.brokers.clone(),
+                topic: kafka.topic.clone(),
+                machine: config.machine.clone(),
+                log_dir: config.log_dir(),
+                checkpoint: config.shipper_checkpoint(),
+            },
+            shipper_stop.clone(),
+        )?),
+        None => None,
+    };
 
     let rate_limit = config
         .rate_limit
@@ -108,6 +125,16 @@ pub async fn run(
     tokio::select! {
         result = servers => { result.context("serving")?; }
         () = deadline => tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed with requests still in flight"),
+    }
+    // Stop the shipper after the last request: it ships what it can and stores its checkpoint.
+    if let Some(shipper) = shipper {
+        shipper_stop.cancel();
+        if tokio::task::spawn_blocking(move || shipper.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shipper thread ended abnormally");
+        }
     }
     tasks.close();
     if tokio::time::timeout(config.shutdown_timeout, tasks.wait())

@@ -28,6 +28,22 @@ pub const METADATA_RELOAD_ERRORS_TOTAL: &str = "imds_metadata_reload_errors_tota
 pub const LOG_EVENTS_TOTAL: &str = "agent_log_events_total";
 /// Counter: log events dropped because the log writer fell behind.
 pub const LOG_DROPPED_EVENTS_TOTAL: &str = "agent_log_dropped_events_total";
+/// Counter: events the warm shipper delivered to Kafka (acknowledged).
+pub const SHIPPER_DELIVERED_EVENTS_TOTAL: &str = "agent_shipper_delivered_events_total";
+/// Gauge, bytes: local log not yet acknowledged by Kafka (the warm backlog).
+pub const SHIPPER_BACKLOG_BYTES: &str = "agent_shipper_backlog_bytes";
+/// Gauge: events sent to Kafka and not yet acknowledged.
+pub const SHIPPER_PENDING_EVENTS: &str = "agent_shipper_pending_events";
+/// Counter: failed deliveries (each one resends from the checkpoint).
+pub const SHIPPER_SEND_ERRORS_TOTAL: &str = "agent_shipper_send_errors_total";
+/// Gauge, Unix seconds: when Kafka last acknowledged an event.
+pub const SHIPPER_LAST_DELIVERY_SECONDS: &str = "agent_shipper_last_delivery_timestamp_seconds";
+/// Counter: local log lines that are not records (cut short by a crash) and were not shipped.
+pub const SHIPPER_SKIPPED_LINES_TOTAL: &str = "agent_shipper_skipped_lines_total";
+/// Counter `{reason}`: events Kafka can never take (too large), kept in the cold path only.
+pub const SHIPPER_DROPPED_EVENTS_TOTAL: &str = "agent_shipper_dropped_events_total";
+/// Counter: log files removed (by retention) before they were shipped.
+pub const SHIPPER_LOST_FILES_TOTAL: &str = "agent_shipper_lost_files_total";
 /// Gauge `{version, cluster, machine}`, always 1: which build runs where.
 pub const BUILD_INFO: &str = "agent_build_info";
 
@@ -102,6 +118,46 @@ fn describe() {
         LOG_DROPPED_EVENTS_TOTAL,
         Unit::Count,
         "Log events dropped because the log writer fell behind."
+    );
+    describe_counter!(
+        SHIPPER_DELIVERED_EVENTS_TOTAL,
+        Unit::Count,
+        "Events the warm shipper delivered to Kafka (acknowledged)."
+    );
+    describe_gauge!(
+        SHIPPER_BACKLOG_BYTES,
+        Unit::Bytes,
+        "Local log bytes not yet acknowledged by Kafka."
+    );
+    describe_gauge!(
+        SHIPPER_PENDING_EVENTS,
+        Unit::Count,
+        "Events sent to Kafka and not yet acknowledged."
+    );
+    describe_counter!(
+        SHIPPER_SEND_ERRORS_TOTAL,
+        Unit::Count,
+        "Failed deliveries to Kafka; each resends from the checkpoint."
+    );
+    describe_gauge!(
+        SHIPPER_LAST_DELIVERY_SECONDS,
+        Unit::Seconds,
+        "Unix time of the last event Kafka acknowledged."
+    );
+    describe_counter!(
+        SHIPPER_SKIPPED_LINES_TOTAL,
+        Unit::Count,
+        "Local log lines that are not records and were not shipped."
+    );
+    describe_counter!(
+        SHIPPER_DROPPED_EVENTS_TOTAL,
+        Unit::Count,
+        "Events Kafka can never take, kept in the cold path only."
+    );
+    describe_counter!(
+        SHIPPER_LOST_FILES_TOTAL,
+        Unit::Count,
+        "Log files removed before they were shipped."
     );
     describe_gauge!(
         BUILD_INFO,

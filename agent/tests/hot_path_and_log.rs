@@ -211,9 +211,13 @@ async fn each_request_event_carries_the_response_request_id_and_typed_fields() {
     // Start-up events are in the file too, below INFO included (default threshold: debug).
     assert!(records.iter().any(|r| r.message == "metadata API listening"
         && r.fields.as_ref().unwrap()["addr"] == agent.api.to_string()));
-    // Sequence numbers count every event of the run, without gaps.
+    // Sequence numbers follow file order, one apart.
     let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>());
+    let first = seqs[0];
+    assert_eq!(
+        seqs,
+        (first..first + records.len() as u64).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -275,11 +279,6 @@ async fn a_full_log_writer_drops_and_counts_and_never_blocks_requests() {
         emitted - dropped,
         "every event is either in the file or counted as dropped"
     );
-    // The gaps in the sequence are exactly the dropped events.
-    let last_seq = records.iter().map(|r| r.seq).max().unwrap() as f64;
-    assert!(last_seq <= emitted);
-    assert_eq!(
-        last_seq - records.len() as f64,
-        dropped - (emitted - last_seq)
-    );
+    // What was written is numbered in file order, without gaps: drops never reach the writer.
+    assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 }

@@ -109,6 +109,117 @@ pub fn to_record_batch(records: &[LogRecord]) -> Result<RecordBatch, ArrowError>
     RecordBatch::try_new(schema(), columns)
 }
 
+/// Why a batch (or file) could not be read back as records.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading {0}: {1}")]
+    Io(std::path::PathBuf, std::io::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("column {0} is missing or not of the log record's type")]
+    Column(&'static str),
+    #[error("row {row}: {problem}")]
+    Value { row: usize, problem: String },
+}
+
+/// Reads records back from a batch of [`schema`] (columns found by name, so files written before
+/// an additive schema change read with the new columns as null).
+pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<LogRecord>, ReadError> {
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::{TimestampMicrosecondType, UInt16Type, UInt64Type};
+
+    let required = |name: &'static str| batch.column_by_name(name).ok_or(ReadError::Column(name));
+    let text = |name: &'static str| -> Result<&StringArray, ReadError> {
+        required(name)?
+            .as_string_opt::<i32>()
+            .ok_or(ReadError::Column(name))
+    };
+    let optional_text = |name: &'static str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+    };
+    let optional_u64 = |name: &'static str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+    };
+    let get_text = |column: Option<&StringArray>, row: usize| {
+        column
+            .filter(|c| c.is_valid(row))
+            .map(|c| c.value(row).to_owned())
+    };
+    let get_u64 = |column: Option<&arrow::array::PrimitiveArray<UInt64Type>>, row: usize| {
+        column.filter(|c| c.is_valid(row)).map(|c| c.value(row))
+    };
+
+    let (id, level, target, message) = (
+        text("id")?,
+        text("level")?,
+        text("target")?,
+        text("message")?,
+    );
+    let (cluster, machine) = (text("cluster")?, text("machine")?);
+    let seq = required("seq")?
+        .as_primitive_opt::<UInt64Type>()
+        .ok_or(ReadError::Column("seq"))?;
+    let timestamp = required("timestamp")?
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or(ReadError::Column("timestamp"))?;
+    let status = batch
+        .column_by_name("status")
+        .and_then(|c| c.as_primitive_opt::<UInt16Type>());
+    let (request_id, method, path) = (
+        optional_text("request_id"),
+        optional_text("method"),
+        optional_text("path"),
+    );
+    let (api_version, format, caller) = (
+        optional_text("api_version"),
+        optional_text("format"),
+        optional_text("caller"),
+    );
+    let (latency_us, response_bytes) = (optional_u64("latency_us"), optional_u64("response_bytes"));
+    let fields = optional_text("fields");
+
+    (0..batch.num_rows())
+        .map(|row| {
+            let bad = |problem: String| ReadError::Value { row, problem };
+            let timestamp = chrono::DateTime::from_timestamp_micros(timestamp.value(row))
+                .ok_or_else(|| bad("timestamp out of range".into()))?;
+            let fields = match get_text(fields, row) {
+                None => None,
+                Some(json) => match serde_json::from_str(&json) {
+                    Ok(serde_json::Value::Object(map)) => Some(map),
+                    _ => return Err(bad(format!("fields is not a JSON object: {json}"))),
+                },
+            };
+            Ok(LogRecord {
+                id: id.value(row).to_owned(),
+                seq: seq.value(row),
+                timestamp,
+                level: level.value(row).parse().map_err(bad)?,
+                target: target.value(row).to_owned(),
+                message: message.value(row).to_owned(),
+                cluster: cluster.value(row).to_owned(),
+                machine: machine.value(row).to_owned(),
+                request_id: get_text(request_id, row),
+                method: get_text(method, row),
+                path: get_text(path, row),
+                api_version: get_text(api_version, row),
+                format: get_text(format, row),
+                status: status.filter(|c| c.is_valid(row)).map(|c| c.value(row)),
+                latency_us: get_u64(latency_us, row),
+                response_bytes: get_u64(response_bytes, row),
+                caller: get_text(caller, row),
+                fields,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +258,13 @@ mod tests {
             r#"{"error":"disk full"}"#
         );
         assert_eq!(col("latency_us").as_primitive::<UInt64Type>().value(0), 85);
+        let plain = {
+            let mut p = request_record();
+            p.request_id = None;
+            p.status = None;
+            p.fields = Some(serde_json::from_str(r#"{"error":"disk full"}"#).unwrap());
+            p
+        };
+        assert_eq!(from_record_batch(&batch).unwrap(), vec![request, plain]);
     }
 }

@@ -9,8 +9,9 @@
 
 mod arrow_schema;
 mod level;
+pub mod parquet_file;
 
-pub use arrow_schema::{schema, to_record_batch};
+pub use arrow_schema::{ReadError, from_record_batch, schema, to_record_batch};
 pub use level::Level;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -22,12 +23,13 @@ use serde::{Deserialize, Serialize};
 /// other structured field of an event goes into `fields`, a JSON object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
+    /// Per-host sequence number, assigned by the agent's single log-writer thread in file order
+    /// and increasing across restarts (it starts above both the last one on disk and the current
+    /// time in microseconds). The warm path deduplicates replays with it. First in the JSON line.
+    pub seq: u64,
     /// Unique per event and stable: it is written into the line, so reading the same line again
     /// (a replay after a crash) yields the same id. A UUIDv7, so ids sort by creation time.
     pub id: String,
-    /// Per-process sequence number of the writer, starting at 1. A gap in a run's sequence means
-    /// events were dropped before they reached the file (counted in `agent_log_dropped_events_total`).
-    pub seq: u64,
     /// When the event happened, UTC, microsecond precision.
     #[serde(with = "timestamp_micros")]
     pub timestamp: DateTime<Utc>,
@@ -123,8 +125,8 @@ mod tests {
 
     pub(crate) fn request_record() -> LogRecord {
         LogRecord {
-            id: "01930000-0000-7000-8000-000000000001".into(),
             seq: 7,
+            id: "01930000-0000-7000-8000-000000000001".into(),
             timestamp: DateTime::parse_from_rfc3339("2024-02-29T23:59:59.123456Z")
                 .unwrap()
                 .with_timezone(&Utc),
@@ -151,6 +153,7 @@ mod tests {
         let record = request_record();
         let line = record.to_json_line();
         assert!(line.ends_with('\n'));
+        assert!(line.starts_with(r#"{"seq":7,"id":"#), "{line}");
         assert!(line.contains(r#""timestamp":"2024-02-29T23:59:59.123456Z""#));
         assert!(line.contains(r#""level":"INFO""#));
         assert_eq!(LogRecord::from_json_line(&line).unwrap(), record);

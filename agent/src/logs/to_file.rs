@@ -4,8 +4,12 @@
 //!
 //! These files are the write-ahead log of the warm and cold paths. Writing never blocks the
 //! thread that logs: lines go through a bounded channel to a writer thread, and when it falls
-//! behind the line is dropped and counted (`agent_log_dropped_events_total`); the record's `seq`
-//! then shows the gap.
+//! behind the line is dropped and counted (`agent_log_dropped_events_total`).
+//!
+//! The writer thread, being the only one, stamps each line's `seq` as it writes it, so `seq`
+//! follows file order exactly (the warm path's deduplication relies on that) with no lock on the
+//! request path. It starts above both the last `seq` on disk and the current Unix time in
+//! microseconds, so it keeps increasing across restarts, even when the log directory is lost.
 
 use crate::metrics::LOG_EVENTS_TOTAL;
 use chrono::Utc;
@@ -14,7 +18,6 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
@@ -32,7 +35,6 @@ pub struct FileLayer {
     writer: NonBlocking,
     cluster: String,
     machine: String,
-    seq: AtomicU64,
     events: [metrics::Counter; 5],
 }
 
@@ -61,7 +63,11 @@ impl FileLayer {
         // The writer thread flushes whenever its queue runs empty, so the buffer batches write
         // calls under load without holding lines back when idle. A line buffered across the top
         // of the hour may land in the next hour's file: its timestamp, not its file, is the truth.
-        let buffered = std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, appender);
+        let first_seq = last_seq_in(dir).map_or(0, |seq| seq + 1).max(unix_micros());
+        let buffered = SequencingWriter {
+            inner: std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, appender),
+            next_seq: first_seq,
+        };
         let (writer, guard) = NonBlockingBuilder::default()
             .buffered_lines_limit(buffered_lines)
             .lossy(true)
@@ -74,7 +80,6 @@ impl FileLayer {
             writer,
             cluster: cluster.to_owned(),
             machine: machine.to_owned(),
-            seq: AtomicU64::new(0),
             events,
         };
         Ok((layer, FileWriter { guard, dropped }))
@@ -89,7 +94,8 @@ impl<S: Subscriber> Layer<S> for FileLayer {
         event.record(&mut visitor);
         let record = LogRecord {
             id: uuid::Uuid::now_v7().to_string(),
-            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            // Stamped by the writer thread (SequencingWriter).
+            seq: 0,
             timestamp: LogRecord::truncate_timestamp(Utc::now()),
             level,
             target: meta.target().to_owned(),
@@ -114,6 +120,72 @@ impl<S: Subscriber> Layer<S> for FileLayer {
             .write_all(record.to_json_line().as_bytes());
         self.events[level as usize].increment(1);
     }
+}
+
+/// Sits between the queue and the hourly files on the writer thread: replaces the `0` of each
+/// line's leading `{"seq":0,` with the next sequence number.
+struct SequencingWriter<W> {
+    inner: W,
+    next_seq: u64,
+}
+
+const SEQ_PLACEHOLDER: &[u8] = b"{\"seq\":0,";
+
+impl<W: Write> Write for SequencingWriter<W> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        // The queue hands over one whole line per call (one event, one message).
+        match line.strip_prefix(SEQ_PLACEHOLDER) {
+            Some(rest) => {
+                write!(self.inner, "{{\"seq\":{},", self.next_seq)?;
+                self.inner.write_all(rest)?;
+                self.next_seq += 1;
+            }
+            None => self.inner.write_all(line)?,
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn unix_micros() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The highest `seq` in the newest log file of `dir` that has a complete record.
+pub fn last_seq_in(dir: &Path) -> Option<u64> {
+    let files = super::local_files::list(dir).ok()?;
+    files.iter().rev().find_map(|file| {
+        // Only the tail matters; its first and last lines may be partial (cut by the seek, or
+        // by a crash), and fail to parse.
+        let text = read_tail(&file.path, TAIL_BYTES).ok()?;
+        text.split(|&b| b == b'\n')
+            .rev()
+            .find_map(|line| serde_json::from_slice::<SeqOnly>(line).ok())
+            .map(|s| s.seq)
+    })
+}
+
+const TAIL_BYTES: u64 = 1024 * 1024;
+
+fn read_tail(path: &Path, bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(bytes)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    Ok(tail)
+}
+
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: u64,
 }
 
 fn level_of(level: tracing::Level) -> Level {
@@ -218,6 +290,7 @@ mod tests {
     #[test]
     fn events_become_records_with_typed_fields() {
         let dir = tempfile::tempdir().unwrap();
+        let started = unix_micros();
         let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
@@ -244,8 +317,8 @@ mod tests {
         assert_eq!(records.len(), 2);
         let request = &records[0];
         assert_eq!(
-            (request.seq, request.level, request.target.as_str()),
-            (1, Level::Info, "imds::request")
+            (request.level, request.target.as_str()),
+            (Level::Info, "imds::request")
         );
         assert_eq!(
             (request.cluster.as_str(), request.machine.as_str()),
@@ -258,7 +331,11 @@ mod tests {
         assert_eq!(request.caller.as_deref(), Some("127.0.0.2"));
         assert_eq!(request.fields, None);
         let debug = &records[1];
-        assert_eq!((debug.seq, debug.level), (2, Level::Debug));
+        assert_eq!((debug.seq, debug.level), (request.seq + 1, Level::Debug));
+        assert!(
+            request.seq >= started,
+            "seq starts above the current time in microseconds"
+        );
         let fields = debug.fields.as_ref().unwrap();
         assert_eq!(
             (
@@ -269,5 +346,29 @@ mod tests {
             (Some(3), Some("timeout"), Some(0.5))
         );
         assert_ne!(records[0].id, records[1].id);
+    }
+
+    #[test]
+    fn seq_continues_above_the_last_one_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        // A newest file whose last complete line has a seq far above the clock, then a torn line.
+        let far = unix_micros() + 10_000_000_000;
+        let old = format!("{{\"seq\":{far},\"id\":\"x\"}}\n{{\"seq\":{},\"id", far + 5);
+        std::fs::write(dir.path().join("agent.2099-01-01-00.log"), old).unwrap();
+        assert_eq!(last_seq_in(dir.path()), Some(far));
+        let (layer, writer) = FileLayer::new(dir.path(), "c", "m", 16).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!("after restart")
+        });
+        drop(writer.guard);
+        let newest = crate::logs::local_files::list(dir.path()).unwrap();
+        let current = newest
+            .iter()
+            .find(|f| f.name != "agent.2099-01-01-00.log")
+            .unwrap();
+        let record =
+            LogRecord::from_json_line(std::fs::read_to_string(&current.path).unwrap().trim())
+                .unwrap();
+        assert_eq!(record.seq, far + 1);
     }
 }

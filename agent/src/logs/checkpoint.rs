@@ -1,0 +1,68 @@
+//! The warm shipper's durable position in the local log: the file and the byte offset of the
+//! first line Kafka has not acknowledged yet. Written atomically (temporary file, fsync, rename),
+//! so after a crash it is either the old position or the new one, never a torn one.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// A position in the hourly files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Name of the hourly file, e.g. `agent.2026-11-21-09.log`.
+    pub file: String,
+    /// Byte offset in it of the first line not yet acknowledged.
+    pub offset: u64,
+}
+
+impl Checkpoint {
+    /// The stored checkpoint, `None` when there is none yet.
+    pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    anyhow::anyhow!("checkpoint {}: {e}", path.display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "reading checkpoint {}: {e}",
+                path.display()
+            )),
+        }
+    }
+
+    /// Replaces the stored checkpoint atomically.
+    pub fn store(&self, path: &Path) -> anyhow::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".checkpoint-")
+            .tempfile_in(dir)?;
+        temp.write_all(&serde_json::to_vec(self)?)?;
+        temp.as_file().sync_all()?;
+        temp.persist(path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shipper/checkpoint.json");
+        assert_eq!(Checkpoint::load(&path).unwrap(), None);
+        let checkpoint = Checkpoint {
+            file: "agent.2026-11-21-09.log".into(),
+            offset: 4096,
+        };
+        checkpoint.store(&path).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap(), Some(checkpoint));
+        std::fs::write(&path, "{torn").unwrap();
+        assert!(Checkpoint::load(&path).is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! Parquet files of log records, written so that a reader never sees a partial file: the rows go
+//! to a hidden temporary file in the target directory (`.writing-*`, which readers skip), the file
+//! is closed, its footer re-read to verify the row count, fsynced, and only then renamed to its
+//! final name (and the directory fsynced). Rows are sorted by time; columns are zstd-compressed.
+//!
+//! Two steps, so a caller can stage several files and make them visible together after it has
+//! recorded its intent: [`stage`] then [`StagedFile::publish`].
+
+use crate::{LogRecord, to_record_batch};
+use arrow::error::ArrowError;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Rows per row group: big enough for good compression, small enough that a one-machine lookup
+/// can skip most of a file by its statistics.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Why a Parquet file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("{path}: wrote {expected} rows but the footer says {found}")]
+    RowCount {
+        path: PathBuf,
+        expected: usize,
+        found: i64,
+    },
+}
+
+/// A complete, verified, fsynced file under a temporary name.
+#[derive(Debug)]
+pub struct StagedFile {
+    temp: tempfile::NamedTempFile,
+    path: PathBuf,
+    rows: usize,
+}
+
+/// A published file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub path: PathBuf,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `records` (sorted here by timestamp, then sequence) to a temporary file beside `path`.
+pub fn stage(path: &Path, records: &mut [LogRecord]) -> Result<StagedFile, WriteError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    records.sort_by(|a, b| (a.timestamp, &a.machine, a.seq).cmp(&(b.timestamp, &b.machine, b.seq)));
+    let temp = tempfile::Builder::new()
+        .prefix(".writing-")
+        .suffix(".parquet")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        temp.as_file().try_clone().map_err(io(temp.path()))?,
+        crate::schema(),
+        Some(properties),
+    )?;
+    for chunk in records.chunks(ROW_GROUP_ROWS) {
+        writer.write(&to_record_batch(chunk)?)?;
+    }
+    writer.close()?;
+    let found = SerializedFileReader::new(File::open(temp.path()).map_err(io(temp.path()))?)?
+        .metadata()
+        .file_metadata()
+        .num_rows();
+    if found != records.len() as i64 {
+        return Err(WriteError::RowCount {
+            path: path.to_owned(),
+            expected: records.len(),
+            found,
+        });
+    }
+    temp.as_file().sync_all().map_err(io(temp.path()))?;
+    Ok(StagedFile {
+        temp,
+        path: path.to_owned(),
+        rows: records.len(),
+    })
+}
+
+impl StagedFile {
+    /// The final name this file will have.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to its final name (replacing any file there) and fsyncs the directory.
+    pub fn publish(self) -> Result<WrittenFile, WriteError> {
+        let bytes = self
+            .temp
+            .as_file()
+            .metadata()
+            .map_err(io(&self.path))?
+            .len();
+        self.temp.persist(&self.path).map_err(|e| WriteError::Io {
+            path: self.path.clone(),
+            source: e.error,
+        })?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        Ok(WrittenFile {
+            path: self.path,
+            rows: self.rows,
+            bytes,
+        })
+    }
+}
+
+/// [`stage`] and [`StagedFile::publish`] in one call.
+pub fn write(path: &Path, records: &mut [LogRecord]) -> Result<WrittenFile, WriteError> {
+    stage(path, records)?.publish()
+}
+
+/// Reads every record of a Parquet file of the log record schema.
+pub fn read(path: &Path) -> Result<Vec<LogRecord>, crate::ReadError> {
+    let file = File::open(path).map_err(|e| crate::ReadError::Io(path.to_owned(), e))?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let mut records = Vec::new();
+    for batch in reader {
+        records.extend(crate::from_record_batch(&batch?)?);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::request_record;
+
+    #[test]
+    fn files_round_trip_sorted_and_appear_only_when_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("date=2024-02-29/hour=23/part-0.parquet");
+        let mut later = request_record();
+        later.timestamp += chrono::Duration::seconds(1);
+        later.id = "later".into();
+        later.fields = Some(serde_json::from_str(r#"{"k":[1,2]}"#).unwrap());
+        let earlier = request_record();
+        let mut records = vec![later.clone(), earlier.clone()];
+
+        let staged = stage(&path, &mut records).unwrap();
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(
+            names[0].starts_with(".writing-"),
+            "staged files are hidden: {names:?}"
+        );
+        assert!(!path.exists());
+
+        let written = staged.publish().unwrap();
+        assert_eq!((written.rows, written.path.as_path()), (2, path.as_path()));
+        assert!(written.bytes > 0);
+        assert_eq!(read(&path).unwrap(), vec![earlier, later]);
+    }
+}
