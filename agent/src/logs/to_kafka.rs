@@ -230,6 +230,7 @@ impl Shipper {
             delivered += 1;
         }
         if delivered > 0 {
+            tracing::debug!(delivered, pending = self.pending.len(), "Kafka acknowledged events");
             metrics::counter!(SHIPPER_DELIVERED_EVENTS_TOTAL).increment(delivered);
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)

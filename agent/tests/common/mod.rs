@@ -70,7 +70,7 @@ impl AgentBuilder {
                 (Some(temp), dir)
             }
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_agent"));
+        let mut command = Command::new(agent_binary());
         command
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -236,6 +236,33 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `agent` binary: cargo's own path in the agent's tests; from another package's tests (the
+/// warm path's, which share this harness), the workspace's debug build.
+pub fn agent_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_agent") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    let path = target.join("debug/agent");
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p agent` (scripts/test does)", path.display());
+    path
+}
+
+/// The process id, for signals.
+impl Agent {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,143 @@
+//! One Kafka partition's batch: messages decoded into the shared log record, malformed ones set
+//! aside as dead letters with their reason, replays and duplicates dropped.
+//!
+//! Two kinds of repeat are dropped, which together give each event exactly once in the store:
+//! - a message whose offset the store already holds (a collector replay after a crash): by offset;
+//! - an event the agent sent twice (it resends from its checkpoint after a crash): by the record's
+//!   `seq`, which each agent assigns in file order and which only grows, so anything at or below
+//!   the highest `seq` stored for its machine is a repeat. One machine's events share a partition
+//!   (the message key) and arrive in order, so this per-partition check sees all of them.
+
+use crate::state::PartitionState;
+use logrecord::LogRecord;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A message that could not be stored, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    pub partition: i32,
+    pub offset: i64,
+    /// Bounded reason, also the metric label: `empty`, `not_utf8`, `invalid_record`, `invalid_identity`.
+    pub reason: &'static str,
+    pub detail: String,
+    /// The message as text (invalid UTF-8 replaced).
+    pub payload: String,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Added,
+    /// Its offset is already in the store.
+    Replayed,
+    /// Its machine's `seq` is already in the store.
+    Duplicate,
+    DeadLettered(&'static str),
+}
+
+/// The batch of one partition, with the partition's stored state.
+#[derive(Debug)]
+pub struct PartitionBatch {
+    pub partition: i32,
+    /// What the store holds (committed).
+    pub state: PartitionState,
+    /// `state.high_water` plus this batch's records.
+    pub high_water: BTreeMap<String, u64>,
+    /// Offsets of the messages in this batch (rows, dead letters and dropped repeats alike).
+    pub offsets: Option<(i64, i64)>,
+    pub records: Vec<LogRecord>,
+    pub dead_letters: Vec<DeadLetter>,
+    started: Option<Instant>,
+}
+
+impl PartitionBatch {
+    pub fn new(partition: i32, state: PartitionState) -> Self {
+        let high_water = state.high_water.clone();
+        PartitionBatch { partition, state, high_water, offsets: None, records: Vec::new(), dead_letters: Vec::new(), started: None }
+    }
+
+    pub fn add(&mut self, offset: i64, payload: Option<&[u8]>) -> Outcome {
+        if offset < self.state.next_offset || self.offsets.is_some_and(|(_, last)| offset <= last) {
+            return Outcome::Replayed;
+        }
+        self.offsets = Some(match self.offsets {
+            Some((first, _)) => (first, offset),
+            None => (offset, offset),
+        });
+        self.started.get_or_insert_with(Instant::now);
+        let record = match decode(payload) {
+            Ok(record) => record,
+            Err((reason, detail)) => {
+                let payload = String::from_utf8_lossy(payload.unwrap_or_default()).into_owned();
+                self.dead_letters.push(DeadLetter { partition: self.partition, offset, reason, detail, payload });
+                return Outcome::DeadLettered(reason);
+            }
+        };
+        if self.high_water.get(&record.machine).is_some_and(|&high| record.seq <= high) {
+            return Outcome::Duplicate;
+        }
+        self.high_water.insert(record.machine.clone(), record.seq);
+        self.records.push(record);
+        Outcome::Added
+    }
+
+    /// Whether it is time to write this batch.
+    pub fn is_due(&self, interval: Duration, max_rows: usize) -> bool {
+        self.records.len() >= max_rows || self.started.is_some_and(|s| s.elapsed() >= interval)
+    }
+
+    /// Starts over after the batch was written, from the new stored state.
+    pub fn committed(&mut self, state: PartitionState) {
+        *self = PartitionBatch::new(self.partition, state);
+    }
+}
+
+fn decode(payload: Option<&[u8]>) -> Result<LogRecord, (&'static str, String)> {
+    let payload = payload.filter(|p| !p.is_empty()).ok_or(("empty", "empty message".to_owned()))?;
+    let text = std::str::from_utf8(payload).map_err(|e| ("not_utf8", e.to_string()))?;
+    let record = LogRecord::from_json_line(text).map_err(|e| ("invalid_record", e.to_string()))?;
+    for (name, value) in [("cluster", &record.cluster), ("machine", &record.machine)] {
+        if !is_partition_safe(value) {
+            return Err(("invalid_identity", format!("{name} {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.'")));
+        }
+    }
+    Ok(record)
+}
+
+/// Cluster and machine name directories of the store: nothing that could escape or confuse a path.
+fn is_partition_safe(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value != "."
+        && value != ".."
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(machine: &str, seq: u64) -> Vec<u8> {
+        format!(r#"{{"seq":{seq},"id":"i{seq}","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"{machine}"}}"#).into_bytes()
+    }
+
+    #[test]
+    fn replays_duplicates_and_poison_are_sorted_out() {
+        let mut batch = PartitionBatch::new(0, PartitionState { next_offset: 10, high_water: [("a".to_owned(), 5)].into() });
+        assert_eq!(batch.add(9, Some(&line("a", 6))), Outcome::Replayed);
+        assert_eq!(batch.add(10, Some(&line("a", 5))), Outcome::Duplicate);
+        assert_eq!(batch.add(11, Some(&line("a", 6))), Outcome::Added);
+        assert_eq!(batch.add(12, Some(&line("b", 1))), Outcome::Added);
+        assert_eq!(batch.add(13, Some(&line("a", 6))), Outcome::Duplicate);
+        assert_eq!(batch.add(14, None), Outcome::DeadLettered("empty"));
+        assert_eq!(batch.add(15, Some(b"\xff\xfe")), Outcome::DeadLettered("not_utf8"));
+        assert_eq!(batch.add(16, Some(b"{\"seq\":1}")), Outcome::DeadLettered("invalid_record"));
+        assert_eq!(batch.add(17, Some(&line("../etc", 1))), Outcome::DeadLettered("invalid_identity"));
+        assert_eq!(batch.add(17, Some(&line("a", 7))), Outcome::Replayed);
+        assert_eq!(batch.offsets, Some((10, 17)));
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(batch.dead_letters.iter().map(|d| d.offset).collect::<Vec<_>>(), [14, 15, 16, 17]);
+        assert_eq!(batch.high_water, [("a".to_owned(), 6), ("b".to_owned(), 1)].into());
+    }
+}

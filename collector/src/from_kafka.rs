@@ -1,0 +1,175 @@
+//! The consumer loop: a member of the consumer group, on a thread of its own. Messages go into
+//! per-partition batches (`batch.rs`); a batch is written when it is due (`to_parquet.rs`), and
+//! only then is its offset committed to Kafka, so a crash at any point replays, never skips.
+//!
+//! When a partition is taken away in a rebalance its unwritten batch is dropped: nothing of it
+//! was committed, so its next owner consumes it again from the stored state.
+
+use crate::batch::{Outcome, PartitionBatch};
+use crate::config::Config;
+use crate::metrics::{
+    CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, DUPLICATES_DROPPED_TOTAL, FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS,
+    FLUSH_ERRORS_TOTAL, REPLAYED_SKIPPED_TOTAL, WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
+};
+use crate::to_parquet::Store;
+use anyhow::{Context, bail};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const POLL: Duration = Duration::from_millis(100);
+const RETRY_AFTER_FAILED_FLUSH: Duration = Duration::from_secs(1);
+
+/// Rebalance and statistics callbacks, run inside `poll` on the consumer thread.
+#[derive(Default)]
+struct GroupContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    metrics::gauge!(CONSUMER_LAG, "partition" => partition.to_string()).set(stats.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance
+            && let Ok(mut revoked) = self.revoked.lock()
+        {
+            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+/// Consumes until `shutdown`, then writes what it holds and commits.
+pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("client.id", "imds-collector")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(GroupContext::default())?;
+    check_topic(&consumer, config)?;
+    consumer.subscribe(&[&config.topic])?;
+    tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, out = %config.out.display(), "consuming");
+
+    let store = Store { out: config.out.clone(), topic: config.topic.clone() };
+    let mut batches: HashMap<i32, PartitionBatch> = HashMap::new();
+    while !shutdown.is_cancelled() {
+        match consumer.poll(POLL) {
+            Some(Ok(message)) => {
+                metrics::counter!(CONSUMED_TOTAL).increment(1);
+                let partition = message.partition();
+                let batch = match batches.entry(partition) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        let state = store.state_paths(partition).recover().with_context(|| format!("recovering partition {partition}"))?;
+                        tracing::info!(partition, next_offset = state.next_offset, machines = state.high_water.len(), "partition state loaded");
+                        entry.insert(PartitionBatch::new(partition, state))
+                    }
+                };
+                count(batch.add(message.offset(), message.payload()));
+            }
+            Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+            None => {}
+        }
+        drop_revoked(&consumer, &mut batches);
+        for batch in batches.values_mut() {
+            if batch.is_due(config.flush_interval, config.max_batch_rows) && !flush(&consumer, &store, config, batch) {
+                std::thread::sleep(RETRY_AFTER_FAILED_FLUSH);
+            }
+        }
+    }
+    // Shutdown: stop consuming, write what is held, commit.
+    for batch in batches.values_mut() {
+        for _ in 0..3 {
+            if flush(&consumer, &store, config, batch) {
+                break;
+            }
+            std::thread::sleep(RETRY_AFTER_FAILED_FLUSH);
+        }
+    }
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+fn check_topic(consumer: &BaseConsumer<GroupContext>, config: &Config) -> anyhow::Result<()> {
+    let metadata = consumer
+        .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
+        .with_context(|| format!("cannot reach Kafka at {} (start it with scripts/kafka start)", config.brokers))?;
+    match metadata.topics().iter().find(|t| t.name() == config.topic) {
+        Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
+            tracing::info!(topic = %config.topic, partitions = topic.partitions().len(), "topic found");
+            Ok(())
+        }
+        _ => bail!("topic {:?} does not exist on {}: create it first", config.topic, config.brokers),
+    }
+}
+
+fn count(outcome: Outcome) {
+    match outcome {
+        Outcome::Added => {}
+        Outcome::Replayed => metrics::counter!(REPLAYED_SKIPPED_TOTAL).increment(1),
+        Outcome::Duplicate => metrics::counter!(DUPLICATES_DROPPED_TOTAL).increment(1),
+        Outcome::DeadLettered(reason) => metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => reason).increment(1),
+    }
+}
+
+fn drop_revoked(consumer: &BaseConsumer<GroupContext>, batches: &mut HashMap<i32, PartitionBatch>) {
+    let revoked = match consumer.context().revoked.lock() {
+        Ok(mut revoked) => std::mem::take(&mut *revoked),
+        Err(_) => return,
+    };
+    for partition in revoked {
+        if let Some(batch) = batches.remove(&partition)
+            && let Some((first, last)) = batch.offsets
+        {
+            tracing::info!(partition, first, last, "partition revoked; its unwritten batch is left to the next owner");
+        }
+    }
+}
+
+/// Writes one batch and commits its offset; `false` (logged, counted) when the write failed.
+fn flush(consumer: &BaseConsumer<GroupContext>, store: &Store, config: &Config, batch: &mut PartitionBatch) -> bool {
+    let Some((first, last)) = batch.offsets else { return true };
+    let started = Instant::now();
+    match store.flush(batch) {
+        Ok(flushed) => {
+            metrics::histogram!(FLUSH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::counter!(WRITTEN_ROWS_TOTAL).increment(flushed.rows as u64);
+            metrics::counter!(FILES_WRITTEN_TOTAL).increment(flushed.files as u64);
+            metrics::counter!(WRITTEN_BYTES_TOTAL).increment(flushed.bytes);
+            tracing::debug!(partition = batch.partition, first, last, rows = flushed.rows, files = flushed.files, "batch written");
+            // A hint for lag and a fast restart; the stored state is what counts.
+            let mut offsets = TopicPartitionList::new();
+            if offsets.add_partition_offset(&config.topic, batch.partition, Offset::Offset(last + 1)).is_ok()
+                && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
+            {
+                tracing::warn!(%error, partition = batch.partition, "offset commit failed; the stored state still holds the position");
+            }
+            true
+        }
+        Err(error) => {
+            metrics::counter!(FLUSH_ERRORS_TOTAL).increment(1);
+            tracing::error!(partition = batch.partition, first, last, error = %format!("{error:#}"), "writing a batch failed; retrying");
+            false
+        }
+    }
+}

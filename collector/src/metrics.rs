@@ -1,0 +1,39 @@
+//! Every metric of the collector, named and documented in one place.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Counter: Kafka messages consumed (including replays skipped, duplicates and dead letters).
+pub const CONSUMED_TOTAL: &str = "collector_consumed_messages_total";
+/// Counter: rows written to the store.
+pub const WRITTEN_ROWS_TOTAL: &str = "collector_written_rows_total";
+/// Counter: Parquet files written.
+pub const FILES_WRITTEN_TOTAL: &str = "collector_files_written_total";
+/// Counter, bytes: Parquet bytes written.
+pub const WRITTEN_BYTES_TOTAL: &str = "collector_written_bytes_total";
+/// Counter `{reason}`: malformed messages sent to the dead-letter file.
+pub const DEAD_LETTERED_TOTAL: &str = "collector_dead_lettered_total";
+/// Counter: records dropped because their machine's `seq` was already stored (agent resends).
+pub const DUPLICATES_DROPPED_TOTAL: &str = "collector_duplicates_dropped_total";
+/// Counter: messages skipped because the store already holds their offset (collector replays).
+pub const REPLAYED_SKIPPED_TOTAL: &str = "collector_replayed_messages_skipped_total";
+/// Gauge `{partition}`: messages in the partition not yet consumed by this group.
+pub const CONSUMER_LAG: &str = "collector_consumer_lag";
+/// Histogram, seconds: time to write one partition's batch durably.
+pub const FLUSH_DURATION_SECONDS: &str = "collector_flush_duration_seconds";
+/// Counter: batch writes that failed (retried).
+pub const FLUSH_ERRORS_TOTAL: &str = "collector_flush_errors_total";
+
+pub const FLUSH_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+pub fn describe() {
+    describe_counter!(CONSUMED_TOTAL, Unit::Count, "Kafka messages consumed.");
+    describe_counter!(WRITTEN_ROWS_TOTAL, Unit::Count, "Rows written to the warm store.");
+    describe_counter!(FILES_WRITTEN_TOTAL, Unit::Count, "Parquet files written to the warm store.");
+    describe_counter!(WRITTEN_BYTES_TOTAL, Unit::Bytes, "Parquet bytes written to the warm store.");
+    describe_counter!(DEAD_LETTERED_TOTAL, Unit::Count, "Malformed messages written to the dead-letter file, by reason.");
+    describe_counter!(DUPLICATES_DROPPED_TOTAL, Unit::Count, "Records dropped because their machine's seq was already stored.");
+    describe_counter!(REPLAYED_SKIPPED_TOTAL, Unit::Count, "Messages skipped because the store already holds their offset.");
+    describe_gauge!(CONSUMER_LAG, Unit::Count, "Messages of a partition not yet consumed by this group.");
+    describe_histogram!(FLUSH_DURATION_SECONDS, Unit::Seconds, "Time to write one partition's batch durably.");
+    describe_counter!(FLUSH_ERRORS_TOTAL, Unit::Count, "Batch writes that failed and are retried.");
+}

@@ -1,0 +1,222 @@
+//! Helpers of the warm-path tests: the real Kafka broker (`scripts/kafka`), the real `agent` and
+//! `collector` binaries, and the store read back row for row.
+#![allow(dead_code, clippy::unwrap_used)]
+
+#[path = "../../../agent/tests/common/mod.rs"]
+pub mod agent_harness;
+
+pub use agent_harness::{Agent, Scrape};
+use logrecord::{Level, LogRecord};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The broker the tests use: `$KAFKA_BROKERS`, else the one `scripts/kafka start` runs.
+pub fn brokers() -> String {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let first = brokers.split(',').next().unwrap().to_owned();
+    let reachable = first
+        .parse::<SocketAddr>()
+        .ok()
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    assert!(reachable, "no Kafka broker at {brokers}: start one with `scripts/kafka start` (or set KAFKA_BROKERS)");
+    brokers
+}
+
+/// A topic name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}.{}.{nanos}", std::process::id())
+}
+
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let results = admin
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .await
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// An agent shipping to `topic`.
+pub fn start_agent(brokers: &str, topic: &str, cluster: &str, machine: &str, data_dir: &Path) -> Agent {
+    Agent::builder()
+        .without_identity()
+        .data_dir(data_dir)
+        .args(["--rate-limit", "0", "--kafka-brokers", brokers, "--kafka-topic", topic, "--cluster", cluster, "--machine", machine])
+        .start()
+}
+
+/// A running collector, killed when dropped.
+pub struct Collector {
+    child: Child,
+    pub metrics: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Collector {
+    pub fn start(brokers: &str, topic: &str, group: &str, out: &Path) -> Collector {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
+            .args(["--kafka-brokers", brokers, "--topic", topic, "--group", group, "--flush-interval", "300ms", "--metrics-listen", "127.0.0.1:0", "--out"])
+            .arg(out)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let kept = std::sync::Arc::clone(&stderr);
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if line.contains("metrics listening")
+                    && let Some(addr) = line.split("addr=").nth(1)
+                {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let metrics = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("collector did not start: {}", stderr.lock().unwrap().join("\n")));
+        Collector { child, metrics, stderr }
+    }
+
+    pub async fn scrape(&self) -> Scrape {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics)).await.unwrap().text().await.unwrap();
+        Scrape::parse(&text)
+    }
+
+    /// SIGKILL: no flush, no commit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "collector did not stop: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every Parquet file of the store (hidden and `_collector` paths skipped).
+pub fn store_files(out: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, files);
+            } else if name.ends_with(".parquet") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(out, &mut files);
+    files.sort();
+    files
+}
+
+/// Every row of the store.
+pub fn store_records(out: &Path) -> Vec<LogRecord> {
+    store_files(out).iter().flat_map(|f| logrecord::parquet_file::read(f).unwrap()).collect()
+}
+
+/// The dead-letter entries of the store.
+pub fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
+    let dir = out.join("_collector/dead_letter");
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut letters: Vec<serde_json::Value> = entries
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()
+        })
+        .collect();
+    letters.sort_by_key(|l| l["offset"].as_i64());
+    letters
+}
+
+/// The INFO-and-above events of agents' local logs: what the warm store must hold.
+pub fn warm_events(data_dirs: &[&Path]) -> Vec<LogRecord> {
+    data_dirs
+        .iter()
+        .flat_map(|dir| agent_harness::read_log_records(&dir.join("logs")))
+        .filter(|r| r.level >= Level::Info)
+        .collect()
+}
+
+/// Waits until the store holds at least as many rows as `expected` has events.
+pub fn wait_for_rows(out: &Path, expected: usize, within: Duration) -> Vec<LogRecord> {
+    let deadline = Instant::now() + within;
+    loop {
+        let rows = store_records(out);
+        if rows.len() >= expected {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "the store has {} rows after {within:?}, expected {expected}", rows.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The store holds exactly `expected`, each event once, field for field.
+pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
+    let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in stored {
+        *by_id.entry(row.id.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "{} events stored more than once, e.g. {:?}", repeated.len(), repeated.first());
+    let stored_by_id: BTreeMap<&str, &LogRecord> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
+    let missing: Vec<_> = expected.iter().filter(|e| !stored_by_id.contains_key(e.id.as_str())).collect();
+    assert!(missing.is_empty(), "{} of {} events missing from the store, e.g. {:?}", missing.len(), expected.len(), missing.first());
+    assert_eq!(stored.len(), expected.len(), "the store holds events that are not in the agents' logs");
+    for event in expected {
+        assert_eq!(stored_by_id[event.id.as_str()], event, "stored field for field");
+    }
+    assert!(stored.iter().all(|r| r.level >= Level::Info), "no DEBUG event in the warm store");
+}
+
+/// Sends `count` metadata requests, all of which must succeed.
+pub async fn load(agent: &Agent, count: usize) {
+    for i in 0..count {
+        let path = if i % 3 == 0 { "/compute/vmId" } else { "/network/interface/0/macAddress" };
+        let response = agent.instance(path, "&format=text").await;
+        assert_eq!(response.status(), 200, "metadata requests never fail because of telemetry");
+    }
+}

@@ -1,0 +1,156 @@
+//! The warm path end to end against a real Kafka broker: agents -> Kafka -> collector -> Parquet,
+//! and what happens when each part is killed.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Collector, assert_exactly_once, brokers, create_topic, load, start_agent, store_records, unique, wait_for_rows, warm_events};
+use logrecord::Level;
+use std::time::Duration;
+
+#[tokio::test]
+async fn every_info_event_of_every_agent_is_stored_exactly_once() {
+    let brokers = brokers();
+    let topic = unique("e2e");
+    create_topic(&brokers, &topic, 4).await;
+    let (data1, data2, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut west = start_agent(&brokers, &topic, "west", "host-1", data1.path());
+    let mut east = start_agent(&brokers, &topic, "east", "host-2", data2.path());
+    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+
+    load(&west, 150).await;
+    load(&east, 100).await;
+    // A stopped agent has shipped all it could and logged its last event.
+    assert!(west.terminate().success() && east.terminate().success());
+    let expected = warm_events(&[data1.path(), data2.path()]);
+    assert!(expected.len() >= 250, "{} warm events", expected.len());
+    let all = common::agent_harness::read_log_records(&data1.path().join("logs"));
+    assert!(all.iter().any(|r| r.level == Level::Debug), "the local log has DEBUG events the store must not get");
+
+    let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
+    assert!(collector.terminate().success());
+    assert_exactly_once(&stored, &expected);
+
+    // Hive layout, time first then cluster; machine a column.
+    let files = common::store_files(out.path());
+    for file in &files {
+        let relative = file.strip_prefix(out.path()).unwrap().to_string_lossy().into_owned();
+        let parts: Vec<&str> = relative.split('/').collect();
+        assert_eq!(parts.len(), 4, "{relative}");
+        assert!(parts[0].starts_with("date=") && parts[1].starts_with("hour=") && parts[2].starts_with("cluster="), "{relative}");
+        let cluster = parts[2].trim_start_matches("cluster=");
+        assert!(logrecord::parquet_file::read(file).unwrap().iter().all(|r| r.cluster == cluster));
+    }
+    assert!(files.iter().any(|f| f.to_string_lossy().contains("cluster=west")));
+    assert!(files.iter().any(|f| f.to_string_lossy().contains("cluster=east")));
+}
+
+#[tokio::test]
+async fn killing_the_collector_repeatedly_loses_and_duplicates_nothing() {
+    let brokers = brokers();
+    let topic = unique("collector-kill");
+    create_topic(&brokers, &topic, 2).await;
+    let group = unique("group");
+    let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+
+    for round in 0..4 {
+        let mut collector = Collector::start(&brokers, &topic, &group, out.path());
+        load(&agent, 150).await;
+        tokio::time::sleep(Duration::from_millis(200 + round * 250)).await;
+        collector.kill();
+    }
+    assert!(agent.terminate().success());
+    let expected = warm_events(&[data.path()]);
+    let mut collector = Collector::start(&brokers, &topic, &group, out.path());
+    let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
+    // Give a wrongly replayed batch the time to show up before judging.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stored = if store_records(out.path()).len() == stored.len() { stored } else { store_records(out.path()) };
+    assert!(collector.terminate().success());
+    assert_exactly_once(&stored, &expected);
+}
+
+#[tokio::test]
+async fn a_killed_agent_resumes_shipping_from_its_checkpoint() {
+    let brokers = brokers();
+    let topic = unique("agent-kill");
+    create_topic(&brokers, &topic, 2).await;
+    let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    load(&agent, 300).await;
+    agent.kill();
+    let before_restart = warm_events(&[data.path()]).len();
+    let checkpoint = std::fs::read_to_string(data.path().join("shipper/checkpoint.json")).unwrap();
+    assert!(checkpoint.contains("agent."), "{checkpoint}");
+
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    load(&agent, 100).await;
+    let scrape = agent.scrape().await;
+    assert!(agent.terminate().success());
+    let expected = warm_events(&[data.path()]);
+    let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
+    assert!(collector.terminate().success());
+    assert_exactly_once(&stored, &expected);
+    // The second run shipped its own events and at most the few the first had in flight, not
+    // the whole log again.
+    let delivered = scrape.value("agent_shipper_delivered_events_total");
+    assert!(delivered < (expected.len() - before_restart) as f64 + 50.0, "delivered {delivered} after restart");
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_and_counted_and_good_ones_stored() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let brokers = brokers();
+    let topic = unique("poison");
+    create_topic(&brokers, &topic, 1).await;
+    let producer: BaseProducer = rdkafka::config::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let good = |seq: u64| {
+        format!(r#"{{"seq":{seq},"id":"good-{seq}","timestamp":"2026-02-28T23:59:59.5Z","level":"WARN","target":"t","message":"ok","cluster":"c1","machine":"m1"}}"#)
+    };
+    let payloads: Vec<Vec<u8>> = vec![
+        good(1).into_bytes(),
+        b"not json at all".to_vec(),
+        br#"{"seq":2,"id":"x","level":"INFO"}"#.to_vec(),
+        br#"{"seq":"3","id":"x","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"m"}"#.to_vec(),
+        b"\xff\xfe\xfd".to_vec(),
+        Vec::new(),
+        br#"{"seq":4,"id":"x","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"../../etc","machine":"m"}"#.to_vec(),
+        good(5).into_bytes(),
+    ];
+    for payload in &payloads {
+        producer.send(BaseRecord::<(), [u8]>::to(&topic).payload(payload.as_slice())).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+    let stored = wait_for_rows(out.path(), 2, Duration::from_secs(30));
+    let letters = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let letters = common::dead_letters(out.path());
+            if letters.len() >= 6 || std::time::Instant::now() > deadline {
+                break letters;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let scrape = collector.scrape().await;
+    assert!(collector.terminate().success());
+
+    assert_eq!(stored.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["good-1", "good-5"]);
+    assert!(common::store_files(out.path()).iter().all(|f| f.to_string_lossy().contains("date=2026-02-28/hour=23/cluster=c1")));
+    let reasons: Vec<(i64, &str)> = letters.iter().map(|l| (l["offset"].as_i64().unwrap(), l["reason"].as_str().unwrap())).collect();
+    assert_eq!(reasons, [(1, "invalid_record"), (2, "invalid_record"), (3, "invalid_record"), (4, "not_utf8"), (5, "empty"), (6, "invalid_identity")]);
+    assert_eq!(letters[0]["payload"], "not json at all");
+    assert!(letters[2]["detail"].as_str().unwrap().contains("invalid type"), "{}", letters[2]);
+    assert_eq!(scrape.value(r#"collector_dead_lettered_total{reason="invalid_record"}"#), 3.0);
+    assert_eq!(scrape.value(r#"collector_dead_lettered_total{reason="not_utf8"}"#), 1.0);
+    assert_eq!(scrape.value(r#"collector_dead_lettered_total{reason="empty"}"#), 1.0);
+    assert_eq!(scrape.value(r#"collector_dead_lettered_total{reason="invalid_identity"}"#), 1.0);
+    assert_eq!(scrape.value("collector_written_rows_total"), 2.0);
+    assert_eq!(scrape.value("collector_consumed_messages_total"), 8.0);
+}
