@@ -8,7 +8,6 @@ use tracing_appender::non_blocking::ErrorCounter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// Dependencies whose debug output says nothing about the service and would flood the file at
 /// request rate; they are kept at INFO and above.
@@ -69,10 +68,15 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_filter(console_filter);
-    tracing_subscriber::registry()
+    // Installed with `set_global_default`, not `try_init`: the latter also installs tracing-log's
+    // LogTracer, whose dynamic `enabled` calls (librdkafka logs through the `log` crate) leave
+    // stale per-layer filter state behind and make the next event vanish from the filtered
+    // layers, the local log included (tokio-rs/tracing#2519). librdkafka's logs reach tracing
+    // through the shipper's Kafka context instead.
+    let subscriber = tracing_subscriber::registry()
         .with(file_layer.with_filter(file_filter))
-        .with(console)
-        .try_init()?;
+        .with(console);
+    tracing::subscriber::set_global_default(subscriber)?;
     Ok(Telemetry {
         prometheus,
         log_dropped: log_writer.dropped.clone(),

@@ -54,7 +54,15 @@ pub struct PartitionBatch {
 impl PartitionBatch {
     pub fn new(partition: i32, state: PartitionState) -> Self {
         let high_water = state.high_water.clone();
-        PartitionBatch { partition, state, high_water, offsets: None, records: Vec::new(), dead_letters: Vec::new(), started: None }
+        PartitionBatch {
+            partition,
+            state,
+            high_water,
+            offsets: None,
+            records: Vec::new(),
+            dead_letters: Vec::new(),
+            started: None,
+        }
     }
 
     pub fn add(&mut self, offset: i64, payload: Option<&[u8]>) -> Outcome {
@@ -70,11 +78,21 @@ impl PartitionBatch {
             Ok(record) => record,
             Err((reason, detail)) => {
                 let payload = String::from_utf8_lossy(payload.unwrap_or_default()).into_owned();
-                self.dead_letters.push(DeadLetter { partition: self.partition, offset, reason, detail, payload });
+                self.dead_letters.push(DeadLetter {
+                    partition: self.partition,
+                    offset,
+                    reason,
+                    detail,
+                    payload,
+                });
                 return Outcome::DeadLettered(reason);
             }
         };
-        if self.high_water.get(&record.machine).is_some_and(|&high| record.seq <= high) {
+        if self
+            .high_water
+            .get(&record.machine)
+            .is_some_and(|&high| record.seq <= high)
+        {
             return Outcome::Duplicate;
         }
         self.high_water.insert(record.machine.clone(), record.seq);
@@ -94,12 +112,19 @@ impl PartitionBatch {
 }
 
 fn decode(payload: Option<&[u8]>) -> Result<LogRecord, (&'static str, String)> {
-    let payload = payload.filter(|p| !p.is_empty()).ok_or(("empty", "empty message".to_owned()))?;
+    let payload = payload
+        .filter(|p| !p.is_empty())
+        .ok_or(("empty", "empty message".to_owned()))?;
     let text = std::str::from_utf8(payload).map_err(|e| ("not_utf8", e.to_string()))?;
     let record = LogRecord::from_json_line(text).map_err(|e| ("invalid_record", e.to_string()))?;
     for (name, value) in [("cluster", &record.cluster), ("machine", &record.machine)] {
         if !is_partition_safe(value) {
-            return Err(("invalid_identity", format!("{name} {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.'")));
+            return Err((
+                "invalid_identity",
+                format!(
+                    "{name} {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.'"
+                ),
+            ));
         }
     }
     Ok(record)
@@ -111,7 +136,9 @@ fn is_partition_safe(value: &str) -> bool {
         && value.len() <= 128
         && value != "."
         && value != ".."
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]
@@ -124,20 +151,45 @@ mod tests {
 
     #[test]
     fn replays_duplicates_and_poison_are_sorted_out() {
-        let mut batch = PartitionBatch::new(0, PartitionState { next_offset: 10, high_water: [("a".to_owned(), 5)].into() });
+        let mut batch = PartitionBatch::new(
+            0,
+            PartitionState {
+                next_offset: 10,
+                high_water: [("a".to_owned(), 5)].into(),
+            },
+        );
         assert_eq!(batch.add(9, Some(&line("a", 6))), Outcome::Replayed);
         assert_eq!(batch.add(10, Some(&line("a", 5))), Outcome::Duplicate);
         assert_eq!(batch.add(11, Some(&line("a", 6))), Outcome::Added);
         assert_eq!(batch.add(12, Some(&line("b", 1))), Outcome::Added);
         assert_eq!(batch.add(13, Some(&line("a", 6))), Outcome::Duplicate);
         assert_eq!(batch.add(14, None), Outcome::DeadLettered("empty"));
-        assert_eq!(batch.add(15, Some(b"\xff\xfe")), Outcome::DeadLettered("not_utf8"));
-        assert_eq!(batch.add(16, Some(b"{\"seq\":1}")), Outcome::DeadLettered("invalid_record"));
-        assert_eq!(batch.add(17, Some(&line("../etc", 1))), Outcome::DeadLettered("invalid_identity"));
+        assert_eq!(
+            batch.add(15, Some(b"\xff\xfe")),
+            Outcome::DeadLettered("not_utf8")
+        );
+        assert_eq!(
+            batch.add(16, Some(b"{\"seq\":1}")),
+            Outcome::DeadLettered("invalid_record")
+        );
+        assert_eq!(
+            batch.add(17, Some(&line("../etc", 1))),
+            Outcome::DeadLettered("invalid_identity")
+        );
         assert_eq!(batch.add(17, Some(&line("a", 7))), Outcome::Replayed);
         assert_eq!(batch.offsets, Some((10, 17)));
         assert_eq!(batch.records.len(), 2);
-        assert_eq!(batch.dead_letters.iter().map(|d| d.offset).collect::<Vec<_>>(), [14, 15, 16, 17]);
-        assert_eq!(batch.high_water, [("a".to_owned(), 6), ("b".to_owned(), 1)].into());
+        assert_eq!(
+            batch
+                .dead_letters
+                .iter()
+                .map(|d| d.offset)
+                .collect::<Vec<_>>(),
+            [14, 15, 16, 17]
+        );
+        assert_eq!(
+            batch.high_water,
+            [("a".to_owned(), 6), ("b".to_owned(), 1)].into()
+        );
     }
 }

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 /// Command line of the `collector` binary.
 #[derive(Debug, Default, Parser)]
-#[command(name = "collector", version, about = "Kafka -> validated, deduplicated, hive-partitioned Parquet (the warm store)")]
+#[command(
+    name = "collector",
+    version,
+    about = "Kafka -> validated, deduplicated, hive-partitioned Parquet (the warm store)"
+)]
 pub struct Cli {
     /// TOML file with any of the settings below (keys spelled as the flags, without `--`).
     #[arg(long, env = "COLLECTOR_CONFIG")]
@@ -24,6 +28,10 @@ pub struct Cli {
     /// Consumer group: collectors in one group share the partitions. [default: imds-collector]
     #[arg(long, env = "COLLECTOR_GROUP")]
     pub group: Option<String>,
+    /// Static group membership id: a collector restarted with the same id takes its partitions
+    /// back at once instead of after a rebalance. Unique per collector. [default: none]
+    #[arg(long, env = "COLLECTOR_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// Root of the warm store. [default: ./data/warm]
     #[arg(long, env = "COLLECTOR_OUT")]
     pub out: Option<PathBuf>,
@@ -44,6 +52,7 @@ struct FileConfig {
     kafka_brokers: Option<String>,
     topic: Option<String>,
     group: Option<String>,
+    instance_id: Option<String>,
     out: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     flush_interval: Option<String>,
@@ -56,6 +65,7 @@ pub struct Config {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    pub instance_id: Option<String>,
     pub out: PathBuf,
     pub metrics_listen: SocketAddr,
     pub flush_interval: Duration,
@@ -70,26 +80,55 @@ impl Config {
         };
         let file_interval = file
             .flush_interval
-            .map(|t| humantime::parse_duration(&t).with_context(|| format!("flush-interval {t:?} in the config file")))
+            .map(|t| {
+                humantime::parse_duration(&t)
+                    .with_context(|| format!("flush-interval {t:?} in the config file"))
+            })
             .transpose()?;
-        let topic = cli.topic.or(file.topic).unwrap_or_else(|| "imds.logs".into());
-        if topic.is_empty() || !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        let topic = cli
+            .topic
+            .or(file.topic)
+            .unwrap_or_else(|| "imds.logs".into());
+        if topic.is_empty()
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
             bail!("--topic {topic:?} is not a valid Kafka topic name");
         }
-        let flush_interval = cli.flush_interval.or(file_interval).unwrap_or(Duration::from_secs(2));
+        let flush_interval = cli
+            .flush_interval
+            .or(file_interval)
+            .unwrap_or(Duration::from_secs(2));
         if flush_interval.is_zero() {
             bail!("--flush-interval must be above zero");
         }
-        let max_batch_rows = cli.max_batch_rows.or(file.max_batch_rows).unwrap_or(200_000);
+        let max_batch_rows = cli
+            .max_batch_rows
+            .or(file.max_batch_rows)
+            .unwrap_or(200_000);
         if max_batch_rows == 0 {
             bail!("--max-batch-rows must be above zero");
         }
         Ok(Config {
-            brokers: cli.kafka_brokers.or(file.kafka_brokers).unwrap_or_else(|| "127.0.0.1:9092".into()),
+            brokers: cli
+                .kafka_brokers
+                .or(file.kafka_brokers)
+                .unwrap_or_else(|| "127.0.0.1:9092".into()),
             topic,
-            group: cli.group.or(file.group).unwrap_or_else(|| "imds-collector".into()),
-            out: cli.out.or(file.out).unwrap_or_else(|| PathBuf::from("data/warm")),
-            metrics_listen: cli.metrics_listen.or(file.metrics_listen).unwrap_or(([127, 0, 0, 1], 9465).into()),
+            group: cli
+                .group
+                .or(file.group)
+                .unwrap_or_else(|| "imds-collector".into()),
+            instance_id: cli.instance_id.or(file.instance_id),
+            out: cli
+                .out
+                .or(file.out)
+                .unwrap_or_else(|| PathBuf::from("data/warm")),
+            metrics_listen: cli
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or(([127, 0, 0, 1], 9465).into()),
             flush_interval,
             max_batch_rows,
         })
@@ -97,7 +136,8 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
@@ -109,15 +149,38 @@ mod tests {
     #[test]
     fn defaults_file_and_flags() {
         let config = Config::from_cli(Cli::try_parse_from(["collector"]).unwrap()).unwrap();
-        assert_eq!((config.brokers.as_str(), config.topic.as_str(), config.group.as_str()), ("127.0.0.1:9092", "imds.logs", "imds-collector"));
+        assert_eq!(
+            (
+                config.brokers.as_str(),
+                config.topic.as_str(),
+                config.group.as_str()
+            ),
+            ("127.0.0.1:9092", "imds.logs", "imds-collector")
+        );
         assert_eq!(config.flush_interval, Duration::from_secs(2));
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "topic = \"from-file\"\nflush-interval = \"500ms\"\ngroup = \"g\"").unwrap();
-        let cli = Cli::try_parse_from(["collector", "--config", file.path().to_str().unwrap(), "--group", "flag"]).unwrap();
+        writeln!(
+            file,
+            "topic = \"from-file\"\nflush-interval = \"500ms\"\ngroup = \"g\""
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "collector",
+            "--config",
+            file.path().to_str().unwrap(),
+            "--group",
+            "flag",
+        ])
+        .unwrap();
         let config = Config::from_cli(cli).unwrap();
-        assert_eq!((config.topic.as_str(), config.group.as_str()), ("from-file", "flag"));
+        assert_eq!(
+            (config.topic.as_str(), config.group.as_str()),
+            ("from-file", "flag")
+        );
         assert_eq!(config.flush_interval, Duration::from_millis(500));
         let bad = Cli::try_parse_from(["collector", "--topic", "a b"]).unwrap();
-        assert!(format!("{:#}", Config::from_cli(bad).unwrap_err()).contains("not a valid Kafka topic"));
+        assert!(
+            format!("{:#}", Config::from_cli(bad).unwrap_err()).contains("not a valid Kafka topic")
+        );
     }
 }

@@ -8,17 +8,18 @@
 use crate::batch::{Outcome, PartitionBatch};
 use crate::config::Config;
 use crate::metrics::{
-    CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, DUPLICATES_DROPPED_TOTAL, FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS,
-    FLUSH_ERRORS_TOTAL, REPLAYED_SKIPPED_TOTAL, WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
+    CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, DUPLICATES_DROPPED_TOTAL,
+    FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL, REPLAYED_SKIPPED_TOTAL,
+    WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
 };
 use crate::to_parquet::Store;
 use anyhow::{Context, bail};
+use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientContext;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,7 +39,8 @@ impl ClientContext for GroupContext {
         for topic in statistics.topics.values() {
             for (partition, stats) in &topic.partitions {
                 if *partition >= 0 && stats.consumer_lag >= 0 {
-                    metrics::gauge!(CONSUMER_LAG, "partition" => partition.to_string()).set(stats.consumer_lag as f64);
+                    metrics::gauge!(CONSUMER_LAG, "partition" => partition.to_string())
+                        .set(stats.consumer_lag as f64);
                 }
             }
         }
@@ -57,8 +59,15 @@ impl ConsumerContext for GroupContext {
 
 /// Consumes until `shutdown`, then writes what it holds and commits.
 pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    if let Some(id) = &config.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<GroupContext> = client
         .set("bootstrap.servers", &config.brokers)
+        // A collector that dies holds its partitions until this expires (Kafka's default is 45 s).
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
         .set("group.id", &config.group)
         .set("client.id", "imds-collector")
         .set("enable.auto.commit", "false")
@@ -70,7 +79,10 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
     consumer.subscribe(&[&config.topic])?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, out = %config.out.display(), "consuming");
 
-    let store = Store { out: config.out.clone(), topic: config.topic.clone() };
+    let store = Store {
+        out: config.out.clone(),
+        topic: config.topic.clone(),
+    };
     let mut batches: HashMap<i32, PartitionBatch> = HashMap::new();
     while !shutdown.is_cancelled() {
         match consumer.poll(POLL) {
@@ -80,8 +92,16 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
                 let batch = match batches.entry(partition) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                     std::collections::hash_map::Entry::Vacant(entry) => {
-                        let state = store.state_paths(partition).recover().with_context(|| format!("recovering partition {partition}"))?;
-                        tracing::info!(partition, next_offset = state.next_offset, machines = state.high_water.len(), "partition state loaded");
+                        let state = store
+                            .state_paths(partition)
+                            .recover()
+                            .with_context(|| format!("recovering partition {partition}"))?;
+                        tracing::info!(
+                            partition,
+                            next_offset = state.next_offset,
+                            machines = state.high_water.len(),
+                            "partition state loaded"
+                        );
                         entry.insert(PartitionBatch::new(partition, state))
                     }
                 };
@@ -92,7 +112,9 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
         }
         drop_revoked(&consumer, &mut batches);
         for batch in batches.values_mut() {
-            if batch.is_due(config.flush_interval, config.max_batch_rows) && !flush(&consumer, &store, config, batch) {
+            if batch.is_due(config.flush_interval, config.max_batch_rows)
+                && !flush(&consumer, &store, config, batch)
+            {
                 std::thread::sleep(RETRY_AFTER_FAILED_FLUSH);
             }
         }
@@ -113,13 +135,22 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
 fn check_topic(consumer: &BaseConsumer<GroupContext>, config: &Config) -> anyhow::Result<()> {
     let metadata = consumer
         .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
-        .with_context(|| format!("cannot reach Kafka at {} (start it with scripts/kafka start)", config.brokers))?;
+        .with_context(|| {
+            format!(
+                "cannot reach Kafka at {} (start it with scripts/kafka start)",
+                config.brokers
+            )
+        })?;
     match metadata.topics().iter().find(|t| t.name() == config.topic) {
         Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
             tracing::info!(topic = %config.topic, partitions = topic.partitions().len(), "topic found");
             Ok(())
         }
-        _ => bail!("topic {:?} does not exist on {}: create it first", config.topic, config.brokers),
+        _ => bail!(
+            "topic {:?} does not exist on {}: create it first",
+            config.topic,
+            config.brokers
+        ),
     }
 }
 
@@ -128,7 +159,9 @@ fn count(outcome: Outcome) {
         Outcome::Added => {}
         Outcome::Replayed => metrics::counter!(REPLAYED_SKIPPED_TOTAL).increment(1),
         Outcome::Duplicate => metrics::counter!(DUPLICATES_DROPPED_TOTAL).increment(1),
-        Outcome::DeadLettered(reason) => metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => reason).increment(1),
+        Outcome::DeadLettered(reason) => {
+            metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => reason).increment(1)
+        }
     }
 }
 
@@ -141,14 +174,26 @@ fn drop_revoked(consumer: &BaseConsumer<GroupContext>, batches: &mut HashMap<i32
         if let Some(batch) = batches.remove(&partition)
             && let Some((first, last)) = batch.offsets
         {
-            tracing::info!(partition, first, last, "partition revoked; its unwritten batch is left to the next owner");
+            tracing::info!(
+                partition,
+                first,
+                last,
+                "partition revoked; its unwritten batch is left to the next owner"
+            );
         }
     }
 }
 
 /// Writes one batch and commits its offset; `false` (logged, counted) when the write failed.
-fn flush(consumer: &BaseConsumer<GroupContext>, store: &Store, config: &Config, batch: &mut PartitionBatch) -> bool {
-    let Some((first, last)) = batch.offsets else { return true };
+fn flush(
+    consumer: &BaseConsumer<GroupContext>,
+    store: &Store,
+    config: &Config,
+    batch: &mut PartitionBatch,
+) -> bool {
+    let Some((first, last)) = batch.offsets else {
+        return true;
+    };
     let started = Instant::now();
     match store.flush(batch) {
         Ok(flushed) => {
@@ -156,10 +201,19 @@ fn flush(consumer: &BaseConsumer<GroupContext>, store: &Store, config: &Config, 
             metrics::counter!(WRITTEN_ROWS_TOTAL).increment(flushed.rows as u64);
             metrics::counter!(FILES_WRITTEN_TOTAL).increment(flushed.files as u64);
             metrics::counter!(WRITTEN_BYTES_TOTAL).increment(flushed.bytes);
-            tracing::debug!(partition = batch.partition, first, last, rows = flushed.rows, files = flushed.files, "batch written");
+            tracing::debug!(
+                partition = batch.partition,
+                first,
+                last,
+                rows = flushed.rows,
+                files = flushed.files,
+                "batch written"
+            );
             // A hint for lag and a fast restart; the stored state is what counts.
             let mut offsets = TopicPartitionList::new();
-            if offsets.add_partition_offset(&config.topic, batch.partition, Offset::Offset(last + 1)).is_ok()
+            if offsets
+                .add_partition_offset(&config.topic, batch.partition, Offset::Offset(last + 1))
+                .is_ok()
                 && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
             {
                 tracing::warn!(%error, partition = batch.partition, "offset commit failed; the stored state still holds the position");

@@ -28,14 +28,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `/metrics` and consumes until `shutdown`; then writes and commits what it holds.
-pub async fn run(config: Config, prometheus: PrometheusHandle, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    prometheus: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
     let metrics = tokio::spawn(exporter::serve(listener, prometheus, shutdown.clone()));
     let consumer_stop = shutdown.clone();
-    let result = tokio::task::spawn_blocking(move || from_kafka::consume(&config, &consumer_stop)).await;
+    let result =
+        tokio::task::spawn_blocking(move || from_kafka::consume(&config, &consumer_stop)).await;
     shutdown.cancel();
     let _ = metrics.await;
     result.context("consumer thread")?

@@ -23,17 +23,55 @@ pub const FLUSH_DURATION_SECONDS: &str = "collector_flush_duration_seconds";
 /// Counter: batch writes that failed (retried).
 pub const FLUSH_ERRORS_TOTAL: &str = "collector_flush_errors_total";
 
-pub const FLUSH_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const FLUSH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 pub fn describe() {
     describe_counter!(CONSUMED_TOTAL, Unit::Count, "Kafka messages consumed.");
-    describe_counter!(WRITTEN_ROWS_TOTAL, Unit::Count, "Rows written to the warm store.");
-    describe_counter!(FILES_WRITTEN_TOTAL, Unit::Count, "Parquet files written to the warm store.");
-    describe_counter!(WRITTEN_BYTES_TOTAL, Unit::Bytes, "Parquet bytes written to the warm store.");
-    describe_counter!(DEAD_LETTERED_TOTAL, Unit::Count, "Malformed messages written to the dead-letter file, by reason.");
-    describe_counter!(DUPLICATES_DROPPED_TOTAL, Unit::Count, "Records dropped because their machine's seq was already stored.");
-    describe_counter!(REPLAYED_SKIPPED_TOTAL, Unit::Count, "Messages skipped because the store already holds their offset.");
-    describe_gauge!(CONSUMER_LAG, Unit::Count, "Messages of a partition not yet consumed by this group.");
-    describe_histogram!(FLUSH_DURATION_SECONDS, Unit::Seconds, "Time to write one partition's batch durably.");
-    describe_counter!(FLUSH_ERRORS_TOTAL, Unit::Count, "Batch writes that failed and are retried.");
+    describe_counter!(
+        WRITTEN_ROWS_TOTAL,
+        Unit::Count,
+        "Rows written to the warm store."
+    );
+    describe_counter!(
+        FILES_WRITTEN_TOTAL,
+        Unit::Count,
+        "Parquet files written to the warm store."
+    );
+    describe_counter!(
+        WRITTEN_BYTES_TOTAL,
+        Unit::Bytes,
+        "Parquet bytes written to the warm store."
+    );
+    describe_counter!(
+        DEAD_LETTERED_TOTAL,
+        Unit::Count,
+        "Malformed messages written to the dead-letter file, by reason."
+    );
+    describe_counter!(
+        DUPLICATES_DROPPED_TOTAL,
+        Unit::Count,
+        "Records dropped because their machine's seq was already stored."
+    );
+    describe_counter!(
+        REPLAYED_SKIPPED_TOTAL,
+        Unit::Count,
+        "Messages skipped because the store already holds their offset."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Messages of a partition not yet consumed by this group."
+    );
+    describe_histogram!(
+        FLUSH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to write one partition's batch durably."
+    );
+    describe_counter!(
+        FLUSH_ERRORS_TOTAL,
+        Unit::Count,
+        "Batch writes that failed and are retried."
+    );
 }

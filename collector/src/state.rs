@@ -39,7 +39,10 @@ pub struct StatePaths {
 impl StatePaths {
     pub fn new(out: &Path, topic: &str, partition: i32) -> Self {
         let dir = out.join("_collector").join(topic);
-        StatePaths { state: dir.join(format!("{partition}.json")), intent: dir.join(format!("{partition}.intent.json")) }
+        StatePaths {
+            state: dir.join(format!("{partition}.json")),
+            intent: dir.join(format!("{partition}.intent.json")),
+        }
     }
 
     /// Loads the state, first finishing or undoing whatever a crashed owner left half done.
@@ -49,7 +52,9 @@ impl StatePaths {
             if state.next_offset <= intent.first_offset {
                 for file in &intent.files {
                     match std::fs::remove_file(file) {
-                        Ok(()) => tracing::warn!(file = %file.display(), "removed a file of an unfinished batch; it is rewritten from Kafka"),
+                        Ok(()) => {
+                            tracing::warn!(file = %file.display(), "removed a file of an unfinished batch; it is rewritten from Kafka")
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(anyhow::anyhow!("removing {}: {e}", file.display())),
                     }
@@ -76,7 +81,10 @@ impl StatePaths {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
     match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)),
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
     }
@@ -90,7 +98,9 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::Builder::new().prefix(".writing-").tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".writing-")
+        .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
     temp.persist(path)?;
@@ -111,14 +121,27 @@ mod tests {
 
         // Crash after publishing, before the state: the file goes.
         std::fs::write(&file, "x").unwrap();
-        paths.store_intent(&Intent { first_offset: 0, files: vec![file.clone()] }).unwrap();
+        paths
+            .store_intent(&Intent {
+                first_offset: 0,
+                files: vec![file.clone()],
+            })
+            .unwrap();
         assert_eq!(paths.recover().unwrap(), PartitionState::default());
         assert!(!file.exists());
 
         // Crash after the state, before the intent was removed: the file stays.
         std::fs::write(&file, "x").unwrap();
-        paths.store_intent(&Intent { first_offset: 0, files: vec![file.clone()] }).unwrap();
-        let state = PartitionState { next_offset: 10, high_water: [("m".to_owned(), 7)].into() };
+        paths
+            .store_intent(&Intent {
+                first_offset: 0,
+                files: vec![file.clone()],
+            })
+            .unwrap();
+        let state = PartitionState {
+            next_offset: 10,
+            high_water: [("m".to_owned(), 7)].into(),
+        };
         write_json(&paths.state, &state).unwrap();
         assert_eq!(paths.recover().unwrap(), state);
         assert!(file.exists());

@@ -5,10 +5,18 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(crate::metrics::FLUSH_DURATION_SECONDS.into()), crate::metrics::FLUSH_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(crate::metrics::FLUSH_DURATION_SECONDS.into()),
+            crate::metrics::FLUSH_BUCKETS,
+        )?
         .install_recorder()?;
     crate::metrics::describe();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_env_filter(filter).try_init().map_err(|e| anyhow::anyhow!(e))?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(handle)
 }

@@ -32,9 +32,14 @@ pub struct Store {
 /// The hive directory of a record, relative to the store root.
 pub fn partition_dir(record: &LogRecord) -> PathBuf {
     let ts = record.timestamp;
-    PathBuf::from(format!("date={:04}-{:02}-{:02}", ts.year(), ts.month(), ts.day()))
-        .join(format!("hour={:02}", ts.hour()))
-        .join(format!("cluster={}", record.cluster))
+    PathBuf::from(format!(
+        "date={:04}-{:02}-{:02}",
+        ts.year(),
+        ts.month(),
+        ts.day()
+    ))
+    .join(format!("hour={:02}", ts.hour()))
+    .join(format!("cluster={}", record.cluster))
 }
 
 impl Store {
@@ -60,15 +65,25 @@ impl Store {
             staged.push(logrecord::parquet_file::stage(&path, group)?);
             rest = tail;
         }
-        let dead_letter_path = (!batch.dead_letters.is_empty())
-            .then(|| self.out.join("_collector").join("dead_letter").join(format!("{name}.jsonl")));
+        let dead_letter_path = (!batch.dead_letters.is_empty()).then(|| {
+            self.out
+                .join("_collector")
+                .join("dead_letter")
+                .join(format!("{name}.jsonl"))
+        });
 
         let mut files: Vec<PathBuf> = staged.iter().map(|s| s.path().to_owned()).collect();
         files.extend(dead_letter_path.clone());
         let paths = self.state_paths(batch.partition);
-        paths.store_intent(&Intent { first_offset: first, files })?;
+        paths.store_intent(&Intent {
+            first_offset: first,
+            files,
+        })?;
 
-        let mut flushed = Flushed { dead_letters: batch.dead_letters.len(), ..Flushed::default() };
+        let mut flushed = Flushed {
+            dead_letters: batch.dead_letters.len(),
+            ..Flushed::default()
+        };
         for file in staged {
             let written = file.publish()?;
             flushed.rows += written.rows;
@@ -78,12 +93,18 @@ impl Store {
         if let Some(path) = dead_letter_path {
             let mut lines = Vec::new();
             for dead in &batch.dead_letters {
-                serde_json::to_writer(&mut lines, &serde_json::json!({ "topic": self.topic, "partition": dead.partition, "offset": dead.offset, "reason": dead.reason, "detail": dead.detail, "payload": dead.payload }))?;
+                serde_json::to_writer(
+                    &mut lines,
+                    &serde_json::json!({ "topic": self.topic, "partition": dead.partition, "offset": dead.offset, "reason": dead.reason, "detail": dead.detail, "payload": dead.payload }),
+                )?;
                 lines.push(b'\n');
             }
             write_atomically(&path, &lines)?;
         }
-        let state = PartitionState { next_offset: last + 1, high_water: batch.high_water.clone() };
+        let state = PartitionState {
+            next_offset: last + 1,
+            high_water: batch.high_water.clone(),
+        };
         paths.commit(&state)?;
         batch.committed(state);
         Ok(flushed)

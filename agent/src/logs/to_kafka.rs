@@ -19,7 +19,7 @@ use crate::metrics::{
 };
 use logrecord::Level;
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use std::collections::{BTreeSet, VecDeque};
@@ -38,6 +38,7 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_millis(50);
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+const SHUTDOWN_QUIET: Duration = Duration::from_millis(100);
 
 /// What the shipper needs to know.
 #[derive(Debug, Clone)]
@@ -86,7 +87,28 @@ fn producer(config: &ShipperConfig) -> anyhow::Result<BaseProducer<Acks>> {
 #[derive(Default)]
 struct Acks(Mutex<Vec<(usize, Result<(), KafkaError>)>>);
 
-impl ClientContext for Acks {}
+impl ClientContext for Acks {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_librdkafka_log(level, facility, message);
+    }
+}
+
+/// librdkafka's own log lines, as tracing events of target `librdkafka`.
+pub fn forward_librdkafka_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
 
 impl ProducerContext for Acks {
     type DeliveryOpaque = usize;
@@ -181,8 +203,24 @@ impl Shipper {
                 Err(error) => self.recover(&error, shutdown),
             }
         }
-        // Shutdown: give in-flight messages a moment, keep what was acknowledged.
-        let _ = self.producer.flush(SHUTDOWN_FLUSH);
+        // Shutdown: send what was logged up to now (the shutdown events included), give Kafka a
+        // moment to acknowledge, keep what it did; the rest waits on disk for the next start.
+        // The log writer thread may still hold the last lines for a moment: read until the file
+        // has been quiet for a while.
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        let mut quiet_since = Instant::now();
+        while Instant::now() < deadline && self.pending.len() < MAX_PENDING {
+            match self.ship_some() {
+                Ok(true) => quiet_since = Instant::now(),
+                Ok(false) if quiet_since.elapsed() >= SHUTDOWN_QUIET => break,
+                Ok(false) => self.producer.poll(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        let _ = self
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
         let _ = self.collect_acks();
         self.store_checkpoint(true);
     }
@@ -230,7 +268,11 @@ impl Shipper {
             delivered += 1;
         }
         if delivered > 0 {
-            tracing::debug!(delivered, pending = self.pending.len(), "Kafka acknowledged events");
+            tracing::debug!(
+                delivered,
+                pending = self.pending.len(),
+                "Kafka acknowledged events"
+            );
             metrics::counter!(SHIPPER_DELIVERED_EVENTS_TOTAL).increment(delivered);
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)

@@ -251,7 +251,11 @@ pub fn agent_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
     let path = target.join("debug/agent");
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p agent` (scripts/test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p agent` (scripts/test does)",
+        path.display()
+    );
     path
 }
 

@@ -22,24 +22,35 @@ use std::time::{Duration, Instant};
 pub fn brokers() -> String {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let first = brokers.split(',').next().unwrap().to_owned();
-    let reachable = first
-        .parse::<SocketAddr>()
-        .ok()
-        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    assert!(reachable, "no Kafka broker at {brokers}: start one with `scripts/kafka start` (or set KAFKA_BROKERS)");
+    let reachable = first.parse::<SocketAddr>().ok().is_some_and(|addr| {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+    });
+    assert!(
+        reachable,
+        "no Kafka broker at {brokers}: start one with `scripts/kafka start` (or set KAFKA_BROKERS)"
+    );
     brokers
 }
 
 /// A topic name no other test uses.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{prefix}.{}.{nanos}", std::process::id())
 }
 
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
     let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await
         .unwrap();
     for result in results {
@@ -48,11 +59,28 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 }
 
 /// An agent shipping to `topic`.
-pub fn start_agent(brokers: &str, topic: &str, cluster: &str, machine: &str, data_dir: &Path) -> Agent {
+pub fn start_agent(
+    brokers: &str,
+    topic: &str,
+    cluster: &str,
+    machine: &str,
+    data_dir: &Path,
+) -> Agent {
     Agent::builder()
         .without_identity()
         .data_dir(data_dir)
-        .args(["--rate-limit", "0", "--kafka-brokers", brokers, "--kafka-topic", topic, "--cluster", cluster, "--machine", machine])
+        .args([
+            "--rate-limit",
+            "0",
+            "--kafka-brokers",
+            brokers,
+            "--kafka-topic",
+            topic,
+            "--cluster",
+            cluster,
+            "--machine",
+            machine,
+        ])
         .start()
 }
 
@@ -65,9 +93,32 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(brokers: &str, topic: &str, group: &str, out: &Path) -> Collector {
+        Collector::start_with(brokers, topic, group, out, &[])
+    }
+
+    pub fn start_with(
+        brokers: &str,
+        topic: &str,
+        group: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Collector {
         let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
-            .args(["--kafka-brokers", brokers, "--topic", topic, "--group", group, "--flush-interval", "300ms", "--metrics-listen", "127.0.0.1:0", "--out"])
+            .args([
+                "--kafka-brokers",
+                brokers,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--flush-interval",
+                "300ms",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--out",
+            ])
             .arg(out)
+            .args(extra)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -90,12 +141,26 @@ impl Collector {
         });
         let metrics = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("collector did not start: {}", stderr.lock().unwrap().join("\n")));
-        Collector { child, metrics, stderr }
+            .unwrap_or_else(|_| {
+                panic!(
+                    "collector did not start: {}",
+                    stderr.lock().unwrap().join("\n")
+                )
+            });
+        Collector {
+            child,
+            metrics,
+            stderr,
+        }
     }
 
     pub async fn scrape(&self) -> Scrape {
-        let text = reqwest::get(format!("http://{}/metrics", self.metrics)).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         Scrape::parse(&text)
     }
 
@@ -114,7 +179,11 @@ impl Collector {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "collector did not stop: {}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "collector did not stop: {}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -133,7 +202,9 @@ impl Drop for Collector {
 /// Every Parquet file of the store (hidden and `_collector` paths skipped).
 pub fn store_files(out: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -155,30 +226,82 @@ pub fn store_files(out: &Path) -> Vec<PathBuf> {
 
 /// Every row of the store.
 pub fn store_records(out: &Path) -> Vec<LogRecord> {
-    store_files(out).iter().flat_map(|f| logrecord::parquet_file::read(f).unwrap()).collect()
+    store_files(out)
+        .iter()
+        .flat_map(|f| logrecord::parquet_file::read(f).unwrap())
+        .collect()
 }
 
 /// The dead-letter entries of the store.
 pub fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
     let dir = out.join("_collector/dead_letter");
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut letters: Vec<serde_json::Value> = entries
         .flat_map(|e| {
             let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
         })
         .collect();
     letters.sort_by_key(|l| l["offset"].as_i64());
     letters
 }
 
-/// The INFO-and-above events of agents' local logs: what the warm store must hold.
+/// The INFO-and-above events of stopped agents' local logs that their shippers' checkpoints
+/// cover: what the warm store must hold. What follows a checkpoint (the events a stopping agent
+/// logs after its shipper stopped) waits on disk for the next start; this checks it is only that.
 pub fn warm_events(data_dirs: &[&Path]) -> Vec<LogRecord> {
-    data_dirs
-        .iter()
-        .flat_map(|dir| agent_harness::read_log_records(&dir.join("logs")))
-        .filter(|r| r.level >= Level::Info)
-        .collect()
+    let mut shipped = Vec::new();
+    for dir in data_dirs {
+        let checkpoint: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("shipper/checkpoint.json")).unwrap(),
+        )
+        .unwrap();
+        let (cp_file, cp_offset) = (
+            checkpoint["file"].as_str().unwrap().to_owned(),
+            checkpoint["offset"].as_u64().unwrap(),
+        );
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mut after_checkpoint = Vec::new();
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&file).unwrap();
+            let mut offset = 0u64;
+            for line in bytes
+                .split_inclusive(|&b| b == b'\n')
+                .filter(|l| l.ends_with(b"\n"))
+            {
+                offset += line.len() as u64;
+                let Ok(record) = LogRecord::from_json_line(std::str::from_utf8(line).unwrap())
+                else {
+                    continue;
+                };
+                if record.level < Level::Info {
+                    continue;
+                }
+                if name < cp_file || (name == cp_file && offset <= cp_offset) {
+                    shipped.push(record);
+                } else {
+                    after_checkpoint.push(record.message);
+                }
+            }
+        }
+        assert!(
+            after_checkpoint
+                .iter()
+                .all(|m| m == "shipper stopped" || m == "agent stopped"),
+            "events after the checkpoint of {}: {after_checkpoint:?}",
+            dir.display()
+        );
+    }
+    shipped
 }
 
 /// Waits until the store holds at least as many rows as `expected` has events.
@@ -189,7 +312,11 @@ pub fn wait_for_rows(out: &Path, expected: usize, within: Duration) -> Vec<LogRe
         if rows.len() >= expected {
             return rows;
         }
-        assert!(Instant::now() < deadline, "the store has {} rows after {within:?}, expected {expected}", rows.len());
+        assert!(
+            Instant::now() < deadline,
+            "the store has {} rows after {within:?}, expected {expected}",
+            rows.len()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -201,22 +328,56 @@ pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
         *by_id.entry(row.id.as_str()).or_default() += 1;
     }
     let repeated: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "{} events stored more than once, e.g. {:?}", repeated.len(), repeated.first());
-    let stored_by_id: BTreeMap<&str, &LogRecord> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
-    let missing: Vec<_> = expected.iter().filter(|e| !stored_by_id.contains_key(e.id.as_str())).collect();
-    assert!(missing.is_empty(), "{} of {} events missing from the store, e.g. {:?}", missing.len(), expected.len(), missing.first());
-    assert_eq!(stored.len(), expected.len(), "the store holds events that are not in the agents' logs");
+    assert!(
+        repeated.is_empty(),
+        "{} events stored more than once, e.g. {:?}",
+        repeated.len(),
+        repeated.first()
+    );
+    let stored_by_id: BTreeMap<&str, &LogRecord> =
+        stored.iter().map(|r| (r.id.as_str(), r)).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|e| !stored_by_id.contains_key(e.id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events missing from the store, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        missing.first()
+    );
+    assert_eq!(
+        stored.len(),
+        expected.len(),
+        "the store holds events that are not in the agents' logs"
+    );
     for event in expected {
-        assert_eq!(stored_by_id[event.id.as_str()], event, "stored field for field");
+        assert_eq!(
+            stored_by_id[event.id.as_str()],
+            event,
+            "stored field for field"
+        );
     }
-    assert!(stored.iter().all(|r| r.level >= Level::Info), "no DEBUG event in the warm store");
+    assert!(
+        stored.iter().all(|r| r.level >= Level::Info),
+        "no DEBUG event in the warm store"
+    );
 }
 
 /// Sends `count` metadata requests, all of which must succeed.
 pub async fn load(agent: &Agent, count: usize) {
     for i in 0..count {
-        let path = if i % 3 == 0 { "/compute/vmId" } else { "/network/interface/0/macAddress" };
+        let path = if i % 3 == 0 {
+            "/compute/vmId"
+        } else {
+            "/network/interface/0/macAddress"
+        };
         let response = agent.instance(path, "&format=text").await;
-        assert_eq!(response.status(), 200, "metadata requests never fail because of telemetry");
+        assert_eq!(
+            response.status(),
+            200,
+            "metadata requests never fail because of telemetry"
+        );
     }
 }
