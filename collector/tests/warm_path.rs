@@ -89,12 +89,43 @@ async fn killing_the_collector_repeatedly_loses_and_duplicates_nothing() {
     // Static membership: each restart takes the partitions back at once, so every round kills a
     // collector in the middle of consuming and writing.
     let instance = ["--instance-id", "collector-1"];
-    for round in 0..4 {
+    // Steady traffic for the whole test.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, url) = (
+            stop.clone(),
+            agent.url("/metadata/instance/compute/vmId?api-version=2021-02-01&format=text"),
+        );
+        tokio::spawn(async move {
+            let client = common::agent_harness::client();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let response = client
+                    .get(&url)
+                    .header("Metadata", "true")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let mut rows_after_round = vec![0];
+    for round in 0..4u64 {
         let mut collector = Collector::start_with(&brokers, &topic, &group, out.path(), &instance);
-        load(&agent, 150).await;
-        tokio::time::sleep(Duration::from_millis(200 + round * 250)).await;
+        // Killed once it is writing, in the middle of the stream.
+        let before = *rows_after_round.last().unwrap();
+        wait_for_rows(out.path(), before + 1, Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100 + round * 150)).await;
         collector.kill();
+        rows_after_round.push(store_records(out.path()).len());
     }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    traffic.await.unwrap();
+    assert!(
+        rows_after_round.windows(2).all(|w| w[1] > w[0]),
+        "every killed collector was writing: {rows_after_round:?}"
+    );
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     let mut collector = Collector::start_with(&brokers, &topic, &group, out.path(), &instance);
@@ -243,4 +274,102 @@ async fn poison_messages_are_dead_lettered_and_counted_and_good_ones_stored() {
     );
     assert_eq!(scrape.value("collector_written_rows_total"), 2.0);
     assert_eq!(scrape.value("collector_consumed_messages_total"), 8.0);
+}
+
+#[tokio::test]
+async fn an_agent_resending_its_whole_log_adds_no_duplicate() {
+    let brokers = brokers();
+    let topic = unique("resend");
+    create_topic(&brokers, &topic, 2).await;
+    let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    load(&agent, 200).await;
+    assert!(agent.terminate().success());
+    let first_run = warm_events(&[data.path()]);
+    wait_for_rows(out.path(), first_run.len(), Duration::from_secs(30));
+
+    // The worst case of a crash: the checkpoint is gone, the agent sends its whole log again.
+    std::fs::remove_file(data.path().join("shipper/checkpoint.json")).unwrap();
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    load(&agent, 50).await;
+    assert!(agent.terminate().success());
+    let expected = warm_events(&[data.path()]);
+    let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let scrape = collector.scrape().await;
+    assert!(collector.terminate().success());
+    assert_exactly_once(&store_records(out.path()), &expected);
+    assert_eq!(stored.len(), expected.len());
+    assert!(
+        scrape.value("collector_duplicates_dropped_total") >= first_run.len() as f64,
+        "every resent event was recognised: {}",
+        scrape.value("collector_duplicates_dropped_total")
+    );
+}
+
+/// A broker of its own, on another port, that this test stops and starts.
+struct OwnBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnBroker {
+    fn kafka(&self, action: &str) {
+        let status =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka"))
+                .arg(action)
+                .env("KAFKA_PORT", self.port.to_string())
+                .env("KAFKA_DIR", self.dir.path())
+                .status()
+                .unwrap();
+        assert!(
+            status.success(),
+            "scripts/kafka {action} on port {}",
+            self.port
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kafka("stop");
+    }
+}
+
+#[tokio::test]
+async fn a_broker_outage_loses_nothing_and_fails_no_request() {
+    let broker = OwnBroker {
+        port: 19392,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    broker.kafka("start");
+    let brokers = format!("127.0.0.1:{}", broker.port);
+    let topic = unique("outage");
+    create_topic(&brokers, &topic, 2).await;
+    let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    load(&agent, 100).await;
+
+    // Down for 20 s while the agent keeps serving (every request must succeed) and logging.
+    broker.kafka("stop");
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(20) {
+        load(&agent, 20).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let during = agent.scrape().await;
+    assert!(
+        during.value("agent_shipper_backlog_bytes") > 0.0,
+        "the backlog waits on disk"
+    );
+    broker.kafka("start");
+    load(&agent, 100).await;
+    assert!(agent.terminate().success());
+
+    let expected = warm_events(&[data.path()]);
+    let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(60));
+    assert!(collector.terminate().success());
+    assert_exactly_once(&stored, &expected);
 }

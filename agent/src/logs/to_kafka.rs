@@ -61,10 +61,32 @@ pub fn start(
     let start = Checkpoint::load(&config.checkpoint)?;
     let handle = std::thread::Builder::new().name("agent-shipper".into()).spawn(move || {
         tracing::info!(brokers = %config.brokers, topic = %config.topic, checkpoint = ?start, "shipper started");
+        check_topic(&producer, &config);
         Shipper::new(config, producer, start).run(&shutdown);
         tracing::info!("shipper stopped");
     })?;
     Ok(handle)
+}
+
+/// Says at start whether the topic is there; either way the shipper runs, and what it cannot
+/// send yet waits on disk.
+fn check_topic(producer: &BaseProducer<Acks>, config: &ShipperConfig) {
+    match producer
+        .client()
+        .fetch_metadata(Some(&config.topic), Duration::from_secs(5))
+    {
+        Ok(metadata) => {
+            let found = metadata.topics().iter().any(|t| {
+                t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty()
+            });
+            if !found {
+                tracing::error!(topic = %config.topic, brokers = %config.brokers, "the warm-path topic does not exist; events wait on disk until it is created");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(brokers = %config.brokers, %error, "Kafka does not answer; events wait on disk until it does")
+        }
+    }
 }
 
 fn producer(config: &ShipperConfig) -> anyhow::Result<BaseProducer<Acks>> {
