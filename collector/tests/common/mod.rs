@@ -32,6 +32,28 @@ pub fn brokers() -> String {
     brokers
 }
 
+/// Messages in a topic: the sum of its partitions' high watermarks.
+pub fn topic_message_count(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("count"))
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
 /// A topic name no other test uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -256,14 +278,7 @@ pub fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
 pub fn warm_events(data_dirs: &[&Path]) -> Vec<LogRecord> {
     let mut shipped = Vec::new();
     for dir in data_dirs {
-        let checkpoint: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("shipper/checkpoint.json")).unwrap(),
-        )
-        .unwrap();
-        let (cp_file, cp_offset) = (
-            checkpoint["file"].as_str().unwrap().to_owned(),
-            checkpoint["offset"].as_u64().unwrap(),
-        );
+        let (cp_file, cp_offset) = checkpoint(dir);
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -302,6 +317,46 @@ pub fn warm_events(data_dirs: &[&Path]) -> Vec<LogRecord> {
         );
     }
     shipped
+}
+
+/// The shipper's checkpoint of an agent's data directory: file name and offset.
+pub fn checkpoint(data_dir: &Path) -> (String, u64) {
+    let checkpoint: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.join("shipper/checkpoint.json")).unwrap(),
+    )
+    .unwrap();
+    (
+        checkpoint["file"].as_str().unwrap().to_owned(),
+        checkpoint["offset"].as_u64().unwrap(),
+    )
+}
+
+/// How many INFO-and-above lines lie before `position` in an agent's local log.
+pub fn warm_lines_before(data_dir: &Path, position: &(String, u64)) -> usize {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut count = 0;
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let mut offset = 0u64;
+        for line in std::fs::read(&file)
+            .unwrap()
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|l| l.ends_with(b"\n"))
+        {
+            offset += line.len() as u64;
+            let before = name < position.0 || (name == position.0 && offset <= position.1);
+            let warm = LogRecord::from_json_line(std::str::from_utf8(line).unwrap())
+                .is_ok_and(|r| r.level >= Level::Info);
+            if before && warm {
+                count += 1;
+            }
+        }
+    }
+    count
 }
 
 /// Waits until the store holds at least as many rows as `expected` has events.
