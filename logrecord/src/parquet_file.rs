@@ -152,6 +152,32 @@ pub fn read(path: &Path) -> Result<Vec<LogRecord>, crate::ReadError> {
     Ok(records)
 }
 
+/// Every Parquet file under `root`, sorted, skipping hidden (`.`) and internal (`_`) names: files
+/// being written and the collector's own state are not data.
+pub fn list(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name.ends_with(".parquet") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +210,6 @@ mod tests {
         assert_eq!((written.rows, written.path.as_path()), (2, path.as_path()));
         assert!(written.bytes > 0);
         assert_eq!(read(&path).unwrap(), vec![earlier, later]);
+        assert_eq!(list(dir.path()), vec![path.clone()]);
     }
 }

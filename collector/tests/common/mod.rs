@@ -221,29 +221,9 @@ impl Drop for Collector {
     }
 }
 
-/// Every Parquet file of the store (hidden and `_collector` paths skipped).
+/// Every Parquet file of the store.
 pub fn store_files(out: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, files);
-            } else if name.ends_with(".parquet") {
-                files.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(out, &mut files);
-    files.sort();
-    files
+    logrecord::parquet_file::list(out)
 }
 
 /// Every row of the store.
