@@ -19,7 +19,7 @@ for i in range(n):
     micros = i * 3_600_000_000 // n
     ts = f"{hour}:{micros // 60_000_000:02d}:{(micros // 1_000_000) % 60:02d}.{micros % 1_000_000:06d}Z"
     record = {
-        "seq": seq + i, "id": str(uuid.UUID(int=rng.getrandbits(128), version=7)), "timestamp": ts,
+        "seq": seq + i, "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "timestamp": ts,
         "level": "INFO", "target": "imds::request", "message": "request served", "cluster": "bench",
         "machine": "bench-host", "request_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "method": "GET", "path": rng.choice(paths), "api_version": rng.choice(versions),

@@ -42,6 +42,11 @@ pub fn partition_dir(record: &LogRecord) -> PathBuf {
     .join(format!("cluster={}", record.cluster))
 }
 
+/// The UTC hour of a record, as hours since the epoch: the time part of its partition.
+fn hour_of(record: &LogRecord) -> i64 {
+    record.timestamp.timestamp().div_euclid(3600)
+}
+
 impl Store {
     pub fn state_paths(&self, partition: i32) -> StatePaths {
         StatePaths::new(&self.out, &self.topic, partition)
@@ -53,15 +58,30 @@ impl Store {
             return Ok(Flushed::default());
         };
         let name = format!("{}-{}-{first:020}-{last:020}", self.topic, batch.partition);
-        // Group in place (a failed write leaves the batch whole for the retry).
-        batch.records.sort_by_cached_key(partition_dir);
+        // Group in place (a failed write leaves the batch whole for the retry), already in the
+        // order each file wants: partition (hour, cluster), then time.
+        batch.records.sort_unstable_by(|a, b| {
+            (hour_of(a), &a.cluster, a.timestamp, &a.machine, a.seq).cmp(&(
+                hour_of(b),
+                &b.cluster,
+                b.timestamp,
+                &b.machine,
+                b.seq,
+            ))
+        });
         let mut staged = Vec::new();
         let mut rest = batch.records.as_mut_slice();
         while let Some(head) = rest.first() {
-            let dir = partition_dir(head);
-            let len = rest.iter().take_while(|r| partition_dir(r) == dir).count();
+            let key = (hour_of(head), head.cluster.clone());
+            let len = rest
+                .iter()
+                .take_while(|r| hour_of(r) == key.0 && r.cluster == key.1)
+                .count();
             let (group, tail) = rest.split_at_mut(len);
-            let path = self.out.join(dir).join(format!("{name}.parquet"));
+            let path = self
+                .out
+                .join(partition_dir(&group[0]))
+                .join(format!("{name}.parquet"));
             staged.push(logrecord::parquet_file::stage(&path, group)?);
             rest = tail;
         }

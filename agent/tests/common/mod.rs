@@ -114,6 +114,8 @@ impl AgentBuilder {
                 Ok((_, addr)) => metrics = Some(addr),
                 Err(_) => {
                     let status = child.try_wait().unwrap();
+                    let _ = child.kill();
+                    let _ = child.wait();
                     panic!(
                         "agent did not start (exit: {status:?}); stderr:\n{}",
                         stderr.lock().unwrap().join("\n")

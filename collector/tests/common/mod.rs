@@ -164,6 +164,8 @@ impl Collector {
         let metrics = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
+                let _ = child.kill();
+                let _ = child.wait();
                 panic!(
                     "collector did not start: {}",
                     stderr.lock().unwrap().join("\n")
