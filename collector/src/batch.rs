@@ -105,6 +105,19 @@ impl PartitionBatch {
         self.records.len() >= max_rows || self.started.is_some_and(|s| s.elapsed() >= interval)
     }
 
+    /// Hands this batch over to be written and continues with an empty one that starts where it
+    /// ends, as if it were already stored (the writer stores batches in order).
+    pub fn hand_over(&mut self) -> PartitionBatch {
+        let next_offset = self
+            .offsets
+            .map_or(self.state.next_offset, |(_, last)| last + 1);
+        let successor = PartitionState {
+            next_offset,
+            high_water: self.high_water.clone(),
+        };
+        std::mem::replace(self, PartitionBatch::new(self.partition, successor))
+    }
+
     /// Starts over after the batch was written, from the new stored state.
     pub fn committed(&mut self, state: PartitionState) {
         *self = PartitionBatch::new(self.partition, state);

@@ -1,18 +1,20 @@
 //! The consumer loop: a member of the consumer group, on a thread of its own. Messages go into
-//! per-partition batches (`batch.rs`); a batch is written when it is due (`to_parquet.rs`), and
-//! only then is its offset committed to Kafka, so a crash at any point replays, never skips.
+//! per-partition batches (`batch.rs`); a batch that is due goes to the writer thread
+//! (`writer.rs` -> `to_parquet.rs`), and only once it is durable is its offset committed to Kafka,
+//! so a crash at any point replays, never skips.
 //!
-//! When a partition is taken away in a rebalance its unwritten batch is dropped: nothing of it
-//! was committed, so its next owner consumes it again from the stored state.
+//! When a partition is taken away in a rebalance, the callback first waits for the writer to
+//! finish what it holds, then the partition's unwritten batch is dropped: nothing of it was
+//! committed, so its next owner consumes it again from the stored state.
 
 use crate::batch::{Outcome, PartitionBatch};
 use crate::config::Config;
 use crate::metrics::{
     CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, DUPLICATES_DROPPED_TOTAL,
-    FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL, REPLAYED_SKIPPED_TOTAL,
-    WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
+    REPLAYED_SKIPPED_TOTAL,
 };
 use crate::to_parquet::Store;
+use crate::writer::{Writer, WriterHandle};
 use anyhow::{Context, bail};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -21,17 +23,16 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const POLL: Duration = Duration::from_millis(100);
-const RETRY_AFTER_FAILED_FLUSH: Duration = Duration::from_secs(1);
 
 /// Rebalance and statistics callbacks, run inside `poll` on the consumer thread.
-#[derive(Default)]
 struct GroupContext {
     revoked: Mutex<Vec<i32>>,
+    writer: WriterHandle,
 }
 
 impl ClientContext for GroupContext {
@@ -49,32 +50,40 @@ impl ClientContext for GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance
-            && let Ok(mut revoked) = self.revoked.lock()
-        {
-            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // Before the partitions go: everything handed to the writer is written and committed.
+            self.writer.wait_idle();
+            if let Ok(mut revoked) = self.revoked.lock() {
+                revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            }
         }
     }
 }
 
 /// Consumes until `shutdown`, then writes what it holds and commits.
 pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let writer_handle = WriterHandle::default();
     let mut client = ClientConfig::new();
     if let Some(id) = &config.instance_id {
         client.set("group.instance.id", id);
     }
-    let consumer: BaseConsumer<GroupContext> = client
-        .set("bootstrap.servers", &config.brokers)
-        // A collector that dies holds its partitions until this expires (Kafka's default is 45 s).
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000")
-        .set("group.id", &config.group)
-        .set("client.id", "imds-collector")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(GroupContext::default())?;
+    let consumer: Arc<BaseConsumer<GroupContext>> = Arc::new(
+        client
+            .set("bootstrap.servers", &config.brokers)
+            // A collector that dies holds its partitions until this expires (Kafka's default is 45 s).
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
+            .set("group.id", &config.group)
+            .set("client.id", "imds-collector")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(GroupContext {
+                revoked: Mutex::default(),
+                writer: writer_handle.clone(),
+            })?,
+    );
     check_topic(&consumer, config)?;
     consumer.subscribe(&[&config.topic])?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, out = %config.out.display(), "consuming");
@@ -83,6 +92,13 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
         out: config.out.clone(),
         topic: config.topic.clone(),
     };
+    let committer = Arc::clone(&consumer);
+    let topic = config.topic.clone();
+    let writer = Writer::start(
+        store.clone(),
+        writer_handle,
+        Box::new(move |partition, next| commit(&committer, &topic, partition, next)),
+    )?;
     let mut batches: HashMap<i32, PartitionBatch> = HashMap::new();
     while !shutdown.is_cancelled() {
         match consumer.poll(POLL) {
@@ -112,22 +128,18 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
         }
         drop_revoked(&consumer, &mut batches);
         for batch in batches.values_mut() {
-            if batch.is_due(config.flush_interval, config.max_batch_rows)
-                && !flush(&consumer, &store, config, batch)
-            {
-                std::thread::sleep(RETRY_AFTER_FAILED_FLUSH);
+            if batch.is_due(config.flush_interval, config.max_batch_rows) {
+                writer.submit(batch.hand_over());
             }
         }
     }
     // Shutdown: stop consuming, write what is held, commit.
     for batch in batches.values_mut() {
-        for _ in 0..3 {
-            if flush(&consumer, &store, config, batch) {
-                break;
-            }
-            std::thread::sleep(RETRY_AFTER_FAILED_FLUSH);
+        if batch.offsets.is_some() {
+            writer.submit(batch.hand_over());
         }
     }
+    writer.finish();
     tracing::info!("consumer stopped");
     Ok(())
 }
@@ -184,46 +196,15 @@ fn drop_revoked(consumer: &BaseConsumer<GroupContext>, batches: &mut HashMap<i32
     }
 }
 
-/// Writes one batch and commits its offset; `false` (logged, counted) when the write failed.
-fn flush(
-    consumer: &BaseConsumer<GroupContext>,
-    store: &Store,
-    config: &Config,
-    batch: &mut PartitionBatch,
-) -> bool {
-    let Some((first, last)) = batch.offsets else {
-        return true;
-    };
-    let started = Instant::now();
-    match store.flush(batch) {
-        Ok(flushed) => {
-            metrics::histogram!(FLUSH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
-            metrics::counter!(WRITTEN_ROWS_TOTAL).increment(flushed.rows as u64);
-            metrics::counter!(FILES_WRITTEN_TOTAL).increment(flushed.files as u64);
-            metrics::counter!(WRITTEN_BYTES_TOTAL).increment(flushed.bytes);
-            tracing::debug!(
-                partition = batch.partition,
-                first,
-                last,
-                rows = flushed.rows,
-                files = flushed.files,
-                "batch written"
-            );
-            // A hint for lag and a fast restart; the stored state is what counts.
-            let mut offsets = TopicPartitionList::new();
-            if offsets
-                .add_partition_offset(&config.topic, batch.partition, Offset::Offset(last + 1))
-                .is_ok()
-                && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
-            {
-                tracing::warn!(%error, partition = batch.partition, "offset commit failed; the stored state still holds the position");
-            }
-            true
-        }
-        Err(error) => {
-            metrics::counter!(FLUSH_ERRORS_TOTAL).increment(1);
-            tracing::error!(partition = batch.partition, first, last, error = %format!("{error:#}"), "writing a batch failed; retrying");
-            false
-        }
+/// After a batch is durable: the offset goes to Kafka, a hint for lag and a fast restart (the
+/// stored state is what counts).
+fn commit(consumer: &BaseConsumer<GroupContext>, topic: &str, partition: i32, next_offset: i64) {
+    let mut offsets = TopicPartitionList::new();
+    if offsets
+        .add_partition_offset(topic, partition, Offset::Offset(next_offset))
+        .is_ok()
+        && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
+    {
+        tracing::warn!(%error, partition, "offset commit failed; the stored state still holds the position");
     }
 }

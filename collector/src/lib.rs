@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod to_parquet;
+pub mod writer;
 
 use anyhow::Context;
 use config::Config;

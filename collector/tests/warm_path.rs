@@ -378,3 +378,68 @@ async fn a_broker_outage_loses_nothing_and_fails_no_request() {
     assert!(collector.terminate().success());
     assert_exactly_once(&stored, &expected);
 }
+
+#[tokio::test]
+async fn the_shipper_follows_hourly_files_in_order_and_reports_a_file_removed_unshipped() {
+    let brokers = brokers();
+    let topic = unique("rotation");
+    create_topic(&brokers, &topic, 2).await;
+    let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Two closed hours already on disk (the agent was down across them), then the current one.
+    let logs = data.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = |seq: u64, hour: &str| {
+        format!(
+            "{{\"seq\":{seq},\"id\":\"old-{seq}\",\"timestamp\":\"2026-02-28T{hour}:30:00Z\",\"level\":\"INFO\",\"target\":\"t\",\"message\":\"old\",\"cluster\":\"west\",\"machine\":\"host-1\"}}\n"
+        )
+    };
+    std::fs::write(
+        logs.join("agent.2026-02-28-22.log"),
+        (1..=40).map(|s| line(s, "22")).collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join("agent.2026-02-28-23.log"),
+        (41..=70).map(|s| line(s, "23")).collect::<String>(),
+    )
+    .unwrap();
+    // The checkpoint points into an hour whose file retention already removed.
+    std::fs::create_dir_all(data.path().join("shipper")).unwrap();
+    std::fs::write(
+        data.path().join("shipper/checkpoint.json"),
+        r#"{"file":"agent.2026-02-28-21.log","offset":120}"#,
+    )
+    .unwrap();
+
+    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    load(&agent, 30).await;
+    let scrape = agent.scrape().await;
+    assert!(agent.terminate().success());
+    let expected = warm_events(&[data.path()]);
+    assert_eq!(expected.iter().filter(|r| r.message == "old").count(), 70);
+    let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
+    assert!(collector.terminate().success());
+    assert_exactly_once(&stored, &expected);
+    assert_eq!(
+        scrape.value("agent_shipper_lost_files_total"),
+        1.0,
+        "the removed file is counted"
+    );
+    let records = common::agent_harness::read_log_records(&logs);
+    assert!(records.iter().any(|r| {
+        r.level == Level::Error
+            && r.message
+                .starts_with("log file removed before it was shipped")
+    }));
+    // The old hours landed in their own partitions.
+    let files = common::store_files(out.path());
+    assert!(files.iter().any(|f| {
+        f.to_string_lossy()
+            .contains("date=2026-02-28/hour=22/cluster=west")
+    }));
+    assert!(files.iter().any(|f| {
+        f.to_string_lossy()
+            .contains("date=2026-02-28/hour=23/cluster=west")
+    }));
+}
