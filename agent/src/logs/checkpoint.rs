@@ -3,7 +3,6 @@
 //! so after a crash it is either the old position or the new one, never a torn one.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 /// A position in the hourly files.
@@ -34,16 +33,8 @@ impl Checkpoint {
 
     /// Replaces the stored checkpoint atomically.
     pub fn store(&self, path: &Path) -> anyhow::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".checkpoint-")
-            .tempfile_in(dir)?;
-        temp.write_all(&serde_json::to_vec(self)?)?;
-        temp.as_file().sync_all()?;
-        temp.persist(path)?;
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        logrecord::durable::write_atomically(path, &serde_json::to_vec(self)?)
+            .map_err(|e| anyhow::anyhow!("storing checkpoint {}: {e}", path.display()))
     }
 }
 

@@ -6,13 +6,12 @@
 
 use super::{Documents, MetadataStore, parse_document};
 use crate::metrics::{METADATA_RELOAD_ERRORS_TOTAL, METADATA_RELOADS_TOTAL};
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -145,7 +144,7 @@ impl Upstream {
         }
     }
 
-    /// Temporary name, fsync, rename, fsync the directory: the copy is whole or absent.
+    /// Atomic and durable: the copy on disk is whole, old or new.
     fn save_copy(&self, document: &Value, etag: Option<String>) -> anyhow::Result<()> {
         let fetched_at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -156,16 +155,10 @@ impl Upstream {
             fetched_at,
             document: document.clone(),
         };
-        let dir = self
-            .copy_path
-            .parent()
-            .ok_or_else(|| anyhow!("copy path has no directory"))?;
-        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-        temp.write_all(&serde_json::to_vec(&copy)?)?;
-        temp.as_file().sync_all()?;
-        temp.persist(&self.copy_path)?;
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        Ok(logrecord::durable::write_atomically(
+            &self.copy_path,
+            &serde_json::to_vec(&copy)?,
+        )?)
     }
 }
 
