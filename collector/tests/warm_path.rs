@@ -150,7 +150,17 @@ async fn a_killed_agent_resumes_shipping_from_its_checkpoint() {
     let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
 
     let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
-    load(&agent, 300).await;
+    load(&agent, 200).await;
+    // Killed once it has shipped and checkpointed some, while more is in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while common::checkpoint(data.path()).1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shipper never stored a checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    load(&agent, 100).await;
     agent.kill();
     let killed_at = common::checkpoint(data.path());
     let acknowledged_before_kill = common::warm_lines_before(data.path(), &killed_at);
@@ -414,7 +424,16 @@ async fn the_shipper_follows_hourly_files_in_order_and_reports_a_file_removed_un
     let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
     let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
     load(&agent, 30).await;
-    let scrape = agent.scrape().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let scrape = loop {
+        let scrape = agent.scrape().await;
+        if scrape.value("agent_shipper_lost_files_total") > 0.0
+            || std::time::Instant::now() > deadline
+        {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     assert_eq!(expected.iter().filter(|r| r.message == "old").count(), 70);

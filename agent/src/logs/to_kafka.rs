@@ -61,8 +61,9 @@ pub fn start(
     let start = Checkpoint::load(&config.checkpoint)?;
     let handle = std::thread::Builder::new().name("agent-shipper".into()).spawn(move || {
         tracing::info!(brokers = %config.brokers, topic = %config.topic, checkpoint = ?start, "shipper started");
-        check_topic(&producer, &config);
-        Shipper::new(config, producer, start).run(&shutdown);
+        let mut shipper = Shipper::new(config, producer, start);
+        check_topic(&shipper.producer, &shipper.config);
+        shipper.run(&shutdown);
         tracing::info!("shipper stopped");
     })?;
     Ok(handle)

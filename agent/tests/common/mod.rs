@@ -16,12 +16,11 @@ pub const API_VERSION: &str = "2021-02-01";
 
 /// A running agent, killed when dropped.
 pub struct Agent {
-    child: Child,
+    process: Spawned,
     pub api: SocketAddr,
     pub metrics: SocketAddr,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 /// How to start an agent.
@@ -82,54 +81,17 @@ impl AgentBuilder {
         for (key, value) in &self.envs {
             command.env(key, value);
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-
-        // Read stderr for good (a full pipe would block the agent), reporting the addresses.
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        let kept = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let which = if line.contains("metadata API listening") {
-                        "api"
-                    } else {
-                        "metrics"
-                    };
-                    let _ = tx.send((which, addr.trim().parse::<SocketAddr>().unwrap()));
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let (mut api, mut metrics) = (None, None);
-        while api.is_none() || metrics.is_none() {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(("api", addr)) => api = Some(addr),
-                Ok((_, addr)) => metrics = Some(addr),
-                Err(_) => {
-                    let status = child.try_wait().unwrap();
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "agent did not start (exit: {status:?}); stderr:\n{}",
-                        stderr.lock().unwrap().join("\n")
-                    );
-                }
-            }
-        }
+        let (process, addrs) = spawn_listening(
+            command,
+            "agent",
+            &["metadata API listening", "metrics listening"],
+        );
         Agent {
-            child,
-            api: api.unwrap(),
-            metrics: metrics.unwrap(),
+            process,
+            api: addrs[0],
+            metrics: addrs[1],
             data_dir,
             _temp: temp,
-            stderr,
         }
     }
 }
@@ -210,6 +172,79 @@ impl Agent {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.process.terminate()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// A child process whose stderr is read for good (a full pipe would block it), killed when dropped.
+pub struct Spawned {
+    child: Child,
+    name: &'static str,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `command` and waits until it has logged each of `announcements` (`<message> addr=<addr>`
+/// lines on stderr); returns their addresses in that order.
+pub fn spawn_listening(
+    mut command: Command,
+    name: &'static str,
+    announcements: &[&str],
+) -> (Spawned, Vec<SocketAddr>) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let lines = BufReader::new(child.stderr.take().unwrap());
+    let kept = Arc::clone(&stderr);
+    let wanted: Vec<String> = announcements.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        for line in lines.lines().map_while(Result::ok) {
+            if let Some(index) = wanted.iter().position(|w| line.contains(w.as_str()))
+                && let Some(addr) = line.split("addr=").nth(1)
+            {
+                let _ = tx.send((index, addr.trim().parse::<SocketAddr>().unwrap()));
+            }
+            kept.lock().unwrap().push(line);
+        }
+    });
+    let mut process = Spawned {
+        child,
+        name,
+        stderr,
+    };
+    let mut addrs: Vec<Option<SocketAddr>> = vec![None; announcements.len()];
+    while addrs.iter().any(Option::is_none) {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((index, addr)) => addrs[index] = Some(addr),
+            Err(_) => {
+                let status = process.child.try_wait().unwrap();
+                process.kill();
+                panic!(
+                    "{name} did not start (exit: {status:?}); stderr:\n{}",
+                    process.stderr()
+                );
+            }
+        }
+    }
+    (process, addrs.into_iter().flatten().collect())
+}
+
+impl Spawned {
+    /// Sends SIGTERM and waits (up to 30 s) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -218,17 +253,25 @@ impl Agent {
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "agent did not stop within 20 s of SIGTERM"
+                "{} did not stop within 30 s of SIGTERM:\n{}",
+                self.name,
+                self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn stderr(&self) -> String {
@@ -236,10 +279,9 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
+impl Drop for Spawned {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -259,19 +301,6 @@ pub fn agent_binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// The process id, for signals.
-impl Agent {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn client() -> reqwest::Client {

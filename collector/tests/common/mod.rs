@@ -11,11 +11,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The broker the tests use: `$KAFKA_BROKERS`, else the one `scripts/kafka start` runs.
@@ -108,9 +106,8 @@ pub fn start_agent(
 
 /// A running collector, killed when dropped.
 pub struct Collector {
-    child: Child,
+    process: agent_harness::Spawned,
     pub metrics: SocketAddr,
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Collector {
@@ -125,7 +122,8 @@ impl Collector {
         out: &Path,
         extra: &[&str],
     ) -> Collector {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_collector"));
+        command
             .args([
                 "--kafka-brokers",
                 brokers,
@@ -135,46 +133,16 @@ impl Collector {
                 group,
                 "--flush-interval",
                 "300ms",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--out",
             ])
+            .args(["--metrics-listen", "127.0.0.1:0", "--out"])
             .arg(out)
             .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let kept = std::sync::Arc::clone(&stderr);
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                if line.contains("metrics listening")
-                    && let Some(addr) = line.split("addr=").nth(1)
-                {
-                    let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let metrics = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "collector did not start: {}",
-                    stderr.lock().unwrap().join("\n")
-                )
-            });
+            .env_remove("RUST_LOG");
+        let (process, addrs) =
+            agent_harness::spawn_listening(command, "collector", &["metrics listening"]);
         Collector {
-            child,
-            metrics,
-            stderr,
+            process,
+            metrics: addrs[0],
         }
     }
 
@@ -190,36 +158,12 @@ impl Collector {
 
     /// SIGKILL: no flush, no commit.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "collector did not stop: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.terminate()
     }
 }
 
