@@ -5,7 +5,7 @@
 //! | stage | file |
 //! |---|---|
 //! | Kafka -> per-partition batches | `from_kafka.rs` -> `batch.rs` |
-//! | batch -> Parquet, then commit | `to_parquet.rs` -> `state.rs` |
+//! | batch -> writer thread -> Parquet, then commit | `writer.rs` -> `to_parquet.rs` -> `state.rs` |
 //!
 //! Guarantee: every event consumed is in the store exactly once, after any crash: offsets are
 //! committed only after the data is durable, the store's own per-partition state says which
