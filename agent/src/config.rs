@@ -60,6 +60,15 @@ pub struct Cli {
     /// Kafka topic of the warm path. [default: imds.logs]
     #[arg(long, env = "AGENT_KAFKA_TOPIC")]
     pub kafka_topic: Option<String>,
+    /// How long raw hourly log files are kept after their hour (once rolled and shipped). [default: 48h]
+    #[arg(long, env = "AGENT_RETAIN_RAW", value_parser = humantime::parse_duration)]
+    pub retain_raw: Option<Duration>,
+    /// How long hourly Parquet files are kept. [default: 90days]
+    #[arg(long, env = "AGENT_RETAIN_PARQUET", value_parser = humantime::parse_duration)]
+    pub retain_parquet: Option<Duration>,
+    /// Disk budget for raw and Parquet files together, bytes; oldest go first. 0: none. [default: 0]
+    #[arg(long, env = "AGENT_MAX_DISK_BYTES")]
+    pub max_disk_bytes: Option<u64>,
     /// Turn the hot path off: no recorder, no `/metrics` listener. For measuring what metrics cost.
     #[arg(long, env = "AGENT_DISABLE_METRICS")]
     pub disable_metrics: bool,
@@ -87,6 +96,11 @@ struct FileConfig {
     disable_metrics: Option<bool>,
     kafka_brokers: Option<String>,
     kafka_topic: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    retain_raw: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    retain_parquet: Option<Duration>,
+    max_disk_bytes: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
 }
@@ -128,6 +142,8 @@ pub struct Config {
     pub log_buffer_lines: usize,
     /// The warm path's Kafka, when configured.
     pub kafka: Option<KafkaConfig>,
+    /// How long the cold path keeps raw and Parquet files.
+    pub retention: crate::logs::roll_to_parquet::Retention,
     /// `false` turns the hot path off (benchmarks of its cost).
     pub metrics_enabled: bool,
     pub shutdown_timeout: Duration,
@@ -222,6 +238,20 @@ impl Config {
                         .or(file.kafka_topic)
                         .unwrap_or_else(|| "imds.logs".into()),
                 }),
+            retention: crate::logs::roll_to_parquet::Retention {
+                raw: cli
+                    .retain_raw
+                    .or(file.retain_raw)
+                    .unwrap_or(Duration::from_secs(48 * 3600)),
+                parquet: cli
+                    .retain_parquet
+                    .or(file.retain_parquet)
+                    .unwrap_or(Duration::from_secs(90 * 24 * 3600)),
+                max_disk_bytes: cli
+                    .max_disk_bytes
+                    .or(file.max_disk_bytes)
+                    .filter(|&b| b > 0),
+            },
             metrics_enabled: !(cli.disable_metrics || file.disable_metrics.unwrap_or(false)),
             shutdown_timeout: cli
                 .shutdown_timeout
@@ -233,6 +263,11 @@ impl Config {
     /// Where the hourly local log files live.
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
+    }
+
+    /// Where the hourly Parquet files of the cold path go.
+    pub fn parquet_dir(&self) -> PathBuf {
+        self.data_dir.join("parquet")
     }
 
     /// The warm shipper's checkpoint.

@@ -10,6 +10,7 @@
 //! | request -> counters (hot path) | `http/count.rs` -> `metrics.rs` -> `exporter.rs` (`/metrics`) |
 //! | event -> local log (warm and cold source) | `logs/to_file.rs` |
 //! | local log -> Kafka (warm path) | `logs/to_kafka.rs` with `logs/checkpoint.rs` |
+//! | local log -> hourly Parquet, retention (cold path) | `logs/roll_to_parquet.rs` |
 
 pub mod api_version;
 pub mod config;
@@ -66,6 +67,18 @@ pub async fn run(
         )?),
         None => None,
     };
+
+    // The cold-path roller, also on a thread of its own.
+    let roller = logs::roll_to_parquet::start(
+        logs::roll_to_parquet::RollerConfig {
+            log_dir: config.log_dir(),
+            parquet_dir: config.parquet_dir(),
+            machine: config.machine.clone(),
+            retention: config.retention.clone(),
+            shipper_checkpoint: config.kafka.is_some().then(|| config.shipper_checkpoint()),
+        },
+        shipper_stop.clone(),
+    )?;
 
     let rate_limit = config
         .rate_limit
@@ -126,14 +139,15 @@ pub async fn run(
         result = servers => { result.context("serving")?; }
         () = deadline => tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed with requests still in flight"),
     }
-    // Stop the shipper after the last request: it ships what it can and stores its checkpoint.
-    if let Some(shipper) = shipper {
-        shipper_stop.cancel();
-        if tokio::task::spawn_blocking(move || shipper.join())
+    // Stop the shipper after the last request (it ships what it can and stores its checkpoint),
+    // and the roller after the pass it is in.
+    shipper_stop.cancel();
+    for thread in shipper.into_iter().chain([roller]) {
+        if tokio::task::spawn_blocking(move || thread.join())
             .await
-            .is_err()
+            .map_or(true, |joined| joined.is_err())
         {
-            tracing::warn!("shipper thread ended abnormally");
+            tracing::warn!("a telemetry thread ended abnormally");
         }
     }
     tasks.close();

@@ -44,6 +44,20 @@ pub const SHIPPER_SKIPPED_LINES_TOTAL: &str = "agent_shipper_skipped_lines_total
 pub const SHIPPER_DROPPED_EVENTS_TOTAL: &str = "agent_shipper_dropped_events_total";
 /// Counter: log files removed (by retention) before they were shipped.
 pub const SHIPPER_LOST_FILES_TOTAL: &str = "agent_shipper_lost_files_total";
+/// Counter: hourly log files rolled into Parquet.
+pub const ROLLER_FILES_TOTAL: &str = "agent_roller_files_total";
+/// Counter: rows written by the roller.
+pub const ROLLER_ROWS_TOTAL: &str = "agent_roller_rows_total";
+/// Counter, bytes: Parquet bytes written by the roller.
+pub const ROLLER_WRITTEN_BYTES_TOTAL: &str = "agent_roller_written_bytes_total";
+/// Counter: raw lines that are not records, skipped by the roller.
+pub const ROLLER_SKIPPED_LINES_TOTAL: &str = "agent_roller_skipped_lines_total";
+/// Counter: rolls that failed (retried on the next pass).
+pub const ROLLER_ERRORS_TOTAL: &str = "agent_roller_errors_total";
+/// Gauge `{kind}`, bytes: raw log and Parquet files on disk.
+pub const DISK_USED_BYTES: &str = "agent_disk_used_bytes";
+/// Counter `{kind, reason}`: files removed by retention (`age` or `budget`).
+pub const RETENTION_DELETED_FILES_TOTAL: &str = "agent_retention_deleted_files_total";
 /// Gauge `{version, cluster, machine}`, always 1: which build runs where.
 pub const BUILD_INFO: &str = "agent_build_info";
 
@@ -158,6 +172,41 @@ fn describe() {
         SHIPPER_LOST_FILES_TOTAL,
         Unit::Count,
         "Log files removed before they were shipped."
+    );
+    describe_counter!(
+        ROLLER_FILES_TOTAL,
+        Unit::Count,
+        "Hourly log files rolled into Parquet."
+    );
+    describe_counter!(
+        ROLLER_ROWS_TOTAL,
+        Unit::Count,
+        "Rows written by the roller."
+    );
+    describe_counter!(
+        ROLLER_WRITTEN_BYTES_TOTAL,
+        Unit::Bytes,
+        "Parquet bytes written by the roller."
+    );
+    describe_counter!(
+        ROLLER_SKIPPED_LINES_TOTAL,
+        Unit::Count,
+        "Raw lines that are not records, skipped by the roller."
+    );
+    describe_counter!(
+        ROLLER_ERRORS_TOTAL,
+        Unit::Count,
+        "Rolls that failed and are retried."
+    );
+    describe_gauge!(
+        DISK_USED_BYTES,
+        Unit::Bytes,
+        "Raw log and Parquet bytes on disk, by kind."
+    );
+    describe_counter!(
+        RETENTION_DELETED_FILES_TOTAL,
+        Unit::Count,
+        "Files removed by retention, by kind and reason."
     );
     describe_gauge!(
         BUILD_INFO,

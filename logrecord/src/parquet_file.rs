@@ -16,6 +16,10 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// Prefix of files being written: hidden, so readers skip them, and recognisable, so a writer can
+/// remove the ones a crash left behind.
+pub const TEMP_PREFIX: &str = ".writing-";
+
 /// Rows per row group: big enough for good compression, small enough that a one-machine lookup
 /// can skip most of a file by its statistics.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -65,44 +69,87 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
 
 /// Writes `records` (sorted here by timestamp, then sequence) to a temporary file beside `path`.
 pub fn stage(path: &Path, records: &mut [LogRecord]) -> Result<StagedFile, WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    records.sort_by(|a, b| (a.timestamp, &a.machine, a.seq).cmp(&(b.timestamp, &b.machine, b.seq)));
-    let temp = tempfile::Builder::new()
-        .prefix(".writing-")
-        .suffix(".parquet")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
-    let mut writer = ArrowWriter::try_new(
-        temp.as_file().try_clone().map_err(io(temp.path()))?,
-        crate::schema(),
-        Some(properties),
-    )?;
-    for chunk in records.chunks(ROW_GROUP_ROWS) {
-        writer.write(&to_record_batch(chunk)?)?;
+    let mut writer = StagingWriter::create(path)?;
+    for chunk in records.chunks_mut(ROW_GROUP_ROWS) {
+        writer.write(chunk)?;
     }
-    writer.close()?;
-    let found = SerializedFileReader::new(File::open(temp.path()).map_err(io(temp.path()))?)?
-        .metadata()
-        .file_metadata()
-        .num_rows();
-    if found != records.len() as i64 {
-        return Err(WriteError::RowCount {
+    writer.finish()
+}
+
+/// Writes a Parquet file in chunks (each sorted and written as it comes), for inputs too large
+/// to hold at once; [`StagingWriter::finish`] verifies and fsyncs it.
+pub struct StagingWriter {
+    temp: tempfile::NamedTempFile,
+    writer: ArrowWriter<File>,
+    path: PathBuf,
+    rows: usize,
+}
+
+impl std::fmt::Debug for StagingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagingWriter")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl StagingWriter {
+    pub fn create(path: &Path) -> Result<Self, WriteError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".parquet")
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let file = temp.as_file().try_clone().map_err(io(temp.path()))?;
+        let writer = ArrowWriter::try_new(file, crate::schema(), Some(properties))?;
+        Ok(StagingWriter {
+            temp,
+            writer,
             path: path.to_owned(),
-            expected: records.len(),
-            found,
-        });
+            rows: 0,
+        })
     }
-    temp.as_file().sync_all().map_err(io(temp.path()))?;
-    Ok(StagedFile {
-        temp,
-        path: path.to_owned(),
-        rows: records.len(),
-    })
+
+    /// Sorts `records` by time and appends them.
+    pub fn write(&mut self, records: &mut [LogRecord]) -> Result<(), WriteError> {
+        records.sort_by(|a, b| {
+            (a.timestamp, &a.machine, a.seq).cmp(&(b.timestamp, &b.machine, b.seq))
+        });
+        self.writer.write(&to_record_batch(records)?)?;
+        self.rows += records.len();
+        Ok(())
+    }
+
+    /// Closes the file, checks its footer holds every row written, and fsyncs it.
+    pub fn finish(self) -> Result<StagedFile, WriteError> {
+        let StagingWriter {
+            temp,
+            writer,
+            path,
+            rows,
+        } = self;
+        writer.close()?;
+        let found = SerializedFileReader::new(File::open(temp.path()).map_err(io(temp.path()))?)?
+            .metadata()
+            .file_metadata()
+            .num_rows();
+        if found != rows as i64 {
+            return Err(WriteError::RowCount {
+                path,
+                expected: rows,
+                found,
+            });
+        }
+        temp.as_file().sync_all().map_err(io(temp.path()))?;
+        Ok(StagedFile { temp, path, rows })
+    }
 }
 
 impl StagedFile {

@@ -4,5 +4,6 @@
 
 pub mod checkpoint;
 pub mod local_files;
+pub mod roll_to_parquet;
 pub mod to_file;
 pub mod to_kafka;

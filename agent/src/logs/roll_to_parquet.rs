@@ -1,0 +1,352 @@
+//! The cold path on the host: every closed hourly log file becomes one Parquet file of the shared
+//! record schema, `<data-dir>/parquet/date=YYYY-MM-DD/hour=HH/<machine>.YYYY-MM-DD-HH.parquet`
+//! (UTC, zstd, sorted by time in row groups of 128k rows), and retention keeps the raw and Parquet
+//! files within their ages and the disk budget.
+//!
+//! Guarantees. A file is rolled once it is closed (its hour ended, plus a grace for the writer's
+//! buffer). It is written under a hidden temporary name, its footer's row count checked against
+//! the valid lines read, fsynced, then renamed: the Parquet file exists only whole and verified,
+//! and its name is fixed by the hour, so re-running after a crash rewrites the same file and
+//! never duplicates. Lines that are not records (a line cut short by a crash) are skipped and
+//! counted, never fatal. A raw file is deleted only after its Parquet exists and, when the warm
+//! path is on, after the shipper's checkpoint has moved past it. All times are UTC from the file
+//! names; a clock stepped back only delays rolling and deleting.
+
+use super::local_files::{self, LogFile};
+use crate::metrics::{
+    DISK_USED_BYTES, RETENTION_DELETED_FILES_TOTAL, ROLLER_ERRORS_TOTAL, ROLLER_FILES_TOTAL,
+    ROLLER_ROWS_TOTAL, ROLLER_SKIPPED_LINES_TOTAL, ROLLER_WRITTEN_BYTES_TOTAL,
+};
+use chrono::{DateTime, Duration as Span, NaiveDateTime, Utc};
+use logrecord::LogRecord;
+use logrecord::parquet_file::{StagingWriter, TEMP_PREFIX};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const EVERY: Duration = Duration::from_secs(10);
+/// After the hour ends, the log writer may still flush a few buffered lines of it.
+const GRACE: Span = Span::seconds(5);
+const CHUNK_ROWS: usize = 128 * 1024;
+
+/// How long files are kept, and the disk budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    pub raw: Duration,
+    pub parquet: Duration,
+    /// Raw and Parquet together; `None`: no budget.
+    pub max_disk_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollerConfig {
+    pub log_dir: PathBuf,
+    pub parquet_dir: PathBuf,
+    pub machine: String,
+    pub retention: Retention,
+    /// The warm shipper's checkpoint, when the warm path is on: raw files it has not passed stay.
+    pub shipper_checkpoint: Option<PathBuf>,
+}
+
+/// Starts the roller thread; it stops at `shutdown` (after the pass it is in).
+pub fn start(
+    config: RollerConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("agent-roller".into())
+        .spawn(move || {
+            remove_leftover_temporaries(&config.parquet_dir);
+            while !shutdown.is_cancelled() {
+                run_once(&config, Utc::now());
+                let mut waited = Duration::ZERO;
+                while waited < EVERY && !shutdown.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    waited += Duration::from_millis(100);
+                }
+            }
+        })
+}
+
+/// One pass: roll what is closed, apply retention, report disk use.
+pub fn run_once(config: &RollerConfig, now: DateTime<Utc>) {
+    let files = local_files::list(&config.log_dir).unwrap_or_default();
+    for file in &files {
+        let Some(hour) = hour_of(&file.name) else {
+            continue;
+        };
+        let target = parquet_path(&config.parquet_dir, &config.machine, hour);
+        if now < hour + Span::hours(1) + GRACE || target.exists() {
+            continue;
+        }
+        match roll(&file.path, &target) {
+            Ok(rolled) => {
+                metrics::counter!(ROLLER_FILES_TOTAL).increment(1);
+                metrics::counter!(ROLLER_ROWS_TOTAL).increment(rolled.rows as u64);
+                metrics::counter!(ROLLER_WRITTEN_BYTES_TOTAL).increment(rolled.bytes);
+                metrics::counter!(ROLLER_SKIPPED_LINES_TOTAL).increment(rolled.skipped);
+                tracing::info!(file = %file.name, rows = rolled.rows, skipped = rolled.skipped, bytes = rolled.bytes, "hourly log rolled to Parquet");
+            }
+            Err(error) => {
+                metrics::counter!(ROLLER_ERRORS_TOTAL).increment(1);
+                tracing::error!(file = %file.name, error = %format!("{error:#}"), "rolling to Parquet failed; retried next pass");
+            }
+        }
+    }
+    retention::apply(config, now);
+}
+
+/// What one roll produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rolled {
+    pub rows: usize,
+    pub skipped: u64,
+    pub bytes: u64,
+}
+
+/// Rolls one raw file into `target`, streaming it in chunks.
+pub fn roll(raw: &Path, target: &Path) -> anyhow::Result<Rolled> {
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(raw)?);
+    let mut writer = StagingWriter::create(target)?;
+    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+    let mut skipped = 0u64;
+    for line in reader.split(b'\n') {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        match std::str::from_utf8(&line)
+            .map_err(anyhow::Error::from)
+            .and_then(|l| Ok(LogRecord::from_json_line(l)?))
+        {
+            Ok(record) => chunk.push(record),
+            Err(_) => skipped += 1,
+        }
+        if chunk.len() == CHUNK_ROWS {
+            writer.write(&mut chunk)?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        writer.write(&mut chunk)?;
+    }
+    let written = writer.finish()?.publish()?;
+    Ok(Rolled {
+        rows: written.rows,
+        skipped,
+        bytes: written.bytes,
+    })
+}
+
+/// The UTC hour a raw file holds, from its name.
+pub fn hour_of(name: &str) -> Option<DateTime<Utc>> {
+    let stamp = name.strip_prefix("agent.")?.strip_suffix(".log")?;
+    NaiveDateTime::parse_from_str(&format!("{stamp}:00"), "%Y-%m-%d-%H:%M")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Where the Parquet file of an hour goes.
+pub fn parquet_path(parquet_dir: &Path, machine: &str, hour: DateTime<Utc>) -> PathBuf {
+    parquet_dir
+        .join(hour.format("date=%Y-%m-%d").to_string())
+        .join(hour.format("hour=%H").to_string())
+        .join(format!("{machine}.{}.parquet", hour.format("%Y-%m-%d-%H")))
+}
+
+/// A crash mid-roll leaves a hidden temporary file; it is never completed, so it goes.
+fn remove_leftover_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_leftover_temporaries(&path);
+        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::warn!(file = %path.display(), "removed a Parquet file left half written by a crash")
+                }
+                Err(error) => {
+                    tracing::warn!(file = %path.display(), %error, "cannot remove a half-written Parquet file")
+                }
+            }
+        }
+    }
+}
+
+mod retention {
+    //! Ages and the budget, oldest first; raw files only once rolled (and shipped).
+
+    use super::*;
+
+    /// A file retention may consider.
+    struct Candidate {
+        path: PathBuf,
+        hour: DateTime<Utc>,
+        bytes: u64,
+        raw: bool,
+        /// Rolled and, with the warm path on, shipped: safe to remove.
+        deletable: bool,
+    }
+
+    pub(super) fn apply(config: &RollerConfig, now: DateTime<Utc>) {
+        let shipped_before = config.shipper_checkpoint.as_ref().map(|path| {
+            super::super::checkpoint::Checkpoint::load(path)
+                .ok()
+                .flatten()
+                .map(|c| c.file)
+                .unwrap_or_default()
+        });
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for LogFile { name, path } in local_files::list(&config.log_dir).unwrap_or_default() {
+            let Some(hour) = hour_of(&name) else { continue };
+            let closed = now >= hour + Span::hours(1) + GRACE;
+            let rolled = parquet_path(&config.parquet_dir, &config.machine, hour).exists();
+            // The checkpoint names the file the shipper is in: everything before it is shipped.
+            let shipped = shipped_before
+                .as_ref()
+                .is_none_or(|current| current.as_str() > name.as_str());
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            candidates.push(Candidate {
+                path,
+                hour,
+                bytes,
+                raw: true,
+                deletable: closed && rolled && shipped,
+            });
+        }
+        for path in logrecord::parquet_file::list(&config.parquet_dir) {
+            let Some(hour) = hour_of_parquet(&path) else {
+                continue;
+            };
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            candidates.push(Candidate {
+                path,
+                hour,
+                bytes,
+                raw: false,
+                deletable: true,
+            });
+        }
+        // Oldest first; within an hour the raw file before its Parquet.
+        candidates.sort_by_key(|c| (c.hour, !c.raw));
+
+        let mut used: u64 = candidates.iter().map(|c| c.bytes).sum();
+        // A Parquet file whose raw file is still there would only be rolled again: it stays.
+        let mut raw_hours: std::collections::HashSet<DateTime<Utc>> = candidates
+            .iter()
+            .filter(|c| c.raw)
+            .map(|c| c.hour)
+            .collect();
+        for candidate in &candidates {
+            let age = (now - (candidate.hour + Span::hours(1)))
+                .to_std()
+                .unwrap_or_default();
+            let limit = if candidate.raw {
+                config.retention.raw
+            } else {
+                config.retention.parquet
+            };
+            let over_budget = config
+                .retention
+                .max_disk_bytes
+                .is_some_and(|max| used > max);
+            let deletable =
+                candidate.deletable && (candidate.raw || !raw_hours.contains(&candidate.hour));
+            if deletable
+                && (age > limit || over_budget)
+                && delete(candidate, if over_budget { "budget" } else { "age" })
+            {
+                used = used.saturating_sub(candidate.bytes);
+                if candidate.raw {
+                    raw_hours.remove(&candidate.hour);
+                }
+            }
+        }
+        if config
+            .retention
+            .max_disk_bytes
+            .is_some_and(|max| used > max)
+        {
+            tracing::warn!(
+                used,
+                max = config.retention.max_disk_bytes,
+                "over the disk budget with nothing more that may be deleted (unrolled, unshipped or current files)"
+            );
+        }
+        let (raw, parquet): (Vec<&Candidate>, Vec<&Candidate>) = candidates
+            .iter()
+            .filter(|c| c.path.exists())
+            .partition(|c| c.raw);
+        metrics::gauge!(DISK_USED_BYTES, "kind" => "raw")
+            .set(raw.iter().map(|c| c.bytes).sum::<u64>() as f64);
+        metrics::gauge!(DISK_USED_BYTES, "kind" => "parquet")
+            .set(parquet.iter().map(|c| c.bytes).sum::<u64>() as f64);
+    }
+
+    fn delete(candidate: &Candidate, reason: &'static str) -> bool {
+        let kind = if candidate.raw { "raw" } else { "parquet" };
+        match std::fs::remove_file(&candidate.path) {
+            Ok(()) => {
+                metrics::counter!(RETENTION_DELETED_FILES_TOTAL, "kind" => kind, "reason" => reason).increment(1);
+                tracing::info!(file = %candidate.path.display(), kind, reason, "retention removed a file");
+                if !candidate.raw
+                    && let Some(dir) = candidate.path.parent()
+                {
+                    // Empty hour and date directories go too.
+                    let _ = std::fs::remove_dir(dir)
+                        .and_then(|()| dir.parent().map_or(Ok(()), std::fs::remove_dir));
+                }
+                true
+            }
+            Err(error) => {
+                tracing::warn!(file = %candidate.path.display(), %error, "retention could not remove a file");
+                false
+            }
+        }
+    }
+
+    /// The hour of a Parquet file, from its `date=` and `hour=` directories.
+    fn hour_of_parquet(path: &Path) -> Option<DateTime<Utc>> {
+        let hour = path
+            .parent()?
+            .file_name()?
+            .to_str()?
+            .strip_prefix("hour=")?;
+        let date = path
+            .parent()?
+            .parent()?
+            .file_name()?
+            .to_str()?
+            .strip_prefix("date=")?;
+        hour_of(&format!("agent.{date}-{hour}.log"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_utc_hours_and_hive_paths_across_leap_day_and_new_year() {
+        let leap = hour_of("agent.2028-02-29-23.log").unwrap();
+        assert_eq!(leap.to_rfc3339(), "2028-02-29T23:00:00+00:00");
+        assert_eq!(
+            parquet_path(Path::new("/p"), "host-1", leap),
+            PathBuf::from("/p/date=2028-02-29/hour=23/host-1.2028-02-29-23.parquet")
+        );
+        let next = hour_of("agent.2028-12-31-23.log").unwrap() + Span::hours(1);
+        assert_eq!(
+            parquet_path(Path::new("/p"), "h", next),
+            PathBuf::from("/p/date=2029-01-01/hour=00/h.2029-01-01-00.parquet")
+        );
+        assert!(
+            hour_of("agent.2027-02-29-00.log").is_none(),
+            "no Feb 29 in 2027"
+        );
+        assert!(hour_of("agent.log").is_none());
+    }
+}
