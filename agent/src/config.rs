@@ -60,6 +60,15 @@ pub struct Cli {
     /// Kafka topic of the warm path. [default: imds.logs]
     #[arg(long, env = "AGENT_KAFKA_TOPIC")]
     pub kafka_topic: Option<String>,
+    /// Address of the admin API (log access from a dev box); off when not given. Needs a token.
+    #[arg(long, env = "AGENT_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token of the admin API (prefer --admin-token-file: arguments are visible in `ps`).
+    #[arg(long, env = "AGENT_ADMIN_TOKEN", conflicts_with = "admin_token_file")]
+    pub admin_token: Option<String>,
+    /// File holding the admin API's bearer token.
+    #[arg(long, env = "AGENT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// How long raw hourly log files are kept after their hour (once rolled and shipped). [default: 48h]
     #[arg(long, env = "AGENT_RETAIN_RAW", value_parser = humantime::parse_duration)]
     pub retain_raw: Option<Duration>,
@@ -101,6 +110,9 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     retain_parquet: Option<Duration>,
     max_disk_bytes: Option<u64>,
+    admin_listen: Option<SocketAddr>,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
 }
@@ -126,6 +138,22 @@ pub struct KafkaConfig {
     pub topic: String,
 }
 
+/// Where the admin API listens and the token it requires.
+#[derive(Clone, PartialEq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Validated configuration of the agent.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -142,6 +170,8 @@ pub struct Config {
     pub log_buffer_lines: usize,
     /// The warm path's Kafka, when configured.
     pub kafka: Option<KafkaConfig>,
+    /// The admin API, when configured.
+    pub admin: Option<AdminConfig>,
     /// How long the cold path keeps raw and Parquet files.
     pub retention: crate::logs::roll_to_parquet::Retention,
     /// `false` turns the hot path off (benchmarks of its cost).
@@ -200,6 +230,36 @@ impl Config {
         for (name, value) in [("--cluster", &cluster), ("--machine", &machine)] {
             validate_label(name, value)?;
         }
+        let admin = match cli.admin_listen.or(file.admin_listen) {
+            None => None,
+            Some(admin_listen) => {
+                let token = match (
+                    cli.admin_token.or(file.admin_token),
+                    cli.admin_token_file.or(file.admin_token_file),
+                ) {
+                    (Some(token), _) => token,
+                    (None, Some(path)) => std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading --admin-token-file {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                    (None, None) => bail!(
+                        "--admin-listen needs --admin-token or --admin-token-file: the admin API never runs unauthenticated"
+                    ),
+                };
+                if token.len() < 16 {
+                    bail!("the admin token must be at least 16 characters");
+                }
+                if admin_listen == listen && listen.port() != 0 {
+                    bail!(
+                        "--admin-listen and --listen are both {listen}: VMs must not reach the admin API"
+                    );
+                }
+                Some(AdminConfig {
+                    listen: admin_listen,
+                    token,
+                })
+            }
+        };
         let log_level = cli
             .log_level
             .or(file.log_level)
@@ -238,6 +298,7 @@ impl Config {
                         .or(file.kafka_topic)
                         .unwrap_or_else(|| "imds.logs".into()),
                 }),
+            admin,
             retention: crate::logs::roll_to_parquet::Retention {
                 raw: cli
                     .retain_raw

@@ -11,7 +11,9 @@
 //! | event -> local log (warm and cold source) | `logs/to_file.rs` |
 //! | local log -> Kafka (warm path) | `logs/to_kafka.rs` with `logs/checkpoint.rs` |
 //! | local log -> hourly Parquet, retention (cold path) | `logs/roll_to_parquet.rs` |
+//! | hourly files -> a dev box (admin API) | `admin.rs` |
 
+pub mod admin;
 pub mod api_version;
 pub mod config;
 pub mod exporter;
@@ -111,6 +113,21 @@ pub async fn run(
     };
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
 
+    let admin_listener = match &config.admin {
+        Some(admin) => {
+            let listener = TcpListener::bind(admin.listen)
+                .await
+                .with_context(|| format!("binding the admin API to {}", admin.listen))?;
+            tracing::info!(addr = %listener.local_addr()?, "admin listening");
+            let state = admin::AdminState {
+                token: admin.token.as_str().into(),
+                data_dir: config.data_dir.clone(),
+            };
+            Some((listener, admin::router(state)))
+        }
+        None => None,
+    };
+
     let refresh = scrape_time_values(Arc::clone(&store), telemetry);
     let api = axum::serve(
         api_listener,
@@ -125,8 +142,21 @@ pub async fn run(
             None => Ok(()),
         }
     };
+    let admin_server = async {
+        match admin_listener {
+            Some((listener, router)) => {
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+            }
+            None => Ok(()),
+        }
+    };
     let servers = async {
-        let result = tokio::try_join!(api.into_future(), metrics);
+        let result = tokio::try_join!(api.into_future(), metrics, admin_server);
         // One server failing stops the other and the background tasks.
         shutdown.cancel();
         result

@@ -19,6 +19,8 @@ pub struct Agent {
     process: Spawned,
     pub api: SocketAddr,
     pub metrics: SocketAddr,
+    /// The admin API, when started with `--admin-listen`.
+    pub admin: Option<SocketAddr>,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -81,15 +83,16 @@ impl AgentBuilder {
         for (key, value) in &self.envs {
             command.env(key, value);
         }
-        let (process, addrs) = spawn_listening(
-            command,
-            "agent",
-            &["metadata API listening", "metrics listening"],
-        );
+        let mut announcements = vec!["metadata API listening", "metrics listening"];
+        if self.args.iter().any(|a| a == "--admin-listen") {
+            announcements.push("admin listening");
+        }
+        let (process, addrs) = spawn_listening(command, "agent", &announcements);
         Agent {
             process,
             api: addrs[0],
             metrics: addrs[1],
+            admin: addrs.get(2).copied(),
             data_dir,
             _temp: temp,
         }

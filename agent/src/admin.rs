@@ -1,0 +1,187 @@
+//! Log access from a dev box: an admin listener (`--admin-listen`), never the metadata port (VMs
+//! must not read host logs), that requires `Authorization: Bearer <token>` and lists and serves
+//! this host's raw hourly logs and their Parquet files.
+//!
+//! Paths are never built from what the client sends: the agent enumerates its own files and serves
+//! one only if the requested name is exactly one of them, so traversal (`..`, encoded or not,
+//! absolute paths, links) finds nothing. Every access, allowed or refused, is logged (target
+//! `imds::admin`).
+
+use crate::logs::local_files;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What the admin listener serves, and to whom.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub token: Arc<str>,
+    pub data_dir: PathBuf,
+}
+
+/// One file offered for download.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Offered {
+    /// Relative to the data directory: `logs/agent.….log` or `parquet/date=…/hour=…/….parquet`.
+    pub name: String,
+    pub kind: &'static str,
+    pub bytes: u64,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/logs", get(list))
+        .route("/logs/{*name}", get(fetch))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not found: the admin API has /logs and /logs/<name>",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// Bearer token check, and the access log.
+async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let caller = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let path = crate::http::truncate(request.uri().path(), 512).to_owned();
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let response = match presented {
+        None => {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token: send Authorization: Bearer <admin token>",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Some(token) if !constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+            error(StatusCode::FORBIDDEN, "wrong bearer token")
+        }
+        Some(_) => next.run(request).await,
+    };
+    tracing::info!(target: "imds::admin", %caller, path = %path, status = response.status().as_u16(), "admin access");
+    response
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+async fn list(State(state): State<AdminState>) -> Response {
+    let files = offered(&state.data_dir);
+    let body = json!({ "files": files });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
+    let name = request
+        .uri()
+        .path()
+        .strip_prefix("/logs/")
+        .unwrap_or_default();
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    let Some(file) = offered(&state.data_dir)
+        .into_iter()
+        .find(|f| f.name == name)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no such log file: {}", crate::http::truncate(&name, 256)),
+        );
+    };
+    match tokio::fs::File::open(&file.path).await {
+        Ok(handle) => {
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
+            let content_type = if file.kind == "raw" {
+                "application/x-ndjson"
+            } else {
+                "application/vnd.apache.parquet"
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                    (header::CONTENT_LENGTH, HeaderValue::from(file.bytes)),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        // Removed by retention between the listing and the open.
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            &format!("no such log file: {}", file.name),
+        ),
+    }
+}
+
+/// The files this host offers: its hourly raw logs and its Parquet files.
+pub fn offered(data_dir: &Path) -> Vec<Offered> {
+    let mut files = Vec::new();
+    let logs = data_dir.join("logs");
+    for file in local_files::list(&logs).unwrap_or_default() {
+        let bytes = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+        files.push(Offered {
+            name: format!("logs/{}", file.name),
+            kind: "raw",
+            bytes,
+            path: file.path,
+        });
+    }
+    let parquet = data_dir.join("parquet");
+    for path in logrecord::parquet_file::list(&parquet) {
+        let Ok(relative) = path.strip_prefix(data_dir) else {
+            continue;
+        };
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        files.push(Offered {
+            name: relative.to_string_lossy().into_owned(),
+            kind: "parquet",
+            bytes,
+            path,
+        });
+    }
+    files
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = json!({ "error": message }).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,179 @@
+//! Log access from a dev box: the admin API lists and serves this host's raw and Parquet files,
+//! byte for byte, to the holder of the token only, and nothing outside them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Agent, client, raw_request};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "s3cret-admin-token-for-tests";
+
+fn start_with_old_hour() -> (Agent, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let logs = data.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = r#"{"seq":1,"id":"a","timestamp":"2025-05-05T05:05:05Z","level":"DEBUG","target":"t","message":"m","cluster":"c","machine":"test-host"}"#;
+    std::fs::write(logs.join("agent.2025-05-05-05.log"), format!("{line}\n")).unwrap();
+    let agent = Agent::builder()
+        .data_dir(data.path())
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+            "--retain-raw",
+            "100000h",
+            "--retain-parquet",
+            "100000h",
+        ])
+        .start();
+    let parquet = data
+        .path()
+        .join("parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !parquet.exists() {
+        assert!(Instant::now() < deadline, "the old hour was not rolled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (agent, data)
+}
+
+fn admin_url(agent: &Agent, path: &str) -> String {
+    format!("http://{}{path}", agent.admin.unwrap())
+}
+
+#[tokio::test]
+async fn without_the_token_nothing_is_served() {
+    let (agent, _data) = start_with_old_hour();
+    let none = client()
+        .get(admin_url(&agent, "/logs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    assert!(
+        none.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing bearer token")
+    );
+    for wrong in [
+        "Bearer nope",
+        "Bearer s3cret-admin-token-for-test",
+        "Basic czNjcmV0",
+        &format!("bearer {TOKEN}"),
+    ] {
+        let response = client()
+            .get(admin_url(&agent, "/logs/logs/agent.2025-05-05-05.log"))
+            .header("Authorization", wrong)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(response.status().as_u16(), 401 | 403),
+            "{wrong}: {}",
+            response.status()
+        );
+        assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    // VMs cannot reach host logs through the metadata port.
+    let via_metadata = client()
+        .get(agent.url("/logs"))
+        .header("Metadata", "true")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_metadata.status(), 404);
+}
+
+#[tokio::test]
+async fn lists_and_serves_files_byte_for_byte_and_refuses_anything_else() {
+    let (agent, data) = start_with_old_hour();
+    let auth = format!("Bearer {TOKEN}");
+    let listing: Value = client()
+        .get(admin_url(&agent, "/logs"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files = listing["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"logs/agent.2025-05-05-05.log"), "{names:?}");
+    assert!(
+        names.contains(&"parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet"),
+        "{names:?}"
+    );
+    assert!(
+        files.iter().any(|f| f["kind"] == "raw") && files.iter().any(|f| f["kind"] == "parquet")
+    );
+    for file in files {
+        let name = file["name"].as_str().unwrap();
+        let response = client()
+            .get(admin_url(&agent, &format!("/logs/{name}")))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        let served = response.bytes().await.unwrap();
+        let on_disk = std::fs::read(data.path().join(name)).unwrap();
+        if file["kind"] == "parquet"
+            || !name.ends_with(&format!("{}.log", chrono::Utc::now().format("%Y-%m-%d-%H")))
+        {
+            assert_eq!(served.as_ref(), on_disk.as_slice(), "{name} byte for byte");
+        }
+    }
+    std::fs::write(data.path().join("secret.txt"), "not a log").unwrap();
+    for path in [
+        "/logs/../secret.txt",
+        "/logs/logs/../../secret.txt",
+        "/logs/%2e%2e/secret.txt",
+        "/logs/logs%2f..%2f..%2fsecret.txt",
+        "/logs//etc/passwd",
+        "/logs/secret.txt",
+        "/logs/logs/agent.2025-05-05-05.log.tmp",
+    ] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = raw_request(agent.admin.unwrap(), request.as_bytes());
+        assert_eq!(status, 404, "{path}");
+        assert!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"].is_string(),
+            "{path}"
+        );
+    }
+    // Every access, allowed or refused, is in the local log.
+    let records = agent.wait_for_log("admin accesses", |r| {
+        r.iter().filter(|r| r.target == "imds::admin").count() >= files.len() + 8
+    });
+    let refused = records
+        .iter()
+        .filter(|r| r.target == "imds::admin" && r.status == Some(404))
+        .count();
+    assert_eq!(refused, 7);
+}
+
+#[test]
+fn the_admin_api_never_runs_without_a_token() {
+    let output = std::process::Command::new(common::agent_binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("never runs unauthenticated"));
+}
