@@ -1,0 +1,246 @@
+//! `loggen`: writes realistic log records in the warm-store layout, for benchmarks and tests of
+//! queries over months of data.
+//!
+//! `loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD]`
+//!
+//! D days x M machines x N events per machine-hour, in
+//! `DIR/date=YYYY-MM-DD/hour=HH/cluster=C/loggen-<hour>.parquet` (one file per hour and cluster,
+//! written as the collector writes). Machines are spread over clusters (`cluster-0`, ...); each
+//! cluster has its own latency distribution (log-normal) so per-cluster percentiles differ. Mostly
+//! 200s, some 400/404/429/500; a spread of api versions, paths and formats; a share of WARN and
+//! ERROR events that are not requests. Deterministic: the same arguments write the same rows.
+//! Days are generated in parallel, one thread per core.
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use logrecord::{Level, LogRecord};
+use std::path::{Path, PathBuf};
+
+const PATHS: &[(&str, u32)] = &[
+    ("/metadata/instance", 30),
+    ("/metadata/instance/compute", 25),
+    ("/metadata/instance/compute/vmId", 15),
+    (
+        "/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress",
+        15,
+    ),
+    ("/metadata/instance/compute/tagsList", 5),
+    ("/metadata/versions", 10),
+];
+const VERSIONS: &[(&str, u32)] = &[
+    ("2017-08-01", 5),
+    ("2018-02-01", 10),
+    ("2019-06-01", 10),
+    ("2020-09-01", 15),
+    ("2021-02-01", 30),
+    ("2023-07-01", 20),
+    ("2025-04-07", 10),
+];
+const STATUSES: &[(u16, u32)] = &[(200, 930), (400, 25), (404, 20), (429, 20), (500, 5)];
+const MACHINES_PER_CLUSTER: usize = 10;
+
+#[derive(Debug, Clone)]
+struct Args {
+    days: u32,
+    machines: usize,
+    events_per_hour: u64,
+    out: PathBuf,
+    seed: u64,
+    start: NaiveDate,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        days: 0,
+        machines: 0,
+        events_per_hour: 0,
+        out: PathBuf::new(),
+        seed: 1,
+        start: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--days" => args.days = value.parse().context("--days")?,
+            "--machines" => args.machines = value.parse().context("--machines")?,
+            "--events-per-hour" => {
+                args.events_per_hour = value.parse().context("--events-per-hour")?
+            }
+            "--out" => args.out = PathBuf::from(value),
+            "--seed" => args.seed = value.parse().context("--seed")?,
+            "--start" => args.start = value.parse().context("--start (YYYY-MM-DD)")?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    if args.days == 0
+        || args.machines == 0
+        || args.events_per_hour == 0
+        || args.out.as_os_str().is_empty()
+    {
+        bail!(
+            "usage: loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD]"
+        );
+    }
+    Ok(args)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let started = std::time::Instant::now();
+    let rows: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|worker| {
+                let args = &args;
+                scope.spawn(move || -> anyhow::Result<u64> {
+                    let mut rows = 0;
+                    for day in (0..args.days).filter(|d| *d as usize % threads == worker) {
+                        rows += write_day(args, day)?;
+                    }
+                    Ok(rows)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
+            .sum::<anyhow::Result<u64>>()
+    })?;
+    eprintln!(
+        "loggen: {rows} rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
+    let date = args.start + Duration::days(day.into());
+    let clusters = args.machines.div_ceil(MACHINES_PER_CLUSTER);
+    let mut rows = 0;
+    for hour in 0..24 {
+        let start = date.and_hms_opt(hour, 0, 0).unwrap_or_default().and_utc();
+        for cluster in 0..clusters {
+            let machines = (cluster * MACHINES_PER_CLUSTER)
+                ..((cluster + 1) * MACHINES_PER_CLUSTER).min(args.machines);
+            let mut records = Vec::with_capacity(machines.len() * args.events_per_hour as usize);
+            for machine in machines {
+                generate(args, start, cluster, machine, &mut records);
+            }
+            rows += records.len() as u64;
+            let path = partition(&args.out, start, cluster)
+                .join(format!("loggen-{}.parquet", start.format("%Y%m%d%H")));
+            logrecord::parquet_file::write(&path, &mut records)?;
+        }
+    }
+    Ok(rows)
+}
+
+fn partition(out: &Path, hour: DateTime<Utc>, cluster: usize) -> PathBuf {
+    out.join(hour.format("date=%Y-%m-%d").to_string())
+        .join(hour.format("hour=%H").to_string())
+        .join(format!("cluster=cluster-{cluster}"))
+}
+
+/// One machine's events of one hour.
+fn generate(
+    args: &Args,
+    hour: DateTime<Utc>,
+    cluster: usize,
+    machine: usize,
+    out: &mut Vec<LogRecord>,
+) {
+    let hour_index = (hour.timestamp() / 3600) as u64;
+    let mut rng = fastrand::Rng::with_seed(
+        args.seed
+            ^ hour_index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (machine as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
+    );
+    // Per-cluster latency: a median from 60 to ~200 microseconds, and a heavier tail for some.
+    let median_us = 60.0 + 35.0 * cluster as f64;
+    let sigma = 0.45 + 0.1 * (cluster % 3) as f64;
+    let mut offsets: Vec<u64> = (0..args.events_per_hour)
+        .map(|_| rng.u64(0..3_600_000_000))
+        .collect();
+    offsets.sort_unstable();
+    for (i, offset) in offsets.into_iter().enumerate() {
+        let timestamp = hour + Duration::microseconds(offset as i64);
+        let seq = hour_index * 10_000_000 + i as u64;
+        let mut record = LogRecord {
+            seq,
+            id: format!("{:016x}-{machine:04}-{i:08}", hour_index ^ args.seed),
+            timestamp,
+            level: Level::Info,
+            target: "imds::request".into(),
+            message: "request served".into(),
+            cluster: format!("cluster-{cluster}"),
+            machine: format!("host-{machine:03}"),
+            request_id: None,
+            method: None,
+            path: None,
+            api_version: None,
+            format: None,
+            status: None,
+            latency_us: None,
+            response_bytes: None,
+            caller: None,
+            fields: None,
+        };
+        if rng.u32(0..100) < 3 {
+            // Not a request: the agent's own warnings and errors.
+            let error = rng.bool();
+            record.level = if error { Level::Error } else { Level::Warn };
+            record.target = "agent::metadata::upstream".into();
+            record.message = if error {
+                "upstream metadata fetch failed; the last good document stays served".into()
+            } else {
+                "metadata document refused; the last good copy stays served".into()
+            };
+            record.fields =
+                Some(serde_json::from_str(r#"{"error":"connection refused"}"#).unwrap_or_default());
+        } else {
+            let path = pick(&mut rng, PATHS);
+            let status = pick(&mut rng, STATUSES);
+            let latency = (median_us * (sigma * normal(&mut rng)).exp()).max(5.0) as u64;
+            record.request_id = Some(format!("{:08x}-{:04x}", rng.u32(..), rng.u16(..)));
+            record.method = Some("GET".into());
+            record.path = Some(path.into());
+            record.api_version = Some(pick(&mut rng, VERSIONS).into());
+            record.format = Some(
+                if path.ends_with("vmId") || path.ends_with("Address") {
+                    "text"
+                } else {
+                    "json"
+                }
+                .into(),
+            );
+            record.status = Some(status);
+            record.latency_us = Some(latency);
+            record.response_bytes = Some(if status == 200 {
+                rng.u64(30..3000)
+            } else {
+                rng.u64(60..200)
+            });
+            record.caller = Some(format!("10.{cluster}.{}.{}", machine % 256, rng.u8(4..250)));
+        }
+        out.push(record);
+    }
+}
+
+fn pick<T: Copy>(rng: &mut fastrand::Rng, weighted: &[(T, u32)]) -> T {
+    let total: u32 = weighted.iter().map(|(_, w)| w).sum();
+    let mut roll = rng.u32(0..total);
+    for (value, weight) in weighted {
+        if roll < *weight {
+            return *value;
+        }
+        roll -= weight;
+    }
+    weighted[0].0
+}
+
+/// A standard normal sample (Box-Muller).
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let (u, v) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
