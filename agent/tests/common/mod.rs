@@ -32,6 +32,7 @@ pub struct AgentBuilder {
     envs: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
     identity: bool,
+    faketime: Option<String>,
 }
 
 impl AgentBuilder {
@@ -56,6 +57,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Runs the agent under libfaketime (Debian's `faketime`), its clock starting at `start`
+    /// (`YYYY-MM-DD HH:MM:SS`, UTC) and advancing normally.
+    pub fn faketime(mut self, start: &str) -> Self {
+        self.faketime = Some(start.to_owned());
+        self
+    }
+
     /// Do not pass `--cluster test-cluster --machine test-host`.
     pub fn without_identity(mut self) -> Self {
         self.identity = false;
@@ -71,7 +79,26 @@ impl AgentBuilder {
                 (Some(temp), dir)
             }
         };
-        let mut command = Command::new(agent_binary());
+        let mut command = match &self.faketime {
+            None => Command::new(agent_binary()),
+            Some(start) => {
+                // Preloaded into the agent itself (the `faketime` wrapper would stand between the
+                // agent and the signals the tests send).
+                let library = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+                assert!(
+                    Path::new(library).exists(),
+                    "libfaketime is missing: run scripts/install-test-deps (Debian package faketime)"
+                );
+                let mut command = Command::new(agent_binary());
+                // Monotonic time stays real: timers and timeouts keep working.
+                command
+                    .env("LD_PRELOAD", library)
+                    .env("FAKETIME", format!("@{start}"))
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                    .env("TZ", "UTC");
+                command
+            }
+        };
         command
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -308,6 +335,18 @@ pub fn agent_binary() -> PathBuf {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The complete records of one log file.
+pub fn read_log_records_of(file: &Path) -> Vec<LogRecord> {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|line| {
+            LogRecord::from_json_line(line)
+                .unwrap_or_else(|e| panic!("{}: {e}: {line}", file.display()))
+        })
+        .collect()
 }
 
 pub fn read_log_records(dir: &Path) -> Vec<LogRecord> {
