@@ -18,6 +18,7 @@ pub mod api_version;
 pub mod config;
 pub mod exporter;
 pub mod http;
+pub mod listeners;
 pub mod logs;
 pub mod metadata;
 pub mod metrics;
@@ -27,12 +28,11 @@ pub mod telemetry;
 use anyhow::Context;
 use config::Config;
 use http::{AppState, guard::RateLimit};
+use listeners::Listeners;
 use metadata::MetadataStore;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use telemetry::Telemetry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -53,34 +53,8 @@ pub async fn run(
     let store = Arc::new(MetadataStore::new());
     let tasks = TaskTracker::new();
     metadata::start(&config, &store, &tasks, shutdown.clone()).await?;
-
-    // The warm shipper runs on a thread of its own, stopped after the servers (below).
-    let shipper_stop = CancellationToken::new();
-    let shipper = match &config.kafka {
-        Some(kafka) => Some(logs::to_kafka::start(
-            logs::to_kafka::ShipperConfig {
-                brokers: kafka.brokers.clone(),
-                topic: kafka.topic.clone(),
-                machine: config.machine.clone(),
-                log_dir: config.log_dir(),
-                checkpoint: config.shipper_checkpoint(),
-            },
-            shipper_stop.clone(),
-        )?),
-        None => None,
-    };
-
-    // The cold-path roller, also on a thread of its own.
-    let roller = logs::roll_to_parquet::start(
-        logs::roll_to_parquet::RollerConfig {
-            log_dir: config.log_dir(),
-            parquet_dir: config.parquet_dir(),
-            machine: config.machine.clone(),
-            retention: config.retention.clone(),
-            shipper_checkpoint: config.kafka.is_some().then(|| config.shipper_checkpoint()),
-        },
-        shipper_stop.clone(),
-    )?;
+    // On threads of their own; stopped after the servers, so the last requests are shipped.
+    let log_threads = logs::LogThreads::start(&config)?;
 
     let rate_limit = config
         .rate_limit
@@ -93,93 +67,20 @@ pub async fn run(
         store: Arc::clone(&store),
         rate_limit,
     });
-
-    let api_listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the metadata API to {}", config.listen))?;
-    tracing::info!(addr = %api_listener.local_addr()?, "metadata API listening");
-    let metrics_listener = match &telemetry.prometheus {
-        Some(handle) => {
-            let listener = TcpListener::bind(config.metrics_listen)
-                .await
-                .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
-            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-            Some((listener, handle.clone()))
-        }
-        None => {
-            tracing::info!("metrics disabled: no /metrics listener");
-            None
-        }
-    };
+    let listeners = Listeners::bind(&config, telemetry.prometheus.as_ref()).await?;
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
 
-    let admin_listener = match &config.admin {
-        Some(admin) => {
-            let listener = TcpListener::bind(admin.listen)
-                .await
-                .with_context(|| format!("binding the admin API to {}", admin.listen))?;
-            tracing::info!(addr = %listener.local_addr()?, "admin listening");
-            let state = admin::AdminState {
-                token: admin.token.as_str().into(),
-                data_dir: config.data_dir.clone(),
-            };
-            Some((listener, admin::router(state)))
-        }
-        None => None,
-    };
-
-    let refresh = scrape_time_values(Arc::clone(&store), telemetry);
-    let api = axum::serve(
-        api_listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let metrics = async {
-        match metrics_listener {
-            Some((listener, handle)) => {
-                exporter::serve(listener, handle, refresh, shutdown.clone()).await
-            }
-            None => Ok(()),
-        }
-    };
-    let admin_server = async {
-        match admin_listener {
-            Some((listener, router)) => {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await
-            }
-            None => Ok(()),
-        }
-    };
-    let servers = async {
-        let result = tokio::try_join!(api.into_future(), metrics, admin_server);
-        // One server failing stops the other and the background tasks.
-        shutdown.cancel();
-        result
-    };
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(config.shutdown_timeout).await;
     };
     tokio::select! {
-        result = servers => { result.context("serving")?; }
+        result = listeners.serve(app, scrape_time_values(Arc::clone(&store), telemetry), &shutdown) => {
+            result.context("serving")?;
+        }
         () = deadline => tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed with requests still in flight"),
     }
-    // Stop the shipper after the last request (it ships what it can and stores its checkpoint),
-    // and the roller after the pass it is in.
-    shipper_stop.cancel();
-    for thread in shipper.into_iter().chain([roller]) {
-        if tokio::task::spawn_blocking(move || thread.join())
-            .await
-            .map_or(true, |joined| joined.is_err())
-        {
-            tracing::warn!("a telemetry thread ended abnormally");
-        }
-    }
+    log_threads.stop().await;
     tasks.close();
     if tokio::time::timeout(config.shutdown_timeout, tasks.wait())
         .await

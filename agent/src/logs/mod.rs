@@ -7,3 +7,54 @@ pub mod local_files;
 pub mod roll_to_parquet;
 pub mod to_file;
 pub mod to_kafka;
+
+use crate::config::Config;
+use tokio_util::sync::CancellationToken;
+
+/// The log threads of the warm and cold paths, stopped together after the servers.
+#[derive(Debug)]
+pub struct LogThreads {
+    stop: CancellationToken,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LogThreads {
+    /// Starts the cold-path roller and, with Kafka configured, the warm shipper.
+    pub fn start(config: &Config) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        let mut threads = Vec::new();
+        if let Some(kafka) = &config.kafka {
+            let shipper = to_kafka::ShipperConfig {
+                brokers: kafka.brokers.clone(),
+                topic: kafka.topic.clone(),
+                machine: config.machine.clone(),
+                log_dir: config.log_dir(),
+                checkpoint: config.shipper_checkpoint(),
+            };
+            threads.push(to_kafka::start(shipper, stop.clone())?);
+        }
+        let roller = roll_to_parquet::RollerConfig {
+            log_dir: config.log_dir(),
+            parquet_dir: config.parquet_dir(),
+            machine: config.machine.clone(),
+            retention: config.retention.clone(),
+            shipper_checkpoint: config.kafka.is_some().then(|| config.shipper_checkpoint()),
+        };
+        threads.push(roll_to_parquet::start(roller, stop.clone())?);
+        Ok(LogThreads { stop, threads })
+    }
+
+    /// Stops them: the shipper sends what was logged and stores its checkpoint, the roller
+    /// finishes the pass it is in.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for thread in self.threads {
+            if tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_or(true, |joined| joined.is_err())
+            {
+                tracing::warn!("a log thread ended abnormally");
+            }
+        }
+    }
+}
