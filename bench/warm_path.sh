@@ -42,15 +42,18 @@ wait_metric() { # addr name target -> seconds waited
     awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'
 }
 
+# Named for the current hour: the agent's roller leaves an open hour alone, so the shipper is
+# measured by itself (a closed hour would be rolled to Parquet on the other core meanwhile).
+lines=$work/ship/logs/agent.$(date -u +%Y-%m-%d-%H).log
 mkdir -p "$work/ship/logs"
-python3 bench/gen_log_lines.py "$N" > "$work/ship/logs/agent.2026-01-01-00.log"
-bytes=$(stat -c %s "$work/ship/logs/agent.2026-01-01-00.log")
+python3 bench/gen_log_lines.py "$N" > "$lines"
+bytes=$(stat -c %s "$lines")
 echo "warm_path: $N lines, $bytes bytes" >&2
 
 # 1. kcat, then the shipper, the same lines to the same broker.
 start=$(now)
 kcat -P -b "$BROKERS" -t bench.kcat -l -z lz4 -X enable.idempotence=true -X acks=all -X linger.ms=20 \
-    -X batch.num.messages=10000 -X queue.buffering.max.messages=500000 "$work/ship/logs/agent.2026-01-01-00.log"
+    -X batch.num.messages=10000 -X queue.buffering.max.messages=500000 "$lines"
 kcat_s=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }')
 target/release/agent --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:19603 --data-dir "$work/ship" \
     --kafka-brokers "$BROKERS" --kafka-topic bench.ship --machine bench-host 2>"$work/ship.err" &
