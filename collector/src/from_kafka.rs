@@ -77,6 +77,8 @@ pub fn consume(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<
             // its default of 1 s the collector drained the queue in a third of that and then sat
             // idle, halving throughput.
             .set("fetch.queue.backoff.ms", "20")
+            // Back soon after a broker outage (librdkafka's default backs off to 10 s).
+            .set("reconnect.backoff.max.ms", "2000")
             .set("group.id", &config.group)
             .set("client.id", "imds-collector")
             .set("enable.auto.commit", "false")

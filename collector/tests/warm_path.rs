@@ -27,6 +27,8 @@ async fn every_info_event_of_every_agent_is_stored_exactly_once() {
 
     load(&west, 150).await;
     load(&east, 100).await;
+    common::wait_until_shipped(&west).await;
+    common::wait_until_shipped(&east).await;
     // A stopped agent has shipped all it could and logged its last event.
     assert!(west.terminate().success() && east.terminate().success());
     let expected = warm_events(&[data1.path(), data2.path()]);
@@ -126,6 +128,7 @@ async fn killing_the_collector_repeatedly_loses_and_duplicates_nothing() {
         rows_after_round.windows(2).all(|w| w[1] > w[0]),
         "every killed collector was writing: {rows_after_round:?}"
     );
+    common::wait_until_shipped(&agent).await;
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     let mut collector = Collector::start_with(&brokers, &topic, &group, out.path(), &instance);
@@ -171,6 +174,7 @@ async fn a_killed_agent_resumes_shipping_from_its_checkpoint() {
 
     let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
     load(&agent, 100).await;
+    common::wait_until_shipped(&agent).await;
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
@@ -300,6 +304,7 @@ async fn an_agent_resending_its_whole_log_adds_no_duplicate() {
     let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
     let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
     load(&agent, 200).await;
+    common::wait_until_shipped(&agent).await;
     assert!(agent.terminate().success());
     let first_run = warm_events(&[data.path()]);
     wait_for_rows(out.path(), first_run.len(), Duration::from_secs(30));
@@ -308,6 +313,7 @@ async fn an_agent_resending_its_whole_log_adds_no_duplicate() {
     std::fs::remove_file(data.path().join("shipper/checkpoint.json")).unwrap();
     let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
     load(&agent, 50).await;
+    common::wait_until_shipped(&agent).await;
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
@@ -381,6 +387,8 @@ async fn a_broker_outage_loses_nothing_and_fails_no_request() {
     );
     broker.kafka("start");
     load(&agent, 100).await;
+    // The shipper drains its backlog once the broker is back.
+    common::wait_until_shipped(&agent).await;
     assert!(agent.terminate().success());
 
     let expected = warm_events(&[data.path()]);
@@ -434,6 +442,7 @@ async fn the_shipper_follows_hourly_files_in_order_and_reports_a_file_removed_un
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    common::wait_until_shipped(&agent).await;
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     assert_eq!(expected.iter().filter(|r| r.message == "old").count(), 70);

@@ -103,6 +103,9 @@ fn producer(config: &ShipperConfig) -> anyhow::Result<BaseProducer<Acks>> {
         .set("queue.buffering.max.kbytes", "262144")
         // Never expire: an outage of any length is waited out, the backlog stays on disk.
         .set("message.timeout.ms", "0")
+        // After an outage, try the broker again at least every 2 s (librdkafka's default backs
+        // off to 10 s), so the backlog starts draining soon after the broker is back.
+        .set("reconnect.backoff.max.ms", "2000")
         .create_with_context(Acks::default())?)
 }
 

@@ -346,6 +346,26 @@ pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
     );
 }
 
+/// Waits until the agent's shipper has caught up with its local log (backlog under 4 KiB), so
+/// stopping it now leaves only its shutdown events for the next start. A fresh broker can take
+/// seconds to hand out producer ids; a slow CI machine must not make that look like a loss.
+pub async fn wait_until_shipped(agent: &Agent) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let scrape = agent.scrape().await;
+        if scrape.value("agent_shipper_delivered_events_total") > 0.0
+            && scrape.value("agent_shipper_backlog_bytes") <= 4096.0
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shipper did not catch up within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Sends `count` metadata requests, all of which must succeed.
 pub async fn load(agent: &Agent, count: usize) {
     for i in 0..count {

@@ -1,0 +1,79 @@
+//! Command line: `query [--data SRC]... [--format F] [--output FILE] SQL`, or the drill-down
+//! `query logs --cluster C [--machine M] [--since 15m | --from T --to T] [--level warn] [--grep RE]`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "query",
+    version,
+    about = "Read-only SQL over the warm store and cold-path Parquet (table `logs`)"
+)]
+pub struct Cli {
+    /// A store root (a directory of date=YYYY-MM-DD/hour=HH[/cluster=C] partitions); repeatable,
+    /// all of one layout. [default: ./data/warm]
+    #[arg(
+        long = "data",
+        env = "QUERY_DATA",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub data: Vec<String>,
+    /// Output format.
+    #[arg(
+        long,
+        env = "QUERY_FORMAT",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
+    pub format: Format,
+    /// Write the result here instead of standard output (required for parquet).
+    #[arg(long, env = "QUERY_OUTPUT", global = true)]
+    pub output: Option<PathBuf>,
+    /// One SQL statement over table `logs`.
+    pub sql: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A cluster's (or machine's) recent logs, newest first: what an alert points at.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    #[arg(long)]
+    pub cluster: String,
+    #[arg(long)]
+    pub machine: Option<String>,
+    /// How far back, e.g. 15m, 2h. [default: 15m, unless --from is given]
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "from")]
+    pub since: Option<std::time::Duration>,
+    /// Start, RFC 3339 (with --to).
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// End, RFC 3339.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Lowest level: trace, debug, info, warn, error.
+    #[arg(long)]
+    pub level: Option<logrecord::Level>,
+    /// Only messages matching this regular expression.
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+}

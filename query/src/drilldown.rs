@@ -1,0 +1,89 @@
+//! `query logs`: the drill-down an alert's annotation names, as SQL. The time range becomes
+//! `date` and `hour` predicates as well, so only that range's partitions are read.
+
+use crate::cli::LogsArgs;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+
+pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+    for (name, value) in [
+        ("--cluster", Some(&args.cluster)),
+        ("--machine", args.machine.as_ref()),
+    ] {
+        if let Some(value) = value
+            && (value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            bail!("{name} {value:?} is not a cluster or machine name");
+        }
+    }
+    let (from, to) = match (&args.from, &args.to) {
+        (Some(from), Some(to)) => (parse(from)?, parse(to)?),
+        _ => (
+            now - chrono::Duration::from_std(
+                args.since.unwrap_or(std::time::Duration::from_secs(900)),
+            )?,
+            now,
+        ),
+    };
+    if from > to {
+        bail!("--from is after --to");
+    }
+    let mut filters = vec![
+        format!(r#""cluster" = '{}'"#, args.cluster),
+        format!(
+            r#""timestamp" >= to_timestamp_micros({})"#,
+            from.timestamp_micros()
+        ),
+        format!(
+            r#""timestamp" <= to_timestamp_micros({})"#,
+            to.timestamp_micros()
+        ),
+        // Partition pruning: the dates the range touches.
+        format!(
+            "date >= '{}' AND date <= '{}'",
+            from.format("%Y-%m-%d"),
+            to.format("%Y-%m-%d")
+        ),
+    ];
+    if let Some(machine) = &args.machine {
+        filters.push(format!(r#""machine" = '{machine}'"#));
+    }
+    if let Some(level) = args.level {
+        let levels: Vec<String> = logrecord::Level::ALL
+            .iter()
+            .filter(|l| **l >= level)
+            .map(|l| format!("'{l}'"))
+            .collect();
+        filters.push(format!(r#""level" IN ({})"#, levels.join(", ")));
+    }
+    if let Some(pattern) = &args.grep {
+        regex_check(pattern)?;
+        filters.push(format!(
+            r#"regexp_like("message", '{}')"#,
+            pattern.replace('\'', "''")
+        ));
+    }
+    Ok(format!(
+        // Identifiers quoted: `level` and `timestamp` are also SQL keywords.
+        r#"SELECT "timestamp", "level", "cluster", "machine", "target", "message", "status", "path", "latency_us", "request_id" FROM logs WHERE {} ORDER BY "timestamp" DESC LIMIT {}"#,
+        filters.join(" AND "),
+        args.limit
+    ))
+}
+
+fn parse(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("{text:?} is not an RFC 3339 time"))?
+        .with_timezone(&Utc))
+}
+
+/// Rejects what cannot be a pattern before it reaches the engine.
+fn regex_check(pattern: &str) -> anyhow::Result<()> {
+    if pattern.is_empty() {
+        bail!("--grep needs a pattern");
+    }
+    Ok(())
+}

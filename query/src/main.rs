@@ -1,0 +1,23 @@
+//! `query`: one read-only SQL statement over the log stores, printed as a table, CSV, JSON lines or
+//! Parquet.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = query::cli::Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("query: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(query::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("query: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The `query` binary over real Parquet stores: answers equal values computed from the rows
+//! written, partition filters prune files before they are opened, writes are refused, bad SQL is
+//! a clear error, and every output format parses back.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use logrecord::{Level, LogRecord};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// 2 days x 3 hours x machines m1, m2 (cluster c1) and m3 (c2) x 10 events.
+fn records() -> Vec<LogRecord> {
+    let mut records = Vec::new();
+    for day in 1..=2u32 {
+        for hour in 0..3u32 {
+            for (cluster, machine) in [("c1", "m1"), ("c1", "m2"), ("c2", "m3")] {
+                for i in 0..10u32 {
+                    let ts: DateTime<Utc> =
+                        Utc.with_ymd_and_hms(2026, 1, day, hour, i * 5, 0).unwrap();
+                    let status = [200u16, 200, 200, 404, 500][(i % 5) as usize];
+                    records.push(LogRecord {
+                        seq: u64::from(day * 1000 + hour * 100 + i),
+                        id: format!("{machine}-{day}-{hour}-{i}"),
+                        timestamp: ts,
+                        level: if status == 500 {
+                            Level::Error
+                        } else if i == 1 {
+                            Level::Warn
+                        } else {
+                            Level::Info
+                        },
+                        target: "imds::request".into(),
+                        message: format!("request {i} served"),
+                        cluster: cluster.into(),
+                        machine: machine.into(),
+                        request_id: Some(format!("r{i}")),
+                        method: Some("GET".into()),
+                        path: Some("/metadata/instance".into()),
+                        api_version: Some("2021-02-01".into()),
+                        format: Some("json".into()),
+                        status: Some(status),
+                        latency_us: Some(u64::from(50 + i)),
+                        response_bytes: Some(100),
+                        caller: Some("10.0.0.4".into()),
+                        fields: None,
+                    });
+                }
+            }
+        }
+    }
+    records
+}
+
+/// Writes the rows as the collector would (warm) or as agents' rollers would (cold).
+fn write_store(root: &Path, warm: bool) -> Vec<LogRecord> {
+    let records = records();
+    let mut groups: BTreeMap<String, Vec<LogRecord>> = BTreeMap::new();
+    for r in &records {
+        let dir = format!(
+            "date={}/hour={}",
+            r.timestamp.format("%Y-%m-%d"),
+            r.timestamp.format("%H")
+        );
+        let (dir, name) = if warm {
+            (format!("{dir}/cluster={}", r.cluster), "t-0-1-2".to_owned())
+        } else {
+            (dir, r.machine.clone())
+        };
+        groups
+            .entry(format!("{dir}/{name}.parquet"))
+            .or_default()
+            .push(r.clone());
+    }
+    for (path, mut rows) in groups {
+        logrecord::parquet_file::write(&root.join(path), &mut rows).unwrap();
+    }
+    records
+}
+
+fn query(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn answers_equal_the_rows_written_on_both_layouts() {
+    for warm in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let records = write_store(dir.path(), warm);
+        let mut expected: BTreeMap<(String, u16), usize> = BTreeMap::new();
+        for r in &records {
+            *expected
+                .entry((r.cluster.clone(), r.status.unwrap()))
+                .or_default() += 1;
+        }
+        let csv = stdout(&query(
+            dir.path(),
+            &[
+                "--format",
+                "csv",
+                "SELECT cluster, status, count(*) AS n FROM logs GROUP BY cluster, status ORDER BY cluster, status",
+            ],
+        ));
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("cluster,status,n"),
+            "CSV has a header row"
+        );
+        let got: BTreeMap<(String, u16), usize> = lines
+            .map(|l| {
+                let parts: Vec<&str> = l.split(',').collect();
+                (
+                    (parts[0].to_owned(), parts[1].parse().unwrap()),
+                    parts[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "warm layout: {warm}");
+        let p90 = stdout(&query(
+            dir.path(),
+            &[
+                "--format",
+                "csv",
+                "SELECT approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY latency_us) AS p90 FROM logs WHERE cluster = 'c2'",
+            ],
+        ));
+        let p90: f64 = p90.lines().nth(1).unwrap().parse().unwrap();
+        assert!(
+            (58.0..=59.0).contains(&p90),
+            "latencies 50..59 evenly: p90 {p90}"
+        );
+    }
+}
+
+#[test]
+fn partition_filters_prune_files_before_any_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path(), true);
+    // Garbage in every partition but one: opening any of them fails the query.
+    for entry in walk(dir.path()) {
+        if entry.is_dir()
+            && entry
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("cluster=")
+            && !entry.ends_with("date=2026-01-02/hour=01/cluster=c1")
+        {
+            std::fs::write(entry.join("garbage.parquet"), b"not parquet at all").unwrap();
+        }
+    }
+    let one = stdout(&query(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, min(machine) AS lo, max(machine) AS hi FROM logs WHERE date = '2026-01-02' AND hour = '01' AND cluster = 'c1'",
+        ],
+    ));
+    assert_eq!(one.lines().nth(1), Some("20,m1,m2"));
+    let machine = stdout(&query(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM logs WHERE date = '2026-01-02' AND hour = '01' AND cluster = 'c1' AND machine = 'm2'",
+        ],
+    ));
+    assert_eq!(machine.lines().nth(1), Some("10"));
+    let everything = query(dir.path(), &["SELECT count(*) FROM logs"]);
+    assert!(
+        !everything.status.success(),
+        "without the filters the garbage is read, so pruning is what kept it out"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.extend(walk(&path));
+            all.push(path);
+        }
+    }
+    all
+}
+
+#[test]
+fn writes_are_refused_and_bad_sql_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path(), true);
+    for statement in [
+        "CREATE TABLE x AS SELECT 1",
+        "DROP TABLE logs",
+        "INSERT INTO logs SELECT * FROM logs",
+        &format!("COPY (SELECT 1) TO '{}/out.csv'", dir.path().display()),
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let output = query(dir.path(), &[statement]);
+        assert_eq!(output.status.code(), Some(1), "{statement}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("read-only"), "{statement}: {stderr}");
+    }
+    assert!(!dir.path().join("out.csv").exists());
+    let bad = query(dir.path(), &["SELEC count(*) FROM logs"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("SQL error"));
+    let unknown = query(dir.path(), &["SELECT nope FROM logs"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
+    let missing = Command::new(env!("CARGO_BIN_EXE_query"))
+        .args(["--data", "/nonexistent", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no date=YYYY-MM-DD partitions"));
+}
+
+#[test]
+fn every_output_format_parses_back_with_rfc3339_utc_times() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path(), true);
+    let sql = "SELECT timestamp, machine, status FROM logs WHERE cluster = 'c2' AND date = '2026-01-01' AND hour = '00' ORDER BY timestamp LIMIT 3";
+    let json = stdout(&query(dir.path(), &["--format", "json", sql]));
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["machine"], "m3");
+    assert_eq!(
+        rows[1]["timestamp"].as_str().unwrap()[..19],
+        *"2026-01-01T00:05:00"
+    );
+    assert!(
+        rows[1]["timestamp"].as_str().unwrap().ends_with('Z')
+            || rows[1]["timestamp"].as_str().unwrap().ends_with("+00:00")
+    );
+    let table = stdout(&query(dir.path(), &[sql]));
+    assert!(
+        table.contains("| timestamp") && table.contains("2026-01-01T00:05:00"),
+        "{table}"
+    );
+    let csv = stdout(&query(dir.path(), &["--format", "csv", sql]));
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2026-01-01T00:00:00"),
+        "{csv}"
+    );
+    let out = dir.path().join("result.parquet");
+    stdout(&query(
+        dir.path(),
+        &[
+            "--format",
+            "parquet",
+            "--output",
+            out.to_str().unwrap(),
+            sql,
+        ],
+    ));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&out).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 3);
+}
+
+#[test]
+fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_store(dir.path(), true);
+    let out = stdout(&query(
+        dir.path(),
+        &[
+            "logs",
+            "--cluster",
+            "c1",
+            "--from",
+            "2026-01-02T00:00:00Z",
+            "--to",
+            "2026-01-02T01:59:59Z",
+            "--level",
+            "warn",
+            "--format",
+            "json",
+        ],
+    ));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected: Vec<&LogRecord> = records
+        .iter()
+        .filter(|r| {
+            r.cluster == "c1"
+                && r.level >= Level::Warn
+                && r.timestamp.format("%Y-%m-%d %H").to_string().as_str() >= "2026-01-02 00"
+                && r.timestamp.format("%Y-%m-%d %H").to_string().as_str() <= "2026-01-02 01"
+        })
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    assert!(
+        rows.iter()
+            .all(|r| r["cluster"] == "c1" && (r["level"] == "WARN" || r["level"] == "ERROR"))
+    );
+    let times: Vec<&str> = rows
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    let bad = query(
+        dir.path(),
+        &["logs", "--cluster", "c1'; DROP TABLE logs; --"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+}
