@@ -24,7 +24,7 @@ pub const METADATA_AGE_SECONDS: &str = "imds_metadata_age_seconds";
 pub const METADATA_RELOADS_TOTAL: &str = "imds_metadata_reloads_total";
 /// Counter `{source}`: metadata loads refused (invalid document, unreachable upstream).
 pub const METADATA_RELOAD_ERRORS_TOTAL: &str = "imds_metadata_reload_errors_total";
-/// Counter `{level}`: log events written to the local log.
+/// Counter `{level}`: log events accepted by the local log (written, or dropped and counted below).
 pub const LOG_EVENTS_TOTAL: &str = "agent_log_events_total";
 /// Counter: log events dropped because the log writer fell behind.
 pub const LOG_DROPPED_EVENTS_TOTAL: &str = "agent_log_dropped_events_total";
@@ -126,7 +126,7 @@ fn describe() {
     describe_counter!(
         LOG_EVENTS_TOTAL,
         Unit::Count,
-        "Log events written to the local log, by level."
+        "Log events accepted by the local log (written or dropped), by level."
     );
     describe_counter!(
         LOG_DROPPED_EVENTS_TOTAL,
