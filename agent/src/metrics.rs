@@ -56,6 +56,8 @@ pub const ROLLER_SKIPPED_LINES_TOTAL: &str = "agent_roller_skipped_lines_total";
 pub const ROLLER_ERRORS_TOTAL: &str = "agent_roller_errors_total";
 /// Gauge `{kind}`, bytes: raw log and Parquet files on disk.
 pub const DISK_USED_BYTES: &str = "agent_disk_used_bytes";
+/// Gauge, bytes: the disk budget (`--max-disk-bytes`), when one is set.
+pub const DISK_BUDGET_BYTES: &str = "agent_disk_budget_bytes";
 /// Counter `{kind, reason}`: files removed by retention (`age` or `budget`).
 pub const RETENTION_DELETED_FILES_TOTAL: &str = "agent_retention_deleted_files_total";
 /// Gauge `{version, cluster, machine}`, always 1: which build runs where.
@@ -202,6 +204,11 @@ fn describe() {
         DISK_USED_BYTES,
         Unit::Bytes,
         "Raw log and Parquet bytes on disk, by kind."
+    );
+    describe_gauge!(
+        DISK_BUDGET_BYTES,
+        Unit::Bytes,
+        "The disk budget for raw and Parquet log files, when one is set."
     );
     describe_counter!(
         RETENTION_DELETED_FILES_TOTAL,

@@ -233,6 +233,11 @@ async fn retention_removes_by_age_then_by_budget_oldest_first_and_keeps_the_open
     wait_for("budget applied", Duration::from_secs(30), || {
         logrecord::parquet_file::list(&data.path().join("parquet")).is_empty()
     });
+    assert_eq!(
+        agent.scrape().await.value("agent_disk_budget_bytes"),
+        1.0,
+        "the budget is exposed for the alert"
+    );
     let removed: Vec<String> = agent
         .wait_for_log("retention events", |r| {
             r.iter()

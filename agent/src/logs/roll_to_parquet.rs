@@ -14,8 +14,8 @@
 
 use super::local_files::{self, LogFile};
 use crate::metrics::{
-    DISK_USED_BYTES, RETENTION_DELETED_FILES_TOTAL, ROLLER_ERRORS_TOTAL, ROLLER_FILES_TOTAL,
-    ROLLER_ROWS_TOTAL, ROLLER_SKIPPED_LINES_TOTAL, ROLLER_WRITTEN_BYTES_TOTAL,
+    DISK_BUDGET_BYTES, DISK_USED_BYTES, RETENTION_DELETED_FILES_TOTAL, ROLLER_ERRORS_TOTAL,
+    ROLLER_FILES_TOTAL, ROLLER_ROWS_TOTAL, ROLLER_SKIPPED_LINES_TOTAL, ROLLER_WRITTEN_BYTES_TOTAL,
 };
 use chrono::{DateTime, Duration as Span, NaiveDateTime, Utc};
 use logrecord::LogRecord;
@@ -281,6 +281,9 @@ mod retention {
             .iter()
             .filter(|c| c.path.exists())
             .partition(|c| c.raw);
+        if let Some(max) = config.retention.max_disk_bytes {
+            metrics::gauge!(DISK_BUDGET_BYTES).set(max as f64);
+        }
         metrics::gauge!(DISK_USED_BYTES, "kind" => "raw")
             .set(raw.iter().map(|c| c.bytes).sum::<u64>() as f64);
         metrics::gauge!(DISK_USED_BYTES, "kind" => "parquet")
