@@ -204,45 +204,66 @@ pub fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
 pub fn warm_events(data_dirs: &[&Path]) -> Vec<LogRecord> {
     let mut shipped = Vec::new();
     for dir in data_dirs {
-        let (cp_file, cp_offset) = checkpoint(dir);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let mut after_checkpoint = Vec::new();
-        for file in files {
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            let bytes = std::fs::read(&file).unwrap();
-            let mut offset = 0u64;
-            for line in bytes
-                .split_inclusive(|&b| b == b'\n')
-                .filter(|l| l.ends_with(b"\n"))
-            {
-                offset += line.len() as u64;
-                let Ok(record) = LogRecord::from_json_line(std::str::from_utf8(line).unwrap())
-                else {
-                    continue;
-                };
-                if record.level < Level::Info {
-                    continue;
-                }
-                if name < cp_file || (name == cp_file && offset <= cp_offset) {
-                    shipped.push(record);
-                } else {
-                    after_checkpoint.push(record.message);
-                }
-            }
-        }
+        let position = checkpoint(dir);
+        let (before, after): (Vec<_>, Vec<_>) = warm_lines(dir)
+            .into_iter()
+            .partition(|line| line.is_before(&position));
+        let after: Vec<String> = after.into_iter().map(|line| line.record.message).collect();
         assert!(
-            after_checkpoint
+            after
                 .iter()
                 .all(|m| m == "shipper stopped" || m == "agent stopped"),
-            "events after the checkpoint of {}: {after_checkpoint:?}",
+            "events after the checkpoint of {}: {after:?}",
             dir.display()
         );
+        shipped.extend(before.into_iter().map(|line| line.record));
     }
     shipped
+}
+
+/// An INFO-and-above record of an agent's local log, with where its line ends.
+pub struct WarmLine {
+    file: String,
+    end: u64,
+    pub record: LogRecord,
+}
+
+impl WarmLine {
+    /// Whether the line lies before a shipper position (file name, byte offset).
+    fn is_before(&self, position: &(String, u64)) -> bool {
+        self.file < position.0 || (self.file == position.0 && self.end <= position.1)
+    }
+}
+
+/// The INFO-and-above records of an agent's local log, in file order, with their positions.
+pub fn warm_lines(data_dir: &Path) -> Vec<WarmLine> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut lines = Vec::new();
+    for path in files {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut end = 0u64;
+        for line in std::fs::read(&path)
+            .unwrap()
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|l| l.ends_with(b"\n"))
+        {
+            end += line.len() as u64;
+            if let Ok(record) = LogRecord::from_json_line(std::str::from_utf8(line).unwrap())
+                && record.level >= Level::Info
+            {
+                lines.push(WarmLine {
+                    file: file.clone(),
+                    end,
+                    record,
+                });
+            }
+        }
+    }
+    lines
 }
 
 /// The shipper's checkpoint of an agent's data directory: file name and offset.
@@ -259,30 +280,10 @@ pub fn checkpoint(data_dir: &Path) -> (String, u64) {
 
 /// How many INFO-and-above lines lie before `position` in an agent's local log.
 pub fn warm_lines_before(data_dir: &Path, position: &(String, u64)) -> usize {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data_dir.join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut count = 0;
-    for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        let mut offset = 0u64;
-        for line in std::fs::read(&file)
-            .unwrap()
-            .split_inclusive(|&b| b == b'\n')
-            .filter(|l| l.ends_with(b"\n"))
-        {
-            offset += line.len() as u64;
-            let before = name < position.0 || (name == position.0 && offset <= position.1);
-            let warm = LogRecord::from_json_line(std::str::from_utf8(line).unwrap())
-                .is_ok_and(|r| r.level >= Level::Info);
-            if before && warm {
-                count += 1;
-            }
-        }
-    }
-    count
+    warm_lines(data_dir)
+        .iter()
+        .filter(|line| line.is_before(position))
+        .count()
 }
 
 /// Waits until the store holds at least as many rows as `expected` has events.
