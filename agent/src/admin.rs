@@ -1,12 +1,14 @@
 //! Log access from a dev box: an admin listener (`--admin-listen`), never the metadata port (VMs
 //! must not read host logs), that requires `Authorization: Bearer <token>` and lists and serves
-//! this host's raw hourly logs and their Parquet files.
+//! this host's raw hourly logs and their Parquet files, and switches fault injection
+//! (`GET|PUT|DELETE /fault`, see `fault.rs`).
 //!
 //! Paths are never built from what the client sends: the agent enumerates its own files and serves
 //! one only if the requested name is exactly one of them, so traversal (`..`, encoded or not,
 //! absolute paths, links) finds nothing. Every access, allowed or refused, is logged (target
 //! `imds::admin`).
 
+use crate::fault::{FaultSpec, Faults};
 use crate::logs::local_files;
 use axum::Router;
 use axum::body::Body;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 pub struct AdminState {
     pub token: Arc<str>,
     pub data_dir: PathBuf,
+    pub faults: Arc<Faults>,
 }
 
 /// One file offered for download.
@@ -42,10 +45,22 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/logs", get(list))
         .route("/logs/{*name}", get(fetch))
+        .route(
+            "/fault",
+            get(show_fault)
+                .put(set_fault)
+                .delete(clear_fault)
+                .fallback(|| async {
+                    error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method not allowed: /fault takes GET, PUT or DELETE",
+                    )
+                }),
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "not found: the admin API has /logs and /logs/<name>",
+                "not found: the admin API has /logs, /logs/<name> and /fault",
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -142,6 +157,52 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
             &format!("no such log file: {}", file.name),
         ),
     }
+}
+
+async fn show_fault(State(state): State<AdminState>) -> Response {
+    fault_response(state.faults.current())
+}
+
+/// `PUT /fault` with `{"latency_ms": N, "error_ratio": R}` (either may be left out: 0).
+async fn set_fault(State(state): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid fault: {e}; send {{\"latency_ms\": 200, \"error_ratio\": 0.5}}"),
+            );
+        }
+    };
+    if let Err(message) = spec.validate() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid fault: {message}"),
+        );
+    }
+    state.faults.set(spec);
+    fault_response(spec)
+}
+
+async fn clear_fault(State(state): State<AdminState>) -> Response {
+    state.faults.set(FaultSpec::default());
+    fault_response(FaultSpec::default())
+}
+
+fn fault_response(spec: FaultSpec) -> Response {
+    let body = json!({
+        "latency_ms": spec.latency_ms,
+        "error_ratio": spec.error_ratio,
+        "active": !spec.is_off(),
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The files this host offers: its hourly raw logs and its Parquet files.

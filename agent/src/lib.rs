@@ -12,11 +12,13 @@
 //! | local log -> Kafka (warm path) | `logs/to_kafka.rs` with `logs/checkpoint.rs` |
 //! | local log -> hourly Parquet, retention (cold path) | `logs/roll_to_parquet.rs` |
 //! | hourly files -> a dev box (admin API) | `admin.rs` |
+//! | operator's fault switch (admin API) -> metadata API | `fault.rs` |
 
 pub mod admin;
 pub mod api_version;
 pub mod config;
 pub mod exporter;
+pub mod fault;
 pub mod http;
 pub mod listeners;
 pub mod logs;
@@ -63,11 +65,13 @@ pub async fn run(
     if let Some(limit) = &rate_limit {
         limit.spawn_cleanup(shutdown.clone());
     }
+    let faults = fault::Faults::new();
     let app = http::router(AppState {
         store: Arc::clone(&store),
         rate_limit,
+        faults: Arc::clone(&faults),
     });
-    let listeners = Listeners::bind(&config, telemetry.prometheus.as_ref()).await?;
+    let listeners = Listeners::bind(&config, telemetry.prometheus.as_ref(), faults).await?;
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
 
     let deadline = async {

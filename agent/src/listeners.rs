@@ -3,6 +3,7 @@
 //! use is a clear start-up error; served together, and one failing stops them all.
 
 use crate::config::Config;
+use crate::fault::Faults;
 use crate::{admin, exporter};
 use anyhow::Context;
 use axum::Router;
@@ -25,6 +26,7 @@ impl Listeners {
     pub async fn bind(
         config: &Config,
         prometheus: Option<&PrometheusHandle>,
+        faults: Arc<Faults>,
     ) -> anyhow::Result<Self> {
         let api = TcpListener::bind(config.listen)
             .await
@@ -52,6 +54,7 @@ impl Listeners {
                 let state = admin::AdminState {
                     token: admin.token.as_str().into(),
                     data_dir: config.data_dir.clone(),
+                    faults,
                 };
                 Some((listener, admin::router(state)))
             }

@@ -60,6 +60,10 @@ pub const DISK_USED_BYTES: &str = "agent_disk_used_bytes";
 pub const DISK_BUDGET_BYTES: &str = "agent_disk_budget_bytes";
 /// Counter `{kind, reason}`: files removed by retention (`age` or `budget`).
 pub const RETENTION_DELETED_FILES_TOTAL: &str = "agent_retention_deleted_files_total";
+/// Gauge, seconds: latency added to every metadata request by fault injection (0 when off).
+pub const FAULT_LATENCY_SECONDS: &str = "imds_fault_latency_seconds";
+/// Gauge: share of metadata requests failed with 500 by fault injection (0 when off).
+pub const FAULT_ERROR_RATIO: &str = "imds_fault_error_ratio";
 /// Gauge `{version, cluster, machine}`, always 1: which build runs where.
 pub const BUILD_INFO: &str = "agent_build_info";
 
@@ -214,6 +218,16 @@ fn describe() {
         RETENTION_DELETED_FILES_TOTAL,
         Unit::Count,
         "Files removed by retention, by kind and reason."
+    );
+    describe_gauge!(
+        FAULT_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Latency added to every metadata request by fault injection (admin API); 0 when off."
+    );
+    describe_gauge!(
+        FAULT_ERROR_RATIO,
+        Unit::Count,
+        "Share of metadata requests failed with 500 by fault injection (admin API); 0 when off."
     );
     describe_gauge!(
         BUILD_INFO,

@@ -177,3 +177,133 @@ fn the_admin_api_never_runs_without_a_token() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("never runs unauthenticated"));
 }
+
+/// The fault switch: off by default, set and cleared with the token only, never reachable on the
+/// metadata port, shown in metrics while on, and it really delays and fails metadata requests.
+#[tokio::test]
+async fn fault_injection_is_admin_only_visible_and_real() {
+    let agent = Agent::builder()
+        .args(["--admin-listen", "127.0.0.1:0", "--admin-token", TOKEN])
+        .start();
+    let admin = |method: reqwest::Method, token: &str| {
+        client()
+            .request(method, admin_url(&agent, "/fault"))
+            .header("Authorization", format!("Bearer {token}"))
+    };
+
+    let off = admin(reqwest::Method::GET, TOKEN).send().await.unwrap();
+    assert_eq!(off.status(), 200);
+    assert_eq!(
+        off.json::<Value>().await.unwrap(),
+        serde_json::json!({"latency_ms": 0, "error_ratio": 0.0, "active": false})
+    );
+    let scrape = agent.scrape().await;
+    assert_eq!(scrape.value("imds_fault_latency_seconds"), 0.0);
+    assert_eq!(scrape.value("imds_fault_error_ratio"), 0.0);
+
+    // Not without the token, and not on the metadata port at all.
+    let refused = admin(reqwest::Method::PUT, "wrong-token-wrong-token")
+        .body(r#"{"latency_ms": 100}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let on_metadata_port = client()
+        .put(agent.url("/fault"))
+        .header("Metadata", "true")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body(r#"{"latency_ms": 100}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_metadata_port.status(), 404);
+
+    // Bad input: 400 with a JSON message, fault still off.
+    for (body, expected) in [
+        (
+            r#"{"latency_ms": 60001}"#,
+            "latency_ms must be at most 60000",
+        ),
+        (
+            r#"{"error_ratio": 1.5}"#,
+            "error_ratio must be between 0 and 1",
+        ),
+        (r#"{"latency": 5}"#, "unknown field `latency`"),
+        ("not json", "invalid fault"),
+    ] {
+        let response = admin(reqwest::Method::PUT, TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let message = response.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    assert_eq!(agent.instance("", "").await.status(), 200);
+
+    // Latency: every metadata request waits at least the injected time.
+    let set = admin(reqwest::Method::PUT, TOKEN)
+        .body(r#"{"latency_ms": 300}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    assert_eq!(
+        set.json::<Value>().await.unwrap(),
+        serde_json::json!({"latency_ms": 300, "error_ratio": 0.0, "active": true})
+    );
+    assert_eq!(
+        agent.scrape().await.value("imds_fault_latency_seconds"),
+        0.3
+    );
+    let started = Instant::now();
+    assert_eq!(agent.instance("", "").await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Errors: with a ratio of 1 every request is a 500 with a JSON body saying why.
+    admin(reqwest::Method::PUT, TOKEN)
+        .body(r#"{"error_ratio": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let failed = agent.instance("", "").await;
+        assert_eq!(failed.status(), 500);
+        assert_eq!(
+            failed.json::<Value>().await.unwrap()["error"],
+            "Internal server error: injected by the operator's fault switch"
+        );
+    }
+    let scrape = agent.scrape().await;
+    assert_eq!(scrape.value("imds_fault_error_ratio"), 1.0);
+    assert_eq!(scrape.value("imds_fault_latency_seconds"), 0.0);
+    assert_eq!(scrape.sum("imds_requests_total", &[r#"status="500""#]), 5.0);
+
+    // Cleared: requests are fast and fine again, the gauges back at 0, and the switch logged.
+    let cleared = admin(reqwest::Method::DELETE, TOKEN).send().await.unwrap();
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(cleared.json::<Value>().await.unwrap()["active"], false);
+    assert_eq!(agent.instance("", "").await.status(), 200);
+    let scrape = agent.scrape().await;
+    assert_eq!(scrape.value("imds_fault_error_ratio"), 0.0);
+    let records = agent.wait_for_log("the fault switch events", |records| {
+        records.iter().filter(|r| r.target == "imds::fault").count() == 3
+    });
+    let switches: Vec<_> = records
+        .iter()
+        .filter(|r| r.target == "imds::fault")
+        .map(|r| (r.level.to_string(), r.message.clone()))
+        .collect();
+    assert_eq!(
+        switches,
+        [
+            ("WARN".to_owned(), "fault injection switched on".to_owned()),
+            ("WARN".to_owned(), "fault injection switched on".to_owned()),
+            ("WARN".to_owned(), "fault injection switched off".to_owned()),
+        ]
+    );
+}

@@ -1,5 +1,6 @@
 //! Every error the metadata API answers with: a status code and a JSON body `{"error": "..."}`.
-//! Bad input is always a 4xx with a message a caller can act on; nothing a caller sends is a 5xx.
+//! Bad input is always a 4xx with a message a caller can act on; nothing a caller sends is a 5xx
+//! (the only 500 is the operator's injected fault).
 
 use crate::api_version;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -55,6 +56,9 @@ pub enum ApiError {
     /// Over the per-caller rate limit.
     #[error("Too many requests: the limit is {limit} requests per second per caller")]
     Throttled { limit: u32, retry_after_secs: u64 },
+    /// Failed on purpose by the operator's fault switch (`fault.rs`), never by anything a caller sent.
+    #[error("Internal server error: injected by the operator's fault switch")]
+    InjectedFault,
 }
 
 impl ApiError {
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::NotLoadedYet => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InjectedFault => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -1,6 +1,7 @@
 //! The metadata API: routes, the checks in front of them, and the count layer around them.
 //!
-//! Request flow: `count.rs` (request id, Server header, metrics, request event) -> `guard.rs`
+//! Request flow: `count.rs` (request id, Server header, metrics, request event) -> `../fault.rs`
+//! (the operator's injected latency or errors, off by default) -> `guard.rs`
 //! (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query validation, document
 //! lookup) -> `render.rs` (JSON or text).
 
@@ -11,6 +12,7 @@ pub mod query;
 pub mod render;
 pub mod routes;
 
+use crate::fault::{self, Faults};
 use crate::metadata::MetadataStore;
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -26,6 +28,8 @@ pub struct AppState {
     pub store: Arc<MetadataStore>,
     /// `None` when the rate limit is off.
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// The operator's fault switch (off unless set through the admin API).
+    pub faults: Arc<Faults>,
 }
 
 /// The metadata API router, every layer included.
@@ -41,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(routes::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.faults),
+            fault::inject,
+        ))
         .layer(middleware::from_fn(count::observe))
         .with_state(state)
 }
