@@ -89,6 +89,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(RESPONSE_SIZE_BYTES.into()), SIZE_BUCKETS)?
         .install_recorder()?;
     describe();
+    // Exists from the start, at 0: "nobody was throttled" rather than "no data".
+    metrics::counter!(THROTTLED_REQUESTS_TOTAL).increment(0);
     Ok(handle)
 }
 

@@ -13,6 +13,10 @@ use logrecord::LogRecord;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Every reason a message is dead-lettered (the `reason` label's values).
+pub const DEAD_LETTER_REASONS: &[&str] =
+    &["empty", "not_utf8", "invalid_record", "invalid_identity"];
+
 /// A message that could not be stored, and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeadLetter {

@@ -27,6 +27,24 @@ pub const FLUSH_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Counters exist from the start, at 0, so dashboards and alerts see "none yet", not "no data".
+pub fn register_at_zero() {
+    for counter in [
+        CONSUMED_TOTAL,
+        WRITTEN_ROWS_TOTAL,
+        FILES_WRITTEN_TOTAL,
+        WRITTEN_BYTES_TOTAL,
+        DUPLICATES_DROPPED_TOTAL,
+        REPLAYED_SKIPPED_TOTAL,
+        FLUSH_ERRORS_TOTAL,
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
+    for reason in crate::batch::DEAD_LETTER_REASONS {
+        metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => *reason).increment(0);
+    }
+}
+
 pub fn describe() {
     describe_counter!(CONSUMED_TOTAL, Unit::Count, "Kafka messages consumed.");
     describe_counter!(

@@ -11,6 +11,7 @@ pub fn init() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()?;
     crate::metrics::describe();
+    crate::metrics::register_at_zero();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

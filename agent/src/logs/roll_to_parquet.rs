@@ -54,6 +54,16 @@ pub fn start(
     config: RollerConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // Counters exist from the start, at 0: a dashboard sees "nothing rolled yet", not "no data".
+    for counter in [
+        ROLLER_FILES_TOTAL,
+        ROLLER_ROWS_TOTAL,
+        ROLLER_WRITTEN_BYTES_TOTAL,
+        ROLLER_SKIPPED_LINES_TOTAL,
+        ROLLER_ERRORS_TOTAL,
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
     std::thread::Builder::new()
         .name("agent-roller".into())
         .spawn(move || {

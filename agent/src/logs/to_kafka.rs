@@ -59,6 +59,15 @@ pub fn start(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let producer = producer(&config)?;
     let start = Checkpoint::load(&config.checkpoint)?;
+    // Counters exist from the start, at 0: a dashboard or alert sees "no errors", not "no data".
+    for counter in [
+        SHIPPER_DELIVERED_EVENTS_TOTAL,
+        SHIPPER_SEND_ERRORS_TOTAL,
+        SHIPPER_SKIPPED_LINES_TOTAL,
+        SHIPPER_LOST_FILES_TOTAL,
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
     let handle = std::thread::Builder::new().name("agent-shipper".into()).spawn(move || {
         tracing::info!(brokers = %config.brokers, topic = %config.topic, checkpoint = ?start, "shipper started");
         let mut shipper = Shipper::new(config, producer, start);
