@@ -211,9 +211,17 @@ fn set_fault(admin_port: u16, token: &str, body: Option<&str>) {
     assert_eq!(response.status(), 200, "{}", response.text().unwrap());
 }
 
+/// What the dashboards ask Prometheus.
+struct DashboardQueries {
+    /// (panel, PromQL expression) of every panel target.
+    exprs: Vec<(String, String)>,
+    /// (series selector, label) of every `label_values(selector, label)` template variable.
+    variables: Vec<(String, String)>,
+}
+
 /// Every PromQL expression of every panel of `dashboards/*.json`, with its panel title, and the
 /// `label_values(metric, label)` queries of the template variables.
-fn dashboard_queries() -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn dashboard_queries() -> DashboardQueries {
     let mut exprs = Vec::new();
     let mut variables = Vec::new();
     for name in ["imds.json", "pipeline.json"] {
@@ -253,7 +261,7 @@ fn dashboard_queries() -> (Vec<(String, String)>, Vec<(String, String)>) {
             }
         }
     }
-    (exprs, variables)
+    DashboardQueries { exprs, variables }
 }
 
 /// The rows of `query`'s table output, as column -> value.
@@ -331,7 +339,7 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     }
 
     // Every panel expression and template variable returns data (rates need a few scrapes).
-    let (exprs, variables) = dashboard_queries();
+    let DashboardQueries { exprs, variables } = dashboard_queries();
     assert!(exprs.len() >= 25, "only {} panel queries", exprs.len());
     for (panel, expr) in &exprs {
         let sent = as_grafana_sends(expr);
