@@ -33,7 +33,7 @@ pub struct Cli {
     #[arg(long, env = "COLLECTOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Root of the warm store. [default: ./data/warm]
-    #[arg(long, env = "COLLECTOR_OUT")]
+    #[arg(long, env = "COLLECTOR_OUT", global = true)]
     pub out: Option<PathBuf>,
     /// Address of `/metrics`. [default: 127.0.0.1:9465]
     #[arg(long, env = "COLLECTOR_METRICS_LISTEN")]
@@ -44,6 +44,28 @@ pub struct Cli {
     /// Rows of one Kafka partition that trigger a write before the interval. [default: 200000]
     #[arg(long, env = "COLLECTOR_MAX_BATCH_ROWS")]
     pub max_batch_rows: Option<usize>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands besides consuming (the default).
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Merge each closed hour's files into one per partition directory, safely while collectors
+    /// write and queries read; delete the files replaced by earlier runs once --grace has passed.
+    /// Run it periodically (cron, a systemd timer), one at a time per store.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactArgs {
+    /// Compact an hour once it ended at least this long ago (later events may still arrive;
+    /// a later run merges them too).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub min_age: Duration,
+    /// How long replaced files stay readable for queries that listed them before the commit.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]

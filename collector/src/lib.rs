@@ -6,6 +6,7 @@
 //! |---|---|
 //! | Kafka -> per-partition batches | `from_kafka.rs` -> `batch.rs` |
 //! | batch -> writer thread -> Parquet, then commit | `writer.rs` -> `to_parquet.rs` -> `state.rs` |
+//! | closed hours' small files -> one file per partition (`collector compact`) | `compact.rs` |
 //!
 //! Guarantee: every event consumed is in the store exactly once, after any crash: offsets are
 //! committed only after the data is durable, the store's own per-partition state says which
@@ -13,6 +14,7 @@
 //! their per-machine `seq`.
 
 pub mod batch;
+pub mod compact;
 pub mod config;
 pub mod exporter;
 pub mod from_kafka;

@@ -1,17 +1,23 @@
-//! `collector`: parse the configuration, set up telemetry, consume until SIGTERM or Ctrl-C.
+//! `collector`: parse the configuration, set up telemetry, consume until SIGTERM or Ctrl-C;
+//! or `collector compact`.
 
 use clap::Parser;
-use collector::config::{Cli, Config};
+use collector::config::{Cli, Command, CompactArgs, Config};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let config = match Config::from_cli(Cli::parse()) {
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
+    let config = match Config::from_cli(cli) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("collector: configuration error: {error:#}");
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Compact(args)) = command {
+        return compact(&config, &args);
+    }
     let prometheus = match collector::telemetry::init() {
         Ok(handle) => handle,
         Err(error) => {
@@ -34,6 +40,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("collector: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn compact(config: &Config, args: &CompactArgs) -> ExitCode {
+    collector::telemetry::init_stderr_only();
+    let options = collector::compact::CompactOptions {
+        out: config.out.clone(),
+        min_age: args.min_age,
+        grace: args.grace,
+        now: chrono::Utc::now(),
+    };
+    match collector::compact::run(&options) {
+        Ok(report) => {
+            eprintln!(
+                "collector compact: {} directories compacted ({} files, {} rows merged), {} replaced files deleted",
+                report.directories_compacted,
+                report.files_merged,
+                report.rows,
+                report.files_deleted
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("collector compact: {error:#}");
             ExitCode::FAILURE
         }
     }

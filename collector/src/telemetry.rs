@@ -21,3 +21,13 @@ pub fn init() -> anyhow::Result<PrometheusHandle> {
         .map_err(|e| anyhow::anyhow!(e))?;
     Ok(handle)
 }
+
+/// The human log on stderr only, for one-shot commands (`collector compact`).
+pub fn init_stderr_only() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}

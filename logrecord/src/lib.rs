@@ -8,6 +8,7 @@
 //! readers accept unknown JSON keys so an older collector keeps working with a newer agent.
 
 mod arrow_schema;
+pub mod compaction;
 pub mod durable;
 mod level;
 pub mod parquet_file;

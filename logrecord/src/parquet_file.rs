@@ -199,8 +199,9 @@ pub fn read(path: &Path) -> Result<Vec<LogRecord>, crate::ReadError> {
     Ok(records)
 }
 
-/// Every Parquet file under `root`, sorted, skipping hidden (`.`) and internal (`_`) names: files
-/// being written and the collector's own state are not data.
+/// Every data Parquet file under `root`, sorted, skipping hidden (`.`) and internal (`_`) names
+/// (files being written and the collector's own state are not data) and the files compaction
+/// replaced or has not committed yet (`crate::compaction`). An unreadable manifest counts as none.
 pub fn list(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut dirs = vec![root.to_owned()];
@@ -208,6 +209,7 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
+        let manifest = crate::compaction::Manifest::load(&dir).ok().flatten();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name.starts_with('_') {
@@ -216,7 +218,9 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if name.ends_with(".parquet") {
+            } else if name.ends_with(".parquet")
+                && crate::compaction::is_visible(manifest.as_ref(), &name)
+            {
                 files.push(path);
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! | stage | file |
 //! |---|---|
-//! | sources -> table `logs` with partition columns | `tables.rs` |
+//! | sources -> table `logs` with partition columns | `tables.rs` (data files only: `visible_files.rs`) |
 //! | statement -> result (read-only) | `exec.rs` |
 //! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
 //! | `query logs` drill-down -> SQL | `drilldown.rs` |
@@ -12,6 +12,7 @@ pub mod drilldown;
 pub mod exec;
 pub mod print;
 pub mod tables;
+pub mod visible_files;
 
 use anyhow::bail;
 use cli::{Cli, Command};

@@ -6,6 +6,7 @@
 //! column). In the warm layout `cluster` comes from the directory (the files' own `cluster` column
 //! holds the same value and is not read), so the same SQL works on both.
 
+use crate::visible_files::VisibleFiles;
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -100,6 +101,13 @@ pub async fn register(ctx: &SessionContext, sources: &[String]) -> anyhow::Resul
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partitions);
+    // Listings go through the compaction-aware view of the file system.
+    let local: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new());
+    ctx.register_object_store(
+        urls[0].object_store().as_ref(),
+        Arc::new(VisibleFiles::new(local)),
+    );
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(Arc::new(file_schema));

@@ -333,3 +333,84 @@ fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
     );
     assert_eq!(bad.status.code(), Some(1));
 }
+
+/// Every step of a compaction, as `collector compact` takes them, leaves each row visible once,
+/// whole-store and partition-pruned alike; temporaries being written are never read.
+#[test]
+fn a_compacted_store_shows_each_row_once_at_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_store(dir.path(), true);
+    let partition = dir.path().join("date=2026-01-01/hour=00/cluster=c1");
+    let in_partition: Vec<LogRecord> = records
+        .iter()
+        .filter(|r| r.cluster == "c1" && r.timestamp.format("%d%H").to_string() == "0100")
+        .cloned()
+        .collect();
+    let counts = || {
+        let whole = stdout(&query(
+            dir.path(),
+            &[
+                "--format",
+                "csv",
+                "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM logs",
+            ],
+        ));
+        let pruned = stdout(&query(
+            dir.path(),
+            &[
+                "--format",
+                "csv",
+                "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM logs WHERE date = '2026-01-01' AND hour = '00' AND cluster = 'c1'",
+            ],
+        ));
+        (
+            whole.lines().nth(1).unwrap().to_owned(),
+            pruned.lines().nth(1).unwrap().to_owned(),
+        )
+    };
+    let expected = (
+        format!("{0},{0}", records.len()),
+        format!("{0},{0}", in_partition.len()),
+    );
+    assert_eq!(counts(), expected);
+
+    // A file being written (hidden temporary): never read, even though it is not Parquet yet.
+    std::fs::write(partition.join(".writing-abc.parquet"), b"partial").unwrap();
+    assert_eq!(counts(), expected);
+    // The merged file renamed in, not committed: not data yet.
+    logrecord::parquet_file::write(
+        &partition.join("compacted-0001.parquet"),
+        &mut in_partition.clone(),
+    )
+    .unwrap();
+    assert_eq!(counts(), expected);
+    // Committed: the manifest names it and what it replaces.
+    let manifest = logrecord::compaction::Manifest {
+        file: "compacted-0001.parquet".into(),
+        rows: in_partition.len() as u64,
+        replaces: vec![logrecord::compaction::Replaced {
+            name: "t-0-1-2.parquet".into(),
+            since: Utc::now(),
+        }],
+    };
+    std::fs::write(
+        partition.join(logrecord::compaction::MANIFEST),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counts(), expected);
+    // After the grace period the replaced file goes.
+    std::fs::remove_file(partition.join("t-0-1-2.parquet")).unwrap();
+    assert_eq!(counts(), expected);
+
+    // A damaged manifest is an error, never a silent double count.
+    std::fs::write(
+        partition.join(logrecord::compaction::MANIFEST),
+        b"{not json",
+    )
+    .unwrap();
+    let output = query(dir.path(), &["SELECT count(*) FROM logs"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("_compaction.json"), "{stderr}");
+}
