@@ -1,4 +1,5 @@
-//! Command line: `query [--data SRC]... [--format F] [--output FILE] SQL`, or the drill-down
+//! Command line: `query [--data SRC]... [--format F] [--output FILE] [SQL]` (no SQL: the
+//! interactive prompt), or the drill-down
 //! `query logs --cluster C [--machine M] [--since 15m | --from T --to T] [--level warn] [--grep RE]`.
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,8 +12,11 @@ use std::path::PathBuf;
     about = "Read-only SQL over the warm store and cold-path Parquet (table `logs`)"
 )]
 pub struct Cli {
-    /// A store root (a directory of date=YYYY-MM-DD/hour=HH[/cluster=C] partitions); repeatable,
-    /// all of one layout. [default: ./data/warm]
+    /// A store: a local directory of date=YYYY-MM-DD/hour=HH[/cluster=C] partitions, an object
+    /// store URL `s3://bucket/prefix` (credentials, region and endpoint from the usual AWS_*
+    /// variables, e.g. AWS_ENDPOINT and AWS_ALLOW_HTTP=true for MinIO), or an agent's admin API
+    /// `http://host:port` (with --token; the hours needed are fetched into --cache-dir first).
+    /// Repeatable or comma-separated, all of one layout. [default: ./data/warm]
     #[arg(
         long = "data",
         env = "QUERY_DATA",
@@ -32,7 +36,17 @@ pub struct Cli {
     /// Write the result here instead of standard output (required for parquet).
     #[arg(long, env = "QUERY_OUTPUT", global = true)]
     pub output: Option<PathBuf>,
-    /// One SQL statement over table `logs`.
+    /// Bearer token of the agents' admin API, for `http://` sources.
+    #[arg(long, env = "QUERY_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// For agent sources: fetch the hours of this last period (`query logs` fetches its own range).
+    #[arg(long, env = "QUERY_FETCH_SINCE", global = true, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub fetch_since: std::time::Duration,
+    /// Where files fetched from agents are kept. [default: $XDG_CACHE_HOME/imds-query or ~/.cache/imds-query]
+    #[arg(long, env = "QUERY_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// One SQL statement over table `logs`. Without one: an interactive prompt with history (on
+    /// a terminal), or the `;`-separated statements read from standard input.
     pub sql: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,

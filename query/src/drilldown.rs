@@ -19,18 +19,7 @@ pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
             bail!("{name} {value:?} is not a cluster or machine name");
         }
     }
-    let (from, to) = match (&args.from, &args.to) {
-        (Some(from), Some(to)) => (parse(from)?, parse(to)?),
-        _ => (
-            now - chrono::Duration::from_std(
-                args.since.unwrap_or(std::time::Duration::from_secs(900)),
-            )?,
-            now,
-        ),
-    };
-    if from > to {
-        bail!("--from is after --to");
-    }
+    let (from, to) = range(args, now)?;
     let mut filters = vec![
         format!(r#""cluster" = '{}'"#, args.cluster),
         format!(
@@ -72,6 +61,26 @@ pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
         filters.join(" AND "),
         args.limit
     ))
+}
+
+/// The time range of a drill-down: `--from`..`--to`, or the last `--since` (15 minutes).
+pub fn range(
+    args: &LogsArgs,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let (from, to) = match (&args.from, &args.to) {
+        (Some(from), Some(to)) => (parse(from)?, parse(to)?),
+        _ => (
+            now - chrono::Duration::from_std(
+                args.since.unwrap_or(std::time::Duration::from_secs(900)),
+            )?,
+            now,
+        ),
+    };
+    if from > to {
+        bail!("--from is after --to");
+    }
+    Ok((from, to))
 }
 
 fn parse(text: &str) -> anyhow::Result<DateTime<Utc>> {

@@ -1,13 +1,21 @@
 //! Runs one statement, read-only: DDL, DML (COPY included) and SET are refused before anything
 //! runs.
 
+use crate::progress::ScanProgress;
 use anyhow::anyhow;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-/// The statement's result, or why it was refused or failed.
-pub async fn execute(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+/// The statement's result, or why it was refused or failed. A long scan shows progress on stderr
+/// (when it is a terminal).
+pub async fn execute(
+    ctx: &SessionContext,
+    sql: &str,
+    bytes_read: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<RecordBatch>> {
     let read_only = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -27,6 +35,7 @@ pub async fn execute(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<Reco
                 anyhow!("SQL error: {text}")
             }
         })?;
+    let _progress = ScanProgress::start(bytes_read);
     frame
         .collect()
         .await

@@ -1,39 +1,82 @@
-//! `query`: DataFusion SQL over the warm store and the cold-path Parquet files, read-only.
+//! `query`: DataFusion SQL over the warm store, the cold-path Parquet files, object stores and
+//! agents' admin APIs, read-only.
 //!
 //! | stage | file |
 //! |---|---|
+//! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `sources.rs`, `fetch.rs` |
 //! | sources -> table `logs` with partition columns | `tables.rs` (data files only: `visible_files.rs`) |
-//! | statement -> result (read-only) | `exec.rs` |
+//! | statement -> result (read-only), progress on stderr | `exec.rs`, `progress.rs` |
+//! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
 //! | `query logs` drill-down -> SQL | `drilldown.rs` |
 
 pub mod cli;
 pub mod drilldown;
 pub mod exec;
+pub mod fetch;
 pub mod print;
+pub mod progress;
+pub mod prompt;
+pub mod sources;
 pub mod tables;
 pub mod visible_files;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use cli::{Cli, Command};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use sources::Source;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let sql = match (&cli.command, &cli.sql) {
-        (Some(Command::Logs(args)), None) => drilldown::sql(args, chrono::Utc::now())?,
-        (None, Some(sql)) => sql.clone(),
+/// Runs the command line; `Ok(false)` when statements read from stdin failed.
+pub async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let now = chrono::Utc::now();
+    let (sql, range) = match (&cli.command, &cli.sql) {
+        (Some(Command::Logs(args)), None) => (
+            Some(drilldown::sql(args, now)?),
+            drilldown::range(args, now)?,
+        ),
         (Some(_), Some(_)) => bail!("give either a SQL statement or a subcommand, not both"),
-        (None, None) => bail!(
-            "no SQL statement given (the interactive prompt is not built yet): query 'SELECT ...'"
+        (None, sql) => (
+            sql.clone(),
+            (now - chrono::Duration::from_std(cli.fetch_since)?, now),
         ),
     };
+    if cli.format == cli::Format::Parquet && sql.is_none() {
+        bail!("--format parquet writes one result to --output: give the statement as an argument");
+    }
     let sources = if cli.data.is_empty() {
         vec!["data/warm".to_owned()]
     } else {
         cli.data.clone()
     };
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let mut opened = Vec::new();
+    for text in &sources {
+        let source = match Source::parse(text)? {
+            Source::Agent(url) => {
+                let token = cli
+                    .token
+                    .as_deref()
+                    .context("agent sources need the admin token: --token or QUERY_TOKEN")?;
+                let cache = cli
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(sources::default_cache_dir);
+                Source::Local(fetch::fetch(&url, token, range.0, range.1, &cache).await?)
+            }
+            other => other,
+        };
+        opened.push(sources::open(&source, &bytes_read)?);
+    }
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
-    tables::register(&ctx, &sources).await?;
-    let batches = exec::execute(&ctx, &sql).await?;
-    print::write(&batches, cli.format, cli.output.as_deref())
+    tables::register(&ctx, opened).await?;
+    match sql {
+        Some(sql) => {
+            let batches = exec::execute(&ctx, &sql, &bytes_read).await?;
+            print::write(&batches, cli.format, cli.output.as_deref())?;
+            Ok(true)
+        }
+        None => prompt::run(&ctx, cli.format, &bytes_read).await,
+    }
 }

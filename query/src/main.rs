@@ -1,5 +1,5 @@
-//! `query`: one read-only SQL statement over the log stores, printed as a table, CSV, JSON lines or
-//! Parquet.
+//! `query`: read-only SQL over the log stores (one statement, a prompt, or statements from
+//! stdin), printed as a table, CSV, JSON lines or Parquet.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(query::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("query: {error:#}");
             ExitCode::FAILURE

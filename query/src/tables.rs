@@ -6,15 +6,14 @@
 //! column). In the warm layout `cluster` comes from the directory (the files' own `cluster` column
 //! holds the same value and is not read), so the same SQL works on both.
 
-use crate::visible_files::VisibleFiles;
+use crate::sources::Opened;
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::prelude::SessionContext;
-use std::path::Path;
+use object_store::ObjectStore;
+use object_store::path::Path as StorePath;
 use std::sync::Arc;
 
 /// Where a source's partitions are.
@@ -26,57 +25,62 @@ pub enum Layout {
     Cold,
 }
 
-/// Finds the layout of a local store root.
-pub fn layout_of(root: &Path) -> anyhow::Result<Layout> {
-    let first = |dir: &Path, prefix: &str| -> Option<std::path::PathBuf> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_dir()
-                    && p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-            })
-            .collect();
-        names.sort();
-        names.into_iter().next()
-    };
-    let Some(date) = first(root, "date=") else {
-        bail!(
-            "{}: no date=YYYY-MM-DD partitions (point --data at a warm store or an agent's parquet directory)",
-            root.display()
-        );
-    };
-    let hour = first(&date, "hour=")
-        .with_context(|| format!("{}: no hour=HH partitions", date.display()))?;
-    Ok(if first(&hour, "cluster=").is_some() {
-        Layout::Warm
-    } else {
-        Layout::Cold
-    })
+/// The first sub-directory of `prefix` whose name starts with `name=`.
+async fn first_partition(
+    store: &dyn ObjectStore,
+    prefix: &StorePath,
+    name: &str,
+) -> anyhow::Result<Option<StorePath>> {
+    let listing = store.list_with_delimiter(Some(prefix)).await?;
+    let mut found: Vec<StorePath> = listing
+        .common_prefixes
+        .into_iter()
+        .filter(|p| {
+            p.filename()
+                .is_some_and(|f| f.starts_with(&format!("{name}=")))
+        })
+        .collect();
+    found.sort();
+    Ok(found.into_iter().next())
 }
 
-/// Registers `logs` over `sources` (local directories of one layout).
-pub async fn register(ctx: &SessionContext, sources: &[String]) -> anyhow::Result<Layout> {
+/// Finds the layout of a store root.
+pub async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
+    let store = source.store.as_ref();
+    let Some(date) = first_partition(store, &source.prefix, "date").await? else {
+        bail!(
+            "{}: no date=YYYY-MM-DD partitions (point --data at a warm store or an agent's parquet directory)",
+            source.table_url
+        );
+    };
+    let hour = first_partition(store, &date, "hour")
+        .await?
+        .with_context(|| format!("{date}: no hour=HH partitions"))?;
+    Ok(
+        if first_partition(store, &hour, "cluster").await?.is_some() {
+            Layout::Warm
+        } else {
+            Layout::Cold
+        },
+    )
+}
+
+/// Registers `logs` over `sources` (all of one layout).
+pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
     let mut layout = None;
     let mut urls = Vec::new();
     for source in sources {
-        if source.contains("://") {
-            bail!(
-                "{source}: object store and remote agent sources are not supported yet; fetch the files and pass a local directory"
-            );
-        }
-        let path = Path::new(source);
-        let found = layout_of(path)?;
+        let found = layout_of(&source).await?;
         if layout.is_some_and(|l| l != found) {
             bail!(
-                "{source}: mixes a warm-store layout with an agent's layout; query them separately"
+                "{}: mixes a warm-store layout with an agent's layout; query them separately",
+                source.table_url
             );
         }
         layout = Some(found);
-        let absolute = std::fs::canonicalize(path).with_context(|| source.clone())?;
-        urls.push(ListingTableUrl::parse(format!("{}/", absolute.display()))?);
+        // Listings go through the compaction-aware view of the store.
+        ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
+        urls.push(source.table_url);
     }
     let layout = layout.context("no --data source")?;
     let mut partitions = vec![
@@ -101,13 +105,6 @@ pub async fn register(ctx: &SessionContext, sources: &[String]) -> anyhow::Resul
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partitions);
-    // Listings go through the compaction-aware view of the file system.
-    let local: Arc<dyn object_store::ObjectStore> =
-        Arc::new(object_store::local::LocalFileSystem::new());
-    ctx.register_object_store(
-        urls[0].object_store().as_ref(),
-        Arc::new(VisibleFiles::new(local)),
-    );
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(Arc::new(file_schema));

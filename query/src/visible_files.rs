@@ -2,7 +2,8 @@
 //! filtered to the files that are data, so DataFusion's partition pruning and file listing see a
 //! compacted warm store exactly as the compactor committed it (`logrecord::compaction`): merged
 //! files only once their manifest names them, replaced files never. Hidden (`.writing-*`) and
-//! internal (`_*`) names are never data either. Reads go straight to the real store.
+//! internal (`_*`) names are never data either. Reads go straight to the real store, counted
+//! (the progress display shows the bytes read).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,16 +17,18 @@ use object_store::{
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A store whose listings show only data files.
 #[derive(Debug)]
 pub struct VisibleFiles {
     inner: Arc<dyn ObjectStore>,
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl VisibleFiles {
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        VisibleFiles { inner }
+    pub fn new(inner: Arc<dyn ObjectStore>, bytes_read: Arc<AtomicU64>) -> Self {
+        VisibleFiles { inner, bytes_read }
     }
 }
 
@@ -102,11 +105,17 @@ impl ObjectStore for VisibleFiles {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let result = self.inner.get_opts(location, options).await?;
+        self.bytes_read
+            .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
+        Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
+        let read = self.inner.get_ranges(location, ranges).await?;
+        let bytes: usize = read.iter().map(Bytes::len).sum();
+        self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(read)
     }
 
     fn delete_stream(

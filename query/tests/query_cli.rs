@@ -228,7 +228,98 @@ fn writes_are_refused_and_bad_sql_is_a_clear_error() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no date=YYYY-MM-DD partitions"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent: no such directory"));
+    let empty = tempfile::tempdir().unwrap();
+    let nothing = query(empty.path(), &["SELECT 1"]);
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no date=YYYY-MM-DD partitions"));
+    for (source, message) in [
+        ("ftp://host/x", "unsupported source scheme ftp://"),
+        ("https://host:1", "served over http"),
+        ("http://127.0.0.1:1", "need the admin token"),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_query"))
+            .args(["--data", source, "SELECT 1"])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(1), "{source}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(message), "{source}: {stderr}");
+    }
+}
+
+/// Without a statement and with stdin not a terminal: the `;`-separated statements of stdin run
+/// in turn; one failing prints its error, the others still run, and the exit status says so.
+#[test]
+fn statements_piped_on_stdin_run_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_store(dir.path(), true);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"SELECT count(*) AS n FROM logs;\nSELECT nope FROM logs;\nSELECT count(*) AS errors\n  FROM logs WHERE level = 'ERROR';\n",
+        )
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let errors = records.iter().filter(|r| r.level == Level::Error).count();
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("n\n{}\nerrors\n{errors}\n", records.len())
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope"));
+}
+
+/// With a terminal: the interactive prompt (driven through `script`, which gives it a pty) runs
+/// statements typed over several lines and keeps them in its history file.
+#[test]
+fn the_prompt_runs_statements_and_keeps_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_store(dir.path(), true);
+    let history = dir.path().join("history");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "{} --data {}",
+            env!("CARGO_BIN_EXE_query"),
+            dir.path().display()
+        ))
+        .arg("/dev/null")
+        .env("QUERY_HISTORY", &history)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs the prompt in a pty");
+    use std::io::Write as _;
+    let mut stdin = child.stdin.take().unwrap();
+    for line in ["SELECT count(*) AS total_rows", "FROM logs;", "\\q"] {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("total_rows"), "{screen}");
+    assert!(
+        screen.contains(&format!("| {} ", records.len())),
+        "{screen}"
+    );
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(saved.contains("SELECT count(*) AS total_rows"), "{saved}");
 }
 
 #[test]

@@ -1,0 +1,293 @@
+//! Agent sources (`--data http://host:port --token T`): the hours a query needs are fetched from
+//! the agent's admin API into a local cache, with a progress bar on stderr, and queried there.
+//!
+//! Per hour of the range: the rolled Parquet file when the agent has one (kept in the cache and
+//! not fetched again while its size is unchanged), else the raw hourly log (the open hour, or one
+//! not rolled yet), fetched every time and converted to Parquet in the cache. A converted raw
+//! hour is removed as soon as its rolled file is fetched, so an hour is never counted twice.
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use logrecord::LogRecord;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Prefix of cached Parquet converted from a raw hourly log (a snapshot, refreshed every fetch).
+const FROM_RAW_PREFIX: &str = "from-raw.";
+
+#[derive(Debug, serde::Deserialize)]
+struct Listing {
+    files: Vec<Offered>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Offered {
+    name: String,
+    kind: String,
+    bytes: u64,
+}
+
+/// What to download for one hour.
+#[derive(Debug)]
+enum Wanted {
+    Rolled(Offered),
+    Raw(Offered),
+}
+
+/// Fetches the hours of `from..=to` from the agent at `base` into the cache; returns the cache
+/// directory of that agent (a cold-path layout `date=/hour=/*.parquet`).
+pub async fn fetch(
+    base: &url::Url,
+    token: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cache_root: &Path,
+) -> anyhow::Result<PathBuf> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let listing: Listing = serde_json::from_str(
+        &get(&client, &join(base, "logs")?, token)
+            .await?
+            .text()
+            .await?,
+    )
+    .with_context(|| format!("{base}: the admin API's listing is not what query expects"))?;
+
+    let host = format!(
+        "{}_{}",
+        base.host_str().unwrap_or("agent"),
+        base.port_or_known_default().unwrap_or(80)
+    );
+    let dir = cache_root.join(host.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let hours = hours_of(from, to)?;
+    remove_stale_raw_snapshots(&dir, &hours)?;
+    let mut wanted = Vec::new();
+    for hour in &hours {
+        let partition = hour.format("date=%Y-%m-%d/hour=%H/").to_string();
+        let rolled: Vec<&Offered> = listing
+            .files
+            .iter()
+            .filter(|f| f.kind == "parquet" && f.name.starts_with(&format!("parquet/{partition}")))
+            .collect();
+        let raw_name = format!("logs/agent.{}.log", hour.format("%Y-%m-%d-%H"));
+        if !rolled.is_empty() {
+            wanted.extend(rolled.into_iter().cloned().map(Wanted::Rolled));
+        } else if let Some(raw) = listing.files.iter().find(|f| f.name == raw_name) {
+            wanted.push(Wanted::Raw(raw.clone()));
+        }
+    }
+
+    let todo: Vec<&Wanted> = wanted
+        .iter()
+        .filter(|w| match w {
+            Wanted::Rolled(file) => {
+                std::fs::metadata(dir.join(cached_name(file)))
+                    .map(|m| m.len())
+                    .ok()
+                    != Some(file.bytes)
+            }
+            Wanted::Raw(_) => true,
+        })
+        .collect();
+    let total: u64 = todo
+        .iter()
+        .map(|w| match w {
+            Wanted::Rolled(f) | Wanted::Raw(f) => f.bytes,
+        })
+        .sum();
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "fetching {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("{} files from {base}", todo.len()));
+    for want in todo {
+        match want {
+            Wanted::Rolled(file) => {
+                let target = dir.join(cached_name(file));
+                download(&client, base, token, file, &target, &bar).await?;
+                // The rolled hour replaces any earlier snapshot of its raw file.
+                if let Some(hour_dir) = target.parent() {
+                    for entry in std::fs::read_dir(hour_dir)?.flatten() {
+                        if entry
+                            .file_name()
+                            .to_string_lossy()
+                            .starts_with(FROM_RAW_PREFIX)
+                        {
+                            std::fs::remove_file(entry.path())?;
+                        }
+                    }
+                }
+            }
+            Wanted::Raw(file) => {
+                let temp = tempfile::NamedTempFile::new_in(&dir)?;
+                download(&client, base, token, file, temp.path(), &bar).await?;
+                convert_raw(temp.path(), &dir, file)?;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(dir)
+}
+
+/// The start of every hour from `from`'s hour to `to`'s.
+fn hours_of(from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<DateTime<Utc>>> {
+    let mut hour = from.duration_trunc(Duration::hours(1))?;
+    let mut hours = Vec::new();
+    while hour <= to {
+        hours.push(hour);
+        hour += Duration::hours(1);
+        if hours.len() > 24 * 366 {
+            bail!("the range to fetch is longer than a year: narrow --fetch-since or --from/--to");
+        }
+    }
+    Ok(hours)
+}
+
+/// Snapshots of raw hours outside this fetch's range would be stale partial hours: removed.
+fn remove_stale_raw_snapshots(dir: &Path, hours: &[DateTime<Utc>]) -> anyhow::Result<()> {
+    let keep: Vec<String> = hours
+        .iter()
+        .map(|h| format!("{FROM_RAW_PREFIX}{}.parquet", h.format("%Y-%m-%d-%H")))
+        .collect();
+    for file in walk(dir) {
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with(FROM_RAW_PREFIX) && !keep.contains(&name) {
+            std::fs::remove_file(&file)?;
+        }
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// A rolled file's place in the cache: its path under the agent's `parquet/`.
+fn cached_name(file: &Offered) -> PathBuf {
+    PathBuf::from(file.name.strip_prefix("parquet/").unwrap_or(&file.name))
+}
+
+fn join(base: &url::Url, path: &str) -> anyhow::Result<url::Url> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    Ok(base.join(path)?)
+}
+
+async fn get(
+    client: &reqwest::Client,
+    url: &url::Url,
+    token: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let response = client
+        .get(url.clone())
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("{url}: cannot reach the agent's admin API"))?;
+    match response.status().as_u16() {
+        200 => Ok(response),
+        401 | 403 => bail!(
+            "{url}: the agent refused the token ({}): pass the admin token with --token or QUERY_TOKEN",
+            response.status()
+        ),
+        _ => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            bail!("{url}: {status}: {body}")
+        }
+    }
+}
+
+/// Streams one file into `target` (through a temporary beside it, renamed when complete).
+async fn download(
+    client: &reqwest::Client,
+    base: &url::Url,
+    token: &str,
+    file: &Offered,
+    target: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    // Names are the agent's own listing entries; each path segment is percent-encoded.
+    let mut url = join(base, "logs/")?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("{base}: not a base URL"))?
+        .pop_if_empty()
+        .extend(file.name.split('/'));
+    let mut response = get(client, &url, token).await?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(logrecord::parquet_file::TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    let mut written = 0u64;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .with_context(|| format!("{url}: download cut"))?
+    {
+        temp.write_all(&chunk)?;
+        written += chunk.len() as u64;
+        bar.inc(chunk.len() as u64);
+    }
+    if file.kind == "parquet" && written != file.bytes {
+        bail!(
+            "{url}: got {written} bytes, the listing said {}",
+            file.bytes
+        );
+    }
+    temp.as_file().sync_all()?;
+    temp.persist(target)?;
+    Ok(())
+}
+
+/// Converts a fetched raw hourly log to Parquet in the cache (lines that are not records, such
+/// as the last one of a file being written, are skipped).
+fn convert_raw(raw: &Path, dir: &Path, file: &Offered) -> anyhow::Result<()> {
+    let hour = file
+        .name
+        .strip_prefix("logs/agent.")
+        .and_then(|n| n.strip_suffix(".log"))
+        .with_context(|| format!("{}: not an hourly log name", file.name))?;
+    let start = chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%d-%H:%M")
+        .with_context(|| format!("{}: not an hourly log name", file.name))?;
+    let text = std::fs::read_to_string(raw)?;
+    let mut records: Vec<LogRecord> = text
+        .lines()
+        .filter_map(|line| LogRecord::from_json_line(line).ok())
+        .collect();
+    let target = dir
+        .join(start.format("date=%Y-%m-%d/hour=%H").to_string())
+        .join(format!("{FROM_RAW_PREFIX}{hour}.parquet"));
+    if records.is_empty() {
+        let _ = std::fs::remove_file(&target);
+        return Ok(());
+    }
+    logrecord::parquet_file::write(&target, &mut records)?;
+    Ok(())
+}
