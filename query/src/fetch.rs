@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use logrecord::LogRecord;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -64,23 +65,37 @@ pub async fn fetch(
     let dir = cache_root.join(host.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "_"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
-    let hours = hours_of(from, to)?;
-    remove_stale_raw_snapshots(&dir, &hours)?;
-    let mut wanted = Vec::new();
-    for hour in &hours {
-        let partition = hour.format("date=%Y-%m-%d/hour=%H/").to_string();
-        let rolled: Vec<&Offered> = listing
-            .files
-            .iter()
-            .filter(|f| f.kind == "parquet" && f.name.starts_with(&format!("parquet/{partition}")))
-            .collect();
-        let raw_name = format!("logs/agent.{}.log", hour.format("%Y-%m-%d-%H"));
-        if !rolled.is_empty() {
-            wanted.extend(rolled.into_iter().cloned().map(Wanted::Rolled));
-        } else if let Some(raw) = listing.files.iter().find(|f| f.name == raw_name) {
-            wanted.push(Wanted::Raw(raw.clone()));
+    // Per hour in the range: its rolled files, else its raw log.
+    let first_hour = from.duration_trunc(Duration::hours(1))?;
+    let mut by_hour: BTreeMap<DateTime<Utc>, (Vec<Offered>, Option<Offered>)> = BTreeMap::new();
+    for file in &listing.files {
+        let Some(hour) = hour_of(file) else { continue };
+        if hour < first_hour || hour > to {
+            continue;
+        }
+        let entry = by_hour.entry(hour).or_default();
+        match file.kind.as_str() {
+            "parquet" => entry.0.push(file.clone()),
+            "raw" => entry.1 = Some(file.clone()),
+            _ => {}
         }
     }
+    let mut wanted = Vec::new();
+    for (rolled, raw) in by_hour.into_values() {
+        if !rolled.is_empty() {
+            wanted.extend(rolled.into_iter().map(Wanted::Rolled));
+        } else if let Some(raw) = raw {
+            wanted.push(Wanted::Raw(raw));
+        }
+    }
+    let raw_hours: Vec<String> = wanted
+        .iter()
+        .filter_map(|w| match w {
+            Wanted::Raw(file) => raw_hour_name(file).map(str::to_owned),
+            Wanted::Rolled(_) => None,
+        })
+        .collect();
+    remove_stale_raw_snapshots(&dir, &raw_hours)?;
 
     let todo: Vec<&Wanted> = wanted
         .iter()
@@ -137,25 +152,33 @@ pub async fn fetch(
     Ok(dir)
 }
 
-/// The start of every hour from `from`'s hour to `to`'s.
-fn hours_of(from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<DateTime<Utc>>> {
-    let mut hour = from.duration_trunc(Duration::hours(1))?;
-    let mut hours = Vec::new();
-    while hour <= to {
-        hours.push(hour);
-        hour += Duration::hours(1);
-        if hours.len() > 24 * 366 {
-            bail!("the range to fetch is longer than a year: narrow --fetch-since or --from/--to");
+/// The hour a listed file holds: `parquet/date=D/hour=H/...` or `logs/agent.D-H.log`.
+fn hour_of(file: &Offered) -> Option<DateTime<Utc>> {
+    let text = match file.kind.as_str() {
+        "parquet" => {
+            let mut parts = file.name.split('/');
+            let date = parts.nth(1)?.strip_prefix("date=")?;
+            let hour = parts.next()?.strip_prefix("hour=")?;
+            format!("{date}-{hour}")
         }
-    }
-    Ok(hours)
+        "raw" => raw_hour_name(file)?.to_owned(),
+        _ => return None,
+    };
+    chrono::NaiveDateTime::parse_from_str(&format!("{text}:00"), "%Y-%m-%d-%H:%M")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
-/// Snapshots of raw hours outside this fetch's range would be stale partial hours: removed.
-fn remove_stale_raw_snapshots(dir: &Path, hours: &[DateTime<Utc>]) -> anyhow::Result<()> {
-    let keep: Vec<String> = hours
+/// `YYYY-MM-DD-HH` of a raw hourly log's name.
+fn raw_hour_name(file: &Offered) -> Option<&str> {
+    file.name.strip_prefix("logs/agent.")?.strip_suffix(".log")
+}
+
+/// Snapshots of raw hours this fetch does not refresh would be stale partial hours: removed.
+fn remove_stale_raw_snapshots(dir: &Path, raw_hours: &[String]) -> anyhow::Result<()> {
+    let keep: Vec<String> = raw_hours
         .iter()
-        .map(|h| format!("{FROM_RAW_PREFIX}{}.parquet", h.format("%Y-%m-%d-%H")))
+        .map(|hour| format!("{FROM_RAW_PREFIX}{hour}.parquet"))
         .collect();
     for file in walk(dir) {
         let name = file
@@ -269,11 +292,8 @@ async fn download(
 /// Converts a fetched raw hourly log to Parquet in the cache (lines that are not records, such
 /// as the last one of a file being written, are skipped).
 fn convert_raw(raw: &Path, dir: &Path, file: &Offered) -> anyhow::Result<()> {
-    let hour = file
-        .name
-        .strip_prefix("logs/agent.")
-        .and_then(|n| n.strip_suffix(".log"))
-        .with_context(|| format!("{}: not an hourly log name", file.name))?;
+    let hour =
+        raw_hour_name(file).with_context(|| format!("{}: not an hourly log name", file.name))?;
     let start = chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%d-%H:%M")
         .with_context(|| format!("{}: not an hourly log name", file.name))?;
     let text = std::fs::read_to_string(raw)?;
