@@ -145,7 +145,8 @@ def duck_run(store, sql):
                 "hive_partitioning = true, hive_types_autocast = false)")
     rows = con.execute(sql).fetchall()
     con.close()
-    return [[str(v) for v in row] for row in rows]
+    # As `query` prints CSV: NULL is an empty field.
+    return [["" if v is None else str(v) for v in row] for row in rows]
 
 
 for days in [int(d) for d in args.days.split(",")]:

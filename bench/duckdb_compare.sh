@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p query -p bench
 if [ ! -x .cache/bench-py/bin/python ]; then
     /usr/bin/python3 -m venv .cache/bench-py
-    .cache/bench-py/bin/pip install -q "duckdb==2.0.0"
+    # pytz: DuckDB's Python API needs it to return timestamps with a time zone.
+    .cache/bench-py/bin/pip install -q "duckdb==2.0.0" pytz
 fi
 echo "machine: $(nproc) cores, $(.cache/bench-py/bin/python -c 'import duckdb; print("duckdb", duckdb.__version__)'), $(date -u +%FT%TZ)"
 exec .cache/bench-py/bin/python bench/duckdb_compare.py \

@@ -69,7 +69,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         };
         opened.push(sources::open(&source, &bytes_read)?);
     }
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    // DataFusion settings can be tuned with DATAFUSION_* variables (e.g.
+    // DATAFUSION_EXECUTION_TARGET_PARTITIONS); statements cannot change them (SET is refused).
+    let mut config = SessionConfig::from_env().context("a DATAFUSION_* variable")?;
+    // Gathering statistics reads every file's footer while planning, and the scan reads them
+    // again: over months of hourly files that doubled a full scan's time (BENCHMARKS.md). Row
+    // groups are still pruned by their statistics during the scan.
+    if std::env::var_os("DATAFUSION_EXECUTION_COLLECT_STATISTICS").is_none() {
+        config.options_mut().execution.collect_statistics = false;
+    }
+    let ctx = SessionContext::new_with_config(config.with_information_schema(true));
     tables::register(&ctx, opened).await?;
     match sql {
         Some(sql) => {
