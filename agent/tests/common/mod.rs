@@ -311,6 +311,21 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
+        // A failing test shows what the process said (and whether it had already exited): the
+        // only trace of, say, a collector that stopped making progress.
+        if std::thread::panicking() {
+            let exited = self.child.try_wait().ok().flatten();
+            let lines = self.stderr.lock().map(|l| l.clone()).unwrap_or_default();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {} (pid {}, {}), last {} stderr lines:\n{}",
+                self.name,
+                self.child.id(),
+                exited.map_or("still running".to_owned(), |s| format!("exited: {s}")),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         self.kill();
     }
 }
