@@ -32,11 +32,9 @@ fn start_with_old_hour() -> (Agent, tempfile::TempDir) {
     let parquet = data
         .path()
         .join("parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !parquet.exists() {
-        assert!(Instant::now() < deadline, "the old hour was not rolled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until("the old hour's roll", Duration::from_secs(30), || {
+        parquet.exists()
+    });
     (agent, data)
 }
 

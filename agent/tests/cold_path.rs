@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::Agent;
+use common::{Agent, wait_until};
 use logrecord::{Level, LogRecord};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KEEP: [&str; 4] = ["--retain-raw", "100000h", "--retain-parquet", "100000h"];
 
@@ -52,17 +52,6 @@ fn parquet_of(data: &Path, machine: &str, hour: &str) -> PathBuf {
     ))
 }
 
-fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn sorted(mut records: Vec<LogRecord>) -> Vec<LogRecord> {
     records.sort_by_key(|r| (r.timestamp, r.seq));
     records
@@ -101,7 +90,7 @@ async fn closed_hours_roll_every_valid_line_once_across_leap_day_and_new_year() 
         .args(KEEP)
         .start();
     for hour in hours {
-        wait_for(&format!("{hour} rolled"), Duration::from_secs(30), || {
+        wait_until(&format!("{hour} rolled"), Duration::from_secs(30), || {
             parquet_of(data.path(), "m", hour).exists()
         });
     }
@@ -152,7 +141,7 @@ async fn a_crash_mid_roll_leaves_no_partial_file_and_a_rerun_adds_no_duplicate()
         .args(["--machine", "m"])
         .args(KEEP)
         .start();
-    wait_for("the roll", Duration::from_secs(30), || target.exists());
+    wait_until("the roll", Duration::from_secs(30), || target.exists());
     let names: Vec<String> = std::fs::read_dir(target.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -201,7 +190,7 @@ async fn retention_removes_by_age_then_by_budget_oldest_first_and_keeps_the_open
             "100000h",
         ])
         .start();
-    wait_for("rolled and raw removed", Duration::from_secs(30), || {
+    wait_until("rolled and raw removed", Duration::from_secs(30), || {
         ["2025-03-01-00", "2025-03-01-01", "2025-03-01-02"]
             .iter()
             .all(|h| {
@@ -230,7 +219,7 @@ async fn retention_removes_by_age_then_by_budget_oldest_first_and_keeps_the_open
             "1",
         ])
         .start();
-    wait_for("budget applied", Duration::from_secs(30), || {
+    wait_until("budget applied", Duration::from_secs(30), || {
         logrecord::parquet_file::list(&data.path().join("parquet")).is_empty()
     });
     assert_eq!(
@@ -295,7 +284,7 @@ async fn raw_files_the_shipper_has_not_passed_are_never_deleted() {
             "127.0.0.1:1",
         ])
         .start();
-    wait_for("the roll", Duration::from_secs(30), || {
+    wait_until("the roll", Duration::from_secs(30), || {
         parquet_of(data.path(), "m", "2025-03-01-00").exists()
     });
     std::thread::sleep(Duration::from_millis(1500));

@@ -17,7 +17,9 @@ use crate::state::{PartitionState, write_atomically};
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use logrecord::LogRecord;
-use logrecord::compaction::{COMPACTED_PREFIX, MANIFEST, Manifest, Replaced, is_visible};
+use logrecord::compaction::{
+    COMPACTED_PREFIX, MANIFEST, Manifest, Replaced, is_internal, is_visible,
+};
 use logrecord::parquet_file::{StagingWriter, TEMP_PREFIX};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use std::cmp::Reverse;
@@ -208,7 +210,7 @@ fn data_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".parquet") && !n.starts_with('.') && !n.starts_with('_'))
+        .filter(|n| n.ends_with(".parquet") && !is_internal(n))
         .collect();
     names.sort();
     Ok(names)

@@ -61,8 +61,17 @@ impl Manifest {
     }
 }
 
+/// Hidden names (`.writing-*`: being written) and internal ones (`_collector`, the manifest) are
+/// never data, whatever the manifest says.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
+}
+
 /// Whether the file `name` of a directory with `manifest` is data (see the module's rule).
 pub fn is_visible(manifest: Option<&Manifest>, name: &str) -> bool {
+    if is_internal(name) {
+        return false;
+    }
     match manifest {
         None => !name.starts_with(COMPACTED_PREFIX),
         Some(m) if name.starts_with(COMPACTED_PREFIX) => name == m.file,
@@ -99,5 +108,8 @@ mod tests {
         assert!(!is_visible(Some(&manifest), "t-0-1-2.parquet"));
         assert!(is_visible(Some(&manifest), "t-0-3-9.parquet"));
         assert!(!is_visible(Some(&manifest), "compacted-3.parquet"));
+        // Files being written and internal files never are.
+        assert!(!is_visible(None, ".writing-abc.parquet"));
+        assert!(!is_visible(Some(&manifest), MANIFEST));
     }
 }

@@ -212,7 +212,7 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
         let manifest = crate::compaction::Manifest::load(&dir).ok().flatten();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') {
+            if crate::compaction::is_internal(&name) {
                 continue;
             }
             let path = entry.path();

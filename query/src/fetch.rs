@@ -180,7 +180,7 @@ fn remove_stale_raw_snapshots(dir: &Path, raw_hours: &[String]) -> anyhow::Resul
         .iter()
         .map(|hour| format!("{FROM_RAW_PREFIX}{hour}.parquet"))
         .collect();
-    for file in walk(dir) {
+    for file in logrecord::parquet_file::list(dir) {
         let name = file
             .file_name()
             .unwrap_or_default()
@@ -191,22 +191,6 @@ fn remove_stale_raw_snapshots(dir: &Path, raw_hours: &[String]) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 /// A rolled file's place in the cache: its path under the agent's `parquet/`.

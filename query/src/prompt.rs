@@ -117,33 +117,34 @@ pub fn history_file() -> PathBuf {
         .join("imds-query/history")
 }
 
-/// Whether `text` ends with a `;` outside quotes.
+/// Whether `text` is complete: it ends with a `;` outside quotes and holds a statement.
 fn ends_statement(text: &str) -> bool {
-    let statements = split_statements(text);
-    !statements.is_empty() && text.trim_end().ends_with(';') && !inside_quotes(text)
+    let (complete, rest) = scan(text);
+    !complete.is_empty() && rest.trim().is_empty()
 }
 
-fn inside_quotes(text: &str) -> bool {
-    let mut quote = None;
-    for c in text.chars() {
-        match (quote, c) {
-            (None, '\'' | '"') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            _ => {}
-        }
-    }
-    quote.is_some()
-}
-
-/// Splits on `;` outside single and double quotes; drops empty statements.
+/// Splits on `;` outside single and double quotes; drops empty statements. What follows the last
+/// `;` counts as a statement too (piped input need not end with one).
 pub fn split_statements(text: &str) -> Vec<String> {
+    let (mut statements, rest) = scan(text);
+    statements.push(rest);
+    statements.retain(|s| !s.is_empty());
+    statements
+}
+
+/// The trimmed, non-empty statements ended by a `;` outside quotes, and the trimmed text after
+/// the last such `;` (a statement still being typed, or an open quote).
+fn scan(text: &str) -> (Vec<String>, String) {
     let mut statements = Vec::new();
     let mut current = String::new();
     let mut quote = None;
     for c in text.chars() {
         match (quote, c) {
             (None, ';') => {
-                statements.push(std::mem::take(&mut current));
+                let statement = std::mem::take(&mut current).trim().to_owned();
+                if !statement.is_empty() {
+                    statements.push(statement);
+                }
                 continue;
             }
             (None, '\'' | '"') => quote = Some(c),
@@ -152,12 +153,7 @@ pub fn split_statements(text: &str) -> Vec<String> {
         }
         current.push(c);
     }
-    statements.push(current);
-    statements
-        .into_iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
+    (statements, current.trim().to_owned())
 }
 
 #[cfg(test)]

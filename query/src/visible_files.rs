@@ -78,9 +78,7 @@ async fn keep_data(store: &dyn ObjectStore, objects: Vec<ObjectMeta>) -> Result<
         .into_iter()
         .filter(|object| {
             let (dir, name) = split(&object.location);
-            !name.starts_with('.')
-                && !name.starts_with('_')
-                && is_visible(manifests.get(&dir).and_then(Option::as_ref), &name)
+            is_visible(manifests.get(&dir).and_then(Option::as_ref), &name)
         })
         .collect())
 }

@@ -3,7 +3,10 @@
 //! a clear error, and every output format parses back.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use chrono::{DateTime, TimeZone, Utc};
+use common::stdout;
 use logrecord::{Level, LogRecord};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,15 +88,6 @@ fn query(root: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "query failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 #[test]

@@ -5,11 +5,13 @@
 
 #[path = "../../agent/tests/common/mod.rs"]
 mod agent_harness;
+mod common;
 
 use agent_harness::Agent;
+use common::stdout;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "remote-query-token-0123456789";
 
@@ -20,15 +22,6 @@ fn query(args: &[&str], cache: &Path) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "query failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 /// An agent with one old hour (rolled to Parquet by the agent) and its own open hour.
@@ -60,14 +53,11 @@ fn agent_with_an_old_hour(lines: usize) -> Agent {
         ])
         .start();
     let rolled = data.join("parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !rolled.exists() || logs.join("agent.2025-05-05-05.log").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the old hour was not rolled and its raw file retired"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent_harness::wait_until(
+        "the old hour's roll and its raw file's retirement",
+        Duration::from_secs(30),
+        || rolled.exists() && !logs.join("agent.2025-05-05-05.log").exists(),
+    );
     agent
 }
 
@@ -209,11 +199,9 @@ fn moto_server() -> S3Server {
         .spawn()
         .unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent_harness::wait_until("moto's start", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     S3Server { child, endpoint }
 }
 

@@ -384,6 +384,18 @@ pub fn read_log_records(dir: &Path) -> Vec<LogRecord> {
     records
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test if it does not within `within`.
+pub fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A parsed Prometheus text page.
 #[derive(Debug)]
 pub struct Scrape {

@@ -191,32 +191,18 @@ async fn burst(target: String, every: Duration, client: reqwest::Client, counts:
     loop {
         tick.tick().await;
         let url = format!("{target}/metadata/instance/compute?api-version=2021-02-01");
-        let requests = (0..12).map(|_| client.get(&url).header("Metadata", "true").send());
-        for outcome in futures_join_all(requests).await {
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            requests.spawn(client.get(&url).header("Metadata", "true").send());
+        }
+        while let Some(outcome) = requests.join_next().await {
             let outcome = match outcome {
-                Ok(response) => response.status().as_u16().to_string(),
-                Err(_) => "connection failed".to_owned(),
+                Ok(Ok(response)) => response.status().as_u16().to_string(),
+                _ => "connection failed".to_owned(),
             };
             count(&counts, &outcome);
         }
     }
-}
-
-/// Awaits every future, concurrently (a dozen: no need for a crate).
-async fn futures_join_all<F: Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    for handle in handles {
-        if let Ok(output) = handle.await {
-            outputs.push(output);
-        }
-    }
-    outputs
 }
 
 fn pick() -> (String, bool) {
