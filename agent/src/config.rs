@@ -78,6 +78,10 @@ pub struct Cli {
     /// Disk budget for raw and Parquet files together, bytes; oldest go first. 0: none. [default: 0]
     #[arg(long, env = "AGENT_MAX_DISK_BYTES")]
     pub max_disk_bytes: Option<u64>,
+    /// Threads that parse and compress a closed hour's log into Parquet (once an hour, for
+    /// seconds). [default: the number of cores]
+    #[arg(long, env = "AGENT_ROLL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub roll_threads: Option<u16>,
     /// Turn the hot path off: no recorder, no `/metrics` listener. For measuring what metrics cost.
     #[arg(long, env = "AGENT_DISABLE_METRICS")]
     pub disable_metrics: bool,
@@ -110,6 +114,7 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     retain_parquet: Option<Duration>,
     max_disk_bytes: Option<u64>,
+    roll_threads: Option<u16>,
     admin_listen: Option<SocketAddr>,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
@@ -174,6 +179,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// How long the cold path keeps raw and Parquet files.
     pub retention: crate::logs::roll_to_parquet::Retention,
+    /// Threads of the roller.
+    pub roll_threads: usize,
     /// `false` turns the hot path off (benchmarks of its cost).
     pub metrics_enabled: bool,
     pub shutdown_timeout: Duration,
@@ -313,6 +320,10 @@ impl Config {
                     .or(file.max_disk_bytes)
                     .filter(|&b| b > 0),
             },
+            roll_threads: cli.roll_threads.or(file.roll_threads).map_or_else(
+                || std::thread::available_parallelism().map_or(1, usize::from),
+                usize::from,
+            ),
             metrics_enabled: !(cli.disable_metrics || file.disable_metrics.unwrap_or(false)),
             shutdown_timeout: cli
                 .shutdown_timeout

@@ -49,8 +49,8 @@ pub struct CompactReport {
     pub files_deleted: usize,
 }
 
-/// Rows read and merged per write (the writer's row group size).
-const CHUNK_ROWS: usize = 128 * 1024;
+/// Rows read and merged per write: one row group each.
+const CHUNK_ROWS: usize = logrecord::parquet_file::ROW_GROUP_ROWS;
 
 pub fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
     let lock_path = options.out.join("_collector").join("compact.lock");

@@ -4,6 +4,7 @@
 //! columns at the end, nullable, and never rename or retype one.
 
 use crate::LogRecord;
+use crate::json_line::RecordRef;
 use arrow::array::{
     ArrayRef, StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder,
 };
@@ -48,65 +49,108 @@ pub fn schema() -> SchemaRef {
 
 /// Builds one record batch of [`schema`] from records, in the order given.
 pub fn to_record_batch(records: &[LogRecord]) -> Result<RecordBatch, ArrowError> {
-    let n = records.len();
-    let strings = || StringBuilder::with_capacity(n, n * 16);
-    let (mut id, mut level, mut target, mut message) = (strings(), strings(), strings(), strings());
-    let (mut cluster, mut machine, mut request_id, mut method) =
-        (strings(), strings(), strings(), strings());
-    let (mut path, mut api_version, mut format, mut caller, mut fields) =
-        (strings(), strings(), strings(), strings(), strings());
-    let mut seq = UInt64Builder::with_capacity(n);
-    let mut timestamp = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut status = UInt16Builder::with_capacity(n);
-    let mut latency_us = UInt64Builder::with_capacity(n);
-    let mut response_bytes = UInt64Builder::with_capacity(n);
+    let mut builder = BatchBuilder::with_capacity(records.len());
+    for record in records {
+        builder.append(&RecordRef::of(record));
+    }
+    builder.finish()
+}
 
-    for r in records {
-        id.append_value(&r.id);
-        seq.append_value(r.seq);
-        timestamp.append_value(r.timestamp.timestamp_micros());
-        level.append_value(r.level.as_str());
-        target.append_value(&r.target);
-        message.append_value(&r.message);
-        cluster.append_value(&r.cluster);
-        machine.append_value(&r.machine);
-        request_id.append_option(r.request_id.as_deref());
-        method.append_option(r.method.as_deref());
-        path.append_option(r.path.as_deref());
-        api_version.append_option(r.api_version.as_deref());
-        format.append_option(r.format.as_deref());
-        status.append_option(r.status);
-        latency_us.append_option(r.latency_us);
-        response_bytes.append_option(r.response_bytes);
-        caller.append_option(r.caller.as_deref());
-        fields.append_option(
-            r.fields
-                .as_ref()
-                .map(|f| serde_json::Value::Object(f.clone()).to_string()),
-        );
+/// The columns of [`schema`] being filled, a record at a time.
+pub(crate) struct BatchBuilder {
+    id: StringBuilder,
+    seq: UInt64Builder,
+    timestamp: TimestampMicrosecondBuilder,
+    level: StringBuilder,
+    target: StringBuilder,
+    message: StringBuilder,
+    cluster: StringBuilder,
+    machine: StringBuilder,
+    request_id: StringBuilder,
+    method: StringBuilder,
+    path: StringBuilder,
+    api_version: StringBuilder,
+    format: StringBuilder,
+    status: UInt16Builder,
+    latency_us: UInt64Builder,
+    response_bytes: UInt64Builder,
+    caller: StringBuilder,
+    fields: StringBuilder,
+}
+
+impl BatchBuilder {
+    pub fn with_capacity(rows: usize) -> Self {
+        // Byte capacities are guesses from the agent's request lines; builders grow as needed.
+        let strings =
+            |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
+        BatchBuilder {
+            id: strings(36),
+            seq: UInt64Builder::with_capacity(rows),
+            timestamp: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            level: strings(5),
+            target: strings(16),
+            message: strings(16),
+            cluster: strings(8),
+            machine: strings(16),
+            request_id: strings(36),
+            method: strings(3),
+            path: strings(32),
+            api_version: strings(10),
+            format: strings(4),
+            status: UInt16Builder::with_capacity(rows),
+            latency_us: UInt64Builder::with_capacity(rows),
+            response_bytes: UInt64Builder::with_capacity(rows),
+            caller: strings(12),
+            fields: strings(0),
+        }
     }
 
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(id.finish()),
-        Arc::new(seq.finish()),
-        Arc::new(timestamp.finish()),
-        Arc::new(level.finish()),
-        Arc::new(target.finish()),
-        Arc::new(message.finish()),
-        Arc::new(cluster.finish()),
-        Arc::new(machine.finish()),
-        Arc::new(request_id.finish()),
-        Arc::new(method.finish()),
-        Arc::new(path.finish()),
-        Arc::new(api_version.finish()),
-        Arc::new(format.finish()),
-        Arc::new(status.finish()),
-        Arc::new(latency_us.finish()),
-        Arc::new(response_bytes.finish()),
-        Arc::new(caller.finish()),
-        Arc::new(fields.finish()),
-    ];
-    RecordBatch::try_new(schema(), columns)
+    pub fn append(&mut self, r: &RecordRef<'_>) {
+        self.id.append_value(&r.id.0);
+        self.seq.append_value(r.seq);
+        self.timestamp.append_value(r.timestamp.timestamp_micros());
+        self.level.append_value(r.level.as_str());
+        self.target.append_value(&r.target.0);
+        self.message.append_value(&r.message.0);
+        self.cluster.append_value(&r.cluster.0);
+        self.machine.append_value(&r.machine.0);
+        self.request_id
+            .append_option(r.request_id.as_ref().map(|t| &t.0));
+        self.method.append_option(r.method.as_ref().map(|t| &t.0));
+        self.path.append_option(r.path.as_ref().map(|t| &t.0));
+        self.api_version
+            .append_option(r.api_version.as_ref().map(|t| &t.0));
+        self.format.append_option(r.format.as_ref().map(|t| &t.0));
+        self.status.append_option(r.status);
+        self.latency_us.append_option(r.latency_us);
+        self.response_bytes.append_option(r.response_bytes);
+        self.caller.append_option(r.caller.as_ref().map(|t| &t.0));
+        self.fields.append_option(r.fields_json());
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.id.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.level.finish()),
+            Arc::new(self.target.finish()),
+            Arc::new(self.message.finish()),
+            Arc::new(self.cluster.finish()),
+            Arc::new(self.machine.finish()),
+            Arc::new(self.request_id.finish()),
+            Arc::new(self.method.finish()),
+            Arc::new(self.path.finish()),
+            Arc::new(self.api_version.finish()),
+            Arc::new(self.format.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.latency_us.finish()),
+            Arc::new(self.response_bytes.finish()),
+            Arc::new(self.caller.finish()),
+            Arc::new(self.fields.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns)
+    }
 }
 
 /// Why a batch (or file) could not be read back as records.

@@ -10,7 +10,9 @@
 mod arrow_schema;
 pub mod compaction;
 pub mod durable;
+mod json_line;
 mod level;
+pub mod lines_to_parquet;
 pub mod parquet_file;
 
 pub use arrow_schema::{ReadError, from_record_batch, schema, to_record_batch};
@@ -81,7 +83,7 @@ pub enum RecordError {
 impl LogRecord {
     /// Parses one JSON line (a trailing newline is allowed).
     pub fn from_json_line(line: &str) -> Result<Self, RecordError> {
-        Ok(serde_json::from_str(line.trim_end_matches(['\n', '\r']))?)
+        Ok(json_line::RecordRef::parse(line)?.into_owned())
     }
 
     /// Serializes to one JSON line, newline included.
@@ -105,7 +107,7 @@ impl LogRecord {
 }
 
 /// The wire form of the timestamp: RFC 3339 with microseconds in UTC.
-mod timestamp_micros {
+pub(crate) mod timestamp_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 

@@ -9,7 +9,6 @@
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use logrecord::LogRecord;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -280,18 +279,17 @@ fn convert_raw(raw: &Path, dir: &Path, file: &Offered) -> anyhow::Result<()> {
         raw_hour_name(file).with_context(|| format!("{}: not an hourly log name", file.name))?;
     let start = chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%d-%H:%M")
         .with_context(|| format!("{}: not an hourly log name", file.name))?;
-    let text = std::fs::read_to_string(raw)?;
-    let mut records: Vec<LogRecord> = text
-        .lines()
-        .filter_map(|line| LogRecord::from_json_line(line).ok())
-        .collect();
     let target = dir
         .join(start.format("date=%Y-%m-%d/hour=%H").to_string())
         .join(format!("{FROM_RAW_PREFIX}{hour}.parquet"));
-    if records.is_empty() {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let (staged, read) =
+        logrecord::lines_to_parquet::stage(std::fs::File::open(raw)?, &target, threads)?;
+    if read.rows == 0 {
+        drop(staged);
         let _ = std::fs::remove_file(&target);
         return Ok(());
     }
-    logrecord::parquet_file::write(&target, &mut records)?;
+    staged.publish()?;
     Ok(())
 }

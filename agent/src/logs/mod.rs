@@ -38,6 +38,7 @@ impl LogThreads {
             parquet_dir: config.parquet_dir(),
             machine: config.machine.clone(),
             retention: config.retention.clone(),
+            threads: config.roll_threads,
             shipper_checkpoint: config.kafka.is_some().then(|| config.shipper_checkpoint()),
         };
         threads.push(roll_to_parquet::start(roller, stop.clone())?);

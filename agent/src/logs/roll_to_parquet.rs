@@ -18,9 +18,7 @@ use crate::metrics::{
     ROLLER_FILES_TOTAL, ROLLER_ROWS_TOTAL, ROLLER_SKIPPED_LINES_TOTAL, ROLLER_WRITTEN_BYTES_TOTAL,
 };
 use chrono::{DateTime, Duration as Span, NaiveDateTime, Utc};
-use logrecord::LogRecord;
-use logrecord::parquet_file::{StagingWriter, TEMP_PREFIX};
-use std::io::BufRead;
+use logrecord::parquet_file::TEMP_PREFIX;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 const EVERY: Duration = Duration::from_secs(10);
 /// After the hour ends, the log writer may still flush a few buffered lines of it.
 const GRACE: Span = Span::seconds(5);
-const CHUNK_ROWS: usize = 128 * 1024;
 
 /// How long files are kept, and the disk budget.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +42,8 @@ pub struct RollerConfig {
     pub parquet_dir: PathBuf,
     pub machine: String,
     pub retention: Retention,
+    /// Threads that parse and encode a file (`logrecord::lines_to_parquet`).
+    pub threads: usize,
     /// The warm shipper's checkpoint, when the warm path is on: raw files it has not passed stay.
     pub shipper_checkpoint: Option<PathBuf>,
 }
@@ -90,7 +89,7 @@ pub fn run_once(config: &RollerConfig, now: DateTime<Utc>) {
         if now < hour + Span::hours(1) + GRACE || target.exists() {
             continue;
         }
-        match roll(&file.path, &target) {
+        match roll(&file.path, &target, config.threads) {
             Ok(rolled) => {
                 metrics::counter!(ROLLER_FILES_TOTAL).increment(1);
                 metrics::counter!(ROLLER_ROWS_TOTAL).increment(rolled.rows as u64);
@@ -115,36 +114,14 @@ pub struct Rolled {
     pub bytes: u64,
 }
 
-/// Rolls one raw file into `target`, streaming it in chunks.
-pub fn roll(raw: &Path, target: &Path) -> anyhow::Result<Rolled> {
-    let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(raw)?);
-    let mut writer = StagingWriter::create(target)?;
-    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-    let mut skipped = 0u64;
-    for line in reader.split(b'\n') {
-        let line = line?;
-        if line.is_empty() {
-            continue;
-        }
-        match std::str::from_utf8(&line)
-            .map_err(anyhow::Error::from)
-            .and_then(|l| Ok(LogRecord::from_json_line(l)?))
-        {
-            Ok(record) => chunk.push(record),
-            Err(_) => skipped += 1,
-        }
-        if chunk.len() == CHUNK_ROWS {
-            writer.write(&mut chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        writer.write(&mut chunk)?;
-    }
-    let written = writer.finish()?.publish()?;
+/// Rolls one raw file into `target` on `threads` threads, streaming it a row group at a time.
+pub fn roll(raw: &Path, target: &Path, threads: usize) -> anyhow::Result<Rolled> {
+    let (staged, read) =
+        logrecord::lines_to_parquet::stage(std::fs::File::open(raw)?, target, threads)?;
+    let written = staged.publish()?;
     Ok(Rolled {
         rows: written.rows,
-        skipped,
+        skipped: read.skipped,
         bytes: written.bytes,
     })
 }
