@@ -14,6 +14,7 @@ pub mod cli;
 pub mod drilldown;
 pub mod exec;
 pub mod fetch;
+pub mod local_reads;
 pub mod print;
 pub mod progress;
 pub mod prompt;
@@ -23,6 +24,8 @@ pub mod visible_files;
 
 use anyhow::{Context, bail};
 use cli::{Cli, Command};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sources::Source;
 use std::sync::Arc;
@@ -78,7 +81,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     if std::env::var_os("DATAFUSION_EXECUTION_COLLECT_STATISTICS").is_none() {
         config.options_mut().execution.collect_statistics = false;
     }
-    let ctx = SessionContext::new_with_config(config.with_information_schema(true));
+    // No listing cache: on a miss DataFusion lists the whole table to fill it, so a one-hour
+    // lookup walked every directory of months of partitions; and within a prompt a cached
+    // listing would hide the files the collector writes every second. Each statement lists what
+    // its partition filters leave (the `date=/hour=/cluster=` prefix it pins).
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime);
     tables::register(&ctx, opened).await?;
     match sql {
         Some(sql) => {

@@ -4,6 +4,11 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: a full scan over months of small files spent a sixth of its CPU in glibc's malloc
+/// (BENCHMARKS.md, cold path).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = query::cli::Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -8,7 +8,6 @@ use anyhow::{Context, bail};
 use datafusion::datasource::listing::ListingTableUrl;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -73,7 +72,7 @@ pub fn open(source: &Source, bytes_read: &Arc<AtomicU64>) -> anyhow::Result<Open
             if !absolute.is_dir() {
                 bail!("{}: not a directory", path.display());
             }
-            let store = VisibleFiles::new(Arc::new(LocalFileSystem::new()), Arc::clone(bytes_read));
+            let store = VisibleFiles::local(Arc::clone(bytes_read));
             Ok(Opened {
                 store: Arc::new(store),
                 table_url: ListingTableUrl::parse(format!("{}/", absolute.display()))?,

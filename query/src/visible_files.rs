@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use logrecord::compaction::{MANIFEST, Manifest, is_visible};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -23,12 +24,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct VisibleFiles {
     inner: Arc<dyn ObjectStore>,
+    /// Set when `inner` is the local file system: plain reads are then done in place.
+    local: Option<Arc<LocalFileSystem>>,
     bytes_read: Arc<AtomicU64>,
 }
 
 impl VisibleFiles {
     pub fn new(inner: Arc<dyn ObjectStore>, bytes_read: Arc<AtomicU64>) -> Self {
-        VisibleFiles { inner, bytes_read }
+        VisibleFiles {
+            inner,
+            local: None,
+            bytes_read,
+        }
+    }
+
+    /// Over the local file system, reading in place (`crate::local_reads`).
+    pub fn local(bytes_read: Arc<AtomicU64>) -> Self {
+        let local = Arc::new(LocalFileSystem::new());
+        VisibleFiles {
+            inner: local.clone(),
+            local: Some(local),
+            bytes_read,
+        }
     }
 }
 
@@ -103,14 +120,28 @@ impl ObjectStore for VisibleFiles {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let result = self.inner.get_opts(location, options).await?;
+        let in_place = self
+            .local
+            .as_ref()
+            .and_then(|local| crate::local_reads::get(local, location, &options));
+        let result = match in_place {
+            Some(result) => result?,
+            None => self.inner.get_opts(location, options).await?,
+        };
         self.bytes_read
             .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
         Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let read = self.inner.get_ranges(location, ranges).await?;
+        let in_place = self
+            .local
+            .as_ref()
+            .and_then(|local| crate::local_reads::get_ranges(local, location, ranges));
+        let read = match in_place {
+            Some(read) => read?,
+            None => self.inner.get_ranges(location, ranges).await?,
+        };
         let bytes: usize = read.iter().map(Bytes::len).sum();
         self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(read)
