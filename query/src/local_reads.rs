@@ -143,7 +143,7 @@ mod tests {
             Some(Err(object_store::Error::NotFound { .. }))
         ));
         assert!(matches!(
-            get_ranges(&store, &missing, &[0..1]),
+            get_ranges(&store, &missing, &[0..1, 2..3]),
             Some(Err(object_store::Error::NotFound { .. }))
         ));
     }
