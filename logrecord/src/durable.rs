@@ -6,9 +6,18 @@
 use std::io::Write;
 use std::path::Path;
 
+/// The directory a file is in: `.` for a bare file name (whose `parent()` is the empty path,
+/// which cannot be created, listed or fsynced).
+pub fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Replaces `path` with `bytes` atomically and durably, creating its directory if needed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = directory_of(path);
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".writing-")
@@ -21,6 +30,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::directory_of;
+    use std::path::Path;
+
+    #[test]
+    fn a_bare_file_name_is_in_the_current_directory() {
+        assert_eq!(directory_of(Path::new("out.parquet")), Path::new("."));
+        assert_eq!(directory_of(Path::new("a/out.parquet")), Path::new("a"));
+        assert_eq!(directory_of(Path::new("/out.parquet")), Path::new("/"));
+    }
+
     #[test]
     fn replaces_the_whole_file_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();

@@ -127,7 +127,7 @@ fn properties() -> Result<WriterProperties, ParquetError> {
 
 impl StagingWriter {
     pub fn create(path: &Path) -> Result<Self, WriteError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = crate::durable::directory_of(path);
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
@@ -263,7 +263,7 @@ impl StagedFile {
             path: self.path.clone(),
             source: e.error,
         })?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = crate::durable::directory_of(&self.path);
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;

@@ -246,7 +246,7 @@ async fn download(
         .pop_if_empty()
         .extend(file.name.split('/'));
     let mut response = get(client, &url, token).await?;
-    let dir = target.parent().unwrap_or(Path::new("."));
+    let dir = logrecord::durable::directory_of(target);
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new()
         .prefix(logrecord::parquet_file::TEMP_PREFIX)
