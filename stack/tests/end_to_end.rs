@@ -454,12 +454,24 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
         annotation,
         "query logs --cluster east --machine east-2 --since 15m"
     );
-    // That machine's logs, newest first, up to the last event it shipped on the way out (the
-    // final "agent stopped" is written after the shipper stops: it is in the host's cold path).
+    // That machine's logs, newest first, up to the last events it shipped on the way out: its
+    // "shutting down", after which only the requests in flight at that moment finish and log
+    // (the final "agent stopped" is written after the shipper stops: it is in the host's cold
+    // path).
     let logs = stack.run_annotation(annotation);
     let rows = table_rows(&logs);
     assert!(rows.iter().all(|r| r["machine"] == "east-2"), "{logs}");
-    assert_eq!(rows[0]["message"], "shutting down", "{logs}");
+    let shutdown = rows
+        .iter()
+        .position(|r| r["message"] == "shutting down")
+        .unwrap_or_else(|| panic!("no \"shutting down\" event: {logs}"));
+    assert!(
+        shutdown <= 5
+            && rows[..shutdown]
+                .iter()
+                .all(|r| r["message"] == "request served"),
+        "only in-flight requests may log after \"shutting down\": {logs}"
+    );
 
     // Down: every process the stack started is gone, every port closed.
     let pids = stack.down();
