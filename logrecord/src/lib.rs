@@ -19,13 +19,15 @@ pub use arrow_schema::{ReadError, from_record_batch, schema, to_record_batch};
 pub use level::Level;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// One log event, as written by the agent and stored by the collector and the roller.
 ///
 /// Request events (one per metadata request) fill the typed `request_id` .. `caller` fields; any
 /// other structured field of an event goes into `fields`, a JSON object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read with [`LogRecord::from_json_line`] (through the borrowed `json_line::RecordRef`: one
+/// parser, one notion of a valid line), so the type itself only serializes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRecord {
     /// Per-host sequence number, assigned by the agent's single log-writer thread in file order
     /// and increasing across restarts (it starts above both the last one on disk and the current

@@ -216,7 +216,7 @@ fn an_s3_store_answers_like_the_same_local_store() {
         for cluster in ["east", "west"] {
             let mut records: Vec<logrecord::LogRecord> = (0..(10 + hour * 5))
                 .map(|i| {
-                    let mut record: logrecord::LogRecord = serde_json::from_str(&format!(
+                    let mut record = logrecord::LogRecord::from_json_line(&format!(
                         r#"{{"seq":{i},"id":"{cluster}-{hour}-{i}","timestamp":"2026-03-01T{hour:02}:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"{cluster}","machine":"{cluster}-1","status":200}}"#,
                         i % 60
                     ))
