@@ -14,7 +14,7 @@ fn start_with_old_hour() -> (Agent, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let logs = data.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let line = r#"{"seq":1,"id":"a","timestamp":"2025-05-05T05:05:05Z","level":"DEBUG","target":"t","message":"m","cluster":"c","machine":"test-host"}"#;
+    let line = r#"{"seq":1,"id":"01930000-0000-7000-8000-00000000000a","timestamp":"2025-05-05T05:05:05Z","level":"DEBUG","target":"t","message":"m","cluster":"c","machine":"test-host"}"#;
     std::fs::write(logs.join("agent.2025-05-05-05.log"), format!("{line}\n")).unwrap();
     let agent = Agent::builder()
         .data_dir(data.path())

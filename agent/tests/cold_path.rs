@@ -17,6 +17,9 @@ const KEEP: [&str; 4] = ["--retain-raw", "100000h", "--retain-parquet", "100000h
 fn write_raw(logs: &Path, hour: &str, count: u64, corrupt: &[&str]) -> Vec<LogRecord> {
     std::fs::create_dir_all(logs).unwrap();
     let (date, hh) = hour.rsplit_once('-').unwrap();
+    // Ids are UUIDs: the hour's digits and the line number make each one distinct.
+    let digits = hour.replace('-', "");
+    let id = |i: u64| format!("{}-{}00-7000-8000-{i:012x}", &digits[..8], &digits[8..]);
     let mut text = String::new();
     let mut records = Vec::new();
     for i in 0..count {
@@ -24,12 +27,13 @@ fn write_raw(logs: &Path, hour: &str, count: u64, corrupt: &[&str]) -> Vec<LogRe
         // Slightly out of order, as concurrent writers produce; the roller sorts.
         let second = (count - i) % 60;
         let mut line = format!(
-            r#"{{"seq":{},"id":"{hour}-{i}","timestamp":"{date}T{hh}:{:02}:{second:02}.{i:06}Z","level":"{level}","target":"t","message":"event {i}","cluster":"c","machine":"m""#,
+            r#"{{"seq":{},"id":"{}","timestamp":"{date}T{hh}:{:02}:{second:02}.{i:06}Z","level":"{level}","target":"t","message":"event {i}","cluster":"c","machine":"m""#,
             1000 + i,
+            id(i),
             i % 60,
         );
         if i % 3 == 0 {
-            line.push_str(r#","request_id":"r","method":"GET","path":"/metadata/instance","api_version":"2021-02-01","format":"json","status":200,"latency_us":42,"response_bytes":100,"caller":"10.0.0.4""#);
+            line.push_str(r#","request_id":"5f0c3b1e-0000-4000-8000-000000000000","method":"GET","path":"/metadata/instance","api_version":"2021-02-01","format":"json","status":200,"latency_us":42,"response_bytes":100,"caller":"10.0.0.4""#);
         } else {
             line.push_str(r#","fields":{"attempt":3}"#);
         }

@@ -173,7 +173,7 @@ async fn each_request_event_carries_the_response_request_id_and_typed_fields() {
     });
     let event = records
         .iter()
-        .find(|r| r.request_id.as_deref() == Some(request_id.as_str()))
+        .find(|r| r.request_id.map(|id| id.to_string()) == Some(request_id.clone()))
         .unwrap();
     assert_eq!(event.level, Level::Info);
     assert_eq!(event.message, "request served");
@@ -196,7 +196,7 @@ async fn each_request_event_carries_the_response_request_id_and_typed_fields() {
 
     let failed = records
         .iter()
-        .find(|r| r.request_id.as_deref() == Some(error_id.as_str()))
+        .find(|r| r.request_id.map(|id| id.to_string()) == Some(error_id.clone()))
         .unwrap();
     assert_eq!(
         (

@@ -59,6 +59,20 @@ fn writes_the_store_layout_deterministically() {
         rows.iter().any(|r| r.status == Some(500))
             && rows.iter().any(|r| r.level == logrecord::Level::Error)
     );
+    // Ids as the agent makes them: a UUIDv7 of the event's time, a UUIDv4 per request.
+    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), rows.len(), "ids are unique");
+    for r in &rows {
+        let (seconds, nanos) = r.id.get_timestamp().unwrap().to_unix();
+        assert_eq!(
+            (
+                seconds as i64 * 1000 + i64::from(nanos / 1_000_000),
+                r.id.get_version_num()
+            ),
+            (r.timestamp.timestamp_millis(), 7)
+        );
+        assert!(r.request_id.is_none_or(|id| id.get_version_num() == 4));
+    }
     let same: Vec<_> = logrecord::parquet_file::list(b.path())
         .iter()
         .flat_map(|f| logrecord::parquet_file::read(f).unwrap())

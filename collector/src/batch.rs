@@ -163,7 +163,7 @@ mod tests {
     use super::*;
 
     fn line(machine: &str, seq: u64) -> Vec<u8> {
-        format!(r#"{{"seq":{seq},"id":"i{seq}","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"{machine}"}}"#).into_bytes()
+        format!(r#"{{"seq":{seq},"id":"01930000-0000-7000-8000-{seq:012x}","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"{machine}"}}"#).into_bytes()
     }
 
     #[test]

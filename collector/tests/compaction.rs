@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use logrecord::compaction::{COMPACTED_PREFIX, MANIFEST, Manifest};
-use logrecord::{Level, LogRecord};
+use logrecord::{Level, LogRecord, Uuid};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,17 +15,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const TOPIC: &str = "imds.logs";
 
+/// A distinct id per (machine, seq).
+fn id_of(machine: &str, seq: u64) -> Uuid {
+    let machine = machine
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)));
+    Uuid::from_u64_pair(machine, seq)
+}
+
 fn record(cluster: &str, machine: &str, seq: u64, at: DateTime<Utc>) -> LogRecord {
     LogRecord {
         seq,
-        id: format!("{machine}-{seq}"),
+        id: id_of(machine, seq),
         timestamp: at,
         level: Level::Info,
         target: "imds::request".into(),
         message: "request served".into(),
         cluster: cluster.into(),
         machine: machine.into(),
-        request_id: Some(format!("req-{seq}")),
+        request_id: Some(Uuid::from_u64_pair(seq, 0)),
         method: Some("GET".into()),
         path: Some("/metadata/instance".into()),
         api_version: Some("2021-02-01".into()),
@@ -65,7 +73,7 @@ fn collector_file(
         first + rows - 1
     );
     logrecord::parquet_file::write(&dir.join(name), &mut records.clone()).unwrap();
-    records.sort_by_key(|r| r.id.clone());
+    records.sort_by_key(|r| r.id);
     records
 }
 
@@ -96,15 +104,12 @@ fn compact(store: &Path, extra: &[&str]) -> String {
 }
 
 /// Every visible row of the store, by id (what any reader sees).
-fn visible_rows(store: &Path) -> BTreeMap<String, LogRecord> {
+fn visible_rows(store: &Path) -> BTreeMap<Uuid, LogRecord> {
     let mut rows = BTreeMap::new();
     for file in logrecord::parquet_file::list(store) {
         for record in logrecord::parquet_file::read(&file).unwrap() {
-            let id = record.id.clone();
-            assert!(
-                rows.insert(id.clone(), record).is_none(),
-                "row {id} seen twice"
-            );
+            let id = record.id;
+            assert!(rows.insert(id, record).is_none(), "row {id} seen twice");
         }
     }
     rows
@@ -120,8 +125,8 @@ fn data_files(dir: &Path) -> Vec<String> {
     names
 }
 
-fn by_id(records: impl IntoIterator<Item = LogRecord>) -> BTreeMap<String, LogRecord> {
-    records.into_iter().map(|r| (r.id.clone(), r)).collect()
+fn by_id(records: impl IntoIterator<Item = LogRecord>) -> BTreeMap<Uuid, LogRecord> {
+    records.into_iter().map(|r| (r.id, r)).collect()
 }
 
 #[test]
@@ -235,7 +240,7 @@ fn readers_never_see_a_row_twice_or_miss_one_while_compaction_runs_or_dies() {
         commit(&store, partition, 10_000_000);
     }
     let expected = by_id(expected);
-    let expected_ids: Vec<&String> = expected.keys().collect();
+    let expected_ids: Vec<&Uuid> = expected.keys().collect();
 
     // Readers list and read the whole store over and over, as queries would.
     let stop = Arc::new(AtomicBool::new(false));

@@ -207,7 +207,7 @@ async fn poison_messages_are_dead_lettered_and_counted_and_good_ones_stored() {
         .unwrap();
     let good = |seq: u64| {
         format!(
-            r#"{{"seq":{seq},"id":"good-{seq}","timestamp":"2026-02-28T23:59:59.5Z","level":"WARN","target":"t","message":"ok","cluster":"c1","machine":"m1"}}"#
+            r#"{{"seq":{seq},"id":"01930000-0000-7000-8000-{seq:012x}","timestamp":"2026-02-28T23:59:59.5Z","level":"WARN","target":"t","message":"ok","cluster":"c1","machine":"m1"}}"#
         )
     };
     let payloads: Vec<Vec<u8>> = vec![
@@ -217,7 +217,7 @@ async fn poison_messages_are_dead_lettered_and_counted_and_good_ones_stored() {
         br#"{"seq":"3","id":"x","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"m"}"#.to_vec(),
         b"\xff\xfe\xfd".to_vec(),
         Vec::new(),
-        br#"{"seq":4,"id":"x","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"../../etc","machine":"m"}"#.to_vec(),
+        br#"{"seq":4,"id":"01930000-0000-7000-8000-000000000004","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"../../etc","machine":"m"}"#.to_vec(),
         good(5).into_bytes(),
     ];
     for payload in &payloads {
@@ -244,8 +244,11 @@ async fn poison_messages_are_dead_lettered_and_counted_and_good_ones_stored() {
     assert!(collector.terminate().success());
 
     assert_eq!(
-        stored.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ["good-1", "good-5"]
+        stored.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(),
+        [
+            "01930000-0000-7000-8000-000000000001",
+            "01930000-0000-7000-8000-000000000005"
+        ]
     );
     assert!(common::store_files(out.path()).iter().all(|f| {
         f.to_string_lossy()
@@ -408,7 +411,7 @@ async fn the_shipper_follows_hourly_files_in_order_and_reports_a_file_removed_un
     std::fs::create_dir_all(&logs).unwrap();
     let line = |seq: u64, hour: &str| {
         format!(
-            "{{\"seq\":{seq},\"id\":\"old-{seq}\",\"timestamp\":\"2026-02-28T{hour}:30:00Z\",\"level\":\"INFO\",\"target\":\"t\",\"message\":\"old\",\"cluster\":\"west\",\"machine\":\"host-1\"}}\n"
+            "{{\"seq\":{seq},\"id\":\"01930000-0000-7000-8000-{seq:012x}\",\"timestamp\":\"2026-02-28T{hour}:30:00Z\",\"level\":\"INFO\",\"target\":\"t\",\"message\":\"old\",\"cluster\":\"west\",\"machine\":\"host-1\"}}\n"
         )
     };
     std::fs::write(

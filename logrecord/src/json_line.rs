@@ -3,7 +3,7 @@
 //! allocating per field. [`LogRecord::from_json_line`] parses through it too: one parser, one
 //! notion of a valid line.
 
-use crate::{Level, LogRecord};
+use crate::{Level, LogRecord, Uuid};
 use chrono::{DateTime, Utc};
 use serde::de::{Deserialize, Deserializer, Visitor};
 use serde_json::{Map, Value};
@@ -45,8 +45,7 @@ impl<'a> Text<'a> {
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct RecordRef<'a> {
     pub seq: u64,
-    #[serde(borrow)]
-    pub id: Text<'a>,
+    pub id: Uuid,
     #[serde(deserialize_with = "crate::timestamp_micros::deserialize")]
     pub timestamp: DateTime<Utc>,
     pub level: Level,
@@ -58,8 +57,8 @@ pub(crate) struct RecordRef<'a> {
     pub cluster: Text<'a>,
     #[serde(borrow)]
     pub machine: Text<'a>,
-    #[serde(default, borrow)]
-    pub request_id: Option<Text<'a>>,
+    #[serde(default)]
+    pub request_id: Option<Uuid>,
     #[serde(default, borrow)]
     pub method: Option<Text<'a>>,
     #[serde(default, borrow)]
@@ -91,14 +90,14 @@ impl<'a> RecordRef<'a> {
         let text = |t: &'a Option<String>| t.as_deref().map(Text::of);
         RecordRef {
             seq: r.seq,
-            id: Text::of(&r.id),
+            id: r.id,
             timestamp: r.timestamp,
             level: r.level,
             target: Text::of(&r.target),
             message: Text::of(&r.message),
             cluster: Text::of(&r.cluster),
             machine: Text::of(&r.machine),
-            request_id: text(&r.request_id),
+            request_id: r.request_id,
             method: text(&r.method),
             path: text(&r.path),
             api_version: text(&r.api_version),
@@ -123,14 +122,14 @@ impl<'a> RecordRef<'a> {
         let text = |t: Option<Text<'a>>| t.map(|t| t.0.into_owned());
         LogRecord {
             seq: self.seq,
-            id: self.id.0.into_owned(),
+            id: self.id,
             timestamp: self.timestamp,
             level: self.level,
             target: self.target.0.into_owned(),
             message: self.message.0.into_owned(),
             cluster: self.cluster.0.into_owned(),
             machine: self.machine.0.into_owned(),
-            request_id: text(self.request_id),
+            request_id: self.request_id,
             method: text(self.method),
             path: text(self.path),
             api_version: text(self.api_version),
@@ -150,9 +149,9 @@ mod tests {
 
     #[test]
     fn strings_are_borrowed_unless_escaped() {
-        let line = r#"{"seq":1,"id":"a","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"say \"hi\"","cluster":"c","machine":"h","path":"/p"}"#;
+        let line = r#"{"seq":1,"id":"01930000-0000-7000-8000-00000000000a","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"say \"hi\"","cluster":"c","machine":"h","path":"/p"}"#;
         let record = RecordRef::parse(line).unwrap();
-        assert!(matches!(record.id.0, Cow::Borrowed("a")));
+        assert!(matches!(record.target.0, Cow::Borrowed("t")));
         assert!(matches!(record.path, Some(Text(Cow::Borrowed("/p")))));
         assert_eq!(record.message.0, r#"say "hi""#);
         assert!(matches!(record.message.0, Cow::Owned(_)));

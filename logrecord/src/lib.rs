@@ -15,11 +15,12 @@ mod level;
 pub mod lines_to_parquet;
 pub mod parquet_file;
 
-pub use arrow_schema::{ReadError, from_record_batch, schema, to_record_batch};
+pub use arrow_schema::{ReadError, UUID, from_record_batch, schema, to_record_batch};
 pub use level::Level;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
+pub use uuid::Uuid;
 
 /// One log event, as written by the agent and stored by the collector and the roller.
 ///
@@ -34,8 +35,9 @@ pub struct LogRecord {
     /// time in microseconds). The warm path deduplicates replays with it. First in the JSON line.
     pub seq: u64,
     /// Unique per event and stable: it is written into the line, so reading the same line again
-    /// (a replay after a crash) yields the same id. A UUIDv7, so ids sort by creation time.
-    pub id: String,
+    /// (a replay after a crash) yields the same id. A UUIDv7, so ids sort by creation time. Text
+    /// in the line, 16 bytes in Parquet (a line whose id is not a UUID is not a valid line).
+    pub id: Uuid,
     /// When the event happened, UTC, microsecond precision.
     #[serde(with = "timestamp_micros")]
     pub timestamp: DateTime<Utc>,
@@ -47,9 +49,10 @@ pub struct LogRecord {
     pub cluster: String,
     pub machine: String,
 
-    /// `x-ms-request-id` of the response this event describes.
+    /// `x-ms-request-id` of the response this event describes (the agent makes it a UUIDv4; an
+    /// event field `request_id` that is not a UUID stays in `fields`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +135,7 @@ mod tests {
     pub(crate) fn request_record() -> LogRecord {
         LogRecord {
             seq: 7,
-            id: "01930000-0000-7000-8000-000000000001".into(),
+            id: Uuid::from_u128(0x01930000_0000_7000_8000_000000000001),
             timestamp: DateTime::parse_from_rfc3339("2024-02-29T23:59:59.123456Z")
                 .unwrap()
                 .with_timezone(&Utc),
@@ -141,7 +144,7 @@ mod tests {
             message: "request served".into(),
             cluster: "west".into(),
             machine: "host-1".into(),
-            request_id: Some("5f0c3b1e-0000-4000-8000-000000000000".into()),
+            request_id: Some(Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000)),
             method: Some("GET".into()),
             path: Some("/metadata/instance/compute".into()),
             api_version: Some("2021-02-01".into()),
@@ -166,8 +169,23 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_written_hyphenated_and_read_in_any_uuid_form() {
+        let line = request_record().to_json_line();
+        assert!(
+            line.contains(r#""id":"01930000-0000-7000-8000-000000000001""#)
+                && line.contains(r#""request_id":"5f0c3b1e-0000-4000-8000-000000000000""#),
+            "{line}"
+        );
+        let simple = r#"{"seq":1,"id":"0193000000007000800000000000000A","timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#;
+        assert_eq!(
+            LogRecord::from_json_line(simple).unwrap().id,
+            Uuid::from_u128(0x01930000_0000_7000_8000_00000000000a)
+        );
+    }
+
+    #[test]
     fn optional_fields_are_omitted_and_default_to_none() {
-        let line = r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"DEBUG","target":"t","message":"m","cluster":"c","machine":"h","fields":{"k":1}}"#;
+        let line = r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"DEBUG","target":"t","message":"m","cluster":"c","machine":"h","fields":{"k":1}}"#;
         let record = LogRecord::from_json_line(line).unwrap();
         assert_eq!(record.status, None);
         assert_eq!(record.level, Level::Debug);
@@ -176,7 +194,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_accepted_for_additive_schema_changes() {
-        let line = r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"WARN","target":"t","message":"m","cluster":"c","machine":"h","new_column":"x"}"#;
+        let line = r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"WARN","target":"t","message":"m","cluster":"c","machine":"h","new_column":"x"}"#;
         assert_eq!(LogRecord::from_json_line(line).unwrap().level, Level::Warn);
     }
 
@@ -186,10 +204,13 @@ mod tests {
             "",
             "not json",
             "{}",
-            r#"{"id":"a","seq":-1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
-            r#"{"id":"a","seq":1,"timestamp":"yesterday","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
-            r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"LOUD","target":"t","message":"m","cluster":"c","machine":"h"}"#,
-            r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h","status":"200"}"#,
+            // Ids are UUIDs (the Parquet column holds 16 bytes).
+            r#"{"id":"a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h","request_id":"r-1"}"#,
+            r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":-1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"yesterday","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"LOUD","target":"t","message":"m","cluster":"c","machine":"h"}"#,
+            r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"2026-01-01T00:00:00Z","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h","status":"200"}"#,
         ] {
             assert!(LogRecord::from_json_line(bad).is_err(), "accepted {bad:?}");
         }
@@ -197,7 +218,7 @@ mod tests {
 
     #[test]
     fn timestamps_with_offsets_are_normalised_to_utc_micros() {
-        let line = r#"{"id":"a","seq":1,"timestamp":"2026-03-01T01:00:00.1234567+01:00","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#;
+        let line = r#"{"id":"01930000-0000-7000-8000-00000000000a","seq":1,"timestamp":"2026-03-01T01:00:00.1234567+01:00","level":"INFO","target":"t","message":"m","cluster":"c","machine":"h"}"#;
         let record = LogRecord::from_json_line(line).unwrap();
         assert_eq!(
             LogRecord::format_timestamp(&record.timestamp),

@@ -187,7 +187,7 @@ mod tests {
     fn line(seq: u64, second: u32) -> String {
         let mut record = crate::tests::request_record();
         record.seq = seq;
-        record.id = format!("id-{seq}");
+        record.id = crate::Uuid::from_u128(u128::from(seq));
         record.timestamp =
             chrono::DateTime::parse_from_rfc3339(&format!("2024-02-29T23:59:{second:02}.000001Z"))
                 .unwrap()

@@ -9,14 +9,16 @@
 use crate::{LogRecord, to_record_batch};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowRowGroupWriterFactory, ArrowWriterOptions, compute_leaves,
+};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, Encoding, LogicalType, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor, Type};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,9 +103,8 @@ impl std::fmt::Debug for StagingWriter {
 /// How the columns are encoded. Dictionaries suit the low-cardinality text and numbers; the
 /// monotonic `seq` and `timestamp` are stored as deltas (a few bits a row instead of a dictionary
 /// index that never repeats); the unique ids skip the dictionary attempt, which can only fail,
-/// and get zstd's fastest level: random text has no matches to search for, its gain is all in
-/// the entropy coder (measured on a 1 GB hour: level 1 smaller and faster than 3,
-/// `bench/duckdb_compare.sh`).
+/// and are stored plain with zstd's fastest level: random bytes do not compress, and the shared
+/// time prefix of UUIDv7s sorted by time is found at any level.
 fn properties() -> Result<WriterProperties, ParquetError> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
@@ -116,13 +117,43 @@ fn properties() -> Result<WriterProperties, ParquetError> {
     for unique in ["id", "request_id"] {
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(unique), false)
-            .set_column_encoding(ColumnPath::from(unique), Encoding::DELTA_LENGTH_BYTE_ARRAY)
+            .set_column_encoding(ColumnPath::from(unique), Encoding::PLAIN)
             .set_column_compression(
                 ColumnPath::from(unique),
                 Compression::ZSTD(ZstdLevel::try_new(1)?),
             );
     }
     Ok(builder.build())
+}
+
+/// The Parquet schema of [`crate::schema`], with the ids marked as Parquet's UUID logical type, so
+/// other readers (DuckDB, Spark, pandas) show them as UUIDs rather than as bytes. parquet's own
+/// mapping needs its `arrow_canonical_extension_types` feature for that, which would rebuild the
+/// whole Arrow and DataFusion tree for two annotations.
+fn parquet_schema() -> Result<SchemaDescriptor, ParquetError> {
+    let derived = ArrowSchemaConverter::new().convert(&crate::schema())?;
+    let root = derived.root_schema();
+    let fields = root
+        .get_fields()
+        .iter()
+        .map(|field| {
+            let info = field.get_basic_info();
+            if !matches!(info.name(), "id" | "request_id") {
+                return Ok(field.clone());
+            }
+            let uuid =
+                Type::primitive_type_builder(info.name(), PhysicalType::FIXED_LEN_BYTE_ARRAY)
+                    .with_repetition(info.repetition())
+                    .with_length(16)
+                    .with_logical_type(Some(LogicalType::Uuid))
+                    .build()?;
+            Ok(Arc::new(uuid))
+        })
+        .collect::<Result<Vec<_>, ParquetError>>()?;
+    let root = Type::group_type_builder(root.name())
+        .with_fields(fields)
+        .build()?;
+    Ok(SchemaDescriptor::new(Arc::new(root)))
 }
 
 impl StagingWriter {
@@ -137,7 +168,10 @@ impl StagingWriter {
         let file = temp.as_file().try_clone().map_err(io(temp.path()))?;
         // ArrowWriter sets up the Parquet schema and the embedded Arrow schema (the `UTC` zone,
         // unsigned types); row groups are then written directly, so they can be encoded anywhere.
-        let (writer, factory) = ArrowWriter::try_new(file, crate::schema(), Some(properties()?))?
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties()?)
+            .with_parquet_schema(parquet_schema()?);
+        let (writer, factory) = ArrowWriter::try_new_with_options(file, crate::schema(), options)?
             .into_serialized_writer()?;
         Ok(StagingWriter {
             temp,
@@ -333,7 +367,7 @@ mod tests {
         let path = dir.path().join("date=2024-02-29/hour=23/part-0.parquet");
         let mut later = request_record();
         later.timestamp += chrono::Duration::seconds(1);
-        later.id = "later".into();
+        later.id = crate::Uuid::from_u128(2);
         later.fields = Some(serde_json::from_str(r#"{"k":[1,2]}"#).unwrap());
         let earlier = request_record();
         let mut records = vec![later.clone(), earlier.clone()];
@@ -355,5 +389,32 @@ mod tests {
         assert!(written.bytes > 0);
         assert_eq!(read(&path).unwrap(), vec![earlier, later]);
         assert_eq!(list(dir.path()), vec![path.clone()]);
+    }
+
+    #[test]
+    fn ids_are_parquet_uuids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.parquet");
+        write(&path, &mut [request_record()]).unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        for name in ["id", "request_id"] {
+            let column = schema
+                .columns()
+                .iter()
+                .find(|c| c.name() == name)
+                .unwrap()
+                .clone();
+            assert_eq!(
+                (column.physical_type(), column.type_length()),
+                (PhysicalType::FIXED_LEN_BYTE_ARRAY, 16),
+                "{name}"
+            );
+            assert_eq!(
+                column.logical_type_ref(),
+                Some(&LogicalType::Uuid),
+                "{name}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! | stage | file |
 //! |---|---|
 //! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `sources.rs`, `fetch.rs` |
-//! | sources -> table `logs` with partition columns | `tables.rs` (data files only: `visible_files.rs`) |
+//! | sources -> table `logs` with partition columns, ids as text | `tables.rs`, `uuid_text.rs` (data files only: `visible_files.rs`) |
 //! | statement -> result (read-only), progress on stderr | `exec.rs`, `progress.rs` |
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
@@ -20,6 +20,7 @@ pub mod progress;
 pub mod prompt;
 pub mod sources;
 pub mod tables;
+pub mod uuid_text;
 pub mod visible_files;
 
 use anyhow::{Context, bail};

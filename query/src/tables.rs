@@ -5,13 +5,22 @@
 //! (`date=/hour=/cluster=/*.parquet`) and the agent's cold path (`date=/hour=/*.parquet`, cluster a
 //! column). In the warm layout `cluster` comes from the directory (the files' own `cluster` column
 //! holds the same value and is not read), so the same SQL works on both.
+//!
+//! `logs` is a view over the files: `id` and `request_id`, 16 bytes in the files, read as their
+//! text (`uuid_text.rs`); every other column as stored. Filters on the partition columns still
+//! reach the listing (the view is inlined into each statement's plan).
 
 use crate::sources::Opened;
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::Column;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
-use datafusion::prelude::SessionContext;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::prelude::{SessionContext, col};
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use std::sync::Arc;
@@ -65,6 +74,24 @@ pub async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
     )
 }
 
+/// The table's columns in order, the ids through `uuid_text`.
+fn ids_as_text(files: ListingTable) -> anyhow::Result<ViewTable> {
+    let schema = files.schema();
+    let to_text = crate::uuid_text::udf();
+    let columns = schema.fields().iter().map(|field| {
+        let column = col(Column::from_name(field.name()));
+        if field.data_type() == &logrecord::UUID {
+            to_text.call(vec![column]).alias(field.name())
+        } else {
+            column
+        }
+    });
+    let plan = LogicalPlanBuilder::scan("logs", provider_as_source(Arc::new(files)), None)?
+        .project(columns)?
+        .build()?;
+    Ok(ViewTable::new(plan, None))
+}
+
 /// Registers `logs` over `sources` (all of one layout).
 pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
     let mut layout = None;
@@ -108,6 +135,7 @@ pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Res
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(Arc::new(file_schema));
-    ctx.register_table("logs", Arc::new(ListingTable::try_new(config)?))?;
+    let files = ListingTable::try_new(config)?;
+    ctx.register_table("logs", Arc::new(ids_as_text(files)?))?;
     Ok(layout)
 }

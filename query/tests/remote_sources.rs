@@ -32,7 +32,7 @@ fn agent_with_an_old_hour(lines: usize) -> Agent {
     let mut text = String::new();
     for i in 0..lines {
         text.push_str(&format!(
-            r#"{{"seq":{},"id":"old-{i}","timestamp":"2025-05-05T05:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"test-cluster","machine":"test-host","status":200}}"#,
+            r#"{{"seq":{},"id":"01930000-0000-7000-8000-{i:012x}","timestamp":"2025-05-05T05:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"test-cluster","machine":"test-host","status":200}}"#,
             i + 1,
             i % 60
         ));
@@ -217,7 +217,8 @@ fn an_s3_store_answers_like_the_same_local_store() {
             let mut records: Vec<logrecord::LogRecord> = (0..(10 + hour * 5))
                 .map(|i| {
                     let mut record = logrecord::LogRecord::from_json_line(&format!(
-                        r#"{{"seq":{i},"id":"{cluster}-{hour}-{i}","timestamp":"2026-03-01T{hour:02}:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"{cluster}","machine":"{cluster}-1","status":200}}"#,
+                        r#"{{"seq":{i},"id":"{}","timestamp":"2026-03-01T{hour:02}:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"{cluster}","machine":"{cluster}-1","status":200}}"#,
+                        logrecord::Uuid::from_u64_pair(u64::from(cluster.as_bytes()[0]) * 100 + u64::from(hour), u64::from(i)),
                         i % 60
                     ))
                     .unwrap();

@@ -93,7 +93,7 @@ impl<S: Subscriber> Layer<S> for FileLayer {
         let mut visitor = RecordVisitor::default();
         event.record(&mut visitor);
         let record = LogRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: uuid::Uuid::now_v7(),
             // Stamped by the writer thread (SequencingWriter).
             seq: 0,
             timestamp: LogRecord::truncate_timestamp(Utc::now()),
@@ -202,7 +202,7 @@ fn level_of(level: tracing::Level) -> Level {
 #[derive(Default)]
 struct RecordVisitor {
     message: String,
-    request_id: Option<String>,
+    request_id: Option<uuid::Uuid>,
     method: Option<String>,
     path: Option<String>,
     api_version: Option<String>,
@@ -217,7 +217,6 @@ struct RecordVisitor {
 impl RecordVisitor {
     fn text_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
         Some(match name {
-            "request_id" => &mut self.request_id,
             "method" => &mut self.method,
             "path" => &mut self.path,
             "api_version" => &mut self.api_version,
@@ -242,6 +241,10 @@ impl Visit for RecordVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => self.message = value.to_owned(),
+            // The typed column holds UUIDs (16 bytes in Parquet); any other id stays a field.
+            "request_id" if value.parse::<uuid::Uuid>().is_ok() => {
+                self.request_id = value.parse().ok();
+            }
             name => match self.text_slot(name) {
                 Some(slot) => *slot = Some(value.to_owned()),
                 None => {
@@ -294,8 +297,15 @@ mod tests {
         let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(target: "imds::request", request_id = "r-1", method = %"GET", status = 404u16, latency_us = 12u64, caller = %"127.0.0.2", "request served");
-            tracing::debug!(attempt = 3, reason = "timeout", ratio = 0.5, "retrying");
+            let request_id = uuid::Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000);
+            tracing::info!(target: "imds::request", request_id = %request_id, method = %"GET", status = 404u16, latency_us = 12u64, caller = %"127.0.0.2", "request served");
+            tracing::debug!(
+                attempt = 3,
+                reason = "timeout",
+                ratio = 0.5,
+                request_id = "r-1",
+                "retrying"
+            );
         });
         drop(writer.guard);
         let file = std::fs::read_dir(dir.path())
@@ -325,7 +335,10 @@ mod tests {
             ("west", "host-1")
         );
         assert_eq!(request.message, "request served");
-        assert_eq!(request.request_id.as_deref(), Some("r-1"));
+        assert_eq!(
+            request.request_id.map(|id| id.to_string()).as_deref(),
+            Some("5f0c3b1e-0000-4000-8000-000000000000")
+        );
         assert_eq!(request.method.as_deref(), Some("GET"));
         assert_eq!((request.status, request.latency_us), (Some(404), Some(12)));
         assert_eq!(request.caller.as_deref(), Some("127.0.0.2"));
@@ -341,10 +354,13 @@ mod tests {
             (
                 fields["attempt"].as_i64(),
                 fields["reason"].as_str(),
-                fields["ratio"].as_f64()
+                fields["ratio"].as_f64(),
+                fields["request_id"].as_str(),
             ),
-            (Some(3), Some("timeout"), Some(0.5))
+            (Some(3), Some("timeout"), Some(0.5), Some("r-1")),
+            "a request_id that is not a UUID stays in fields"
         );
+        assert_eq!(debug.request_id, None);
         assert_ne!(records[0].id, records[1].id);
     }
 

@@ -168,7 +168,12 @@ fn generate(
         let seq = hour_index * 10_000_000 + i as u64;
         let mut record = LogRecord {
             seq,
-            id: format!("{:016x}-{machine:04}-{i:08}", hour_index ^ args.seed),
+            // As the agent's: a UUIDv7 of the event's time.
+            id: uuid::Builder::from_unix_timestamp_millis(
+                timestamp.timestamp_millis() as u64,
+                &random_bytes(&mut rng),
+            )
+            .into_uuid(),
             timestamp,
             level: Level::Info,
             target: "imds::request".into(),
@@ -202,7 +207,9 @@ fn generate(
             let path = pick(&mut rng, PATHS);
             let status = pick(&mut rng, STATUSES);
             let latency = (median_us * (sigma * normal(&mut rng)).exp()).max(5.0) as u64;
-            record.request_id = Some(format!("{:08x}-{:04x}", rng.u32(..), rng.u16(..)));
+            // As the agent's `x-ms-request-id`: a UUIDv4.
+            record.request_id =
+                Some(uuid::Builder::from_random_bytes(random_bytes(&mut rng)).into_uuid());
             record.method = Some("GET".into());
             record.path = Some(path.into());
             record.api_version = Some(pick(&mut rng, VERSIONS).into());
@@ -243,4 +250,8 @@ fn pick<T: Copy>(rng: &mut fastrand::Rng, weighted: &[(T, u32)]) -> T {
 fn normal(rng: &mut fastrand::Rng) -> f64 {
     let (u, v) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
     (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+fn random_bytes<const N: usize>(rng: &mut fastrand::Rng) -> [u8; N] {
+    std::array::from_fn(|_| rng.u8(..))
 }

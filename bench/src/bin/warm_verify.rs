@@ -3,7 +3,7 @@
 //!
 //! `warm_verify --store DIR AGENT_DATA_DIR...`; prints one JSON line; exits 1 on any loss or repeat.
 
-use logrecord::{Level, LogRecord};
+use logrecord::{Level, LogRecord, Uuid};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -15,18 +15,18 @@ fn main() -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("usage: warm_verify --store DIR AGENT_DATA_DIR..."),
     };
-    let mut expected: HashMap<String, LogRecord> = HashMap::new();
+    let mut expected: HashMap<Uuid, LogRecord> = HashMap::new();
     for agent in agents {
         for record in shipped_events(Path::new(agent))? {
-            expected.insert(record.id.clone(), record);
+            expected.insert(record.id, record);
         }
     }
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
     let (mut stored, mut unequal, mut extra) = (0usize, 0usize, 0usize);
     for file in logrecord::parquet_file::list(&store) {
         for row in logrecord::parquet_file::read(&file)? {
             stored += 1;
-            *seen.entry(row.id.clone()).or_default() += 1;
+            *seen.entry(row.id).or_default() += 1;
             match expected.get(&row.id) {
                 Some(event) if *event != row => unequal += 1,
                 Some(_) => {}

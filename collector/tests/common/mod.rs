@@ -305,9 +305,9 @@ pub fn wait_for_rows(out: &Path, expected: usize, within: Duration) -> Vec<LogRe
 
 /// The store holds exactly `expected`, each event once, field for field.
 pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
-    let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_id: BTreeMap<logrecord::Uuid, usize> = BTreeMap::new();
     for row in stored {
-        *by_id.entry(row.id.as_str()).or_default() += 1;
+        *by_id.entry(row.id).or_default() += 1;
     }
     let repeated: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
@@ -316,11 +316,11 @@ pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
         repeated.len(),
         repeated.first()
     );
-    let stored_by_id: BTreeMap<&str, &LogRecord> =
-        stored.iter().map(|r| (r.id.as_str(), r)).collect();
+    let stored_by_id: BTreeMap<logrecord::Uuid, &LogRecord> =
+        stored.iter().map(|r| (r.id, r)).collect();
     let missing: Vec<_> = expected
         .iter()
-        .filter(|e| !stored_by_id.contains_key(e.id.as_str()))
+        .filter(|e| !stored_by_id.contains_key(&e.id))
         .collect();
     assert!(
         missing.is_empty(),
@@ -335,11 +335,7 @@ pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
         "the store holds events that are not in the agents' logs"
     );
     for event in expected {
-        assert_eq!(
-            stored_by_id[event.id.as_str()],
-            event,
-            "stored field for field"
-        );
+        assert_eq!(stored_by_id[&event.id], event, "stored field for field");
     }
     assert!(
         stored.iter().all(|r| r.level >= Level::Info),
