@@ -101,6 +101,25 @@ ours, duck = results_roll
 print(f"\nspeed ratio (agent / DuckDB, higher is better): {duck[1] / ours[1]:.2f}x; "
       f"size ratio (agent / DuckDB, lower is better): {ours[2] / duck[2]:.2f}x")
 
+# Where the bytes are: compressed bytes per column, from each file's footer.
+con = duckdb.connect()
+sizes = {}
+for name, path in (("agent", ours_out), ("duckdb", duck_out)):
+    for column, size in con.execute(
+            "SELECT path_in_schema, sum(total_compressed_size) FROM parquet_metadata(?) GROUP BY 1",
+            [path]).fetchall():
+        sizes.setdefault(column, {})[name] = size
+# Same records: every id of one file is in the other (read back as UUIDs by both).
+same_ids = con.execute(f"SELECT count(*) FROM read_parquet('{ours_out}') o "
+                       f"JOIN read_parquet('{duck_out}') d ON o.id = d.id AND o.request_id = d.request_id"
+                       ).fetchone()[0]
+con.close()
+assert same_ids == rows_ours, (same_ids, rows_ours)
+print("\n| column | agent bytes | DuckDB bytes |")
+print("|---|---|---|")
+for column, by in sorted(sizes.items(), key=lambda kv: -kv[1].get("duckdb", 0)):
+    print(f"| {column} | {by.get('agent', 0):,} | {by.get('duckdb', 0):,} |")
+
 # -- 2. analyses ---------------------------------------------------------------------------------
 QUERIES = [
     ("responses by status",
