@@ -114,7 +114,8 @@ fn properties() -> Result<WriterProperties, ParquetError> {
             .set_column_dictionary_enabled(ColumnPath::from(monotonic), false)
             .set_column_encoding(ColumnPath::from(monotonic), Encoding::DELTA_BINARY_PACKED);
     }
-    for unique in ["id", "request_id"] {
+    for unique in uuid_columns() {
+        let unique = unique.as_str();
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(unique), false)
             .set_column_encoding(ColumnPath::from(unique), Encoding::PLAIN)
@@ -126,6 +127,16 @@ fn properties() -> Result<WriterProperties, ParquetError> {
     Ok(builder.build())
 }
 
+/// The columns of [`crate::UUID`] type (the ids).
+fn uuid_columns() -> Vec<String> {
+    crate::schema()
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &crate::UUID)
+        .map(|f| f.name().clone())
+        .collect()
+}
+
 /// The Parquet schema of [`crate::schema`], with the ids marked as Parquet's UUID logical type, so
 /// other readers (DuckDB, Spark, pandas) show them as UUIDs rather than as bytes. parquet's own
 /// mapping needs its `arrow_canonical_extension_types` feature for that, which would rebuild the
@@ -133,12 +144,13 @@ fn properties() -> Result<WriterProperties, ParquetError> {
 fn parquet_schema() -> Result<SchemaDescriptor, ParquetError> {
     let derived = ArrowSchemaConverter::new().convert(&crate::schema())?;
     let root = derived.root_schema();
+    let uuids = uuid_columns();
     let fields = root
         .get_fields()
         .iter()
         .map(|field| {
             let info = field.get_basic_info();
-            if !matches!(info.name(), "id" | "request_id") {
+            if !uuids.iter().any(|name| name == info.name()) {
                 return Ok(field.clone());
             }
             let uuid =

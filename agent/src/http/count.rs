@@ -36,7 +36,6 @@ pub fn endpoint_of(path: &str) -> &'static str {
 /// The count layer.
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let request_id = uuid::Uuid::new_v4();
     let endpoint = endpoint_of(request.uri().path());
     let query = ImdsQuery::parse(request.uri().query());
     let (api_version_label, format_label) = (query.api_version_label(), query.format_label());
@@ -50,8 +49,11 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let latency = start.elapsed();
 
+    // Formatted once, on the stack, for the header and the log event.
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_text);
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(&request_id.to_string()) {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, id);
     }
     headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
@@ -67,7 +69,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     metrics::histogram!(RESPONSE_SIZE_BYTES, "endpoint" => endpoint).record(bytes as f64);
     tracing::info!(
         target: "imds::request",
-        request_id = %request_id,
+        request_id,
         method = %method,
         path = %path,
         api_version = api_version_raw,

@@ -242,9 +242,13 @@ impl Visit for RecordVisitor {
         match field.name() {
             "message" => self.message = value.to_owned(),
             // The typed column holds UUIDs (16 bytes in Parquet); any other id stays a field.
-            "request_id" if value.parse::<uuid::Uuid>().is_ok() => {
-                self.request_id = value.parse().ok();
-            }
+            "request_id" => match value.parse() {
+                Ok(id) => self.request_id = Some(id),
+                Err(_) => {
+                    self.fields
+                        .insert("request_id".to_owned(), Value::from(value));
+                }
+            },
             name => match self.text_slot(name) {
                 Some(slot) => *slot = Some(value.to_owned()),
                 None => {
