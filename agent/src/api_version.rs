@@ -2,7 +2,10 @@
 //! A version outside this list is refused with 400, as Azure does; metrics fold it into one
 //! `unsupported` label value so a caller cannot grow label cardinality.
 
-/// Supported versions, oldest first (Azure's published list, 2017-03-01 to 2025-04-07).
+/// Supported versions, oldest first: exactly the "Supported API versions" list of Azure's IMDS
+/// documentation (learn.microsoft.com, azure/virtual-machines/instance-metadata-service, section
+/// Versioning), 35 versions from 2017-03-01 to 2025-04-07. Keep it equal to that list: clients pick
+/// a version from it (cloud-init asks for 2021-08-01) and fall back, losing data, when refused.
 pub const SUPPORTED: &[&str] = &[
     "2017-03-01",
     "2017-04-02",
@@ -29,19 +32,26 @@ pub const SUPPORTED: &[&str] = &[
     "2021-02-01",
     "2021-03-01",
     "2021-05-01",
+    "2021-08-01",
     "2021-10-01",
     "2021-11-01",
     "2021-11-15",
     "2021-12-13",
     "2023-07-01",
     "2023-11-15",
+    "2024-03-15",
     "2024-07-17",
     "2025-04-07",
 ];
 
 /// The supported version equal to `requested`, as a static label value.
 pub fn lookup(requested: &str) -> Option<&'static str> {
-    SUPPORTED.iter().copied().find(|v| *v == requested)
+    index_of(requested).map(|i| SUPPORTED[i])
+}
+
+/// The position of `requested` in [`SUPPORTED`] (versions are ISO dates, so the list is sorted).
+pub fn index_of(requested: &str) -> Option<usize> {
+    SUPPORTED.binary_search(&requested).ok()
 }
 
 /// The `n` newest versions, newest first (the `newest-versions` of an api-version error).
@@ -58,7 +68,12 @@ mod tests {
         assert!(SUPPORTED.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(SUPPORTED.first(), Some(&"2017-03-01"));
         assert_eq!(SUPPORTED.last(), Some(&"2025-04-07"));
-        assert_eq!(newest(3), ["2025-04-07", "2024-07-17", "2023-11-15"]);
+        assert_eq!(SUPPORTED.len(), 35);
+        assert_eq!(newest(3), ["2025-04-07", "2024-07-17", "2024-03-15"]);
+        // Both were refused before the list was made Azure's exactly (cloud-init asks 2021-08-01).
+        assert_eq!(lookup("2021-08-01"), Some("2021-08-01"));
+        assert_eq!(lookup("2024-03-15"), Some("2024-03-15"));
+        assert_eq!(index_of("2017-03-01"), Some(0));
         assert_eq!(lookup("2021-02-01"), Some("2021-02-01"));
         assert_eq!(lookup("2021-02-1"), None);
     }

@@ -88,6 +88,22 @@ pub struct Cli {
     /// How long shutdown waits for in-flight requests, e.g. `10s`. [default: 10s]
     #[arg(long, env = "AGENT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+    /// Open connections to the metadata API at most; at the cap the longest-idle connection is
+    /// closed for a new one. Never above the open-file limit less a reserve. [default: 1024]
+    #[arg(long, env = "AGENT_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Time a caller has to send a whole request head once it sent its first byte. [default: 5s]
+    #[arg(long, env = "AGENT_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+    /// How long a connection may sit with no request before it is closed. [default: 30s]
+    #[arg(long, env = "AGENT_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// `wait-for-change` requests held at once at most; more are refused with 429. [default: 256]
+    #[arg(long, env = "AGENT_MAX_HELD_REQUESTS")]
+    pub max_held_requests: Option<u32>,
+    /// Longest a `wait-for-change` request is held (its `timeout-sec` is capped to this). [default: 300s]
+    #[arg(long, env = "AGENT_MAX_WAIT", value_parser = humantime::parse_duration)]
+    pub max_wait: Option<Duration>,
 }
 
 /// The same settings as [`Cli`], read from the `--config` TOML file.
@@ -120,6 +136,67 @@ struct FileConfig {
     admin_token_file: Option<PathBuf>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
+    max_connections: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    idle_timeout: Option<Duration>,
+    max_held_requests: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    max_wait: Option<Duration>,
+}
+
+/// Bounds on the metadata API's connections (`http/connections.rs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Bounds on held `wait-for-change` requests (`http/wait_for_change.rs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WaitLimits {
+    pub max_held: usize,
+    pub max_wait: Duration,
+}
+
+/// `value` or `default`; zero is refused (it would close every connection or request at once).
+fn positive(name: &str, value: Option<Duration>, default: Duration) -> anyhow::Result<Duration> {
+    match value {
+        Some(d) if d.is_zero() => bail!("{name} must be above zero"),
+        Some(d) => Ok(d),
+        None => Ok(default),
+    }
+}
+
+/// File descriptors kept out of the connection cap: log files, listeners, Kafka, metadata reads.
+const RESERVED_FILES: u64 = 128;
+
+/// The connection cap, lowered to what the process's open-file limit allows: past that limit
+/// `accept` fails and no caller is served at all.
+fn connection_cap(wanted: u32) -> usize {
+    let wanted = u64::from(wanted);
+    let cap = match open_file_limit() {
+        Some(limit) if limit <= RESERVED_FILES + 16 => 16,
+        Some(limit) => wanted.min(limit - RESERVED_FILES),
+        None => wanted,
+    };
+    if cap < wanted {
+        tracing::warn!(
+            wanted,
+            cap,
+            "--max-connections lowered to fit the open-file limit (ulimit -n)"
+        );
+    }
+    cap as usize
+}
+
+/// The soft `RLIMIT_NOFILE`, read from `/proc/self/limits` (no unsafe FFI needed).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Where the instance documents come from.
@@ -184,6 +261,8 @@ pub struct Config {
     /// `false` turns the hot path off (benchmarks of its cost).
     pub metrics_enabled: bool,
     pub shutdown_timeout: Duration,
+    pub connections: ConnectionLimits,
+    pub wait_for_change: WaitLimits,
 }
 
 impl Config {
@@ -329,6 +408,32 @@ impl Config {
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
                 .unwrap_or(Duration::from_secs(10)),
+            connections: ConnectionLimits {
+                max_connections: connection_cap(
+                    cli.max_connections.or(file.max_connections).unwrap_or(1024),
+                ),
+                header_read_timeout: positive(
+                    "--header-read-timeout",
+                    cli.header_read_timeout.or(file.header_read_timeout),
+                    Duration::from_secs(5),
+                )?,
+                idle_timeout: positive(
+                    "--idle-timeout",
+                    cli.idle_timeout.or(file.idle_timeout),
+                    Duration::from_secs(30),
+                )?,
+            },
+            wait_for_change: WaitLimits {
+                max_held: cli
+                    .max_held_requests
+                    .or(file.max_held_requests)
+                    .unwrap_or(256) as usize,
+                max_wait: positive(
+                    "--max-wait",
+                    cli.max_wait.or(file.max_wait),
+                    Duration::from_secs(300),
+                )?,
+            },
         })
     }
 

@@ -70,6 +70,7 @@ pub async fn run(
         store: Arc::clone(&store),
         rate_limit,
         faults: Arc::clone(&faults),
+        held: http::wait_for_change::HeldRequests::new(config.wait_for_change, shutdown.clone()),
     });
     let listeners = Listeners::bind(&config, telemetry.prometheus.as_ref(), faults).await?;
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");

@@ -2,7 +2,7 @@
 //! Prometheus) and the admin API (for engineers, with a token). Bound before serving, so a port in
 //! use is a clear start-up error; served together, and one failing stops them all.
 
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::fault::Faults;
 use crate::{admin, exporter};
 use anyhow::Context;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct Listeners {
     api: TcpListener,
+    limits: ConnectionLimits,
     metrics: Option<(TcpListener, PrometheusHandle)>,
     admin: Option<(TcpListener, Router)>,
 }
@@ -31,7 +32,7 @@ impl Listeners {
         let api = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding the metadata API to {}", config.listen))?;
-        tracing::info!(addr = %api.local_addr()?, "metadata API listening");
+        tracing::info!(max_connections = config.connections.max_connections, addr = %api.local_addr()?, "metadata API listening");
         let metrics = match prometheus {
             Some(handle) => {
                 let listener = TcpListener::bind(config.metrics_listen)
@@ -62,6 +63,7 @@ impl Listeners {
         };
         Ok(Listeners {
             api,
+            limits: config.connections,
             metrics,
             admin,
         })
@@ -77,8 +79,7 @@ impl Listeners {
     ) -> std::io::Result<()> {
         let with_callers =
             |router: Router| router.into_make_service_with_connect_info::<SocketAddr>();
-        let api = axum::serve(self.api, with_callers(app))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let api = crate::http::connections::serve(self.api, app, self.limits, shutdown.clone());
         let metrics = async {
             match self.metrics {
                 Some((listener, handle)) => {
@@ -97,7 +98,7 @@ impl Listeners {
                 None => Ok(()),
             }
         };
-        let result = tokio::try_join!(api.into_future(), metrics, admin).map(|_| ());
+        let result = tokio::try_join!(api, metrics, admin).map(|_| ());
         shutdown.cancel();
         result
     }

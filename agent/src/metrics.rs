@@ -16,6 +16,14 @@ pub const REQUEST_DURATION_SECONDS: &str = "imds_request_duration_seconds";
 pub const RESPONSE_SIZE_BYTES: &str = "imds_response_size_bytes";
 /// Gauge: requests being served right now.
 pub const REQUESTS_IN_FLIGHT: &str = "imds_requests_in_flight";
+/// Gauge: connections open to the metadata API.
+pub const OPEN_CONNECTIONS: &str = "imds_open_connections";
+/// Counter `{reason}`: metadata API connections the agent closed: `idle_timeout`,
+/// `header_timeout`, `evicted` (the longest-idle one, for a new caller at the cap) or `refused`
+/// (at the cap with every connection busy).
+pub const CONNECTIONS_CLOSED_TOTAL: &str = "imds_connections_closed_total";
+/// Gauge: `wait-for-change` requests held right now.
+pub const HELD_REQUESTS: &str = "imds_held_requests";
 /// Counter: requests refused with 429 by the per-caller rate limit.
 pub const THROTTLED_REQUESTS_TOTAL: &str = "imds_throttled_requests_total";
 /// Gauge, seconds: time since the served metadata was last confirmed current by its source.
@@ -110,6 +118,21 @@ fn describe() {
         REQUESTS_IN_FLIGHT,
         Unit::Count,
         "Metadata API requests being served."
+    );
+    describe_gauge!(
+        OPEN_CONNECTIONS,
+        Unit::Count,
+        "Connections open to the metadata API."
+    );
+    describe_counter!(
+        CONNECTIONS_CLOSED_TOTAL,
+        Unit::Count,
+        "Metadata API connections closed by the agent, by reason: idle_timeout, header_timeout, evicted, refused."
+    );
+    describe_gauge!(
+        HELD_REQUESTS,
+        Unit::Count,
+        "wait-for-change requests held until their document changes."
     );
     describe_counter!(
         THROTTLED_REQUESTS_TOTAL,

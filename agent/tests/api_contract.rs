@@ -102,7 +102,7 @@ async fn api_version_missing_unknown_or_malformed_is_refused_with_the_newest_ver
     let agent = Agent::start_unlimited();
     let expected = json!({
         "error": API_VERSION_ERROR,
-        "newest-versions": ["2025-04-07", "2024-07-17", "2023-11-15"],
+        "newest-versions": ["2025-04-07", "2024-07-17", "2024-03-15"],
     });
     for query in [
         "",
@@ -209,7 +209,7 @@ async fn json_is_the_default_and_returns_the_subtree_at_the_path() {
     let body = agent.instance("", "").await.text().await.unwrap();
     assert!(
         body.starts_with(
-            r#"{"compute":{"azEnvironment":"AzurePublicCloud","additionalCapabilities""#
+            r#"{"compute":{"azEnvironment":"AzurePublicCloud","evictionPolicy":"","isHostCompatibilityLayerVm""#
         ),
         "{body:.80}"
     );
@@ -276,7 +276,7 @@ async fn text_lists_a_directory_one_child_per_line() {
         .collect();
     assert_eq!(compute, expected.join("\n"));
     assert!(
-        compute.starts_with("azEnvironment\nadditionalCapabilities/\n"),
+        compute.starts_with("azEnvironment\nevictionPolicy\nisHostCompatibilityLayerVm\n"),
         "{compute}"
     );
 }
@@ -284,7 +284,7 @@ async fn text_lists_a_directory_one_child_per_line() {
 #[tokio::test]
 async fn extended_true_returns_the_extended_block() {
     let agent = Agent::start_unlimited();
-    let full: Value = serde_json::from_str(agent::metadata::EXAMPLE_DOCUMENT).unwrap();
+    let full = common::example_document_with_extended(API_VERSION);
     assert_eq!(
         json_of(agent.instance("", "&extended=true").await).await,
         (200, full.clone())

@@ -29,6 +29,14 @@ pub fn endpoint_of(path: &str) -> &'static str {
         "/metadata/versions" => "/metadata/versions",
         "/metadata/instance" => "/metadata/instance",
         p if p.starts_with("/metadata/instance/") => "/metadata/instance",
+        "/metadata/scheduledevents" => "/metadata/scheduledevents",
+        "/metadata/loadbalancer" => "/metadata/loadbalancer",
+        p if p == "/metadata/identity" || p.starts_with("/metadata/identity/") => {
+            "/metadata/identity"
+        }
+        p if p == "/metadata/attested" || p.starts_with("/metadata/attested/") => {
+            "/metadata/attested"
+        }
         _ => "other",
     }
 }
@@ -40,6 +48,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let query = ImdsQuery::parse(request.uri().query());
     let (api_version_label, format_label) = (query.api_version_label(), query.format_label());
     let api_version_raw = query.api_version_raw().map(str::to_owned);
+    let held = query.waits_for_change();
     let method = request.method().clone();
     let path = super::truncate(request.uri().path(), MAX_LOGGED_PATH).to_owned();
     let caller = caller_of(&request);
@@ -64,8 +73,12 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         "endpoint" => endpoint, "api_version" => api_version_label,
         "format" => format_label, "status" => status.as_str().to_owned())
     .increment(1);
-    metrics::histogram!(REQUEST_DURATION_SECONDS, "endpoint" => endpoint)
-        .record(latency.as_secs_f64());
+    // A held wait-for-change request waits by design: its time would read as slowness to the
+    // latency panels and alerts.
+    if !held {
+        metrics::histogram!(REQUEST_DURATION_SECONDS, "endpoint" => endpoint)
+            .record(latency.as_secs_f64());
+    }
     metrics::histogram!(RESPONSE_SIZE_BYTES, "endpoint" => endpoint).record(bytes as f64);
     tracing::info!(
         target: "imds::request",

@@ -32,6 +32,32 @@ pub enum ApiError {
     /// `format` is neither `json` nor `text`.
     #[error("Bad request. Unsupported format '{0}': use format=json or format=text")]
     InvalidFormat(String),
+    /// More query parameters than [`super::query::MAX_PARAMETERS`].
+    #[error(
+        "Bad request. More than {} query parameters",
+        super::query::MAX_PARAMETERS
+    )]
+    TooManyParameters,
+    /// A parameter of this agent's extensions (`wait-for-change`, `timeout-sec`) has a bad value.
+    #[error("Bad request. Unsupported value '{value}' for {name}: use {expected}")]
+    InvalidParameter {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// More `wait-for-change` requests are held than the agent allows (`--max-held-requests`).
+    #[error("Too many requests: {0} wait-for-change requests are already held; retry later")]
+    TooManyHeld(usize),
+    /// `/metadata/identity/...` on a host without managed identities: Azure's answer on a VM
+    /// without one, so identity SDKs give up at once instead of retrying for tens of seconds.
+    #[error("Identity not found")]
+    IdentityNotFound,
+    /// `/metadata/loadbalancer` on a host with no load balancer metadata.
+    #[error("No load balancer metadata is found. This agent does not serve load balancer metadata")]
+    NoLoadBalancer,
+    /// `/metadata/attested/...`: this agent cannot sign documents.
+    #[error("Not found: attested data is not served by this metadata service")]
+    NoAttestedData,
     /// `extended` is neither `true` nor `false`.
     #[error(
         "Bad request. Unsupported value '{0}' for extended: use extended=true or extended=false"
@@ -64,10 +90,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound(_) | ApiError::NoDocumentForCaller(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_)
+            | ApiError::NoDocumentForCaller(_)
+            | ApiError::NoLoadBalancer
+            | ApiError::NoAttestedData => StatusCode::NOT_FOUND,
             ApiError::NotLoadedYet => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Throttled { .. } | ApiError::TooManyHeld(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InjectedFault => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -80,6 +109,11 @@ impl IntoResponse for ApiError {
             ApiError::InvalidApiVersion => json!({
                 "error": self.to_string(),
                 "newest-versions": api_version::newest(3),
+            }),
+            // The identity endpoint's own error shape (OAuth 2.0's), which the SDKs parse.
+            ApiError::IdentityNotFound => json!({
+                "error": "invalid_request",
+                "error_description": self.to_string(),
             }),
             _ => json!({ "error": self.to_string() }),
         };
@@ -98,7 +132,7 @@ impl IntoResponse for ApiError {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            ApiError::NotLoadedYet => {
+            ApiError::NotLoadedYet | ApiError::TooManyHeld(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

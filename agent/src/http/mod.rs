@@ -5,12 +5,14 @@
 //! (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query validation, document
 //! lookup) -> `render.rs` (JSON or text).
 
+pub mod connections;
 pub mod count;
 pub mod error;
 pub mod guard;
 pub mod query;
 pub mod render;
 pub mod routes;
+pub mod wait_for_change;
 
 use crate::fault::{self, Faults};
 use crate::metadata::MetadataStore;
@@ -18,7 +20,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use guard::RateLimit;
 use std::sync::Arc;
 
@@ -30,18 +32,38 @@ pub struct AppState {
     pub rate_limit: Option<Arc<RateLimit>>,
     /// The operator's fault switch (off unless set through the admin API).
     pub faults: Arc<Faults>,
+    /// Bounds of held `wait-for-change` requests, and the shutdown that releases them.
+    pub held: Arc<wait_for_change::HeldRequests>,
 }
 
 /// The metadata API router, every layer included.
 pub fn router(state: AppState) -> Router {
-    let instance = || get(routes::instance).fallback(routes::method_not_allowed);
+    // `get` alone would answer HEAD too; the contract is GET only.
+    let instance = || {
+        get(routes::instance)
+            .head(routes::method_not_allowed)
+            .fallback(routes::method_not_allowed)
+    };
     Router::new()
         .route("/metadata/instance", instance())
         .route("/metadata/instance/", instance())
         .route("/metadata/instance/{*path}", instance())
         .route(
             "/metadata/versions",
-            get(routes::versions).fallback(routes::method_not_allowed),
+            get(routes::versions)
+                .head(routes::method_not_allowed)
+                .fallback(routes::method_not_allowed),
+        )
+        .route("/metadata/identity", any(routes::identity))
+        .route("/metadata/identity/{*path}", any(routes::identity))
+        .route("/metadata/attested", any(routes::attested))
+        .route("/metadata/attested/{*path}", any(routes::attested))
+        .route("/metadata/loadbalancer", any(routes::load_balancer))
+        .route(
+            "/metadata/scheduledevents",
+            get(routes::scheduled_events)
+                .head(routes::method_not_allowed)
+                .fallback(routes::method_not_allowed),
         )
         .fallback(routes::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard::check))

@@ -4,11 +4,11 @@
 
 use super::error::ApiError;
 use super::query::{Format, ImdsQuery};
+use super::wait_for_change::{self, current, matches_if_none_match};
 use super::{AppState, json_body, render};
 use crate::api_version;
-use crate::metadata::Lookup;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
@@ -23,14 +23,28 @@ pub async fn instance(
     let path = request.uri().path();
     let segments = segments(path)?;
     let caller = caller_of(&request);
-    let document = match state.store.lookup(caller) {
-        Lookup::Found(document) => document,
-        Lookup::NoDocumentForCaller => return Err(ApiError::NoDocumentForCaller(caller)),
-        Lookup::NotLoadedYet => return Err(ApiError::NotLoadedYet),
+    let document = match &valid.wait_for_change {
+        None => current(&state.store, caller)?,
+        Some(wait) => wait_for_change::wait(&state.held, &state.store, caller, wait).await?,
     };
-    let node = render::walk(&document, &segments, valid.extended, path)?;
+    let etag = HeaderValue::from_str(document.etag()).ok();
+    let not_modified = valid.wait_for_change.is_none()
+        && request
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| matches_if_none_match(v, document.etag()));
+    if not_modified {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(etag) = etag {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(response);
+    }
+    let visible = document.at_version(valid.version_index);
+    let node = render::walk(visible, &segments, valid.extended, path)?;
     let body = render::render(&node, valid.format)?;
-    Ok(match valid.format {
+    let mut response = match valid.format {
         Format::Json => json_body(body).into_response(),
         Format::Text => (
             [(
@@ -40,7 +54,11 @@ pub async fn instance(
             body,
         )
             .into_response(),
-    })
+    };
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 /// `GET /metadata/versions`: the supported api-versions; needs no api-version itself.
@@ -59,9 +77,33 @@ pub async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound(request.uri().path().to_owned())
 }
 
-/// Any method but GET on a known path.
+/// Any method but GET on a known path (HEAD included: the contract is GET only).
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// `/metadata/identity/...`: this host has no managed identities. Azure answers a VM without one
+/// with this 400; a 404 would read as "IMDS is updating" and identity SDKs would retry for 18-95 s.
+pub async fn identity() -> ApiError {
+    ApiError::IdentityNotFound
+}
+
+/// `/metadata/loadbalancer`: no Standard load balancer in front of this host's VMs.
+pub async fn load_balancer() -> ApiError {
+    ApiError::NoLoadBalancer
+}
+
+/// `/metadata/attested/...`: signed documents need Azure's certificates; none here.
+pub async fn attested() -> ApiError {
+    ApiError::NoAttestedData
+}
+
+/// `/metadata/scheduledevents`: what Azure answers a VM with no maintenance scheduled. Nothing
+/// is ever scheduled by this agent, so that answer is the truth.
+pub async fn scheduled_events(request: Request) -> Result<Response, ApiError> {
+    with_query(&request, ImdsQuery::validate_version)?;
+    let body = serde_json::json!({ "DocumentIncarnation": 0, "Events": [] });
+    Ok(json_body(body.to_string().into_bytes()).into_response())
 }
 
 /// Applies `check` to the query the count layer parsed (or parses it, when the handler runs

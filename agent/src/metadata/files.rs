@@ -6,14 +6,21 @@
 //! systems, bind mounts, a watch that could not be set up). An edit is served within about a
 //! second. A file that fails to parse is refused, logged and counted, and its last good version
 //! stays served; so does the default document when its file disappears.
+//!
+//! Only changed content counts as a change: inotify also reports reads (an operator's `cat`, the
+//! agent's own reads), and reacting to those reloaded the file in an endless loop. Access events
+//! are ignored and a file whose bytes are the ones last read is not parsed, logged or counted
+//! again. Only regular files are read (opened without blocking, then checked): a FIFO or a device
+//! named `*.json` would hang the reader; it is skipped with a warning.
 
-use super::{Documents, MetadataStore, parse_document};
+use super::{Document, Documents, MetadataStore, parse_document};
 use crate::metrics::{METADATA_RELOAD_ERRORS_TOTAL, METADATA_RELOADS_TOTAL};
 use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +32,8 @@ const DEFAULT_FILE: &str = "default.json";
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// Editors write in several steps; let them finish before reading.
 const SETTLE: Duration = Duration::from_millis(50);
+/// A metadata document larger than this is refused (Azure's are a few KB).
+const MAX_DOCUMENT_BYTES: u64 = 16 << 20;
 
 /// What a path holds: modification time and length, to notice edits in the periodic scan.
 type Fingerprint = BTreeMap<PathBuf, Option<(SystemTime, u64)>>;
@@ -34,7 +43,10 @@ type Fingerprint = BTreeMap<PathBuf, Option<(SystemTime, u64)>>;
 pub struct FileSource {
     path: PathBuf,
     is_dir: bool,
-    last_good: BTreeMap<PathBuf, Arc<Value>>,
+    last_good: BTreeMap<PathBuf, Arc<Document>>,
+    /// Hash of the bytes last read from each file, valid or not: the same bytes are not read
+    /// as a change again.
+    last_read: BTreeMap<PathBuf, u64>,
     fingerprint: Fingerprint,
 }
 
@@ -48,14 +60,18 @@ impl FileSource {
             path: path.to_owned(),
             is_dir: meta.is_dir(),
             last_good: BTreeMap::new(),
+            last_read: BTreeMap::new(),
             fingerprint: Fingerprint::new(),
         };
         if !source.is_dir {
             let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                read_regular(path).with_context(|| format!("--metadata {}", path.display()))?;
             let document =
                 parse_document(&bytes).with_context(|| format!("--metadata {}", path.display()))?;
-            source.last_good.insert(path.to_owned(), Arc::new(document));
+            source
+                .last_good
+                .insert(path.to_owned(), Arc::new(Document::new(document)));
+            source.last_read.insert(path.to_owned(), hash_of(&bytes));
             source.fingerprint = source.scan();
         } else {
             source.reload()?;
@@ -104,10 +120,13 @@ impl FileSource {
                 _ = scan.tick() => self.scan() != self.fingerprint,
             };
             if changed {
-                if let Err(error) = self.reload() {
-                    tracing::warn!(path = %self.path.display(), error = %format!("{error:#}"), "metadata directory unreadable; last good documents stay served");
+                match self.reload() {
+                    Ok(true) => self.publish(&store),
+                    Ok(false) => store.confirm(),
+                    Err(error) => {
+                        tracing::warn!(path = %self.path.display(), error = %format!("{error:#}"), "metadata directory unreadable; last good documents stay served");
+                    }
                 }
-                self.publish(&store);
             } else if self.fingerprint.values().all(Option::is_some) {
                 store.confirm();
             }
@@ -129,6 +148,14 @@ impl FileSource {
             .then(|| self.path.file_name().map(OsString::from))
             .flatten();
         let handler = move |event: notify::Result<notify::Event>| {
+            // Reads (open, read, close without writing) change nothing.
+            if let Ok(notify::Event {
+                kind: notify::EventKind::Access(_),
+                ..
+            }) = &event
+            {
+                return;
+            }
             let relevant = match (&event, &only) {
                 (Ok(event), Some(name)) => event
                     .paths
@@ -154,20 +181,31 @@ impl FileSource {
         }
     }
 
-    /// The files this source reads right now.
+    /// The files this source reads right now: regular files (or links to them) only.
     fn files(&self) -> std::io::Result<Vec<PathBuf>> {
+        Ok(self.listing()?.0)
+    }
+
+    /// `*.json` entries of the directory: (regular files, anything else).
+    fn listing(&self) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         if !self.is_dir {
-            return Ok(vec![self.path.clone()]);
+            return Ok((vec![self.path.clone()], Vec::new()));
         }
-        let mut files = Vec::new();
+        let (mut files, mut others) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(&self.path)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                files.push(path);
+                match std::fs::metadata(&path) {
+                    Ok(meta) if meta.is_file() => files.push(path),
+                    Ok(_) => others.push(path),
+                    // Gone since the listing, or a dangling link: nothing to read.
+                    Err(_) => {}
+                }
             }
         }
         files.sort();
-        Ok(files)
+        others.sort();
+        Ok((files, others))
     }
 
     fn scan(&self) -> Fingerprint {
@@ -183,25 +221,41 @@ impl FileSource {
             .collect()
     }
 
-    /// Reads every file again; refused files keep their last good document.
-    fn reload(&mut self) -> anyhow::Result<()> {
+    /// Reads every file whose bytes changed; refused files keep their last good document.
+    /// `Ok(true)` when the served documents changed.
+    fn reload(&mut self) -> anyhow::Result<bool> {
         let fingerprint = self.scan();
-        let files = self
-            .files()
+        let (files, others) = self
+            .listing()
             .with_context(|| format!("listing {}", self.path.display()))?;
+        for other in &others {
+            tracing::warn!(file = %other.display(), "skipping metadata file: not a regular file");
+        }
+        let before: Vec<*const Document> = self.last_good.values().map(Arc::as_ptr).collect();
         for file in &files {
             if let FileRole::Ignored = caller_of_file(file, self.is_dir) {
                 tracing::warn!(file = %file.display(), "ignoring metadata file: name it default.json or <caller-ip>.json");
                 continue;
             }
-            let result = std::fs::read(file)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| Ok(parse_document(&bytes)?));
-            match result {
+            let bytes = match read_regular(file) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    metrics::counter!(METADATA_RELOAD_ERRORS_TOTAL, "source" => "file")
+                        .increment(1);
+                    tracing::warn!(file = %file.display(), %error, "metadata file unreadable; the last good copy stays served");
+                    continue;
+                }
+            };
+            let hash = hash_of(&bytes);
+            if self.last_read.insert(file.clone(), hash) == Some(hash) {
+                continue;
+            }
+            match parse_document(&bytes) {
                 Ok(document) => {
                     metrics::counter!(METADATA_RELOADS_TOTAL, "source" => "file").increment(1);
                     tracing::info!(file = %file.display(), "metadata document loaded");
-                    self.last_good.insert(file.clone(), Arc::new(document));
+                    self.last_good
+                        .insert(file.clone(), Arc::new(Document::new(document)));
                 }
                 Err(error) => {
                     metrics::counter!(METADATA_RELOAD_ERRORS_TOTAL, "source" => "file")
@@ -218,9 +272,44 @@ impl FileSource {
                 || single_file
                 || matches!(caller_of_file(file, true), FileRole::Default)
         });
+        self.last_read.retain(|file, _| files.contains(file));
         self.fingerprint = fingerprint;
-        Ok(())
+        let after: Vec<*const Document> = self.last_good.values().map(Arc::as_ptr).collect();
+        Ok(before != after)
     }
+}
+
+/// Reads a regular file (or a link to one), at most [`MAX_DOCUMENT_BYTES`]. Opened without
+/// blocking and checked on the open handle, so a FIFO swapped in after a listing cannot hang
+/// the reader either.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_DOCUMENT_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_DOCUMENT_BYTES} bytes"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_DOCUMENT_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 enum FileRole {

@@ -3,6 +3,7 @@
 //! reads without locks. A source that fails keeps the last good documents served: availability
 //! over consistency. How long ago the source last confirmed them is `imds_metadata_age_seconds`.
 
+pub mod by_version;
 pub mod files;
 pub mod upstream;
 
@@ -10,9 +11,9 @@ use crate::config::{Config, MetadataSource};
 use arc_swap::ArcSwap;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,17 +21,60 @@ use tokio_util::task::TaskTracker;
 /// The built-in example document, served when no source is configured.
 pub const EXAMPLE_DOCUMENT: &str = include_str!("example.json");
 
+/// One instance document, with its version tag and its views at older api-versions.
+#[derive(Debug)]
+pub struct Document {
+    value: Value,
+    etag: String,
+    /// The document as served at each api-version older than the newest field of
+    /// [`by_version::FIELDS`], made on first use (most callers ask the same few versions).
+    older: Box<[OnceLock<Value>]>,
+}
+
+impl Document {
+    pub fn new(value: Value) -> Self {
+        // The tag is the content's hash, so it survives restarts and is the same on every agent
+        // serving the same document: a client's `If-None-Match` stays valid across both.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        value.to_string().hash(&mut hasher);
+        let etag = format!("\"{:016x}\"", hasher.finish());
+        let older = (0..by_version::newest_field_version())
+            .map(|_| OnceLock::new())
+            .collect();
+        Document { value, etag, older }
+    }
+
+    /// The `ETag` header value (quoted) of this document version.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    /// The whole document, every field.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The document with the fields that exist at `version` (an index into
+    /// [`crate::api_version::SUPPORTED`]).
+    pub fn at_version(&self, version: usize) -> &Value {
+        match self.older.get(version) {
+            Some(view) => view.get_or_init(|| by_version::filter(&self.value, version)),
+            None => &self.value,
+        }
+    }
+}
+
 /// The documents one host serves: a default, and any per-caller ones.
 #[derive(Debug, Default, Clone)]
 pub struct Documents {
-    pub default: Option<Arc<Value>>,
-    pub by_caller: HashMap<IpAddr, Arc<Value>>,
+    pub default: Option<Arc<Document>>,
+    pub by_caller: HashMap<IpAddr, Arc<Document>>,
 }
 
 /// What the store has for a caller.
 #[derive(Debug)]
 pub enum Lookup {
-    Found(Arc<Value>),
+    Found(Arc<Document>),
     /// Documents are loaded, but none for this caller and no default.
     NoDocumentForCaller,
     /// The source has not delivered anything yet.
@@ -38,16 +82,33 @@ pub enum Lookup {
 }
 
 /// The documents being served, swapped whole when the source changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MetadataStore {
     documents: ArcSwap<Option<Documents>>,
     /// When the source last confirmed the served documents (`None`: never).
     confirmed_at: Mutex<Option<Instant>>,
+    /// Bumped on every replacement: what held `wait-for-change` requests wait on.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for MetadataStore {
+    fn default() -> Self {
+        MetadataStore {
+            documents: ArcSwap::default(),
+            confirmed_at: Mutex::default(),
+            generation: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl MetadataStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A receiver that sees every replacement of the documents from now on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// The document for `caller`: its own, else the default.
@@ -69,6 +130,7 @@ impl MetadataStore {
     /// Serves `documents` from now on; they are current as of `confirmed_at`.
     pub fn replace(&self, documents: Documents, confirmed_at: Instant) {
         self.documents.store(Arc::new(Some(documents)));
+        self.generation.send_modify(|generation| *generation += 1);
         self.confirm_at(confirmed_at);
     }
 
@@ -126,7 +188,7 @@ pub async fn start(
         MetadataSource::Builtin => {
             let document = parse_document(EXAMPLE_DOCUMENT.as_bytes())?;
             let documents = Documents {
-                default: Some(Arc::new(document)),
+                default: Some(Arc::new(Document::new(document))),
                 by_caller: HashMap::new(),
             };
             store.replace(documents, Instant::now());

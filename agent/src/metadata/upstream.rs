@@ -164,7 +164,7 @@ impl Upstream {
 
 fn single(document: Value) -> Documents {
     Documents {
-        default: Some(Arc::new(document)),
+        default: Some(Arc::new(super::Document::new(document))),
         by_caller: HashMap::new(),
     }
 }

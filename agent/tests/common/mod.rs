@@ -33,6 +33,7 @@ pub struct AgentBuilder {
     data_dir: Option<PathBuf>,
     identity: bool,
     faketime: Option<String>,
+    open_file_limit: Option<u32>,
 }
 
 impl AgentBuilder {
@@ -64,6 +65,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Runs the agent with this open-file limit (`ulimit -n`), through util-linux's `prlimit`,
+    /// which execs the agent (signals reach it directly).
+    pub fn open_file_limit(mut self, limit: u32) -> Self {
+        self.open_file_limit = Some(limit);
+        self
+    }
+
     /// Do not pass `--cluster test-cluster --machine test-host`.
     pub fn without_identity(mut self) -> Self {
         self.identity = false;
@@ -79,9 +87,17 @@ impl AgentBuilder {
                 (Some(temp), dir)
             }
         };
-        let mut command = match &self.faketime {
-            None => Command::new(agent_binary()),
-            Some(start) => {
+        let mut command = match (&self.faketime, self.open_file_limit) {
+            (None, Some(limit)) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg(agent_binary());
+                command
+            }
+            (None, None) => Command::new(agent_binary()),
+            (Some(_), Some(_)) => panic!("faketime and open_file_limit together are not supported"),
+            (Some(start), None) => {
                 // Preloaded into the agent itself (the `faketime` wrapper would stand between the
                 // agent and the signals the tests send).
                 let library = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -460,10 +476,17 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-/// The built-in example document, as served (without its `extended` block).
+/// The built-in example document, as served at [`API_VERSION`] (without its `extended` block).
 pub fn example_document() -> serde_json::Value {
-    let mut document: serde_json::Value =
-        serde_json::from_str(agent::metadata::EXAMPLE_DOCUMENT).unwrap();
+    let mut document = example_document_with_extended(API_VERSION);
     document.as_object_mut().unwrap().remove("extended");
     document
+}
+
+/// The built-in example document with the fields that exist at `api_version`, `extended` kept.
+pub fn example_document_with_extended(api_version: &str) -> serde_json::Value {
+    let document: serde_json::Value =
+        serde_json::from_str(agent::metadata::EXAMPLE_DOCUMENT).unwrap();
+    let version = agent::api_version::index_of(api_version).unwrap();
+    agent::metadata::by_version::filter(&document, version)
 }

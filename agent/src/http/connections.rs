@@ -1,0 +1,394 @@
+//! The metadata API's connections, bounded: a cap on open connections, a header-read timeout and
+//! an idle timeout, so that callers that open connections and send nothing (or a byte a minute)
+//! cannot take the port from the others. Measured before this existed: with `ulimit -n 1024`,
+//! 1,100 idle connections made every request time out, and slowloris connections were held for
+//! as long as their senders liked.
+//!
+//! - **Cap** (`--max-connections`, lowered to fit the open-file limit): a new connection at the cap
+//!   closes the connection that has waited longest for a request (idle, or still sending its
+//!   head), as nginx reuses keep-alive connections when out of them; a busy one (a request being
+//!   answered) is never closed. Only when every connection is busy is the new one refused.
+//! - **Idle timeout** (`--idle-timeout`): a connection with no request byte for that long closes.
+//! - **Header-read timeout** (`--header-read-timeout`): from a request's first byte, its whole head
+//!   must arrive within that time.
+//!
+//! hyper answers requests it cannot parse (400, 414 URI too long, 431 headers too large) itself,
+//! with an empty body and no hook to change it. The connection's writer recognises those answers
+//! (a 4xx head without this service's `server` header) and sends the service's JSON error shape
+//! instead, so every error the API sends is JSON.
+
+use super::count::SERVER;
+use crate::config::ConnectionLimits;
+use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS, REQUESTS_TOTAL};
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Waiting for a request's first byte.
+const IDLE: u8 = 0;
+/// A request's head is arriving.
+const READING_HEAD: u8 = 1;
+/// A request is being answered.
+const BUSY: u8 = 2;
+
+/// One open connection, as the cap and the timeouts see it.
+#[derive(Debug)]
+struct Conn {
+    state: AtomicU8,
+    /// When the state last changed, in milliseconds since the registry's epoch.
+    since_ms: AtomicU64,
+    close: CancellationToken,
+}
+
+/// The open connections.
+#[derive(Debug)]
+struct Registry {
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    epoch: Instant,
+}
+
+impl Registry {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn set(&self, conn: &Conn, state: u8) {
+        conn.since_ms.store(self.now_ms(), Ordering::Relaxed);
+        conn.state.store(state, Ordering::Relaxed);
+    }
+
+    fn len(&self) -> usize {
+        self.conns.lock().map_or(0, |c| c.len())
+    }
+
+    /// Closes the connection that has waited longest without a request in progress.
+    fn evict_longest_waiting(&self) -> bool {
+        let Ok(mut conns) = self.conns.lock() else {
+            return false;
+        };
+        let oldest = conns
+            .iter()
+            .filter(|(_, c)| c.state.load(Ordering::Relaxed) != BUSY)
+            .min_by_key(|(_, c)| c.since_ms.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| conns.remove(&id)) {
+            Some(conn) => {
+                conn.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes connections past their idle or header-read deadline.
+    fn expire(&self, limits: &ConnectionLimits) {
+        let now = self.now_ms();
+        let Ok(mut conns) = self.conns.lock() else {
+            return;
+        };
+        conns.retain(|_, conn| {
+            let waited =
+                Duration::from_millis(now - conn.since_ms.load(Ordering::Relaxed).min(now));
+            let reason = match conn.state.load(Ordering::Relaxed) {
+                IDLE if waited >= limits.idle_timeout => "idle_timeout",
+                READING_HEAD if waited >= limits.header_read_timeout => "header_timeout",
+                _ => return true,
+            };
+            metrics::counter!(CONNECTIONS_CLOSED_TOTAL, "reason" => reason).increment(1);
+            conn.close.cancel();
+            false
+        });
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown`, then lets the requests in
+/// progress finish (the caller bounds that wait).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let registry = Arc::new(Registry {
+        conns: Mutex::new(HashMap::new()),
+        epoch: Instant::now(),
+    });
+    let tasks = TaskTracker::new();
+    let reaper = {
+        let registry = Arc::clone(&registry);
+        let shutdown = shutdown.clone();
+        let tick = (limits.header_read_timeout.min(limits.idle_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            while tokio::select! { () = shutdown.cancelled() => false, _ = interval.tick() => true }
+            {
+                registry.expire(&limits);
+                metrics::gauge!(OPEN_CONNECTIONS).set(registry.len() as f64);
+            }
+        })
+    };
+    let mut next_id = 0u64;
+    loop {
+        let (stream, addr) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors or a connection reset before accept: not fatal.
+                    tracing::warn!(%error, "accepting a metadata API connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if registry.len() >= limits.max_connections {
+            if registry.evict_longest_waiting() {
+                metrics::counter!(CONNECTIONS_CLOSED_TOTAL, "reason" => "evicted").increment(1);
+            } else {
+                metrics::counter!(CONNECTIONS_CLOSED_TOTAL, "reason" => "refused").increment(1);
+                drop(stream);
+                continue;
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        next_id += 1;
+        let conn = Arc::new(Conn {
+            state: AtomicU8::new(IDLE),
+            since_ms: AtomicU64::new(registry.now_ms()),
+            close: CancellationToken::new(),
+        });
+        if let Ok(mut conns) = registry.conns.lock() {
+            conns.insert(next_id, Arc::clone(&conn));
+        }
+        tasks.spawn(serve_connection(
+            stream,
+            addr,
+            app.clone(),
+            Arc::clone(&registry),
+            next_id,
+            conn,
+            shutdown.clone(),
+            limits,
+        ));
+    }
+    drop(listener);
+    tasks.close();
+    tasks.wait().await;
+    reaper.abort();
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    app: Router,
+    registry: Arc<Registry>,
+    id: u64,
+    conn: Arc<Conn>,
+    shutdown: CancellationToken,
+    limits: ConnectionLimits,
+) {
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        conn: Arc::clone(&conn),
+        registry: Arc::clone(&registry),
+        replacement: None,
+    });
+    let service = {
+        let conn = Arc::clone(&conn);
+        let registry = Arc::clone(&registry);
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            registry.set(&conn, BUSY);
+            request.extensions_mut().insert(ConnectInfo(addr));
+            let answer = app.clone().oneshot(request.map(axum::body::Body::new));
+            let conn = Arc::clone(&conn);
+            let registry = Arc::clone(&registry);
+            async move {
+                let response = answer.await;
+                registry.set(&conn, IDLE);
+                response
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Ours are the deadlines that count (above); hyper's own header timer runs from the moment it
+    // waits for a head, idle time included, so it is only a backstop here.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(
+            limits.idle_timeout + limits.header_read_timeout + Duration::from_secs(1),
+        )
+        .max_buf_size(64 * 1024);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        // Evicted or past a deadline: dropping the connection closes the socket.
+        () = conn.close.cancelled() => {}
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = conn.close.cancelled() => {}
+            }
+        }
+    }
+    if let Ok(mut conns) = registry.conns.lock() {
+        conns.remove(&id);
+    }
+}
+
+/// The socket, watched: a first byte while idle starts the header-read clock, and hyper's own
+/// bodyless error answers are replaced by JSON ones.
+struct Watched {
+    inner: TcpStream,
+    conn: Arc<Conn>,
+    registry: Arc<Registry>,
+    /// A JSON answer being written in place of hyper's: (bytes, written so far, hyper's length).
+    replacement: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before && self.conn.state.load(Ordering::Relaxed) == IDLE {
+            self.registry.set(&self.conn, READING_HEAD);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.replacement.is_none()
+            && let Some(status) = automatic_error_status(buf)
+        {
+            metrics::counter!(REQUESTS_TOTAL,
+                "endpoint" => "other", "api_version" => "none", "format" => "json",
+                "status" => status.to_string())
+            .increment(1);
+            self.replacement = Some((json_error_response(status), 0, buf.len()));
+        }
+        let this = &mut *self;
+        match &mut this.replacement {
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+            Some((bytes, written, reported)) => {
+                while *written < bytes.len() {
+                    match Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                        }
+                        Poll::Ready(Ok(n)) => *written += n,
+                        other => return other,
+                    }
+                }
+                // Everything after the replaced head (there is nothing: those answers have no
+                // body) is passed through.
+                let reported = *reported;
+                Poll::Ready(Ok(reported.min(buf.len())))
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The status of an answer hyper wrote on its own: a 4xx head without our `server` header.
+fn automatic_error_status(buf: &[u8]) -> Option<u16> {
+    let rest = buf.strip_prefix(b"HTTP/1.1 4")?;
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = &buf[..head_end];
+    let has_server = head
+        .split(|&b| b == b'\n')
+        .any(|line| line.len() >= 7 && line[..7].eq_ignore_ascii_case(b"server:"));
+    if has_server {
+        return None;
+    }
+    let digits = std::str::from_utf8(rest.get(..2)?).ok()?;
+    Some(400 + digits.parse::<u16>().ok()?)
+}
+
+fn json_error_response(status: u16) -> Vec<u8> {
+    let (reason, message) = match status {
+        414 => ("URI Too Long", "Bad request. The request line is too long"),
+        431 => (
+            "Request Header Fields Too Large",
+            "Bad request. The request headers are too large",
+        ),
+        _ => (
+            "Bad Request",
+            "Bad request. The request is not valid HTTP/1.1",
+        ),
+    };
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nx-ms-request-id: {id}\r\nserver: {SERVER}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_own_answers_are_recognised() {
+        let hyper_431 =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(automatic_error_status(hyper_431), Some(431));
+        assert_eq!(
+            automatic_error_status(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"),
+            Some(400)
+        );
+        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nserver: IMDS/0.1.0\r\n\r\n{}";
+        assert_eq!(automatic_error_status(ours), None);
+        assert_eq!(automatic_error_status(b"HTTP/1.1 200 OK\r\n\r\n"), None);
+        let response = String::from_utf8(json_error_response(414)).unwrap();
+        assert!(response.starts_with("HTTP/1.1 414 URI Too Long\r\n"));
+        let body = response.split("\r\n\r\n").nth(1).unwrap();
+        let length: usize = response
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).unwrap()["error"],
+            "Bad request. The request line is too long"
+        );
+    }
+}
