@@ -114,6 +114,88 @@ async fn a_file_edit_is_served_within_two_seconds_and_an_invalid_edit_is_refused
 }
 
 #[tokio::test]
+async fn reading_or_touching_the_file_is_not_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("instance.json");
+    std::fs::write(&file, document("one")).unwrap();
+    let agent = Agent::builder()
+        .args(["--rate-limit", "0", "--metadata"])
+        .arg(file.to_str().unwrap())
+        .start();
+    let reloads = || async {
+        agent
+            .scrape()
+            .await
+            .value(r#"imds_metadata_reloads_total{source="file"}"#)
+    };
+    // Read it as an operator would (each read was an inotify event that reloaded it, and the
+    // reload's own read another: ~19 reloads a second, forever).
+    for _ in 0..10 {
+        assert_eq!(std::fs::read(&file).unwrap(), document("one").as_bytes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Same bytes written again, and a new modification time: still nothing new to serve.
+    std::fs::write(&file, document("one")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(reloads().await, 0.0);
+    let loaded = |records: &[logrecord::LogRecord]| {
+        records
+            .iter()
+            .filter(|r| r.message.starts_with("metadata document loaded"))
+            .count()
+    };
+    assert_eq!(loaded(&agent.log_records()), 0);
+    // A real change is one reload, one log line.
+    std::fs::write(&file, document("two")).unwrap();
+    wait_for_vm_id(&agent, [127, 0, 0, 1], "two", Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(reloads().await, 1.0);
+    agent.wait_for_log("one load", |records| loaded(records) == 1);
+}
+
+#[test]
+fn a_fifo_in_the_directory_is_skipped_and_start_up_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default.json"), document("default")).unwrap();
+    let fifo = dir.path().join("10.0.0.9.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let mut agent = Agent::builder()
+        .args(["--rate-limit", "0", "--metadata"])
+        .arg(dir.path().to_str().unwrap())
+        .start();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        common::block_on(vm_id(&agent, [127, 0, 0, 1])),
+        (200, "default".into())
+    );
+    agent.wait_for_log("the warning", |records| {
+        records.iter().any(|r| {
+            r.level == logrecord::Level::Warn
+                && r.message
+                    .starts_with("skipping metadata file: not a regular file")
+        })
+    });
+    // A FIFO given as the single --metadata file is a clear start-up error, not a hang.
+    let data = tempfile::tempdir().unwrap();
+    let output = run_agent_to_exit(data.path(), &["--metadata", fifo.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = agent.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
 async fn a_directory_serves_each_caller_its_own_document_with_a_default() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("default.json"), document("default-vm")).unwrap();

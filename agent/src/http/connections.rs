@@ -233,7 +233,11 @@ async fn serve_connection(
         .header_read_timeout(
             limits.idle_timeout + limits.header_read_timeout + Duration::from_secs(1),
         )
-        .max_buf_size(64 * 1024);
+        // A request head of at most 80 KiB (room for a URI of hyper's 64 KiB maximum, a longer
+        // one being its 414; past 80 KiB its 431), at most 64 headers, at most 96 KiB buffered.
+        .max_header_size(80 * 1024)
+        .max_headers(64)
+        .max_buf_size(96 * 1024);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

@@ -490,3 +490,12 @@ pub fn example_document_with_extended(api_version: &str) -> serde_json::Value {
     let version = agent::api_version::index_of(api_version).unwrap();
     agent::metadata::by_version::filter(&document, version)
 }
+
+/// Runs a future to completion from a plain (non-async) test.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
