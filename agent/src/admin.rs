@@ -5,8 +5,10 @@
 //!
 //! Paths are never built from what the client sends: the agent enumerates its own files and serves
 //! one only if the requested name is exactly one of them, so traversal (`..`, encoded or not,
-//! absolute paths, links) finds nothing. Every access, allowed or refused, is logged (target
-//! `imds::admin`).
+//! absolute paths) finds nothing. Only regular files reached without a symbolic link are listed,
+//! and a file is opened without following links and checked again on the open handle: a link
+//! named like an hourly log (to `/etc/shadow`, say) is neither listed nor served. Every access,
+//! allowed or refused, is logged (target `imds::admin`).
 
 use crate::fault::{FaultSpec, Faults};
 use crate::logs::local_files;
@@ -21,6 +23,9 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Largest request body the admin API reads.
+const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What the admin listener serves, and to whom.
 #[derive(Debug, Clone)]
@@ -63,6 +68,8 @@ pub fn router(state: AdminState) -> Router {
                 "not found: the admin API has /logs, /logs/<name> and /fault",
             )
         })
+        // A fault setting is a few dozen bytes.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }
@@ -134,8 +141,9 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
             &format!("no such log file: {}", crate::http::truncate(&name, 256)),
         );
     };
-    match tokio::fs::File::open(&file.path).await {
+    match open_regular_no_follow(&file.path) {
         Ok(handle) => {
+            let handle = tokio::fs::File::from_std(handle);
             let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
             let content_type = if file.kind == "raw" {
                 "application/x-ndjson"
@@ -164,7 +172,21 @@ async fn show_fault(State(state): State<AdminState>) -> Response {
 }
 
 /// `PUT /fault` with `{"latency_ms": N, "error_ratio": R}` (either may be left out: 0).
-async fn set_fault(State(state): State<AdminState>, body: axum::body::Bytes) -> Response {
+async fn set_fault(
+    State(state): State<AdminState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    // Over the body limit (or a body that failed to arrive): the same JSON error shape as
+    // everything else, not axum's plain-text rejection.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                &format!("invalid fault request: {}", rejection.body_text()),
+            );
+        }
+    };
     let spec: FaultSpec = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
         Err(e) => {
@@ -205,12 +227,52 @@ fn fault_response(spec: FaultSpec) -> Response {
         .into_response()
 }
 
+/// Opens a file for reading without following a link in its last component, and only if it is a
+/// regular file (checked on the handle, so nothing swapped in after the listing is served).
+fn open_regular_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// The size of `path` if it is a regular file reached from `data_dir` through real directories
+/// only: no component below `data_dir` is a symbolic link.
+fn plain_file_size(data_dir: &Path, path: &Path) -> Option<u64> {
+    let relative = path.strip_prefix(data_dir).ok()?;
+    let mut at = data_dir.to_owned();
+    let mut components = relative.components().peekable();
+    while let Some(component) = components.next() {
+        at.push(component);
+        let meta = std::fs::symlink_metadata(&at).ok()?;
+        let wanted = if components.peek().is_some() {
+            meta.is_dir()
+        } else {
+            meta.is_file()
+        };
+        if !wanted {
+            return None;
+        }
+    }
+    Some(std::fs::symlink_metadata(path).ok()?.len())
+}
+
 /// The files this host offers: its hourly raw logs and its Parquet files.
 pub fn offered(data_dir: &Path) -> Vec<Offered> {
     let mut files = Vec::new();
     let logs = data_dir.join("logs");
     for file in local_files::list(&logs).unwrap_or_default() {
-        let bytes = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+        let Some(bytes) = plain_file_size(data_dir, &file.path) else {
+            continue;
+        };
         files.push(Offered {
             name: format!("logs/{}", file.name),
             kind: "raw",
@@ -223,7 +285,9 @@ pub fn offered(data_dir: &Path) -> Vec<Offered> {
         let Ok(relative) = path.strip_prefix(data_dir) else {
             continue;
         };
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let Some(bytes) = plain_file_size(data_dir, &path) else {
+            continue;
+        };
         files.push(Offered {
             name: relative.to_string_lossy().into_owned(),
             kind: "parquet",

@@ -159,6 +159,76 @@ async fn lists_and_serves_files_byte_for_byte_and_refuses_anything_else() {
     assert_eq!(refused, 7);
 }
 
+#[tokio::test]
+async fn links_are_neither_listed_nor_served_and_large_bodies_are_json_413() {
+    let (agent, data) = start_with_old_hour();
+    let auth = format!("Bearer {TOKEN}");
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("shadow");
+    std::fs::write(&secret, "root:$6$secret").unwrap();
+    // A link named like an hourly log (an hour in the future, so the roller leaves it alone),
+    // and a partition directory that is a link to a directory of "Parquet" files.
+    let link = data.path().join("logs/agent.2099-01-01-00.log");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let fake_partition = outside.path().join("partition");
+    std::fs::create_dir_all(fake_partition.join("hour=00")).unwrap();
+    std::fs::write(fake_partition.join("hour=00/x.parquet"), "root:$6$secret").unwrap();
+    std::os::unix::fs::symlink(&fake_partition, data.path().join("parquet/date=2099-01-01"))
+        .unwrap();
+    let listing: Value = client()
+        .get(admin_url(&agent, "/logs"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listing["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"logs/agent.2025-05-05-05.log"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("2099")), "{names:?}");
+    for name in [
+        "logs/agent.2099-01-01-00.log",
+        "parquet/date=2099-01-01/hour=00/x.parquet",
+    ] {
+        let response = client()
+            .get(admin_url(&agent, &format!("/logs/{name}")))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("secret"), "{body}");
+    }
+
+    let response = client()
+        .put(admin_url(&agent, "/fault"))
+        .header("Authorization", &auth)
+        .body(vec![b' '; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid fault request: "),
+        "{body}"
+    );
+}
+
 #[test]
 fn the_admin_api_never_runs_without_a_token() {
     let output = std::process::Command::new(common::agent_binary())
