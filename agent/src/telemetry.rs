@@ -4,7 +4,6 @@
 use crate::config::Config;
 use crate::logs::to_file::{FileLayer, FileWriter};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tracing_appender::non_blocking::ErrorCounter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -26,7 +25,7 @@ const QUIET_DEPENDENCIES: &[&str] = &[
 pub struct Telemetry {
     /// `None` when metrics are disabled.
     pub prometheus: Option<PrometheusHandle>,
-    pub log_dropped: ErrorCounter,
+    pub log_dropped: crate::logs::to_file::DroppedLines,
     log_writer: FileWriter,
 }
 

@@ -282,3 +282,77 @@ async fn a_full_log_writer_drops_and_counts_and_never_blocks_requests() {
     // What was written is numbered in file order, without gaps: drops never reach the writer.
     assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped (the tests run as root, as CI does).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed: this test needs root (CI runs as root)"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_loses_whole_events_counted_as_a_seq_gap_and_serving_goes_on() {
+    let disk = SmallDisk::mount(256 * 1024);
+    let mut agent = Agent::builder()
+        .data_dir(disk.dir.path())
+        .args(["--rate-limit", "0"])
+        .start();
+    // Each request is one ~400-byte INFO event: 3,000 are several times the disk.
+    for _ in 0..3000 {
+        let response = agent.instance("/compute/vmId", "&format=text").await;
+        assert_eq!(
+            response.status(),
+            200,
+            "serving must go on with the disk full"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let dropped = agent.scrape().await.value("agent_log_dropped_events_total");
+    assert!(dropped > 1000.0, "dropped {dropped}");
+    assert!(agent.terminate().success());
+
+    // Every line on disk is one whole record, no seq twice, and the gaps are the lost events.
+    let logs = disk.dir.path().join("logs");
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(&logs).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'));
+        for line in text.lines() {
+            let record = logrecord::LogRecord::from_json_line(line)
+                .unwrap_or_else(|e| panic!("{e}: {line:.120}"));
+            seqs.push(record.seq);
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq in file order");
+    let gaps: u64 = seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
+    // Events after the last written one (shutdown lines on a full disk) are lost at the end,
+    // not in a gap: the gaps are at most what was counted, and most of it.
+    assert!(
+        gaps as f64 <= dropped && gaps as f64 >= dropped - 20.0,
+        "gaps {gaps}, dropped {dropped}"
+    );
+}

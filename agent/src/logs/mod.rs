@@ -3,6 +3,7 @@
 //! cold-path roller turns into Parquet.
 
 pub mod checkpoint;
+pub mod hourly_file;
 pub mod local_files;
 pub mod roll_to_parquet;
 pub mod to_file;

@@ -1,6 +1,6 @@
 //! The full-fidelity local log: a tracing layer that turns every event into the shared
-//! [`LogRecord`] and writes it as one JSON line through `tracing-appender`'s hourly rolling file
-//! appender (`<data-dir>/logs/agent.YYYY-MM-DD-HH.log`, UTC hours).
+//! [`LogRecord`] and writes it as one JSON line, through `tracing-appender`'s non-blocking queue,
+//! to the hourly file (`hourly_file.rs`: `<data-dir>/logs/agent.YYYY-MM-DD-HH.log`, UTC hours).
 //!
 //! These files are the write-ahead log of the warm and cold paths. Writing never blocks the
 //! thread that logs: lines go through a bounded channel to a writer thread, and when it falls
@@ -10,7 +10,13 @@
 //! follows file order exactly (the warm path's deduplication relies on that) with no lock on the
 //! request path. It starts above both the last `seq` on disk and the current Unix time in
 //! microseconds, so it keeps increasing across restarts, even when the log directory is lost.
+//!
+//! A failed write (a full disk) loses the lines that did not reach the file, and only them: each
+//! is counted in `agent_log_dropped_events_total`, its `seq` is used up (a reader sees the loss
+//! as a gap), and a line the file took only part of is cut back out of it, so no line on disk is
+//! cut short or starts twice. Serving goes on throughout.
 
+use super::hourly_file::AppendLines;
 use crate::metrics::LOG_EVENTS_TOTAL;
 use chrono::Utc;
 use logrecord::{Level, LogRecord};
@@ -18,10 +24,11 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::layer::{Context, Layer};
 
 /// File names: `agent.<UTC date>-<hour>.log`.
@@ -43,7 +50,20 @@ pub struct FileLayer {
 #[derive(Debug)]
 pub struct FileWriter {
     pub guard: WorkerGuard,
-    pub dropped: ErrorCounter,
+    pub dropped: DroppedLines,
+}
+
+/// Lines lost before reaching the file: dropped from a full queue, or lost to a failed write.
+#[derive(Debug, Clone)]
+pub struct DroppedLines {
+    queue_full: ErrorCounter,
+    write_failed: Arc<AtomicU64>,
+}
+
+impl DroppedLines {
+    pub fn dropped_lines(&self) -> u64 {
+        self.queue_full.dropped_lines() as u64 + self.write_failed.load(Ordering::Relaxed)
+    }
 }
 
 impl FileLayer {
@@ -55,25 +75,22 @@ impl FileLayer {
         buffered_lines: usize,
     ) -> anyhow::Result<(Self, FileWriter)> {
         std::fs::create_dir_all(dir)?;
-        let appender = RollingFileAppender::builder()
-            .rotation(Rotation::HOURLY)
-            .filename_prefix(FILE_PREFIX)
-            .filename_suffix(FILE_SUFFIX)
-            .build(dir)?;
+        let appender = super::hourly_file::HourlyFile::new(dir.to_owned());
         // The writer thread flushes whenever its queue runs empty, so the buffer batches write
         // calls under load without holding lines back when idle. A line buffered across the top
         // of the hour may land in the next hour's file: its timestamp, not its file, is the truth.
         let first_seq = last_seq_in(dir).map_or(0, |seq| seq + 1).max(unix_micros());
-        let buffered = SequencingWriter {
-            inner: std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, appender),
-            next_seq: first_seq,
-        };
+        let write_failed = Arc::new(AtomicU64::new(0));
+        let buffered = SequencingWriter::new(appender, first_seq, Arc::clone(&write_failed));
         let (writer, guard) = NonBlockingBuilder::default()
             .buffered_lines_limit(buffered_lines)
             .lossy(true)
             .thread_name("agent-log-writer")
             .finish(buffered);
-        let dropped = writer.error_counter();
+        let dropped = DroppedLines {
+            queue_full: writer.error_counter(),
+            write_failed,
+        };
         let events =
             Level::ALL.map(|level| metrics::counter!(LOG_EVENTS_TOTAL, "level" => level.as_str()));
         let layer = FileLayer {
@@ -123,30 +140,72 @@ impl<S: Subscriber> Layer<S> for FileLayer {
 }
 
 /// Sits between the queue and the hourly files on the writer thread: replaces the `0` of each
-/// line's leading `{"seq":0,` with the next sequence number.
-struct SequencingWriter<W> {
-    inner: W,
+/// line's leading `{"seq":0,` with the next sequence number, and batches whole lines. Lines a
+/// failed append did not take are counted as lost (see the module header).
+struct SequencingWriter<F> {
+    file: F,
     next_seq: u64,
+    /// Whole lines waiting to be written.
+    buffer: Vec<u8>,
+    /// Lines lost to failed writes.
+    lost: Arc<AtomicU64>,
 }
 
 const SEQ_PLACEHOLDER: &[u8] = b"{\"seq\":0,";
 
-impl<W: Write> Write for SequencingWriter<W> {
+impl<F: AppendLines> SequencingWriter<F> {
+    fn new(file: F, next_seq: u64, lost: Arc<AtomicU64>) -> Self {
+        SequencingWriter {
+            file,
+            next_seq,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            lost,
+        }
+    }
+
+    fn write_buffer(&mut self) -> std::io::Result<()> {
+        let result = self.file.append_lines(&self.buffer);
+        let outcome = match result {
+            Ok(()) => Ok(()),
+            Err(partial) => {
+                let lost = count_lines(&self.buffer[partial.written..]);
+                self.lost.fetch_add(lost, Ordering::Relaxed);
+                Err(partial.error)
+            }
+        };
+        self.buffer.clear();
+        outcome
+    }
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+impl<F: AppendLines> Write for SequencingWriter<F> {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        // The queue hands over one whole line per call (one event, one message).
+        // The queue hands over one whole line per call (one event, one message). Its seq is used
+        // whether or not the line reaches the file: a lost line is a gap, never a reused number.
         match line.strip_prefix(SEQ_PLACEHOLDER) {
             Some(rest) => {
-                write!(self.inner, "{{\"seq\":{},", self.next_seq)?;
-                self.inner.write_all(rest)?;
+                let _ = write!(self.buffer, "{{\"seq\":{},", self.next_seq);
+                self.buffer.extend_from_slice(rest);
                 self.next_seq += 1;
             }
-            None => self.inner.write_all(line)?,
+            None => self.buffer.extend_from_slice(line),
+        }
+        if self.buffer.len() >= WRITE_BUFFER_BYTES {
+            // The error is counted, not returned: the queue's worker has nothing better to do
+            // with it, and the line is accounted for either way.
+            let _ = self.write_buffer();
         }
         Ok(line.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        let written = self.write_buffer();
+        let flushed = self.file.flush();
+        written.and(flushed)
     }
 }
 
@@ -292,6 +351,70 @@ impl Visit for RecordVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file that takes `room` more bytes of whole lines, then fails like a full disk.
+    struct SmallDisk {
+        written: Vec<u8>,
+        room: usize,
+    }
+
+    impl AppendLines for SmallDisk {
+        fn append_lines(&mut self, lines: &[u8]) -> Result<(), super::super::hourly_file::Partial> {
+            if lines.len() <= self.room {
+                self.written.extend_from_slice(lines);
+                self.room -= lines.len();
+                return Ok(());
+            }
+            let fits = &lines[..self.room];
+            let whole = fits.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            self.written.extend_from_slice(&lines[..whole]);
+            self.room -= whole;
+            Err(super::super::hourly_file::Partial {
+                written: whole,
+                error: std::io::Error::from_raw_os_error(28), // ENOSPC
+            })
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(n: u32) -> String {
+        format!("{{\"seq\":0,\"n\":{n}}}\n")
+    }
+
+    #[test]
+    fn a_full_disk_loses_whole_lines_counted_and_leaves_no_cut_or_repeated_line() {
+        let lost = Arc::new(AtomicU64::new(0));
+        let disk = SmallDisk {
+            written: Vec::new(),
+            room: 25,
+        };
+        let mut writer = SequencingWriter::new(disk, 100, Arc::clone(&lost));
+        // Three lines of 18 bytes: the disk has room for the first and 7 bytes of the second.
+        for n in 0..3 {
+            writer.write_all(line(n).as_bytes()).unwrap();
+        }
+        assert!(writer.flush().is_err());
+        assert_eq!(
+            lost.load(Ordering::Relaxed),
+            2,
+            "the second and third lines"
+        );
+        // Still full: every line offered now is lost too, and counted.
+        for n in 3..5 {
+            writer.write_all(line(n).as_bytes()).unwrap();
+            assert!(writer.flush().is_err());
+        }
+        assert_eq!(lost.load(Ordering::Relaxed), 4);
+        // Room again: writing goes on.
+        writer.file.room = 1000;
+        writer.write_all(line(5).as_bytes()).unwrap();
+        writer.flush().unwrap();
+        let text = String::from_utf8(writer.file.written.clone()).unwrap();
+        assert_eq!(text, "{\"seq\":100,\"n\":0}\n{\"seq\":105,\"n\":5}\n");
+        // The gap 101..=104 is exactly the four lines counted as lost.
+    }
     use tracing_subscriber::layer::SubscriberExt;
 
     #[test]

@@ -1,0 +1,114 @@
+//! The hourly local log file the writer thread appends to: `<dir>/agent.YYYY-MM-DD-HH.log`, a new
+//! file each UTC hour (the names `tracing-appender`'s hourly appender uses, which `local_files.rs`
+//! parses).
+//!
+//! Written here rather than with `tracing-appender`'s appender, which hides its file: when a
+//! write fails part-way (a full disk), the file must be cut back to its last whole line, or a
+//! line would be left half written. Appends are whole lines or nothing.
+
+use super::to_file::{FILE_PREFIX, FILE_SUFFIX};
+use chrono::Utc;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+/// Where whole lines are appended: the hourly file, or a stand-in in tests.
+pub trait AppendLines {
+    /// Appends whole lines; on failure keeps a prefix of whole lines and says how long.
+    fn append_lines(&mut self, lines: &[u8]) -> Result<(), Partial>;
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// The current hour's file, opened on the first write of each hour.
+#[derive(Debug)]
+pub struct HourlyFile {
+    dir: PathBuf,
+    open: Option<(String, File)>,
+}
+
+/// A failed append: how many bytes of whole lines reached the file, and why the rest did not.
+#[derive(Debug)]
+pub struct Partial {
+    pub written: usize,
+    pub error: io::Error,
+}
+
+impl HourlyFile {
+    pub fn new(dir: PathBuf) -> Self {
+        HourlyFile { dir, open: None }
+    }
+}
+
+impl AppendLines for HourlyFile {
+    /// Appends `lines` (whole lines, each ending in `\n`) to this hour's file. On failure the file
+    /// keeps the whole lines that fit and nothing of the line that did not.
+    fn append_lines(&mut self, lines: &[u8]) -> Result<(), Partial> {
+        let file = self
+            .current()
+            .map_err(|error| Partial { written: 0, error })?;
+        let start = file
+            .metadata()
+            .map_err(|error| Partial { written: 0, error })?
+            .len();
+        let mut written = 0;
+        while written < lines.len() {
+            match file.write(&lines[written..]) {
+                Ok(0) => {
+                    return Err(cut_back(
+                        file,
+                        start,
+                        lines,
+                        written,
+                        io::ErrorKind::WriteZero.into(),
+                    ));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(cut_back(file, start, lines, written, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.open {
+            Some((_, file)) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl HourlyFile {
+    fn current(&mut self) -> io::Result<&mut File> {
+        let hour = Utc::now().format("%Y-%m-%d-%H").to_string();
+        if self.open.as_ref().is_none_or(|(open, _)| *open != hour) {
+            self.open = None;
+            std::fs::create_dir_all(&self.dir)?;
+            let path = self.dir.join(format!("{FILE_PREFIX}.{hour}.{FILE_SUFFIX}"));
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            self.open = Some((hour, file));
+        }
+        match &mut self.open {
+            Some((_, file)) => Ok(file),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+/// After `written` bytes of `lines` went in at `start`: truncates the file to the end of the last
+/// whole line (appends go to the new end: the file is opened in append mode).
+fn cut_back(file: &File, start: u64, lines: &[u8], written: usize, error: io::Error) -> Partial {
+    let whole = lines[..written]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    if whole < written {
+        // Nothing to do if even this fails (it does not, on a full disk: it frees space); not
+        // logged, this being the log writer.
+        let _ = file.set_len(start + whole as u64);
+    }
+    Partial {
+        written: whole,
+        error,
+    }
+}
