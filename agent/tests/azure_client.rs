@@ -94,3 +94,55 @@ async fn the_azure_linux_agent_imds_client_accepts_the_agent() {
         ]
     );
 }
+
+#[tokio::test]
+async fn azure_identitys_managed_identity_credential_gives_up_at_once() {
+    let python = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.cache/azure-identity/bin/python"
+    ));
+    assert!(
+        python.exists(),
+        "azure-identity (PyPI) is not installed at {}: run scripts/install-test-deps",
+        python.display()
+    );
+    let agent = Agent::builder().start();
+    let output = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/azure_client/identity_credential.py"
+        ))
+        .arg(agent.api.port().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(outcome["raised"], "CredentialUnavailableError", "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("(invalid_request) Identity not found"),
+        "{outcome}"
+    );
+    // A 404 made it retry for about 24 s before giving up.
+    let seconds = outcome["seconds"].as_f64().unwrap();
+    assert!(seconds < 2.0, "gave up after {seconds} s");
+    let records = agent.wait_for_log("the token request", |r| {
+        r.iter().any(|r| r.target == "imds::request")
+    });
+    let request = records
+        .iter()
+        .find(|r| r.target == "imds::request")
+        .unwrap();
+    assert_eq!(
+        request.path.as_deref(),
+        Some("/metadata/identity/oauth2/token")
+    );
+    assert_eq!(request.status, Some(400));
+}
