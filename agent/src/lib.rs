@@ -108,6 +108,6 @@ fn scrape_time_values(
             ::metrics::gauge!(metrics::METADATA_AGE_SECONDS).set(age.as_secs_f64());
         }
         ::metrics::counter!(metrics::LOG_DROPPED_EVENTS_TOTAL)
-            .absolute(dropped.dropped_lines() as u64);
+            .absolute(dropped.dropped_lines());
     })
 }
