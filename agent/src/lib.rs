@@ -107,7 +107,6 @@ fn scrape_time_values(
         if let Some(age) = store.age() {
             ::metrics::gauge!(metrics::METADATA_AGE_SECONDS).set(age.as_secs_f64());
         }
-        ::metrics::counter!(metrics::LOG_DROPPED_EVENTS_TOTAL)
-            .absolute(dropped.dropped_lines());
+        ::metrics::counter!(metrics::LOG_DROPPED_EVENTS_TOTAL).absolute(dropped.dropped_lines());
     })
 }
