@@ -289,7 +289,8 @@ fn merge(dir: &Path, inputs: &[String], target: &Path) -> anyhow::Result<u64> {
         let path = dir.join(name);
         let builder = ParquetRecordBatchReaderBuilder::try_new(
             File::open(&path).with_context(|| path.display().to_string())?,
-        )?;
+        )
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
         expected += builder.metadata().file_metadata().num_rows() as u64;
         readers.push(SortedInput::new(builder.with_batch_size(8192).build()?));
     }
@@ -389,5 +390,35 @@ impl PartialOrd for Keyed {
 impl Ord for Keyed {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.key.cmp(&other.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crafted_or_empty_input_is_an_error_naming_it_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut crafted = b"PAR1".to_vec();
+        crafted.extend_from_slice(&[0; 64]);
+        crafted.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        crafted.extend_from_slice(b"PAR1");
+        std::fs::write(dir.path().join("crafted.parquet"), crafted).unwrap();
+        std::fs::write(dir.path().join("empty.parquet"), b"").unwrap();
+        let target = dir.path().join("merged.parquet");
+        for (name, why) in [
+            ("crafted.parquet", "Size is 76 but need 4294967288"),
+            ("empty.parquet", "Size is 0 but need 8"),
+        ] {
+            let error = merge(dir.path(), &[name.to_owned()], &target).unwrap_err();
+            let text = format!("{error:#}");
+            assert!(
+                text.contains(&format!("{name}: not a readable Parquet file")),
+                "{text}"
+            );
+            assert!(text.contains(why), "{text}");
+            assert!(!target.exists());
+        }
     }
 }

@@ -45,6 +45,11 @@ pub struct Cli {
     /// Where files fetched from agents are kept. [default: $XDG_CACHE_HOME/imds-query or ~/.cache/imds-query]
     #[arg(long, env = "QUERY_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// Memory a statement may use, e.g. `2G`, `512M` (K, M, G, T: powers of 1024); past it,
+    /// sorts and aggregations spill to disk and what cannot spill fails with a clear error.
+    /// [default: a quarter of the machine's memory]
+    #[arg(long, env = "QUERY_MEMORY_LIMIT", global = true, value_parser = parse_bytes)]
+    pub memory_limit: Option<u64>,
     /// One SQL statement over table `logs`. Without one: an interactive prompt with history (on
     /// a terminal), or the `;`-separated statements read from standard input.
     pub sql: Option<String>,
@@ -90,4 +95,54 @@ pub struct LogsArgs {
     /// At most this many rows.
     #[arg(long, default_value_t = 200)]
     pub limit: usize,
+}
+
+/// `1073741824`, `512K`, `64M`, `2G`, `1T` (powers of 1024; a trailing `B`/`iB` is allowed).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let number = upper.trim_end_matches("IB").trim_end_matches('B');
+    let (digits, shift) = match number.chars().last() {
+        Some('K') => (&number[..number.len() - 1], 10),
+        Some('M') => (&number[..number.len() - 1], 20),
+        Some('G') => (&number[..number.len() - 1], 30),
+        Some('T') => (&number[..number.len() - 1], 40),
+        _ => (number, 0),
+    };
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 512M or 2G"))?;
+    match value.checked_mul(1 << shift) {
+        Some(0) | None => Err(format!("{text:?} is not a usable size")),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+/// A quarter of the machine's memory (`MemTotal` in /proc/meminfo), or 2 GiB if unknown.
+pub fn default_memory_limit() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+    total_kib.map_or(2 << 30, |kib| kib * 1024 / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_powers_of_1024() {
+        assert_eq!(parse_bytes("1073741824"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
+        assert!(default_memory_limit() > 0);
+    }
 }

@@ -1,43 +1,205 @@
-//! Runs one statement, read-only: DDL, DML (COPY included) and SET are refused before anything
-//! runs.
+//! Runs one statement, read-only, within bounds: DDL, DML (COPY included) and SET are refused by a
+//! check of the plan before anything runs. Deep expressions are refused before they are planned:
+//! DataFusion parses, plans and optimizes expressions recursively, and `SELECT 1+1+...` of 10,000
+//! terms overflowed the stack (50,000 still did on a 512 MiB stack). A statement with more than
+//! [`MAX_OPERATORS`] operators or parentheses nested deeper than [`MAX_PARENTHESES`] is refused
+//! from its tokens (no tree is built), and an expression of the plan nested deeper than
+//! [`MAX_EXPRESSION_DEPTH`] before the optimizer walks it. Memory is bounded by the session's
+//! memory pool (`lib.rs`). The result is a stream: rows are printed as they come.
 
 use crate::progress::ScanProgress;
-use anyhow::anyhow;
-use datafusion::arrow::record_batch::RecordBatch;
+use anyhow::{anyhow, bail};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-/// The statement's result, or why it was refused or failed. A long scan shows progress on stderr
-/// (when it is a terminal).
+/// Deepest expression nesting accepted; real statements nest a few dozen levels at most.
+pub const MAX_EXPRESSION_DEPTH: usize = 1000;
+/// Longest statement accepted.
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+/// Most operators (arithmetic, comparison, AND, OR, ...) in one statement: each can be one level
+/// of nesting. A long IN list has none.
+pub const MAX_OPERATORS: usize = 1000;
+/// Deepest nesting of parentheses in one statement.
+pub const MAX_PARENTHESES: usize = 256;
+
+/// Refuses, from its tokens alone, a statement that could nest deeper than the planner handles.
+fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    // A statement that does not tokenize gets the parser's own error.
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Ok(());
+    };
+    let (mut operators, mut open, mut deepest) = (0usize, 0usize, 0usize);
+    for token in &tokens {
+        match token {
+            Token::LParen => {
+                open += 1;
+                deepest = deepest.max(open);
+            }
+            Token::RParen => open = open.saturating_sub(1),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Spaceship
+            | Token::Caret
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::ShiftLeft
+            | Token::ShiftRight => operators += 1,
+            Token::Word(word)
+                if matches!(
+                    word.keyword,
+                    Keyword::AND | Keyword::OR | Keyword::NOT | Keyword::LIKE | Keyword::ILIKE
+                ) =>
+            {
+                operators += 1
+            }
+            _ => {}
+        }
+    }
+    if operators > MAX_OPERATORS {
+        bail!("refused: the statement has {operators} operators; the limit is {MAX_OPERATORS}");
+    }
+    if deepest > MAX_PARENTHESES {
+        bail!("refused: parentheses are nested {deepest} deep; the limit is {MAX_PARENTHESES}");
+    }
+    Ok(())
+}
+
+/// A running statement: its rows as they come, and the progress display kept alive with it.
+pub struct Running {
+    pub rows: SendableRecordBatchStream,
+    _progress: ScanProgress,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+/// Plans and starts the statement, or says why it was refused or failed. A long scan shows
+/// progress on stderr (when it is a terminal).
 pub async fn execute(
     ctx: &SessionContext,
     sql: &str,
     bytes_read: &Arc<AtomicU64>,
-) -> anyhow::Result<Vec<RecordBatch>> {
-    let read_only = SQLOptions::new()
+) -> anyhow::Result<Running> {
+    if sql.len() > MAX_STATEMENT_BYTES {
+        bail!(
+            "refused: the statement is {} bytes; the limit is {MAX_STATEMENT_BYTES}",
+            sql.len()
+        );
+    }
+    bounded_nesting(sql)?;
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(|error| anyhow!("SQL error: {error}"))?;
+    read_only(&plan)?;
+    let depth = expression_depth(&plan)?;
+    if depth > MAX_EXPRESSION_DEPTH {
+        bail!(
+            "refused: an expression is nested {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"
+        );
+    }
+    let frame = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|error| anyhow!("SQL error: {error}"))?;
+    let progress = ScanProgress::start(bytes_read);
+    let rows = frame
+        .execute_stream()
+        .await
+        .map_err(|error| anyhow!("query failed: {error}"))?;
+    Ok(Running {
+        rows,
+        _progress: progress,
+    })
+}
+
+/// Refuses any plan that would change something: decided on the plan, not on error text.
+fn read_only(plan: &LogicalPlan) -> anyhow::Result<()> {
+    SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
-        .with_allow_statements(false);
-    let frame = ctx
-        .sql_with_options(sql, read_only)
-        .await
+        .with_allow_statements(false)
+        .verify_plan(plan)
         .map_err(|error| {
-            let text = error.to_string();
-            if text.contains("not supported")
-                && (text.contains("DDL") || text.contains("DML") || text.contains("Statement"))
-            {
-                anyhow!(
-                    "refused: query is read-only (no CREATE, DROP, INSERT, COPY or SET): {text}"
-                )
-            } else {
-                anyhow!("SQL error: {text}")
+            anyhow!("refused: query is read-only (no CREATE, DROP, INSERT, COPY or SET): {error}")
+        })
+}
+
+/// The deepest expression nesting in the plan, measured without recursion over expressions (an
+/// explicit stack), so that measuring cannot overflow where planning would.
+fn expression_depth(plan: &LogicalPlan) -> anyhow::Result<usize> {
+    let mut deepest = 0;
+    plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let mut stack: Vec<(&Expr, usize)> = vec![(&expr, 1)];
+            while let Some((expr, depth)) = stack.pop() {
+                deepest = deepest.max(depth);
+                if depth > MAX_EXPRESSION_DEPTH {
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                expr.apply_children(|child| {
+                    stack.push((child, depth + 1));
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
             }
-        })?;
-    let _progress = ScanProgress::start(bytes_read);
-    frame
-        .collect()
-        .await
-        .map_err(|error| anyhow!("query failed: {error}"))
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(deepest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_bounded_from_the_tokens() {
+        let chain = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+        assert!(bounded_nesting(&chain(MAX_OPERATORS + 1)).is_ok());
+        let error = bounded_nesting(&chain(MAX_OPERATORS + 2))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "refused: the statement has 1001 operators; the limit is 1000"
+        );
+        let parens = format!("SELECT {}1{}", "(".repeat(300), ")".repeat(300));
+        assert!(
+            bounded_nesting(&parens)
+                .unwrap_err()
+                .to_string()
+                .contains("nested 300 deep")
+        );
+        // A long IN list is wide, not deep.
+        let in_list = format!(
+            "SELECT * FROM logs WHERE machine IN ({})",
+            vec!["'m'"; 10_000].join(",")
+        );
+        assert!(bounded_nesting(&in_list).is_ok());
+        // Operators inside strings are not operators.
+        assert!(bounded_nesting(&format!("SELECT '{}'", "+".repeat(5000))).is_ok());
+    }
 }

@@ -86,15 +86,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     // lookup walked every directory of months of partitions; and within a prompt a cached
     // listing would hide the files the collector writes every second. Each statement lists what
     // its partition filters leave (the `date=/hour=/cluster=` prefix it pins).
+    //
+    // Every statement runs under a memory pool: operators that can spill (sorts, aggregations,
+    // joins' sides where supported) spill to the OS temporary directory past the limit; the
+    // others fail with DataFusion's "Resources exhausted" naming the largest consumers. Without
+    // it a self cross join of `logs` grew to all of RAM and was killed.
+    let memory_limit = cli.memory_limit.unwrap_or_else(cli::default_memory_limit);
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime);
     tables::register(&ctx, opened).await?;
     match sql {
         Some(sql) => {
-            let batches = exec::execute(&ctx, &sql, &bytes_read).await?;
-            print::write(&batches, cli.format, cli.output.as_deref())?;
+            let running = exec::execute(&ctx, &sql, &bytes_read).await?;
+            print::write(running.rows, cli.format, cli.output.as_deref()).await?;
             Ok(true)
         }
         None => prompt::run(&ctx, cli.format, &bytes_read).await,

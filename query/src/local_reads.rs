@@ -92,10 +92,30 @@ pub fn get_ranges(
         Ok(file) => file,
         Err(error) => return Some(Err(io_error(&path, location, error))),
     };
+    let size = match file.metadata() {
+        Ok(metadata) => metadata.len(),
+        Err(error) => return Some(Err(io_error(&path, location, error))),
+    };
     Some(
         ranges
             .iter()
-            .map(|range| read_at(&file, range).map_err(|e| io_error(&path, location, e)))
+            .map(|range| {
+                // A reader misled by a crafted file can ask for a reversed or enormous range:
+                // an error, never an allocation of its length.
+                if range.start > range.end || range.end > size {
+                    return Err(object_store::Error::Generic {
+                        store: "local reads",
+                        source: format!(
+                            "{}: range {}..{} is outside the file ({size} bytes): the file is damaged or not Parquet",
+                            path.display(),
+                            range.start,
+                            range.end
+                        )
+                        .into(),
+                    });
+                }
+                read_at(&file, range).map_err(|e| io_error(&path, location, e))
+            })
             .collect(),
     )
 }
@@ -146,5 +166,13 @@ mod tests {
             get_ranges(&store, &missing, &[0..1, 2..3]),
             Some(Err(object_store::Error::NotFound { .. }))
         ));
+        // Reversed, and far past the end: errors, never a read (or an allocation) of the length.
+        let reversed = std::ops::Range { start: 5, end: 2 };
+        for bad in [vec![0..1, reversed], vec![0..u64::MAX, 0..1]] {
+            assert!(matches!(
+                get_ranges(&store, &location, &bad),
+                Some(Err(object_store::Error::Generic { .. }))
+            ));
+        }
     }
 }

@@ -9,16 +9,34 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Stack of the thread that plans statements: DataFusion plans expressions recursively, and a
+/// statement at `exec::MAX_EXPRESSION_DEPTH` needs far more than a default 8 MiB main thread.
+/// Only the pages used are ever committed.
+const PLANNER_STACK_BYTES: usize = 512 << 20;
+/// Stack of the runtime's workers, which evaluate (recursively) what was planned.
+const WORKER_STACK_BYTES: usize = 64 << 20;
+
 fn main() -> ExitCode {
     let cli = query::cli::Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("query: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let planner = std::thread::Builder::new()
+        .name("query".into())
+        .stack_size(PLANNER_STACK_BYTES)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(WORKER_STACK_BYTES)
+                .build()
+                .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))?;
+            runtime.block_on(query::run(cli))
+        });
+    let outcome = match planner.map(|thread| thread.join()) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_panic)) => Err(anyhow::anyhow!(
+            "internal error (a bug in query or a library it uses): the statement's thread panicked"
+        )),
+        Err(error) => Err(anyhow::anyhow!("cannot start a thread: {error}")),
     };
-    match runtime.block_on(query::run(cli)) {
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

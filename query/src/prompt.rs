@@ -41,9 +41,12 @@ async fn run_one(
     format: Format,
     bytes_read: &Arc<AtomicU64>,
 ) -> bool {
-    let result = exec::execute(ctx, sql, bytes_read).await;
-    match result.and_then(|batches| crate::print::write(&batches, format, None)) {
-        Ok(()) => true,
+    let result = match exec::execute(ctx, sql, bytes_read).await {
+        Ok(running) => crate::print::write(running.rows, format, None).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(_rows) => true,
         Err(error) => {
             eprintln!("query: {error:#}");
             false

@@ -4,6 +4,11 @@
 //! files only once their manifest names them, replaced files never. Hidden (`.writing-*`) and
 //! internal (`_*`) names are never data either. Reads go straight to the real store, counted
 //! (the progress display shows the bytes read).
+//!
+//! Listings are also where a wrong answer is stopped before it starts: DataFusion skips empty
+//! files without a word and takes any `date=`/`hour=` directory name as a partition value, so a
+//! zero-length `.parquet` file is an error naming it, and a partition directory whose value is not
+//! a date (`YYYY-MM-DD`) or an hour (`00`-`23`) is skipped with a warning naming it.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,10 +20,10 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A store whose listings show only data files.
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub struct VisibleFiles {
     /// Set when `inner` is the local file system: plain reads are then done in place.
     local: Option<Arc<LocalFileSystem>>,
     bytes_read: Arc<AtomicU64>,
+    /// Partition directories already warned about (a statement lists several times).
+    warned: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl VisibleFiles {
@@ -35,6 +42,7 @@ impl VisibleFiles {
             inner,
             local: None,
             bytes_read,
+            warned: Arc::default(),
         }
     }
 
@@ -45,6 +53,122 @@ impl VisibleFiles {
             inner: local.clone(),
             local: Some(local),
             bytes_read,
+            warned: Arc::default(),
+        }
+    }
+}
+
+/// Bytes of a Parquet file's end: metadata length (u32, little-endian) and `PAR1`.
+const FOOTER: u64 = 8;
+
+/// A read that ends at a Parquet file's end carries its footer: checks that the metadata length
+/// it gives fits in the file before any Parquet reader sees it. A crafted length (`PAR1`, zeros,
+/// a huge length, `PAR1`) made the parquet crate's decoder overflow and panic.
+async fn check_footer(result: GetResult) -> Result<GetResult> {
+    let (meta, range, attributes) = (
+        result.meta.clone(),
+        result.range.clone(),
+        result.attributes.clone(),
+    );
+    let bytes = result.bytes().await?;
+    let size = meta.size;
+    let damaged = |why: String| object_store::Error::Generic {
+        store: "log store",
+        source: format!("{}: not a valid Parquet file: {why}", meta.location).into(),
+    };
+    if size < 12 {
+        return Err(damaged(format!(
+            "{size} bytes, shorter than Parquet's header and footer"
+        )));
+    }
+    if bytes.len() as u64 >= FOOTER {
+        footer_fits(&meta.location, &bytes, size)?;
+    }
+    Ok(GetResult {
+        payload: object_store::GetResultPayload::Stream(
+            stream::once(async move { Ok(bytes) }).boxed(),
+        ),
+        meta,
+        range,
+        attributes,
+    })
+}
+
+/// `data` ends at the end of a `size`-byte Parquet file: its footer must end in `PAR1` and give a
+/// metadata length that fits in the file.
+fn footer_fits(location: &Path, data: &[u8], size: u64) -> Result<()> {
+    let damaged = |why: String| object_store::Error::Generic {
+        store: "log store",
+        source: format!("{location}: not a valid Parquet file: {why}").into(),
+    };
+    let tail = &data[data.len() - FOOTER as usize..];
+    if &tail[4..] != b"PAR1" {
+        return Err(damaged("no PAR1 at its end".into()));
+    }
+    let metadata_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if metadata_len + FOOTER + 4 > size {
+        return Err(damaged(format!(
+            "its footer gives {metadata_len} bytes of metadata in a {size}-byte file"
+        )));
+    }
+    Ok(())
+}
+
+/// The first path segment `name=value` whose value is not valid for that partition column, as
+/// the directory up to it.
+fn bad_partition(location: &str) -> Option<String> {
+    let mut end = 0;
+    for segment in location.split('/') {
+        end += segment.len() + 1;
+        let valid = match segment.split_once('=') {
+            Some(("date", value)) => {
+                value.len() == 10 && chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
+            }
+            Some(("hour", value)) => value.len() == 2 && value.parse::<u8>().is_ok_and(|h| h < 24),
+            _ => true,
+        };
+        if !valid {
+            return Some(location[..end - 1].to_owned());
+        }
+    }
+    None
+}
+
+impl VisibleFiles {
+    /// Drops what lies under a bad partition directory (warning once per directory), and fails
+    /// on an empty Parquet file.
+    fn check(&self, objects: Vec<ObjectMeta>) -> Result<Vec<ObjectMeta>> {
+        let mut kept = Vec::with_capacity(objects.len());
+        for object in objects {
+            if let Some(dir) = bad_partition(object.location.as_ref()) {
+                self.warn_once(dir);
+                continue;
+            }
+            if object.size == 0 && object.location.as_ref().ends_with(".parquet") {
+                return Err(object_store::Error::Generic {
+                    store: "log store",
+                    source: format!(
+                        "{}: empty file (0 bytes), not a Parquet file: its rows would be missing from every answer; restore or remove it",
+                        object.location
+                    )
+                    .into(),
+                });
+            }
+            kept.push(object);
+        }
+        Ok(kept)
+    }
+
+    fn warn_once(&self, dir: String) {
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert(dir.clone()))
+            .unwrap_or(false);
+        if first {
+            eprintln!(
+                "query: warning: skipping {dir}: not a date=YYYY-MM-DD/hour=HH partition, its files are not read"
+            );
         }
     }
 }
@@ -130,6 +254,9 @@ impl ObjectStore for VisibleFiles {
         };
         self.bytes_read
             .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
+        if result.range.end == result.meta.size && location.as_ref().ends_with(".parquet") {
+            return check_footer(result).await;
+        }
         Ok(result)
     }
 
@@ -144,6 +271,17 @@ impl ObjectStore for VisibleFiles {
         };
         let bytes: usize = read.iter().map(Bytes::len).sum();
         self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+        if location.as_ref().ends_with(".parquet") {
+            for (range, data) in ranges.iter().zip(&read) {
+                // Only a read ending in PAR1 can be the footer; its file's size says if it is.
+                if data.ends_with(b"PAR1") && data.len() as u64 >= FOOTER {
+                    let size = self.inner.head(location).await?.size;
+                    if range.end == size {
+                        footer_fits(location, data, size)?;
+                    }
+                }
+            }
+        }
         Ok(read)
     }
 
@@ -157,9 +295,15 @@ impl ObjectStore for VisibleFiles {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let inner = Arc::clone(&self.inner);
         let prefix = prefix.cloned();
+        let checker = VisibleFiles {
+            inner: Arc::clone(&self.inner),
+            local: None,
+            bytes_read: Arc::clone(&self.bytes_read),
+            warned: Arc::clone(&self.warned),
+        };
         stream::once(async move {
             let all: Vec<ObjectMeta> = inner.list(prefix.as_ref()).try_collect().await?;
-            keep_data(inner.as_ref(), all).await
+            checker.check(keep_data(inner.as_ref(), all).await?)
         })
         .map_ok(|kept| stream::iter(kept.into_iter().map(Ok)))
         .try_flatten()
@@ -168,11 +312,49 @@ impl ObjectStore for VisibleFiles {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let mut result = self.inner.list_with_delimiter(prefix).await?;
-        result.objects = keep_data(self.inner.as_ref(), result.objects).await?;
+        result.objects = self.check(keep_data(self.inner.as_ref(), result.objects).await?)?;
+        result
+            .common_prefixes
+            .retain(|dir| match bad_partition(dir.as_ref()) {
+                Some(bad) => {
+                    self.warn_once(bad);
+                    false
+                }
+                None => true,
+            });
         Ok(result)
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_values_must_be_dates_and_hours() {
+        assert_eq!(
+            bad_partition("warm/date=2026-12-01/hour=07/cluster=east/a.parquet"),
+            None
+        );
+        assert_eq!(
+            bad_partition("warm/date=notadate/hour=07/a.parquet").as_deref(),
+            Some("warm/date=notadate")
+        );
+        assert_eq!(
+            bad_partition("date=2026-12-01/hour=24/a.parquet").as_deref(),
+            Some("date=2026-12-01/hour=24")
+        );
+        assert_eq!(
+            bad_partition("date=2026-02-30/hour=01").as_deref(),
+            Some("date=2026-02-30")
+        );
+        assert_eq!(
+            bad_partition("date=2026-12-01/hour=7").as_deref(),
+            Some("date=2026-12-01/hour=7")
+        );
     }
 }
