@@ -4,7 +4,9 @@
 #   - the ceiling: a minimal hyper server answering 200 with a body of the same size
 #     (bench/src/bin/static_server.rs);
 #   - the agent with all telemetry on (metrics, one INFO log event per request, debug threshold);
-#   - the agent with metrics and logging off (what telemetry costs).
+#   - the agent with metrics and logging off (what telemetry costs);
+#   - the peer a user would pick for a local metadata emulator: AWS's amazon-ec2-metadata-mock
+#     v1.13.0 (Go, from the Go module proxy), serving /latest/meta-data/instance-id.
 # Peak: wrk, closed loop, $CONNS connections for $DURATION s. Latency at half of each target's
 # peak: oha at a fixed rate with latency correction (no coordinated omission).
 # Usage: bench/metadata_api.sh   (DURATION=15 CONNS=32 by default). Release build.
@@ -19,6 +21,8 @@ if ! command -v wrk >/dev/null; then
 fi
 OHA=$ROOT/.cache/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$ROOT/.cache/tools"
+PEER=$ROOT/.cache/tools/bin/ec2-metadata-mock
+[ -x "$PEER" ] || GOBIN="$ROOT/.cache/tools/bin" go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
 cargo build --release -q -p agent -p bench
 
 work=$(mktemp -d)
@@ -37,15 +41,18 @@ sleep 1
 BODY=$(curl -sf -H 'Metadata: true' "http://127.0.0.1:18181$QUERY")
 target/release/static_server 127.0.0.1:18183 "${#BODY}" >/dev/null &
 pids+=($!)
-sleep 0.5
+(cd "$work" && exec "$PEER" -n 127.0.0.1 -p 18184 >"$work/peer.out" 2>&1) &
+pids+=($!)
+sleep 1
 
 # name -> url
 declare -A URL=(
     [ceiling]="http://127.0.0.1:18183$QUERY"
     [agent]="http://127.0.0.1:18181$QUERY"
     [agent-no-telemetry]="http://127.0.0.1:18182$QUERY"
+    [peer-ec2-metadata-mock]="http://127.0.0.1:18184/latest/meta-data/instance-id"
 )
-ORDER=(ceiling agent agent-no-telemetry)
+ORDER=(ceiling agent agent-no-telemetry peer-ec2-metadata-mock)
 declare -A RPS P50 P99 HALF_P50 HALF_P99
 
 to_ms() { # wrk latency (e.g. 312.00us, 1.20ms, 2.00s) -> ms
@@ -77,11 +84,15 @@ echo
 echo "Machine: $cores cores; wrk -t1 -c$CONNS -d${DURATION}s; oha -c$CONNS at half of each target's peak, ${DURATION}s"
 echo "Request: GET $QUERY (body ${#BODY} bytes)"
 echo
-echo "| target | peak req/s | ratio to ceiling | p50 ms at peak | p99 ms at peak | p50 ms at half peak | p99 ms at half peak |"
-echo "|---|---|---|---|---|---|---|"
+echo "| target | peak req/s | ratio to ceiling | ratio to peer | p50 ms at peak | p99 ms at peak | p50 ms at half peak | p99 ms at half peak |"
+echo "|---|---|---|---|---|---|---|---|"
 for name in "${ORDER[@]}"; do
     ratio=$(awk -v a="${RPS[$name]}" -v b="${RPS[ceiling]}" 'BEGIN { printf "%.2f", a / b }')
-    echo "| $name | ${RPS[$name]} | $ratio | ${P50[$name]} | ${P99[$name]} | ${HALF_P50[$name]} | ${HALF_P99[$name]} |"
+    peer=$(awk -v a="${RPS[$name]}" -v b="${RPS[peer-ec2-metadata-mock]}" 'BEGIN { printf "%.2f", a / b }')
+    echo "| $name | ${RPS[$name]} | $ratio | $peer | ${P50[$name]} | ${P99[$name]} | ${HALF_P50[$name]} | ${HALF_P99[$name]} |"
 done
+cost=$(awk -v a="${RPS[agent]}" -v b="${RPS[agent-no-telemetry]}" 'BEGIN { printf "%.1f", (1 - a / b) * 100 }')
+echo
+echo "Telemetry costs ${cost}% of the agent's own peak (agent vs agent-no-telemetry)."
 echo
 echo "Agent with telemetry: $events INFO events logged, $dropped dropped."

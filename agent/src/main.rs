@@ -4,6 +4,11 @@ use agent::config::{Cli, Config};
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: a request allocates a few dozen small blocks (headers, the log line), and glibc's
+/// malloc and free were several percent of the request path's profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::from_cli(Cli::parse()) {
         Ok(config) => config,

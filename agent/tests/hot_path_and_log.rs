@@ -349,10 +349,11 @@ async fn a_full_disk_loses_whole_events_counted_as_a_seq_gap_and_serving_goes_on
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq in file order");
     let gaps: u64 = seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
-    // Events after the last written one (shutdown lines on a full disk) are lost at the end,
-    // not in a gap: the gaps are at most what was counted, and most of it.
+    // The count was read before shutdown: the few events logged after it (shutting down) may be
+    // lost too, inside a gap (a cut-back line frees room for a shorter one) or after the last
+    // line written. Every other lost event is one missing seq.
     assert!(
-        gaps as f64 <= dropped && gaps as f64 >= dropped - 20.0,
+        (gaps as f64 - dropped).abs() <= 10.0,
         "gaps {gaps}, dropped {dropped}"
     );
 }

@@ -102,7 +102,8 @@ impl LogRecord {
     /// The timestamp format of the wire form and of every printed timestamp: RFC 3339, UTC,
     /// microseconds, `Z` suffix.
     pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
-        ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        let mut buffer = [0u8; timestamp_micros::LEN];
+        timestamp_micros::format(ts, &mut buffer).to_owned()
     }
 
     /// Truncates a timestamp to the precision the record keeps.
@@ -116,8 +117,45 @@ pub(crate) mod timestamp_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub const LEN: usize = 27;
+
+    /// Formats into `buffer` digit by digit: every log event is stamped, and chrono's `format`
+    /// interprets its pattern on each call (a measurable part of a request's log event). Years
+    /// outside 0..=9999 are printed by chrono (they cannot come from the clock).
+    pub fn format<'b>(ts: &DateTime<Utc>, buffer: &'b mut [u8; LEN]) -> &'b str {
+        use chrono::{Datelike, Timelike};
+        let year = ts.year();
+        if !(0..=9999).contains(&year) {
+            let text = ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            let n = text.len().min(LEN);
+            buffer[..n].copy_from_slice(&text.as_bytes()[..n]);
+            return std::str::from_utf8(&buffer[..n]).unwrap_or_default();
+        }
+        let put = |buffer: &mut [u8; LEN], at: usize, digits: usize, value: u32| {
+            let mut value = value;
+            for i in (0..digits).rev() {
+                buffer[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        *buffer = *b"0000-00-00T00:00:00.000000Z";
+        put(buffer, 0, 4, year as u32);
+        put(buffer, 5, 2, ts.month());
+        put(buffer, 8, 2, ts.day());
+        put(buffer, 11, 2, ts.hour());
+        put(buffer, 14, 2, ts.minute());
+        // A leap second's nanoseconds are >= 1e9: shown as second 60, as chrono does.
+        let nanos = ts.nanosecond();
+        put(buffer, 17, 2, ts.second() + nanos / 1_000_000_000);
+        put(buffer, 20, 6, (nanos % 1_000_000_000) / 1000);
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(buffer).unwrap_or_default()
+    }
+
     pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&ts.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        let mut buffer = [0u8; LEN];
+        s.serialize_str(format(ts, &mut buffer))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -131,6 +169,25 @@ pub(crate) mod timestamp_micros {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_format_as_chrono_would() {
+        for text in [
+            "2024-02-29T23:59:59.123456Z",
+            "1970-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2026-12-01T09:05:07.000042Z",
+        ] {
+            let ts = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            assert_eq!(LogRecord::format_timestamp(&ts), text);
+            assert_eq!(
+                LogRecord::format_timestamp(&ts),
+                ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            );
+        }
+    }
 
     pub(crate) fn request_record() -> LogRecord {
         LogRecord {

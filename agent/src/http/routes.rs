@@ -27,7 +27,7 @@ pub async fn instance(
         None => current(&state.store, caller)?,
         Some(wait) => wait_for_change::wait(&state.held, &state.store, caller, wait).await?,
     };
-    let etag = HeaderValue::from_str(document.etag()).ok();
+    let etag = document.etag_header();
     let not_modified = valid.wait_for_change.is_none()
         && request
             .headers()
@@ -36,9 +36,7 @@ pub async fn instance(
             .is_some_and(|v| matches_if_none_match(v, document.etag()));
     if not_modified {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
-        if let Some(etag) = etag {
-            response.headers_mut().insert(header::ETAG, etag);
-        }
+        response.headers_mut().insert(header::ETAG, etag);
         return Ok(response);
     }
     let visible = document.at_version(valid.version_index);
@@ -55,9 +53,7 @@ pub async fn instance(
         )
             .into_response(),
     };
-    if let Some(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
+    response.headers_mut().insert(header::ETAG, etag);
     Ok(response)
 }
 

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod hourly_file;
 pub mod local_files;
+pub mod log_queue;
 pub mod roll_to_parquet;
 pub mod to_file;
 pub mod to_kafka;

@@ -1,6 +1,6 @@
 //! The full-fidelity local log: a tracing layer that turns every event into the shared
-//! [`LogRecord`] and writes it as one JSON line, through `tracing-appender`'s non-blocking queue,
-//! to the hourly file (`hourly_file.rs`: `<data-dir>/logs/agent.YYYY-MM-DD-HH.log`, UTC hours).
+//! [`LogRecord`] and writes it as one JSON line, through a batching queue (`log_queue.rs`), to
+//! the hourly file (`hourly_file.rs`: `<data-dir>/logs/agent.YYYY-MM-DD-HH.log`, UTC hours).
 //!
 //! These files are the write-ahead log of the warm and cold paths. Writing never blocks the
 //! thread that logs: lines go through a bounded channel to a writer thread, and when it falls
@@ -17,6 +17,7 @@
 //! cut short or starts twice. Serving goes on throughout.
 
 use super::hourly_file::AppendLines;
+use super::log_queue::{LogQueue, WriterGuard};
 use crate::metrics::LOG_EVENTS_TOTAL;
 use chrono::Utc;
 use logrecord::{Level, LogRecord};
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::{Context, Layer};
 
 /// File names: `agent.<UTC date>-<hour>.log`.
@@ -39,7 +39,7 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// The layer writing [`LogRecord`] lines.
 #[derive(Debug)]
 pub struct FileLayer {
-    writer: NonBlocking,
+    writer: LogQueue,
     cluster: String,
     machine: String,
     events: [metrics::Counter; 5],
@@ -49,20 +49,20 @@ pub struct FileLayer {
 /// the drop count at scrape time.
 #[derive(Debug)]
 pub struct FileWriter {
-    pub guard: WorkerGuard,
+    pub guard: WriterGuard,
     pub dropped: DroppedLines,
 }
 
 /// Lines lost before reaching the file: dropped from a full queue, or lost to a failed write.
 #[derive(Debug, Clone)]
 pub struct DroppedLines {
-    queue_full: ErrorCounter,
+    queue: LogQueue,
     write_failed: Arc<AtomicU64>,
 }
 
 impl DroppedLines {
     pub fn dropped_lines(&self) -> u64 {
-        self.queue_full.dropped_lines() as u64 + self.write_failed.load(Ordering::Relaxed)
+        self.queue.dropped() + self.write_failed.load(Ordering::Relaxed)
     }
 }
 
@@ -76,19 +76,15 @@ impl FileLayer {
     ) -> anyhow::Result<(Self, FileWriter)> {
         std::fs::create_dir_all(dir)?;
         let appender = super::hourly_file::HourlyFile::new(dir.to_owned());
-        // The writer thread flushes whenever its queue runs empty, so the buffer batches write
-        // calls under load without holding lines back when idle. A line buffered across the top
-        // of the hour may land in the next hour's file: its timestamp, not its file, is the truth.
+        // The writer thread writes and flushes each batch it drains (every few milliseconds under
+        // load, at once when idle). A line queued across the top of the hour may land in the
+        // next hour's file: its timestamp, not its file, is the truth.
         let first_seq = last_seq_in(dir).map_or(0, |seq| seq + 1).max(unix_micros());
         let write_failed = Arc::new(AtomicU64::new(0));
         let buffered = SequencingWriter::new(appender, first_seq, Arc::clone(&write_failed));
-        let (writer, guard) = NonBlockingBuilder::default()
-            .buffered_lines_limit(buffered_lines)
-            .lossy(true)
-            .thread_name("agent-log-writer")
-            .finish(buffered);
+        let (writer, guard) = super::log_queue::start(buffered, buffered_lines)?;
         let dropped = DroppedLines {
-            queue_full: writer.error_counter(),
+            queue: writer.clone(),
             write_failed,
         };
         let events =
@@ -130,11 +126,8 @@ impl<S: Subscriber> Layer<S> for FileLayer {
             caller: visitor.caller,
             fields: (!visitor.fields.is_empty()).then_some(visitor.fields),
         };
-        // One write is one channel message is one line; a full channel drops it and counts.
-        let _ = self
-            .writer
-            .clone()
-            .write_all(record.to_json_line().as_bytes());
+        // One message is one line; a full queue drops it and counts.
+        self.writer.send(record.to_json_line().into_bytes());
         self.events[level as usize].increment(1);
     }
 }
@@ -343,8 +336,12 @@ impl Visit for RecordVisitor {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // `%value` fields arrive here too, formatted with Display.
-        self.record_str(field, &format!("{value:?}"));
+        // `%value` fields arrive here too, formatted with Display. Typed text columns are
+        // formatted straight into their slot (one allocation, not two: this is every request).
+        match self.text_slot(field.name()) {
+            Some(slot) => *slot = Some(format!("{value:?}")),
+            None => self.record_str(field, &format!("{value:?}")),
+        }
     }
 }
 

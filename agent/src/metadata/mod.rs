@@ -26,6 +26,8 @@ pub const EXAMPLE_DOCUMENT: &str = include_str!("example.json");
 pub struct Document {
     value: Value,
     etag: String,
+    /// The same, as a header value made once (every answer carries it).
+    etag_header: axum::http::HeaderValue,
     /// The document as served at each api-version older than the newest field of
     /// [`by_version::FIELDS`], made on first use (most callers ask the same few versions).
     older: Box<[OnceLock<Value>]>,
@@ -41,7 +43,20 @@ impl Document {
         let older = (0..by_version::newest_field_version())
             .map(|_| OnceLock::new())
             .collect();
-        Document { value, etag, older }
+        // Quotes and hex digits only: always a valid header value.
+        let etag_header = axum::http::HeaderValue::from_str(&etag)
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"\""));
+        Document {
+            value,
+            etag,
+            etag_header,
+            older,
+        }
+    }
+
+    /// The `ETag` header of this document version.
+    pub fn etag_header(&self) -> axum::http::HeaderValue {
+        self.etag_header.clone()
     }
 
     /// The `ETag` header value (quoted) of this document version.
