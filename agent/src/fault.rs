@@ -6,8 +6,6 @@
 
 use crate::http::error::ApiError;
 use crate::metrics::{FAULT_ERROR_RATIO, FAULT_LATENCY_SECONDS};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -94,16 +92,16 @@ impl Faults {
     }
 }
 
-/// The metadata API layer: waits the injected latency, then fails the injected share of requests.
-/// Sits inside the count layer, so injected latency and errors show in the hot-path metrics
-/// exactly as a real fault would.
-pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
+/// In front of the metadata API: waits the injected latency, then answers the injected share of
+/// requests with a 500 (`Some`). Runs inside the count stage, so injected latency and errors show
+/// in the hot-path metrics exactly as a real fault would.
+pub async fn inject(faults: &Faults) -> Option<Response> {
     let spec = faults.current();
     if spec.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(spec.latency_ms)).await;
     }
     if spec.error_ratio > 0.0 && fastrand::f64() < spec.error_ratio {
-        return ApiError::InjectedFault.into_response();
+        return Some(ApiError::InjectedFault.into_response());
     }
-    next.run(request).await
+    None
 }

@@ -22,7 +22,7 @@ use crate::config::ConnectionLimits;
 use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS, REQUESTS_TOTAL};
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -169,7 +169,7 @@ pub async fn serve(
         let conn = Arc::new(Conn {
             state: AtomicU8::new(IDLE),
             since_ms: AtomicU64::new(registry.now_ms()),
-            close: CancellationToken::new(),
+            close: shutdown.child_token(),
         });
         if let Ok(mut conns) = registry.conns.lock() {
             conns.insert(next_id, Arc::clone(&conn));
@@ -182,7 +182,6 @@ pub async fn serve(
             next_id,
             conn,
             shutdown.clone(),
-            limits,
         ));
     }
     drop(listener);
@@ -192,7 +191,6 @@ pub async fn serve(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
@@ -201,7 +199,6 @@ async fn serve_connection(
     id: u64,
     conn: Arc<Conn>,
     shutdown: CancellationToken,
-    limits: ConnectionLimits,
 ) {
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -226,13 +223,9 @@ async fn serve_connection(
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // Ours are the deadlines that count (above); hyper's own header timer runs from the moment it
-    // waits for a head, idle time included, so it is only a backstop here.
+    // No timer for hyper: the deadlines are the reaper's (above). hyper's own header timer would
+    // be armed and reset on every request, in the request path, for nothing.
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(
-            limits.idle_timeout + limits.header_read_timeout + Duration::from_secs(1),
-        )
         // A request head of at most 80 KiB (room for a URI of hyper's 64 KiB maximum, a longer
         // one being its 414; past 80 KiB its 431), at most 64 headers, at most 96 KiB buffered.
         .max_header_size(80 * 1024)
@@ -240,16 +233,18 @@ async fn serve_connection(
         .max_buf_size(96 * 1024);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
+    // One cancellation future per connection (each poll of one takes a lock): the connection's
+    // token is a child of the shutdown token.
     tokio::select! {
         _ = connection.as_mut() => {}
-        // Evicted or past a deadline: dropping the connection closes the socket.
-        () = conn.close.cancelled() => {}
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = conn.close.cancelled() => {}
+        () = conn.close.cancelled() => {
+            if shutdown.is_cancelled() {
+                // Shutdown: idle connections close, requests in progress finish (`run` bounds
+                // the wait with its shutdown deadline).
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.as_mut().await;
             }
+            // Otherwise evicted or past a deadline: dropping the connection closes the socket.
         }
     }
     if let Ok(mut conns) = registry.conns.lock() {

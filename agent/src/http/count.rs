@@ -13,7 +13,6 @@ use crate::metrics::{
 use axum::body::HttpBody;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use std::time::Instant;
 
@@ -41,8 +40,12 @@ pub fn endpoint_of(path: &str) -> &'static str {
     }
 }
 
-/// The count layer.
-pub async fn observe(mut request: Request, next: Next) -> Response {
+/// The count stage around `inner` (the rest of the request's way to its answer).
+pub async fn observe<F, Fut>(mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let start = Instant::now();
     let endpoint = endpoint_of(request.uri().path());
     let query = ImdsQuery::parse(request.uri().query());
@@ -55,7 +58,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(query);
 
     let _in_flight = InFlight::enter();
-    let mut response = next.run(request).await;
+    let mut response = inner(request).await;
     let latency = start.elapsed();
 
     // Formatted once, on the stack, for the header and the log event.

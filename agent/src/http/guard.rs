@@ -6,9 +6,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::routes::caller_of;
 use crate::metrics::THROTTLED_REQUESTS_TOTAL;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::net::IpAddr;
@@ -59,15 +57,8 @@ impl RateLimit {
     }
 }
 
-/// The guard middleware.
-pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match admit(&state, &request) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
-}
-
-fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
+/// The checks: `Err` is the answer to send instead of the route's.
+pub fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
     if headers.contains_key("x-forwarded-for") {
         return Err(ApiError::ForwardedFor);

@@ -1,9 +1,10 @@
 //! The metadata API: routes, the checks in front of them, and the count layer around them.
 //!
-//! Request flow: `count.rs` (request id, Server header, metrics, request event) -> `../fault.rs`
-//! (the operator's injected latency or errors, off by default) -> `guard.rs`
-//! (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query validation, document
-//! lookup) -> `render.rs` (JSON or text).
+//! Request flow: `connections.rs` (bounded connections) -> `count.rs` (request id, Server header,
+//! metrics, request event) -> `../fault.rs` (the operator's injected latency or errors, off by
+//! default) -> `guard.rs` (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query
+//! validation, document lookup) -> `render.rs` (JSON or text). The first three stages run as one
+//! layer ([`front`]).
 
 pub mod connections;
 pub mod count;
@@ -17,9 +18,10 @@ pub mod wait_for_change;
 use crate::fault::{self, Faults};
 use crate::metadata::MetadataStore;
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware;
-use axum::response::IntoResponse;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use guard::RateLimit;
 use std::sync::Arc;
@@ -66,13 +68,24 @@ pub fn router(state: AppState) -> Router {
                 .fallback(routes::method_not_allowed),
         )
         .fallback(routes::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.faults),
-            fault::inject,
-        ))
-        .layer(middleware::from_fn(count::observe))
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
+}
+
+/// Count, fault switch and guard, in that order, as one layer: each axum layer clones its state
+/// and the service inside it for every request, which showed in the request path's profile
+/// (BENCHMARKS.md).
+async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    count::observe(request, |request| async move {
+        if let Some(injected) = fault::inject(&state.faults).await {
+            return injected;
+        }
+        match guard::admit(&state, &request) {
+            Ok(()) => next.run(request).await,
+            Err(error) => error.into_response(),
+        }
+    })
+    .await
 }
 
 /// A JSON response body with Azure's content type.
