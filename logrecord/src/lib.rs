@@ -28,7 +28,7 @@ pub use uuid::Uuid;
 /// other structured field of an event goes into `fields`, a JSON object.
 /// Read with [`LogRecord::from_json_line`] (through the borrowed `json_line::RecordRef`: one
 /// parser, one notion of a valid line), so the type itself only serializes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogRecord {
     /// Per-host sequence number, assigned by the agent's single log-writer thread in file order
     /// and increasing across restarts (it starts above both the last one on disk and the current
@@ -39,7 +39,6 @@ pub struct LogRecord {
     /// in the line, 16 bytes in Parquet (a line whose id is not a UUID is not a valid line).
     pub id: Uuid,
     /// When the event happened, UTC, microsecond precision.
-    #[serde(with = "timestamp_micros")]
     pub timestamp: DateTime<Utc>,
     pub level: Level,
     /// The tracing target (usually the module path).
@@ -51,30 +50,71 @@ pub struct LogRecord {
 
     /// `x-ms-request-id` of the response this event describes (the agent makes it a UUIDv4; an
     /// event field `request_id` that is not a UUID stays in `fields`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Uuid>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Time from the request's arrival to its response being ready, microseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_bytes: Option<u64>,
     /// The caller's IP address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
 
     /// Every other field of the event. A JSON object here; a JSON string column in Arrow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A [`LogRecord`] borrowed: what the JSON line is written from. `LogRecord` serializes through
+/// it, and the agent's log layer writes its lines with it without copying each event's strings
+/// into an owned record first; one definition of the line, field order and names included.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LogRecordRef<'a> {
+    pub seq: u64,
+    pub id: Uuid,
+    #[serde(with = "timestamp_micros")]
+    pub timestamp: DateTime<Utc>,
+    pub level: Level,
+    pub target: &'a str,
+    pub message: &'a str,
+    pub cluster: &'a str,
+    pub machine: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+impl LogRecordRef<'_> {
+    /// Appends the JSON line, newline included, to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // Strings, numbers and a JSON map always serialize.
+        let _ = serde_json::to_writer(&mut *out, self);
+        out.push(b'\n');
+    }
+}
+
+impl Serialize for LogRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.borrowed().serialize(serializer)
+    }
 }
 
 /// Why a line could not be read as a [`LogRecord`].
@@ -86,6 +126,30 @@ pub enum RecordError {
 }
 
 impl LogRecord {
+    /// The record borrowed, as it is serialized.
+    pub fn borrowed(&self) -> LogRecordRef<'_> {
+        LogRecordRef {
+            seq: self.seq,
+            id: self.id,
+            timestamp: self.timestamp,
+            level: self.level,
+            target: &self.target,
+            message: &self.message,
+            cluster: &self.cluster,
+            machine: &self.machine,
+            request_id: self.request_id,
+            method: self.method.as_deref(),
+            path: self.path.as_deref(),
+            api_version: self.api_version.as_deref(),
+            format: self.format.as_deref(),
+            status: self.status,
+            latency_us: self.latency_us,
+            response_bytes: self.response_bytes,
+            caller: self.caller.as_deref(),
+            fields: self.fields.as_ref(),
+        }
+    }
+
     /// Parses one JSON line (a trailing newline is allowed).
     pub fn from_json_line(line: &str) -> Result<Self, RecordError> {
         Ok(json_line::RecordRef::parse(line)?.into_owned())

@@ -20,8 +20,9 @@ use super::hourly_file::AppendLines;
 use super::log_queue::{LogQueue, WriterGuard};
 use crate::metrics::LOG_EVENTS_TOTAL;
 use chrono::Utc;
-use logrecord::{Level, LogRecord};
+use logrecord::{Level, LogRecord, LogRecordRef};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
@@ -101,34 +102,59 @@ impl FileLayer {
 
 impl<S: Subscriber> Layer<S> for FileLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        let level = level_of(*meta.level());
-        let mut visitor = RecordVisitor::default();
-        event.record(&mut visitor);
-        let record = LogRecord {
+        // Every request logs one event: the visitor's strings and the line are scratch space kept
+        // per thread and reused, so writing a line costs one allocation (the queued copy).
+        thread_local! {
+            static SCRATCH: RefCell<(RecordVisitor, Vec<u8>)> = RefCell::default();
+        }
+        let level = level_of(*event.metadata().level());
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let (visitor, line) = &mut *scratch;
+                self.write(event, level, visitor, line);
+            }
+            // An event logged while this thread writes one (nothing does today): fresh scratch.
+            Err(_) => self.write(event, level, &mut RecordVisitor::default(), &mut Vec::new()),
+        });
+        self.events[level as usize].increment(1);
+    }
+}
+
+impl FileLayer {
+    fn write(
+        &self,
+        event: &Event<'_>,
+        level: Level,
+        visitor: &mut RecordVisitor,
+        line: &mut Vec<u8>,
+    ) {
+        visitor.clear();
+        event.record(visitor);
+        let record = LogRecordRef {
             id: uuid::Uuid::now_v7(),
             // Stamped by the writer thread (SequencingWriter).
             seq: 0,
             timestamp: LogRecord::truncate_timestamp(Utc::now()),
             level,
-            target: meta.target().to_owned(),
-            message: visitor.message,
-            cluster: self.cluster.clone(),
-            machine: self.machine.clone(),
+            target: event.metadata().target(),
+            message: &visitor.message,
+            cluster: &self.cluster,
+            machine: &self.machine,
             request_id: visitor.request_id,
-            method: visitor.method,
-            path: visitor.path,
-            api_version: visitor.api_version,
-            format: visitor.format,
+            method: visitor.method.get(),
+            path: visitor.path.get(),
+            api_version: visitor.api_version.get(),
+            format: visitor.format.get(),
             status: visitor.status,
             latency_us: visitor.latency_us,
             response_bytes: visitor.response_bytes,
-            caller: visitor.caller,
-            fields: (!visitor.fields.is_empty()).then_some(visitor.fields),
+            caller: visitor.caller.get(),
+            fields: (!visitor.fields.is_empty()).then_some(&visitor.fields),
         };
+        line.clear();
+        record.write_json_line(line);
         // One message is one line; a full queue drops it and counts.
-        self.writer.send(record.to_json_line().into_bytes());
-        self.events[level as usize].increment(1);
+        self.writer.send(line.clone());
     }
 }
 
@@ -251,15 +277,41 @@ fn level_of(level: tracing::Level) -> Level {
 }
 
 /// Sorts an event's fields into the record's typed columns and the `fields` object.
+/// A text field of the event, its buffer kept between events.
+#[derive(Default)]
+struct Slot {
+    text: String,
+    set: bool,
+}
+
+impl Slot {
+    fn put(&mut self, value: &str) {
+        self.text.clear();
+        self.text.push_str(value);
+        self.set = true;
+    }
+
+    fn put_debug(&mut self, value: &dyn fmt::Debug) {
+        use std::fmt::Write as _;
+        self.text.clear();
+        let _ = write!(self.text, "{value:?}");
+        self.set = true;
+    }
+
+    fn get(&self) -> Option<&str> {
+        self.set.then_some(self.text.as_str())
+    }
+}
+
 #[derive(Default)]
 struct RecordVisitor {
     message: String,
     request_id: Option<uuid::Uuid>,
-    method: Option<String>,
-    path: Option<String>,
-    api_version: Option<String>,
-    format: Option<String>,
-    caller: Option<String>,
+    method: Slot,
+    path: Slot,
+    api_version: Slot,
+    format: Slot,
+    caller: Slot,
     status: Option<u16>,
     latency_us: Option<u64>,
     response_bytes: Option<u64>,
@@ -267,7 +319,26 @@ struct RecordVisitor {
 }
 
 impl RecordVisitor {
-    fn text_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+    /// Empties every field, keeping the buffers.
+    fn clear(&mut self) {
+        self.message.clear();
+        self.request_id = None;
+        for slot in [
+            &mut self.method,
+            &mut self.path,
+            &mut self.api_version,
+            &mut self.format,
+            &mut self.caller,
+        ] {
+            slot.set = false;
+        }
+        self.status = None;
+        self.latency_us = None;
+        self.response_bytes = None;
+        self.fields.clear();
+    }
+
+    fn text_slot(&mut self, name: &str) -> Option<&mut Slot> {
         Some(match name {
             "method" => &mut self.method,
             "path" => &mut self.path,
@@ -292,7 +363,10 @@ impl RecordVisitor {
 impl Visit for RecordVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "message" => self.message = value.to_owned(),
+            "message" => {
+                self.message.clear();
+                self.message.push_str(value);
+            }
             // The typed column holds UUIDs (16 bytes in Parquet); any other id stays a field.
             "request_id" => match value.parse() {
                 Ok(id) => self.request_id = Some(id),
@@ -302,7 +376,7 @@ impl Visit for RecordVisitor {
                 }
             },
             name => match self.text_slot(name) {
-                Some(slot) => *slot = Some(value.to_owned()),
+                Some(slot) => slot.put(value),
                 None => {
                     self.fields.insert(name.to_owned(), Value::from(value));
                 }
@@ -336,11 +410,18 @@ impl Visit for RecordVisitor {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // `%value` fields arrive here too, formatted with Display. Typed text columns are
-        // formatted straight into their slot (one allocation, not two: this is every request).
-        match self.text_slot(field.name()) {
-            Some(slot) => *slot = Some(format!("{value:?}")),
-            None => self.record_str(field, &format!("{value:?}")),
+        // `%value` fields arrive here too, formatted with Display. Typed text columns and the
+        // message are formatted straight into their buffers.
+        match field.name() {
+            "message" => {
+                use std::fmt::Write as _;
+                self.message.clear();
+                let _ = write!(self.message, "{value:?}");
+            }
+            name => match self.text_slot(name) {
+                Some(slot) => slot.put_debug(value),
+                None => self.record_str(field, &format!("{value:?}")),
+            },
         }
     }
 }
