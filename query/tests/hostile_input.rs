@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
-use common::stdout;
+use common::{query, stdout};
 use logrecord::{Level, LogRecord, Uuid};
 use std::io::Read;
 use std::path::Path;
@@ -42,15 +42,6 @@ fn store(root: &Path, rows: u32) {
         &mut records,
     )
     .unwrap();
-}
-
-fn query(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_query"))
-        .arg("--data")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn failed_with(output: &Output, expected: &str) {

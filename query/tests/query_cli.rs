@@ -6,11 +6,11 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::stdout;
+use common::{query, stdout};
 use logrecord::{Level, LogRecord, Uuid};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// 2 days x 3 hours x machines m1, m2 (cluster c1) and m3 (c2) x 10 events.
 fn records() -> Vec<LogRecord> {
@@ -82,15 +82,6 @@ fn write_store(root: &Path, warm: bool) -> Vec<LogRecord> {
         logrecord::parquet_file::write(&root.join(path), &mut rows).unwrap();
     }
     records
-}
-
-fn query(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_query"))
-        .arg("--data")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
