@@ -433,7 +433,26 @@ async fn the_shipper_follows_hourly_files_in_order_and_reports_a_file_removed_un
     .unwrap();
 
     let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
-    let mut agent = start_agent(&brokers, &topic, "west", "host-1", data.path());
+    // Raw retention off: the test reads the old hours' files after they are shipped, and the
+    // roller's next pass (every 10 s) would remove them, shipped and rolled, under a slow run.
+    let mut agent = common::agent_harness::Agent::builder()
+        .without_identity()
+        .data_dir(data.path())
+        .args([
+            "--rate-limit",
+            "0",
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--cluster",
+            "west",
+            "--machine",
+            "host-1",
+            "--retain-raw",
+            "100000h",
+        ])
+        .start();
     load(&agent, 30).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let scrape = loop {
