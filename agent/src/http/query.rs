@@ -102,7 +102,7 @@ impl ImdsQuery {
 
     /// Checks the rules of the API: no duplicate, a supported api-version, a known format.
     pub fn validate(&self) -> Result<ValidQuery, ApiError> {
-        let api_version = self.validate_version()?;
+        let version_index = self.version_index()?;
         let format = self.format()?;
         let extended = boolean(self.extended.as_deref(), "extended")?;
         let wait_for_change = match boolean(self.wait_for_change.as_deref(), "wait-for-change")? {
@@ -122,8 +122,8 @@ impl ImdsQuery {
             }),
         };
         Ok(ValidQuery {
-            api_version,
-            version_index: api_version::index_of(api_version).unwrap_or(0),
+            api_version: api_version::SUPPORTED[version_index],
+            version_index,
             format,
             extended,
             wait_for_change,
@@ -132,6 +132,11 @@ impl ImdsQuery {
 
     /// Checks only the api-version and duplicates (`/metadata/versions` takes nothing else).
     pub fn validate_version(&self) -> Result<&'static str, ApiError> {
+        self.version_index().map(|i| api_version::SUPPORTED[i])
+    }
+
+    /// The api-version's position in [`api_version::SUPPORTED`], after the parameter checks.
+    fn version_index(&self) -> Result<usize, ApiError> {
         if self.too_many {
             return Err(ApiError::TooManyParameters);
         }
@@ -140,7 +145,7 @@ impl ImdsQuery {
         }
         self.api_version
             .as_deref()
-            .and_then(api_version::lookup)
+            .and_then(api_version::index_of)
             .ok_or(ApiError::InvalidApiVersion)
     }
 

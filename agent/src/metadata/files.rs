@@ -231,7 +231,7 @@ impl FileSource {
         for other in &others {
             tracing::warn!(file = %other.display(), "skipping metadata file: not a regular file");
         }
-        let before: Vec<*const Document> = self.last_good.values().map(Arc::as_ptr).collect();
+        let mut changed = false;
         for file in &files {
             if let FileRole::Ignored = caller_of_file(file, self.is_dir) {
                 tracing::warn!(file = %file.display(), "ignoring metadata file: name it default.json or <caller-ip>.json");
@@ -256,6 +256,7 @@ impl FileSource {
                     tracing::info!(file = %file.display(), "metadata document loaded");
                     self.last_good
                         .insert(file.clone(), Arc::new(Document::new(document)));
+                    changed = true;
                 }
                 Err(error) => {
                     metrics::counter!(METADATA_RELOAD_ERRORS_TOTAL, "source" => "file")
@@ -267,15 +268,16 @@ impl FileSource {
         // A per-caller file that is gone withdraws that caller's document; the default document
         // is never withdrawn by a failed read or a missing file.
         let single_file = !self.is_dir;
+        let kept = self.last_good.len();
         self.last_good.retain(|file, _| {
             files.contains(file)
                 || single_file
                 || matches!(caller_of_file(file, true), FileRole::Default)
         });
+        changed |= self.last_good.len() != kept;
         self.last_read.retain(|file, _| files.contains(file));
         self.fingerprint = fingerprint;
-        let after: Vec<*const Document> = self.last_good.values().map(Arc::as_ptr).collect();
-        Ok(before != after)
+        Ok(changed)
     }
 }
 
