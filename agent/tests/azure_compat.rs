@@ -198,6 +198,15 @@ async fn etag_and_if_none_match() {
         assert!(response.headers().contains_key("x-ms-request-id"));
         assert_eq!(response.bytes().await.unwrap().len(), 0);
     }
+    // A path the document does not have is still a 404, whatever the tag.
+    let missing = client()
+        .get(agent.url("/metadata/instance/compute/nope?api-version=2021-02-01"))
+        .header("Metadata", "true")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
     let stale = client()
         .get(agent.url("/metadata/instance?api-version=2021-02-01"))
         .header("Metadata", "true")

@@ -28,6 +28,9 @@ pub async fn instance(
         Some(wait) => wait_for_change::wait(&state.held, &state.store, caller, wait).await?,
     };
     let etag = document.etag_header();
+    let visible = document.at_version(valid.version_index);
+    // The path is checked first: a path the document does not have is a 404 whatever the tag.
+    let node = render::walk(visible, &segments, valid.extended, path)?;
     let not_modified = valid.wait_for_change.is_none()
         && request
             .headers()
@@ -39,8 +42,6 @@ pub async fn instance(
         response.headers_mut().insert(header::ETAG, etag);
         return Ok(response);
     }
-    let visible = document.at_version(valid.version_index);
-    let node = render::walk(visible, &segments, valid.extended, path)?;
     let body = render::render(&node, valid.format)?;
     let mut response = match valid.format {
         Format::Json => json_body(body).into_response(),
