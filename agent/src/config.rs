@@ -174,7 +174,8 @@ fn positive(name: &str, value: Option<Duration>, default: Duration) -> anyhow::R
 const RESERVED_FILES: u64 = 128;
 
 /// The connection cap, lowered to what the process's open-file limit allows: past that limit
-/// `accept` fails and no caller is served at all.
+/// `accept` fails and no caller is served at all. The cap in force is in the "metadata API
+/// listening" start-up line (configuration is read before logging is set up).
 fn connection_cap(wanted: u32) -> usize {
     let wanted = u64::from(wanted);
     let cap = match open_file_limit() {
@@ -182,13 +183,6 @@ fn connection_cap(wanted: u32) -> usize {
         Some(limit) => wanted.min(limit - RESERVED_FILES),
         None => wanted,
     };
-    if cap < wanted {
-        tracing::warn!(
-            wanted,
-            cap,
-            "--max-connections lowered to fit the open-file limit (ulimit -n)"
-        );
-    }
     cap as usize
 }
 

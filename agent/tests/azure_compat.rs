@@ -186,35 +186,43 @@ async fn etag_and_if_none_match() {
         format!("\"x\", {etag}"),
         "*".into(),
     ] {
-        let response = client()
-            .get(agent.url("/metadata/instance?api-version=2021-02-01"))
-            .header("Metadata", "true")
-            .header("If-None-Match", &if_none_match)
-            .send()
-            .await
-            .unwrap();
+        let response = if_none_match_get(
+            &agent,
+            "/metadata/instance?api-version=2021-02-01",
+            &if_none_match,
+        )
+        .await;
         assert_eq!(response.status(), 304, "{if_none_match}");
         assert_eq!(response.headers()["etag"].to_str().unwrap(), etag);
         assert!(response.headers().contains_key("x-ms-request-id"));
         assert_eq!(response.bytes().await.unwrap().len(), 0);
     }
     // A path the document does not have is still a 404, whatever the tag.
-    let missing = client()
-        .get(agent.url("/metadata/instance/compute/nope?api-version=2021-02-01"))
-        .header("Metadata", "true")
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let missing = if_none_match_get(
+        &agent,
+        "/metadata/instance/compute/nope?api-version=2021-02-01",
+        &etag,
+    )
+    .await;
     assert_eq!(missing.status(), 404);
-    let stale = client()
-        .get(agent.url("/metadata/instance?api-version=2021-02-01"))
+    let stale = if_none_match_get(
+        &agent,
+        "/metadata/instance?api-version=2021-02-01",
+        "\"0000000000000000\"",
+    )
+    .await;
+    assert_eq!(stale.status(), 200);
+}
+
+/// GET with the Metadata header and `If-None-Match: <tag>`.
+async fn if_none_match_get(agent: &Agent, path: &str, tag: &str) -> reqwest::Response {
+    client()
+        .get(agent.url(path))
         .header("Metadata", "true")
-        .header("If-None-Match", "\"0000000000000000\"")
+        .header("If-None-Match", tag)
         .send()
         .await
-        .unwrap();
-    assert_eq!(stale.status(), 200);
+        .unwrap()
 }
 
 fn document(vm_id: &str) -> String {

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A store whose listings show only data files.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VisibleFiles {
     inner: Arc<dyn ObjectStore>,
     /// Set when `inner` is the local file system: plain reads are then done in place.
@@ -295,12 +295,7 @@ impl ObjectStore for VisibleFiles {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let inner = Arc::clone(&self.inner);
         let prefix = prefix.cloned();
-        let checker = VisibleFiles {
-            inner: Arc::clone(&self.inner),
-            local: None,
-            bytes_read: Arc::clone(&self.bytes_read),
-            warned: Arc::clone(&self.warned),
-        };
+        let checker = self.clone();
         stream::once(async move {
             let all: Vec<ObjectMeta> = inner.list(prefix.as_ref()).try_collect().await?;
             checker.check(keep_data(inner.as_ref(), all).await?)

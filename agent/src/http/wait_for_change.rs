@@ -35,11 +35,6 @@ impl HeldRequests {
             shutdown,
         })
     }
-
-    /// Requests held right now.
-    pub fn held(&self) -> usize {
-        self.limits.max_held - self.slots.available_permits()
-    }
 }
 
 /// The caller's document now.
@@ -69,12 +64,8 @@ pub async fn wait(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = store.changes();
     changes.borrow_and_update();
-    let document = current(store, caller)?;
-    let known = match &wait.last_etag {
-        Some(tag) => unquoted(tag).to_owned(),
-        None => unquoted(document.etag()).to_owned(),
-    };
-    let mut document = document;
+    let mut document = current(store, caller)?;
+    let known = unquoted(wait.last_etag.as_deref().unwrap_or(document.etag())).to_owned();
     loop {
         if unquoted(document.etag()) != known {
             return Ok(document);

@@ -25,9 +25,8 @@ pub const EXAMPLE_DOCUMENT: &str = include_str!("example.json");
 #[derive(Debug)]
 pub struct Document {
     value: Value,
-    etag: String,
-    /// The same, as a header value made once (every answer carries it).
-    etag_header: axum::http::HeaderValue,
+    /// The version tag, quoted, made once as a header value (every answer carries it).
+    etag: axum::http::HeaderValue,
     /// The document as served at each api-version older than the newest field of
     /// [`by_version::FIELDS`], made on first use (most callers ask the same few versions).
     older: Box<[OnceLock<Value>]>,
@@ -39,29 +38,24 @@ impl Document {
         // serving the same document: a client's `If-None-Match` stays valid across both.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         value.to_string().hash(&mut hasher);
-        let etag = format!("\"{:016x}\"", hasher.finish());
+        // Quotes and hex digits only: always a valid header value.
+        let etag = axum::http::HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"\""));
         let older = (0..by_version::newest_field_version())
             .map(|_| OnceLock::new())
             .collect();
-        // Quotes and hex digits only: always a valid header value.
-        let etag_header = axum::http::HeaderValue::from_str(&etag)
-            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"\""));
-        Document {
-            value,
-            etag,
-            etag_header,
-            older,
-        }
+        Document { value, etag, older }
     }
 
     /// The `ETag` header of this document version.
     pub fn etag_header(&self) -> axum::http::HeaderValue {
-        self.etag_header.clone()
+        self.etag.clone()
     }
 
-    /// The `ETag` header value (quoted) of this document version.
+    /// The `ETag` value (quoted) of this document version.
     pub fn etag(&self) -> &str {
-        &self.etag
+        // Made from ASCII above.
+        self.etag.to_str().unwrap_or_default()
     }
 
     /// The whole document, every field.
