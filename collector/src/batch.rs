@@ -1,16 +1,8 @@
 //! One Kafka partition's batch: messages decoded into the shared log record, malformed ones set
-//! aside as dead letters with their reason, replays and duplicates dropped.
-//!
-//! Two kinds of repeat are dropped, which together give each event exactly once in the store:
-//! - a message whose offset the store already holds (a collector replay after a crash): by offset;
-//! - an event the agent sent twice (it resends from its checkpoint after a crash): by the record's
-//!   `seq`, which each agent assigns in file order and which only grows, so anything at or below
-//!   the highest `seq` stored for its machine is a repeat. One machine's events share a partition
-//!   (the message key) and arrive in order, so this per-partition check sees all of them.
+//! aside as dead letters with their reason, replays of offsets the table already holds dropped.
+//! (Agent resends, the other kind of repeat, are dropped by the writer: `resends.rs`.)
 
-use crate::state::PartitionState;
 use logrecord::LogRecord;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Every reason a message is dead-lettered (the `reason` label's values).
@@ -35,19 +27,15 @@ pub enum Outcome {
     Added,
     /// Its offset is already in the store.
     Replayed,
-    /// Its machine's `seq` is already in the store.
-    Duplicate,
     DeadLettered(&'static str),
 }
 
-/// The batch of one partition, with the partition's stored state.
+/// The batch of one partition.
 #[derive(Debug)]
 pub struct PartitionBatch {
     pub partition: i32,
-    /// What the store holds (committed).
-    pub state: PartitionState,
-    /// `state.high_water` plus this batch's records.
-    pub high_water: BTreeMap<String, u64>,
+    /// The first offset neither in the table nor in an earlier batch.
+    pub next_offset: i64,
     /// Offsets of the messages in this batch (rows, dead letters and dropped repeats alike).
     pub offsets: Option<(i64, i64)>,
     pub records: Vec<LogRecord>,
@@ -56,12 +44,10 @@ pub struct PartitionBatch {
 }
 
 impl PartitionBatch {
-    pub fn new(partition: i32, state: PartitionState) -> Self {
-        let high_water = state.high_water.clone();
+    pub fn new(partition: i32, next_offset: i64) -> Self {
         PartitionBatch {
             partition,
-            state,
-            high_water,
+            next_offset,
             offsets: None,
             records: Vec::new(),
             dead_letters: Vec::new(),
@@ -70,7 +56,7 @@ impl PartitionBatch {
     }
 
     pub fn add(&mut self, offset: i64, payload: Option<&[u8]>) -> Outcome {
-        if offset < self.state.next_offset || self.offsets.is_some_and(|(_, last)| offset <= last) {
+        if offset < self.next_offset || self.offsets.is_some_and(|(_, last)| offset <= last) {
             return Outcome::Replayed;
         }
         self.offsets = Some(match self.offsets {
@@ -92,14 +78,6 @@ impl PartitionBatch {
                 return Outcome::DeadLettered(reason);
             }
         };
-        if self
-            .high_water
-            .get(&record.machine)
-            .is_some_and(|&high| record.seq <= high)
-        {
-            return Outcome::Duplicate;
-        }
-        self.high_water.insert(record.machine.clone(), record.seq);
         self.records.push(record);
         Outcome::Added
     }
@@ -110,21 +88,10 @@ impl PartitionBatch {
     }
 
     /// Hands this batch over to be written and continues with an empty one that starts where it
-    /// ends, as if it were already stored (the writer stores batches in order).
+    /// ends (the writer stores batches in order).
     pub fn hand_over(&mut self) -> PartitionBatch {
-        let next_offset = self
-            .offsets
-            .map_or(self.state.next_offset, |(_, last)| last + 1);
-        let successor = PartitionState {
-            next_offset,
-            high_water: self.high_water.clone(),
-        };
-        std::mem::replace(self, PartitionBatch::new(self.partition, successor))
-    }
-
-    /// Starts over after the batch was written, from the new stored state.
-    pub fn committed(&mut self, state: PartitionState) {
-        *self = PartitionBatch::new(self.partition, state);
+        let next_offset = self.offsets.map_or(self.next_offset, |(_, last)| last + 1);
+        std::mem::replace(self, PartitionBatch::new(self.partition, next_offset))
     }
 }
 
@@ -134,6 +101,16 @@ fn decode(payload: Option<&[u8]>) -> Result<LogRecord, (&'static str, String)> {
         .ok_or(("empty", "empty message".to_owned()))?;
     let text = std::str::from_utf8(payload).map_err(|e| ("not_utf8", e.to_string()))?;
     let record = LogRecord::from_json_line(text).map_err(|e| ("invalid_record", e.to_string()))?;
+    // The table stores counts as Delta's signed `long`.
+    for (name, value) in [
+        ("seq", Some(record.seq)),
+        ("latency_us", record.latency_us),
+        ("response_bytes", record.response_bytes),
+    ] {
+        if value.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(("invalid_record", format!("{name} is above 2^63-1")));
+        }
+    }
     for (name, value) in [("cluster", &record.cluster), ("machine", &record.machine)] {
         if !is_partition_safe(value) {
             return Err((
@@ -167,19 +144,12 @@ mod tests {
     }
 
     #[test]
-    fn replays_duplicates_and_poison_are_sorted_out() {
-        let mut batch = PartitionBatch::new(
-            0,
-            PartitionState {
-                next_offset: 10,
-                high_water: [("a".to_owned(), 5)].into(),
-            },
-        );
+    fn replays_and_poison_are_sorted_out() {
+        let mut batch = PartitionBatch::new(0, 10);
         assert_eq!(batch.add(9, Some(&line("a", 6))), Outcome::Replayed);
-        assert_eq!(batch.add(10, Some(&line("a", 5))), Outcome::Duplicate);
+        assert_eq!(batch.add(10, Some(&line("a", 5))), Outcome::Added);
         assert_eq!(batch.add(11, Some(&line("a", 6))), Outcome::Added);
         assert_eq!(batch.add(12, Some(&line("b", 1))), Outcome::Added);
-        assert_eq!(batch.add(13, Some(&line("a", 6))), Outcome::Duplicate);
         assert_eq!(batch.add(14, None), Outcome::DeadLettered("empty"));
         assert_eq!(
             batch.add(15, Some(b"\xff\xfe")),
@@ -194,19 +164,21 @@ mod tests {
             Outcome::DeadLettered("invalid_identity")
         );
         assert_eq!(batch.add(17, Some(&line("a", 7))), Outcome::Replayed);
-        assert_eq!(batch.offsets, Some((10, 17)));
-        assert_eq!(batch.records.len(), 2);
+        assert_eq!(
+            batch.add(18, Some(&line("a", u64::MAX))),
+            Outcome::DeadLettered("invalid_record")
+        );
+        assert_eq!(batch.offsets, Some((10, 18)));
+        assert_eq!(batch.records.len(), 3);
         assert_eq!(
             batch
                 .dead_letters
                 .iter()
                 .map(|d| d.offset)
                 .collect::<Vec<_>>(),
-            [14, 15, 16, 17]
+            [14, 15, 16, 17, 18]
         );
-        assert_eq!(
-            batch.high_water,
-            [("a".to_owned(), 6), ("b".to_owned(), 1)].into()
-        );
+        let next = batch.hand_over();
+        assert_eq!((next.records.len(), batch.next_offset), (3, 19));
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 #[command(
     name = "collector",
     version,
-    about = "Kafka -> validated, deduplicated, hive-partitioned Parquet (the warm store)"
+    about = "Kafka -> validated, deduplicated rows in a Delta Lake table (the warm store)"
 )]
 pub struct Cli {
     /// TOML file with any of the settings below (keys spelled as the flags, without `--`).
@@ -32,18 +32,24 @@ pub struct Cli {
     /// back at once instead of after a rebalance. Unique per collector. [default: none]
     #[arg(long, env = "COLLECTOR_INSTANCE_ID")]
     pub instance_id: Option<String>,
-    /// Root of the warm store. [default: ./data/warm]
+    /// The warm store's Delta table: a directory or s3://bucket/prefix (S3 settings from the
+    /// AWS_* variables). [default: ./data/warm]
     #[arg(long, env = "COLLECTOR_OUT", global = true)]
-    pub out: Option<PathBuf>,
+    pub out: Option<String>,
     /// Address of `/metrics`. [default: 127.0.0.1:9465]
     #[arg(long, env = "COLLECTOR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Longest time a consumed event waits before it is written, e.g. `2s`. [default: 2s]
+    /// Longest time a consumed event waits before it is committed, e.g. `2s`; also the least
+    /// time between this collector's commits while it keeps up. [default: 2s]
     #[arg(long, env = "COLLECTOR_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
     /// Rows of one Kafka partition that trigger a write before the interval. [default: 200000]
     #[arg(long, env = "COLLECTOR_MAX_BATCH_ROWS")]
     pub max_batch_rows: Option<usize>,
+    /// Fault injection for tests: hold every commit this long after its files are written
+    /// (a collector stopped mid-commit).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub fault_commit_delay: Option<Duration>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -51,21 +57,35 @@ pub struct Cli {
 /// Commands besides consuming (the default).
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Merge each closed hour's files into one per partition directory, safely while collectors
-    /// write and queries read; delete the files replaced by earlier runs once --grace has passed.
-    /// Run it periodically (cron, a systemd timer), one at a time per store.
+    /// Rewrite each closed hour's small files into large ones sorted by time (Delta OPTIMIZE),
+    /// safely while collectors append and queries read. Run it periodically (cron, a systemd
+    /// timer).
     Compact(CompactArgs),
+    /// Delete hours older than --max-age, then vacuum files no recent version refers to.
+    /// Run it daily.
+    Retain(RetainArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompactArgs {
     /// Compact an hour once it ended at least this long ago (later events may still arrive;
-    /// a later run merges them too).
+    /// a later run compacts them too).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub min_age: Duration,
-    /// How long replaced files stay readable for queries that listed them before the commit.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub grace: Duration,
+    /// Size of the files written, in bytes.
+    #[arg(long, default_value_t = 128 * 1024 * 1024)]
+    pub target_file_size: u64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetainArgs {
+    /// Keep this much of the newest logs, e.g. `90d`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_age: Duration,
+    /// Files no longer in the table are deleted once they have been out of it this long: longer
+    /// than the longest query (a query reads the version it started on).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub vacuum_after: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,7 +95,7 @@ struct FileConfig {
     topic: Option<String>,
     group: Option<String>,
     instance_id: Option<String>,
-    out: Option<PathBuf>,
+    out: Option<String>,
     metrics_listen: Option<SocketAddr>,
     flush_interval: Option<String>,
     max_batch_rows: Option<usize>,
@@ -88,10 +108,11 @@ pub struct Config {
     pub topic: String,
     pub group: String,
     pub instance_id: Option<String>,
-    pub out: PathBuf,
+    pub out: String,
     pub metrics_listen: SocketAddr,
     pub flush_interval: Duration,
     pub max_batch_rows: usize,
+    pub fault_commit_delay: Option<Duration>,
 }
 
 impl Config {
@@ -146,13 +167,14 @@ impl Config {
             out: cli
                 .out
                 .or(file.out)
-                .unwrap_or_else(|| PathBuf::from("data/warm")),
+                .unwrap_or_else(|| "data/warm".to_owned()),
             metrics_listen: cli
                 .metrics_listen
                 .or(file.metrics_listen)
                 .unwrap_or(([127, 0, 0, 1], 9465).into()),
             flush_interval,
             max_batch_rows,
+            fault_commit_delay: cli.fault_commit_delay,
         })
     }
 }

@@ -1,28 +1,33 @@
 //! The collector: a Kafka consumer-group member that turns the agents' INFO+ events into the warm
-//! store, validated, deduplicated and hive-partitioned Parquet. More collectors in the same group
-//! share the partitions.
+//! store, a Delta Lake table of validated, deduplicated rows. More collectors in the same group
+//! share the partitions and commit to the same table.
 //!
 //! | stage | file |
 //! |---|---|
-//! | Kafka -> per-partition batches | `from_kafka.rs` -> `batch.rs` |
-//! | batch -> writer thread -> Parquet, then commit | `writer.rs` -> `to_parquet.rs` -> `state.rs` |
-//! | closed hours' small files -> one file per partition (`collector compact`) | `compact.rs` |
+//! | Kafka -> per-partition batches (offsets set from the table) | `from_kafka.rs` -> `batch.rs` |
+//! | batches -> writer thread -> resends dropped -> one Delta commit | `writer.rs` -> `resends.rs` -> `to_delta.rs` |
+//! | the table: schema, location, progress (`txn`), commit with fence | `warm_table.rs` |
+//! | closed hours' small files -> sorted large ones (`collector compact`) | `compact.rs` |
+//! | old partitions deleted, unreferenced files vacuumed (`collector retain`) | `retain.rs` |
 //!
-//! Guarantee: every event consumed is in the store exactly once, after any crash: offsets are
-//! committed only after the data is durable, the store's own per-partition state says which
-//! offsets it holds (replays of those are skipped), and an agent's resends are recognised by
-//! their per-machine `seq`.
+//! Guarantee: every event consumed is in the table exactly once, after any crash: a commit
+//! carries its rows with each Kafka partition's last offset (so replays of those are skipped and
+//! a stale owner's commit is refused), and each machine's highest `seq` (so an agent's resends are
+//! recognised).
 
 pub mod batch;
 pub mod compact;
 pub mod config;
 pub mod exporter;
 pub mod from_kafka;
+pub mod maintenance;
 pub mod metrics;
+pub mod resends;
+pub mod retain;
 pub mod shutdown;
-pub mod state;
 pub mod telemetry;
-pub mod to_parquet;
+pub mod to_delta;
+pub mod warm_table;
 pub mod writer;
 
 use anyhow::Context;
@@ -42,8 +47,11 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
     let metrics = tokio::spawn(exporter::serve(listener, prometheus, shutdown.clone()));
     let consumer_stop = shutdown.clone();
-    let result =
-        tokio::task::spawn_blocking(move || from_kafka::consume(&config, &consumer_stop)).await;
+    let runtime = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        from_kafka::consume(&config, runtime, &consumer_stop)
+    })
+    .await;
     shutdown.cancel();
     let _ = metrics.await;
     result.context("consumer thread")?

@@ -1,8 +1,8 @@
 //! `collector`: parse the configuration, set up telemetry, consume until SIGTERM or Ctrl-C;
-//! or `collector compact`.
+//! or `collector compact` / `collector retain`.
 
 use clap::Parser;
-use collector::config::{Cli, Command, CompactArgs, Config};
+use collector::config::{Cli, Config};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,8 +15,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Compact(args)) = command {
-        return compact(&config, &args);
+    collector::warm_table::register_storage();
+    if let Some(command) = command {
+        return collector::maintenance::run(&config, command);
     }
     let prometheus = match collector::telemetry::init() {
         Ok(handle) => handle,
@@ -40,32 +41,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("collector: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn compact(config: &Config, args: &CompactArgs) -> ExitCode {
-    collector::telemetry::init_stderr_only();
-    let options = collector::compact::CompactOptions {
-        out: config.out.clone(),
-        min_age: args.min_age,
-        grace: args.grace,
-        now: chrono::Utc::now(),
-    };
-    match collector::compact::run(&options) {
-        Ok(report) => {
-            eprintln!(
-                "collector compact: {} directories compacted ({} files, {} rows merged), {} replaced files deleted",
-                report.directories_compacted,
-                report.files_merged,
-                report.rows,
-                report.files_deleted
-            );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("collector compact: {error:#}");
             ExitCode::FAILURE
         }
     }

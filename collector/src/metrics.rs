@@ -18,10 +18,14 @@ pub const DUPLICATES_DROPPED_TOTAL: &str = "collector_duplicates_dropped_total";
 pub const REPLAYED_SKIPPED_TOTAL: &str = "collector_replayed_messages_skipped_total";
 /// Gauge `{partition}`: messages in the partition not yet consumed by this group.
 pub const CONSUMER_LAG: &str = "collector_consumer_lag";
-/// Histogram, seconds: time to write one partition's batch durably.
+/// Histogram, seconds: time to write and commit one flush.
 pub const FLUSH_DURATION_SECONDS: &str = "collector_flush_duration_seconds";
-/// Counter: batch writes that failed (retried).
+/// Counter: flush writes or commits that failed (retried).
 pub const FLUSH_ERRORS_TOTAL: &str = "collector_flush_errors_total";
+/// Counter: Delta commits made.
+pub const COMMITS_TOTAL: &str = "collector_delta_commits_total";
+/// Counter: flushes dropped because another collector stored one of their partitions.
+pub const FENCED_TOTAL: &str = "collector_fenced_flushes_total";
 
 pub const FLUSH_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -37,6 +41,8 @@ pub fn register_at_zero() {
         DUPLICATES_DROPPED_TOTAL,
         REPLAYED_SKIPPED_TOTAL,
         FLUSH_ERRORS_TOTAL,
+        COMMITS_TOTAL,
+        FENCED_TOTAL,
     ] {
         metrics::counter!(counter).increment(0);
     }
@@ -65,7 +71,7 @@ pub fn describe() {
     describe_counter!(
         DEAD_LETTERED_TOTAL,
         Unit::Count,
-        "Malformed messages written to the dead-letter file, by reason."
+        "Malformed messages written to the dead-letter files (_dead_letters/), by reason."
     );
     describe_counter!(
         DUPLICATES_DROPPED_TOTAL,
@@ -85,11 +91,17 @@ pub fn describe() {
     describe_histogram!(
         FLUSH_DURATION_SECONDS,
         Unit::Seconds,
-        "Time to write one partition's batch durably."
+        "Time to write and commit one flush (every partition's batch) to the Delta table."
     );
     describe_counter!(
         FLUSH_ERRORS_TOTAL,
         Unit::Count,
-        "Batch writes that failed and are retried."
+        "Flush writes or commits that failed and are retried."
+    );
+    describe_counter!(COMMITS_TOTAL, Unit::Count, "Delta commits made.");
+    describe_counter!(
+        FENCED_TOTAL,
+        Unit::Count,
+        "Flushes dropped because another collector had stored one of their partitions (a stale owner)."
     );
 }

@@ -1,39 +1,53 @@
-//! The write stage on a thread of its own, so decoding the next batch overlaps writing this one
+//! The write stage on a thread of its own, so decoding the next batches overlaps writing these
 //! (on two cores, that is most of the collector's throughput).
 //!
-//! One thread writes every batch, in the order they were handed over, so each partition's batches
-//! commit in offset order. A write that fails is retried until it succeeds (nothing is dropped:
-//! until then its offsets are neither in the stored state nor committed). The queue is short, so a
-//! store that cannot keep up slows consumption down instead of growing memory.
+//! One thread takes jobs in the order they were handed over: a partition assigned (with the
+//! version the table holds for it), or a flush of every partition's batch, written as one Delta
+//! commit (`to_delta.rs`). A commit that fails is retried until it succeeds (nothing is dropped:
+//! until then its offsets are neither in the table nor committed to Kafka). A commit that is
+//! fenced (another collector stored one of its partitions meanwhile) is dropped, and those
+//! partitions are handed back to the consumer to seek again from what the table holds. The queue
+//! is short, so a store that cannot keep up slows consumption down instead of growing memory.
 //! [`WriterHandle::wait_idle`] lets a rebalance wait until no write of a revoked partition is in
-//! flight: a collector never writes for a partition it no longer owns.
+//! flight.
 
 use crate::batch::PartitionBatch;
 use crate::metrics::{
-    FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL, WRITTEN_BYTES_TOTAL,
-    WRITTEN_ROWS_TOTAL,
+    COMMITS_TOTAL, FENCED_TOTAL, FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL,
+    WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
 };
-use crate::to_parquet::Store;
+use crate::to_delta::{Outcome, TableWriter};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Batches queued behind the one being written.
+/// Jobs queued behind the one being written.
 const QUEUE: usize = 2;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// At shutdown, a batch that keeps failing is left in Kafka (uncommitted) after this many tries.
+/// At shutdown, a flush that keeps failing is left in Kafka (uncommitted) after this many tries.
 const SHUTDOWN_TRIES: u32 = 3;
 
-/// Called after a batch is durable: commits `next_offset` of `partition` to Kafka.
-pub type OnCommitted = Box<dyn Fn(i32, i64) + Send>;
+/// What the writer is told to do.
+#[derive(Debug)]
+pub enum Job {
+    /// The partition was (re)assigned; the table holds its offsets up to `version`.
+    Assigned { partition: i32, version: Option<i64> },
+    /// Every partition's batch, committed together.
+    Flush(Vec<PartitionBatch>),
+}
 
-/// Counts batches handed over and not yet written; shared with the rebalance callback.
+/// Called after a commit: commits `next_offset` of `partition` to Kafka.
+pub type OnCommitted = Box<dyn Fn(i32, i64) + Send>;
+/// Called after a fenced commit with its partitions: they must be sought again.
+pub type OnFenced = Box<dyn Fn(Vec<i32>) + Send>;
+
+/// Counts jobs handed over and not yet done; shared with the rebalance callback.
 #[derive(Debug, Default, Clone)]
 pub struct WriterHandle(Arc<(Mutex<usize>, Condvar)>);
 
 impl WriterHandle {
-    /// Blocks until every batch handed over so far is written (or given up at shutdown).
+    /// Blocks until every job handed over so far is done (or given up at shutdown).
     pub fn wait_idle(&self) {
         let (count, idle) = &*self.0;
         if let Ok(guard) = count.lock() {
@@ -55,7 +69,7 @@ impl WriterHandle {
 /// The writer thread and the queue to it.
 #[derive(Debug)]
 pub struct Writer {
-    queue: Option<SyncSender<PartitionBatch>>,
+    queue: Option<SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     handle: WriterHandle,
     stopping: Arc<AtomicBool>,
@@ -63,19 +77,27 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(
-        store: Store,
+        mut table: TableWriter,
         handle: WriterHandle,
         on_committed: OnCommitted,
+        on_fenced: OnFenced,
     ) -> std::io::Result<Writer> {
-        let (queue, batches) = sync_channel::<PartitionBatch>(QUEUE);
+        let (queue, jobs) = sync_channel::<Job>(QUEUE);
         let in_flight = handle.clone();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
         let thread = std::thread::Builder::new()
             .name("collector-writer".into())
             .spawn(move || {
-                for mut batch in batches {
-                    write_until_done(&store, &mut batch, &on_committed, &stop);
+                for job in jobs {
+                    match job {
+                        Job::Assigned { partition, version } => {
+                            table.assigned(partition, version)
+                        }
+                        Job::Flush(mut batches) => {
+                            write_until_done(&mut table, &mut batches, &on_committed, &on_fenced, &stop)
+                        }
+                    }
                     in_flight.add(-1);
                 }
             })?;
@@ -87,15 +109,20 @@ impl Writer {
         })
     }
 
-    /// Hands a batch over; blocks while the queue is full.
-    pub fn submit(&self, batch: PartitionBatch) {
+    /// Hands a job over; blocks while the queue is full.
+    pub fn submit(&self, job: Job) {
         self.handle.add(1);
         if let Some(queue) = &self.queue
-            && queue.send(batch).is_err()
+            && queue.send(job).is_err()
         {
             // The thread is gone (it only ends after the queue closes): nothing to wait for.
             self.handle.add(-1);
         }
+    }
+
+    /// Blocks until every job handed over so far is done.
+    pub fn wait_idle(&self) {
+        self.handle.wait_idle();
     }
 
     /// Writes what is queued, then stops the thread.
@@ -109,46 +136,56 @@ impl Writer {
 }
 
 fn write_until_done(
-    store: &Store,
-    batch: &mut PartitionBatch,
+    table: &mut TableWriter,
+    batches: &mut [PartitionBatch],
     on_committed: &OnCommitted,
+    on_fenced: &OnFenced,
     stopping: &AtomicBool,
 ) {
-    let Some((first, last)) = batch.offsets else {
-        return;
-    };
-    let partition = batch.partition;
     let mut tries = 0u32;
+    let mut prepared = None;
     loop {
         let started = Instant::now();
-        match store.flush(batch) {
-            Ok(flushed) => {
+        let result = match &prepared {
+            Some(ready) => table.commit(ready),
+            None => match table.prepare(batches) {
+                Ok(ready) => {
+                    prepared = Some(ready);
+                    continue;
+                }
+                Err(error) => Err(error),
+            },
+        };
+        match result {
+            Ok(Outcome::Committed(done)) => {
                 metrics::histogram!(FLUSH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
-                metrics::counter!(WRITTEN_ROWS_TOTAL).increment(flushed.rows as u64);
-                metrics::counter!(FILES_WRITTEN_TOTAL).increment(flushed.files as u64);
-                metrics::counter!(WRITTEN_BYTES_TOTAL).increment(flushed.bytes);
+                metrics::counter!(COMMITS_TOTAL).increment(1);
+                metrics::counter!(WRITTEN_ROWS_TOTAL).increment(done.rows as u64);
+                metrics::counter!(FILES_WRITTEN_TOTAL).increment(done.files as u64);
+                metrics::counter!(WRITTEN_BYTES_TOTAL).increment(done.bytes);
                 tracing::debug!(
-                    partition,
-                    first,
-                    last,
-                    rows = flushed.rows,
-                    files = flushed.files,
-                    "batch written"
+                    version = done.version,
+                    rows = done.rows,
+                    files = done.files,
+                    "flush committed"
                 );
-                on_committed(partition, last + 1);
+                for (partition, next_offset) in done.next_offsets {
+                    on_committed(partition, next_offset);
+                }
+                return;
+            }
+            Ok(Outcome::Fenced { reason, partitions }) => {
+                metrics::counter!(FENCED_TOTAL).increment(1);
+                tracing::warn!(%reason, ?partitions, "another collector stored these partitions meanwhile: the flush is dropped and they are sought again from the table");
+                on_fenced(partitions);
                 return;
             }
             Err(error) => {
                 tries += 1;
                 metrics::counter!(FLUSH_ERRORS_TOTAL).increment(1);
-                tracing::error!(partition, first, last, tries, error = %format!("{error:#}"), "writing a batch failed; retrying");
+                tracing::error!(tries, error = %format!("{error:#}"), "writing a flush failed; retrying");
                 if tries >= SHUTDOWN_TRIES && stopping.load(Ordering::SeqCst) {
-                    tracing::error!(
-                        partition,
-                        first,
-                        last,
-                        "giving up at shutdown; the batch stays in Kafka, uncommitted"
-                    );
+                    tracing::error!("giving up at shutdown; the flush stays in Kafka, uncommitted");
                     return;
                 }
                 std::thread::sleep(RETRY_AFTER);

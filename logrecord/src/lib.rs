@@ -8,7 +8,6 @@
 //! readers accept unknown JSON keys so an older collector keeps working with a newer agent.
 
 mod arrow_schema;
-pub mod compaction;
 pub mod durable;
 mod json_line;
 mod level;

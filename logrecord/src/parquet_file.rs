@@ -105,7 +105,7 @@ impl std::fmt::Debug for StagingWriter {
 /// index that never repeats); the unique ids skip the dictionary attempt, which can only fail,
 /// and are stored plain with zstd's fastest level: random bytes do not compress, and the shared
 /// time prefix of UUIDv7s sorted by time is found at any level.
-fn properties() -> Result<WriterProperties, ParquetError> {
+pub fn writer_properties() -> Result<WriterProperties, ParquetError> {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
@@ -181,7 +181,7 @@ impl StagingWriter {
         // ArrowWriter sets up the Parquet schema and the embedded Arrow schema (the `UTC` zone,
         // unsigned types); row groups are then written directly, so they can be encoded anywhere.
         let options = ArrowWriterOptions::new()
-            .with_properties(properties()?)
+            .with_properties(writer_properties()?)
             .with_parquet_schema(parquet_schema()?);
         let (writer, factory) = ArrowWriter::try_new_with_options(file, crate::schema(), options)?
             .into_serialized_writer()?;
@@ -338,9 +338,8 @@ pub fn read(path: &Path) -> Result<Vec<LogRecord>, crate::ReadError> {
     Ok(records)
 }
 
-/// Every data Parquet file under `root`, sorted, skipping hidden (`.`) and internal (`_`) names
-/// (files being written and the collector's own state are not data) and the files compaction
-/// replaced or has not committed yet (`crate::compaction`). An unreadable manifest counts as none.
+/// Every data Parquet file under `root` (a hive layout: the agent's hourly Parquet), sorted,
+/// skipping hidden (`.`) and internal (`_`) names: files being written are not data.
 pub fn list(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut dirs = vec![root.to_owned()];
@@ -348,18 +347,15 @@ pub fn list(root: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
-        let manifest = crate::compaction::Manifest::load(&dir).ok().flatten();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if crate::compaction::is_internal(&name) {
+            if name.starts_with(['.', '_']) {
                 continue;
             }
             let path = entry.path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if name.ends_with(".parquet")
-                && crate::compaction::is_visible(manifest.as_ref(), &name)
-            {
+            } else if name.ends_with(".parquet") {
                 files.push(path);
             }
         }

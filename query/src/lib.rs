@@ -34,6 +34,7 @@ use std::sync::atomic::AtomicU64;
 
 /// Runs the command line; `Ok(false)` when statements read from stdin failed.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
+    deltalake::aws::register_handlers(None);
     let now = chrono::Utc::now();
     let (sql, range) = match (&cli.command, &cli.sql) {
         (Some(Command::Logs(args)), None) => (

@@ -1,14 +1,19 @@
-//! Registers table `logs` over the sources with their hive partition columns, so that a filter on
-//! `date`, `hour` or `cluster` skips whole directories before any file is opened.
+//! Registers table `logs` over the sources with their partition columns, so that a filter on
+//! `date`, `hour` or `cluster` skips whole partitions before any file is opened.
 //!
-//! Two layouts hold the same record schema: the collector's warm store
-//! (`date=/hour=/cluster=/*.parquet`) and the agent's cold path (`date=/hour=/*.parquet`, cluster a
-//! column). In the warm layout `cluster` comes from the directory (the files' own `cluster` column
-//! holds the same value and is not read), so the same SQL works on both.
+//! Three layouts hold the same record schema:
+//! - the collector's warm store, a Delta Lake table (`_delta_log/`, data under
+//!   `date=/hour=/cluster=`): read through delta-rs's table provider, which takes the files of
+//!   the table's current version from its log (no directory listing) and skips files by their
+//!   partition values and min/max statistics;
+//! - the agent's cold path (`date=/hour=/*.parquet`, cluster a column): a hive listing;
+//! - plain hive Parquet laid out like the warm store (`date=/hour=/cluster=`, no Delta log): a
+//!   hive listing, `cluster` from the directory.
 //!
-//! `logs` is a view over the files: `id` and `request_id`, 16 bytes in the files, read as their
-//! text (`uuid_text.rs`); every other column as stored. Filters on the partition columns still
-//! reach the listing (the view is inlined into each statement's plan).
+//! `logs` is a view with the same columns and types on every layout: `id` and `request_id`,
+//! 16 bytes in the files, read as their text (`uuid_text.rs`); the Delta table's signed counts
+//! as the record's unsigned ones; every other column as stored. Filters on the partition columns
+//! still reach the scan (the view is inlined into each statement's plan).
 
 use crate::sources::Opened;
 use anyhow::{Context, bail};
@@ -20,7 +25,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
-use datafusion::prelude::{SessionContext, col};
+use datafusion::prelude::{SessionContext, cast, col};
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use std::sync::Arc;
@@ -28,7 +33,9 @@ use std::sync::Arc;
 /// Where a source's partitions are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// `date=/hour=/cluster=`: the collector's store.
+    /// The collector's Delta table.
+    Delta,
+    /// `date=/hour=/cluster=` without a Delta log.
     Warm,
     /// `date=/hour=`: an agent's hourly Parquet.
     Cold,
@@ -56,6 +63,14 @@ async fn first_partition(
 /// Finds the layout of a store root.
 pub async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
     let store = source.store.as_ref();
+    let root = store.list_with_delimiter(Some(&source.prefix)).await?;
+    if root
+        .common_prefixes
+        .iter()
+        .any(|p| p.filename() == Some("_delta_log"))
+    {
+        return Ok(Layout::Delta);
+    }
     let Some(date) = first_partition(store, &source.prefix, "date").await? else {
         bail!(
             "{}: no date=YYYY-MM-DD partitions (point --data at a warm store or an agent's parquet directory)",
@@ -74,42 +89,104 @@ pub async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
     )
 }
 
-/// The table's columns in order, the ids through `uuid_text`.
-fn ids_as_text(files: ListingTable) -> anyhow::Result<ViewTable> {
+/// The view `logs` over `files`: the record's columns in order with the record's types (ids
+/// through `uuid_text`), then the partition columns as text.
+fn logs_view(files: Arc<dyn TableProvider>, partitions: &[&str]) -> anyhow::Result<ViewTable> {
     let schema = files.schema();
     let to_text = crate::uuid_text::udf();
-    let columns = schema.fields().iter().map(|field| {
-        let column = col(Column::from_name(field.name()));
-        if field.data_type() == &logrecord::UUID {
+    let record = logrecord::schema();
+    let mut columns = Vec::new();
+    let partition_field = |name: &str| partitions.contains(&name);
+    for field in record.fields() {
+        if partition_field(field.name()) {
+            continue;
+        }
+        let Ok(stored) = schema.field_with_name(field.name()) else {
+            bail!("the store has no column {}", field.name());
+        };
+        let mut column = col(Column::from_name(field.name()));
+        if stored.data_type() == &DataType::BinaryView {
+            // Views cast to fixed-size binaries only through `Binary`.
+            column = cast(column, DataType::Binary);
+        }
+        if stored.data_type() != field.data_type() {
+            column = cast(column, field.data_type().clone());
+        }
+        columns.push(if field.data_type() == &logrecord::UUID {
             to_text.call(vec![column]).alias(field.name())
         } else {
-            column
+            column.alias(field.name())
+        });
+    }
+    for name in partitions {
+        let mut column = col(Column::from_name(*name));
+        if schema.field_with_name(name)?.data_type() != &DataType::Utf8 {
+            column = cast(column, DataType::Utf8);
         }
-    });
-    let plan = LogicalPlanBuilder::scan("logs", provider_as_source(Arc::new(files)), None)?
+        columns.push(column.alias(*name));
+    }
+    let plan = LogicalPlanBuilder::scan("logs", provider_as_source(files), None)?
         .project(columns)?
         .build()?;
     Ok(ViewTable::new(plan, None))
+}
+
+/// The Delta tables at `sources` (all of them, as one).
+async fn delta_tables(
+    ctx: &SessionContext,
+    sources: Vec<Opened>,
+) -> anyhow::Result<Arc<dyn TableProvider>> {
+    let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
+    for source in sources {
+        let url = url::Url::parse(source.table_url.as_str())?;
+        let table = deltalake::DeltaTable::try_from_url(url.clone())
+            .await
+            .with_context(|| format!("{url}: opening the Delta table"))?;
+        // Data files are read through the checked, counted store registered for the URL;
+        // delta-rs keeps it (it only registers one where none is).
+        ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
+        table.update_datafusion_session(&ctx.state())?;
+        providers.push(table.table_provider().await?);
+    }
+    if providers.len() == 1 {
+        return Ok(providers.remove(0));
+    }
+    let mut plan = LogicalPlanBuilder::scan("store0", provider_as_source(providers[0].clone()), None)?;
+    for (i, provider) in providers.iter().enumerate().skip(1) {
+        let other = LogicalPlanBuilder::scan(format!("store{i}"), provider_as_source(provider.clone()), None)?.build()?;
+        plan = plan.union(other)?;
+    }
+    Ok(Arc::new(ViewTable::new(plan.build()?, None)))
 }
 
 /// Registers `logs` over `sources` (all of one layout).
 pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
     let mut layout = None;
     let mut urls = Vec::new();
+    let mut delta_sources = Vec::new();
     for source in sources {
         let found = layout_of(&source).await?;
         if layout.is_some_and(|l| l != found) {
             bail!(
-                "{}: mixes a warm-store layout with an agent's layout; query them separately",
+                "{}: mixes store layouts (Delta table, warm hive, agent hive); query them separately",
                 source.table_url
             );
         }
         layout = Some(found);
-        // Listings go through the compaction-aware view of the store.
+        if found == Layout::Delta {
+            delta_sources.push(source);
+            continue;
+        }
+        // Listings go through the checked view of the store.
         ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
         urls.push(source.table_url);
     }
     let layout = layout.context("no --data source")?;
+    if layout == Layout::Delta {
+        let files = delta_tables(ctx, delta_sources).await?;
+        ctx.register_table("logs", Arc::new(logs_view(files, &["date", "hour", "cluster"])?))?;
+        return Ok(layout);
+    }
     let mut partitions = vec![
         ("date".to_owned(), DataType::Utf8),
         ("hour".to_owned(), DataType::Utf8),
@@ -117,7 +194,7 @@ pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Res
     let record = logrecord::schema();
     let file_schema = match layout {
         Layout::Cold => record.as_ref().clone(),
-        Layout::Warm => {
+        Layout::Warm | Layout::Delta => {
             partitions.push(("cluster".to_owned(), DataType::Utf8));
             Schema::new(
                 record
@@ -136,6 +213,10 @@ pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Res
         .with_listing_options(options)
         .with_schema(Arc::new(file_schema));
     let files = ListingTable::try_new(config)?;
-    ctx.register_table("logs", Arc::new(ids_as_text(files)?))?;
+    let partitions: &[&str] = match layout {
+        Layout::Cold => &["date", "hour"],
+        _ => &["date", "hour", "cluster"],
+    };
+    ctx.register_table("logs", Arc::new(logs_view(Arc::new(files), partitions)?))?;
     Ok(layout)
 }

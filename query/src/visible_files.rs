@@ -1,9 +1,8 @@
-//! The object store `query` reads through: the real store (local files, S3), with listings
-//! filtered to the files that are data, so DataFusion's partition pruning and file listing see a
-//! compacted warm store exactly as the compactor committed it (`logrecord::compaction`): merged
-//! files only once their manifest names them, replaced files never. Hidden (`.writing-*`) and
-//! internal (`_*`) names are never data either. Reads go straight to the real store, counted
-//! (the progress display shows the bytes read).
+//! The object store `query` reads through: the real store (local files, S3). Listings (of hive
+//! layouts; a Delta table's files come from its log) are filtered to the files that are data:
+//! hidden (`.writing-*`) and internal (`_*`) names never are. Reads go straight to the real
+//! store, counted (the progress display shows the bytes read), with every Parquet footer checked
+//! before a Parquet reader sees it (Delta tables' files included).
 //!
 //! Listings are also where a wrong answer is stopped before it starts: DataFusion skips empty
 //! files without a word and takes any `date=`/`hour=` directory name as a partition value, so a
@@ -13,14 +12,13 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use logrecord::compaction::{MANIFEST, Manifest, is_visible};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,49 +177,18 @@ impl std::fmt::Display for VisibleFiles {
     }
 }
 
-/// The directory part and the file name of a location.
-fn split(location: &Path) -> (String, String) {
-    let text = location.as_ref();
-    match text.rsplit_once('/') {
-        Some((dir, name)) => (dir.to_owned(), name.to_owned()),
-        None => (String::new(), text.to_owned()),
-    }
-}
-
-fn manifest_location(dir: &str) -> Path {
-    if dir.is_empty() {
-        Path::from(MANIFEST)
-    } else {
-        Path::from(format!("{dir}/{MANIFEST}"))
-    }
-}
-
-/// Keeps the data files of `objects`, reading the manifest of each directory that has one.
-async fn keep_data(store: &dyn ObjectStore, objects: Vec<ObjectMeta>) -> Result<Vec<ObjectMeta>> {
-    let mut manifests: BTreeMap<String, Option<Manifest>> = BTreeMap::new();
-    for object in &objects {
-        let (dir, name) = split(&object.location);
-        if name == MANIFEST {
-            manifests.insert(dir, None);
-        }
-    }
-    for (dir, manifest) in manifests.iter_mut() {
-        let bytes = store.get(&manifest_location(dir)).await?.bytes().await?;
-        *manifest =
-            Some(
-                serde_json::from_slice(&bytes).map_err(|e| object_store::Error::Generic {
-                    store: "compaction manifest",
-                    source: format!("{}: {e}", manifest_location(dir)).into(),
-                })?,
-            );
-    }
-    Ok(objects
+/// Drops hidden (`.`) and internal (`_`) paths: files being written, a Delta table's log, dead
+/// letters. None of them is data to a listing.
+fn keep_data(objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+    objects
         .into_iter()
         .filter(|object| {
-            let (dir, name) = split(&object.location);
-            is_visible(manifests.get(&dir).and_then(Option::as_ref), &name)
+            !object
+                .location
+                .parts()
+                .any(|part| part.as_ref().starts_with(['.', '_']))
         })
-        .collect())
+        .collect()
 }
 
 #[async_trait]
@@ -298,7 +265,7 @@ impl ObjectStore for VisibleFiles {
         let checker = self.clone();
         stream::once(async move {
             let all: Vec<ObjectMeta> = inner.list(prefix.as_ref()).try_collect().await?;
-            checker.check(keep_data(inner.as_ref(), all).await?)
+            checker.check(keep_data(all))
         })
         .map_ok(|kept| stream::iter(kept.into_iter().map(Ok)))
         .try_flatten()
@@ -307,7 +274,7 @@ impl ObjectStore for VisibleFiles {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let mut result = self.inner.list_with_delimiter(prefix).await?;
-        result.objects = self.check(keep_data(self.inner.as_ref(), result.objects).await?)?;
+        result.objects = self.check(keep_data(result.objects))?;
         result
             .common_prefixes
             .retain(|dir| match bad_partition(dir.as_ref()) {

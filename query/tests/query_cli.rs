@@ -58,9 +58,18 @@ fn records() -> Vec<LogRecord> {
     records
 }
 
-/// Writes the rows as the collector would (warm) or as agents' rollers would (cold).
+/// Writes the rows as the collector would (warm: a Delta table, one commit per `commits` share of
+/// each directory's rows) or as agents' rollers would (cold: hive Parquet per machine).
 fn write_store(root: &Path, warm: bool) -> Vec<LogRecord> {
+    write_store_in(root, warm, 1)
+}
+
+fn write_store_in(root: &Path, warm: bool, commits: usize) -> Vec<LogRecord> {
     let records = records();
+    if warm {
+        common::write_delta(root, &records, commits);
+        return records;
+    }
     let mut groups: BTreeMap<String, Vec<LogRecord>> = BTreeMap::new();
     for r in &records {
         let dir = format!(
@@ -68,13 +77,8 @@ fn write_store(root: &Path, warm: bool) -> Vec<LogRecord> {
             r.timestamp.format("%Y-%m-%d"),
             r.timestamp.format("%H")
         );
-        let (dir, name) = if warm {
-            (format!("{dir}/cluster={}", r.cluster), "t-0-1-2".to_owned())
-        } else {
-            (dir, r.machine.clone())
-        };
         groups
-            .entry(format!("{dir}/{name}.parquet"))
+            .entry(format!("{dir}/{}.parquet", r.machine))
             .or_default()
             .push(r.clone());
     }
@@ -189,20 +193,18 @@ fn ids_read_print_and_filter_as_text() {
 }
 
 #[test]
-fn partition_filters_prune_files_before_any_is_opened() {
+fn partition_filters_skip_files_before_any_is_opened() {
     let dir = tempfile::tempdir().unwrap();
     write_store(dir.path(), true);
-    // Garbage in every partition but one: opening any of them fails the query.
-    for entry in walk(dir.path()) {
-        if entry.is_dir()
-            && entry
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("cluster=")
-            && !entry.ends_with("date=2026-01-02/hour=01/cluster=c1")
+    // Every data file of the table but those of one partition damaged: opening any of them fails
+    // the query. Files come from the table's log (no listing), skipped by partition values.
+    for file in walk_files(dir.path()) {
+        let text = file.to_string_lossy();
+        if text.ends_with(".parquet")
+            && !text.contains("_delta_log")
+            && !text.contains("date=2026-01-02/hour=01/cluster=c1")
         {
-            std::fs::write(entry.join("garbage.parquet"), b"not parquet at all").unwrap();
+            std::fs::write(&file, b"not parquet at all, but as long as a footer").unwrap();
         }
     }
     let one = stdout(&query(
@@ -226,16 +228,19 @@ fn partition_filters_prune_files_before_any_is_opened() {
     let everything = query(dir.path(), &["SELECT count(*) FROM logs"]);
     assert!(
         !everything.status.success(),
-        "without the filters the garbage is read, so pruning is what kept it out"
+        "without the filters the damaged files are read, so skipping is what kept them out"
     );
+    let stderr = String::from_utf8_lossy(&everything.stderr);
+    assert!(stderr.contains("not a valid Parquet file"), "{stderr}");
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            all.extend(walk(&path));
+            all.extend(walk_files(&path));
+        } else {
             all.push(path);
         }
     }
@@ -466,18 +471,18 @@ fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
     assert_eq!(bad.status.code(), Some(1));
 }
 
-/// Every step of a compaction, as `collector compact` takes them, leaves each row visible once,
-/// whole-store and partition-pruned alike; temporaries being written are never read.
+/// Every step a Delta store goes through (appends, files of killed writers, compaction, vacuum)
+/// leaves each row visible once, whole-table and partition-skipped alike; a damaged log is an
+/// error, never a silent wrong count.
 #[test]
-fn a_compacted_store_shows_each_row_once_at_every_step() {
+fn a_delta_store_shows_each_row_once_at_every_step() {
     let dir = tempfile::tempdir().unwrap();
-    let records = write_store(dir.path(), true);
+    let records = write_store_in(dir.path(), true, 3);
     let partition = dir.path().join("date=2026-01-01/hour=00/cluster=c1");
-    let in_partition: Vec<LogRecord> = records
+    let in_partition = records
         .iter()
         .filter(|r| r.cluster == "c1" && r.timestamp.format("%d%H").to_string() == "0100")
-        .cloned()
-        .collect();
+        .count();
     let counts = || {
         let whole = stdout(&query(
             dir.path(),
@@ -502,47 +507,35 @@ fn a_compacted_store_shows_each_row_once_at_every_step() {
     };
     let expected = (
         format!("{0},{0}", records.len()),
-        format!("{0},{0}", in_partition.len()),
+        format!("{0},{0}", in_partition),
     );
     assert_eq!(counts(), expected);
+    assert_eq!(common::parquet_files(&partition), 3);
 
-    // A file being written (hidden temporary): never read, even though it is not Parquet yet.
-    std::fs::write(partition.join(".writing-abc.parquet"), b"partial").unwrap();
-    assert_eq!(counts(), expected);
-    // The merged file renamed in, not committed: not data yet.
+    // A file a killed flush or compaction left, written but never committed: not data.
     logrecord::parquet_file::write(
-        &partition.join("compacted-0001.parquet"),
-        &mut in_partition.clone(),
+        &partition.join("part-00000-killed.parquet"),
+        &mut records[..5].to_vec(),
     )
     .unwrap();
+    std::fs::write(partition.join(".part-partial.parquet"), b"partial").unwrap();
     assert_eq!(counts(), expected);
-    // Committed: the manifest names it and what it replaces.
-    let manifest = logrecord::compaction::Manifest {
-        file: "compacted-0001.parquet".into(),
-        rows: in_partition.len() as u64,
-        replaces: vec![logrecord::compaction::Replaced {
-            name: "t-0-1-2.parquet".into(),
-            since: Utc::now(),
-        }],
-    };
-    std::fs::write(
-        partition.join(logrecord::compaction::MANIFEST),
-        serde_json::to_vec(&manifest).unwrap(),
-    )
-    .unwrap();
+    // Compaction (one commit that swaps the files) and vacuum (the replaced and stray go).
+    common::compact_and_vacuum(dir.path());
     assert_eq!(counts(), expected);
-    // After the grace period the replaced file goes.
-    std::fs::remove_file(partition.join("t-0-1-2.parquet")).unwrap();
-    assert_eq!(counts(), expected);
+    assert_eq!(common::parquet_files(&partition), 1);
 
-    // A damaged manifest is an error, never a silent double count.
-    std::fs::write(
-        partition.join(logrecord::compaction::MANIFEST),
-        b"{not json",
-    )
-    .unwrap();
+    // A damaged log entry is an error, never a silent wrong count.
+    let log = dir.path().join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    std::fs::write(commits.last().unwrap(), b"{not json").unwrap();
     let output = query(dir.path(), &["SELECT count(*) FROM logs"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("_compaction.json"), "{stderr}");
+    assert!(stderr.contains("Delta table"), "{stderr}");
 }

@@ -167,92 +167,39 @@ fn an_agents_hours_are_fetched_once_and_queried_with_the_open_hour() {
 }
 
 /// moto's S3 server on a free port, stopped on drop.
-struct S3Server {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_server() -> S3Server {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let binary: PathBuf = root.join(".cache/moto/bin/moto_server");
-    assert!(
-        binary.exists(),
-        "{} is missing: run scripts/install-test-deps (it installs moto, an S3-compatible server, from PyPI)",
-        binary.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    agent_harness::wait_until("moto's start", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    S3Server { child, endpoint }
-}
-
 #[test]
-fn an_s3_store_answers_like_the_same_local_store() {
-    let server = moto_server();
-    // A warm store written locally, then uploaded as-is (with a compaction manifest in one
-    // partition, so the S3 listing is filtered like the local one).
+fn an_s3_delta_store_answers_like_the_same_local_store() {
+    let server = agent_harness::S3Server::start();
+    // A warm store written locally as the collector writes it (two commits, so two files per
+    // directory), then uploaded as-is, log and all.
     let local = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
     for hour in 0..3u32 {
         for cluster in ["east", "west"] {
-            let mut records: Vec<logrecord::LogRecord> = (0..(10 + hour * 5))
-                .map(|i| {
-                    let mut record = logrecord::LogRecord::from_json_line(&format!(
-                        r#"{{"seq":{i},"id":"{}","timestamp":"2026-03-01T{hour:02}:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"{cluster}","machine":"{cluster}-1","status":200}}"#,
-                        logrecord::Uuid::from_u64_pair(u64::from(cluster.as_bytes()[0]) * 100 + u64::from(hour), u64::from(i)),
-                        i % 60
-                    ))
-                    .unwrap();
-                    record.latency_us = Some(u64::from(i));
-                    record
-                })
-                .collect();
-            rows.extend(records.clone());
-            let dir = format!("date=2026-03-01/hour={hour:02}/cluster={cluster}");
-            logrecord::parquet_file::write(
-                &local.path().join(&dir).join("imds.logs-0-1-2.parquet"),
-                &mut records,
-            )
-            .unwrap();
+            rows.extend((0..(10 + hour * 5)).map(|i| {
+                let mut record = logrecord::LogRecord::from_json_line(&format!(
+                    r#"{{"seq":{i},"id":"{}","timestamp":"2026-03-01T{hour:02}:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"{cluster}","machine":"{cluster}-1","status":200}}"#,
+                    logrecord::Uuid::from_u64_pair(u64::from(cluster.as_bytes()[0]) * 100 + u64::from(hour), u64::from(i)),
+                    i % 60
+                ))
+                .unwrap();
+                record.latency_us = Some(u64::from(i));
+                record
+            }));
         }
     }
-    // An uncommitted merged file: must not be counted on S3 either.
+    common::write_delta(local.path(), &rows, 2);
+    // A file no commit names (a killed writer's): must not be counted on S3 either.
     logrecord::parquet_file::write(
         &local
             .path()
-            .join("date=2026-03-01/hour=00/cluster=east/compacted-0001.parquet"),
+            .join("date=2026-03-01/hour=00/cluster=east/part-killed.parquet"),
         &mut rows[..10].to_vec(),
     )
     .unwrap();
 
+    server.create_bucket("logs-bucket");
     let client = reqwest::blocking::Client::new();
-    assert!(
-        client
-            .put(format!("{}/logs-bucket", server.endpoint))
-            .send()
-            .unwrap()
-            .status()
-            .is_success()
-    );
     for file in walk(local.path()) {
         let key = file
             .strip_prefix(local.path())
@@ -275,11 +222,7 @@ fn an_s3_store_answers_like_the_same_local_store() {
     let run = |data: &str| -> String {
         let output = Command::new(env!("CARGO_BIN_EXE_query"))
             .args(["--data", data, "--format", "csv", sql])
-            .env("AWS_ENDPOINT", &server.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
+            .envs(server.env())
             .output()
             .unwrap();
         stdout(&output)

@@ -1,32 +1,36 @@
-//! Emit-to-queryable delay of the warm path: watches a store directory and, for every row of every
-//! Parquet file the moment the file appears, takes (now - the row's timestamp). Polls every 50 ms,
-//! so figures are up to 50 ms pessimistic.
+//! Emit-to-queryable delay of the warm path: polls the warm store's Delta table every 50 ms and,
+//! for every row of every data file the moment a commit makes it part of the table, takes
+//! (now - the row's timestamp). Figures are up to 50 ms pessimistic.
 //!
-//! `warm_latency DIR SECONDS`: watches for SECONDS, then prints one JSON line with p50, p99, max
-//! (milliseconds) and the number of rows seen.
+//! `warm_latency DIR|s3://BUCKET/PREFIX SECONDS`: watches for SECONDS, then prints one JSON line
+//! with p50, p99, max (milliseconds) and the number of rows seen.
 
+use arrow::array::{Array, TimestampMicrosecondArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (dir, seconds) = match (args.next(), args.next()) {
-        (Some(dir), Some(seconds)) => (PathBuf::from(dir), seconds.parse::<u64>()?),
-        _ => anyhow::bail!("usage: warm_latency DIR SECONDS"),
+    let (store, seconds) = match (args.next(), args.next()) {
+        (Some(store), Some(seconds)) => (store, seconds.parse::<u64>()?),
+        _ => anyhow::bail!("usage: warm_latency DIR|s3://BUCKET/PREFIX SECONDS"),
     };
-    let mut seen: HashSet<PathBuf> = logrecord::parquet_file::list(&dir).into_iter().collect();
+    collector::warm_table::register_storage();
+    let url = collector::warm_table::location(&store)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let files = || runtime.block_on(collector::warm_table::data_files(&url));
+    let mut seen: HashSet<String> = files().unwrap_or_default().into_iter().collect();
     let mut delays_ms: Vec<f64> = Vec::new();
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
-        for file in logrecord::parquet_file::list(&dir) {
+        for file in files().unwrap_or_default() {
             if seen.insert(file.clone()) {
-                let now = chrono::Utc::now();
-                for row in logrecord::parquet_file::read(&file)? {
-                    delays_ms.push(
-                        (now - row.timestamp).num_microseconds().unwrap_or(i64::MAX) as f64
-                            / 1000.0,
-                    );
+                let now = chrono::Utc::now().timestamp_micros();
+                let bytes = runtime.block_on(collector::warm_table::read_file(&url, &file))?;
+                for micros in timestamps(bytes)? {
+                    delays_ms.push((now - micros) as f64 / 1000.0);
                 }
             }
         }
@@ -44,4 +48,27 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({"rows": delays_ms.len(), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": delays_ms.last()})
     );
     Ok(())
+}
+
+/// The `timestamp` column of a data file.
+fn timestamps(file: bytes::Bytes) -> anyhow::Result<Vec<i64>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let index = builder
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| f.name() == "timestamp")
+        .ok_or_else(|| anyhow::anyhow!("no timestamp column"))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let mut values = Vec::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| anyhow::anyhow!("timestamp is not in microseconds"))?;
+        values.extend((0..column.len()).map(|i| column.value(i)));
+    }
+    Ok(values)
 }

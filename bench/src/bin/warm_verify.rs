@@ -1,7 +1,8 @@
 //! Checks a warm store against the agents that fed it: every INFO-and-above event before each
 //! agent's shipper checkpoint must be in the store exactly once, field for field, and nothing else.
 //!
-//! `warm_verify --store DIR AGENT_DATA_DIR...`; prints one JSON line; exits 1 on any loss or repeat.
+//! `warm_verify --store DIR|s3://BUCKET/PREFIX AGENT_DATA_DIR...` (the Delta table's current
+//! version); prints one JSON line; exits 1 on any loss or repeat.
 
 use logrecord::{Level, LogRecord, Uuid};
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (store, agents) = match args.as_slice() {
         [flag, store, agents @ ..] if flag == "--store" && !agents.is_empty() => {
-            (PathBuf::from(store), agents)
+            (store.clone(), agents)
         }
         _ => anyhow::bail!("usage: warm_verify --store DIR AGENT_DATA_DIR..."),
     };
@@ -23,8 +24,12 @@ fn main() -> anyhow::Result<()> {
     }
     let mut seen: HashMap<Uuid, usize> = HashMap::new();
     let (mut stored, mut unequal, mut extra) = (0usize, 0usize, 0usize);
-    for file in logrecord::parquet_file::list(&store) {
-        for row in logrecord::parquet_file::read(&file)? {
+    collector::warm_table::register_storage();
+    let url = collector::warm_table::location(&store)?;
+    let rows = tokio::runtime::Runtime::new()?
+        .block_on(async { collector::warm_table::read_records(&url).await })?;
+    {
+        for row in rows {
             stored += 1;
             *seen.entry(row.id).or_default() += 1;
             match expected.get(&row.id) {

@@ -122,6 +122,18 @@ impl Collector {
         out: &Path,
         extra: &[&str],
     ) -> Collector {
+        Collector::start_in(brokers, topic, group, out.to_str().unwrap(), extra, &[])
+    }
+
+    /// A collector writing to `out` (a directory or an `s3://` URL) with extra environment.
+    pub fn start_in(
+        brokers: &str,
+        topic: &str,
+        group: &str,
+        out: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Collector {
         let mut command = Command::new(env!("CARGO_BIN_EXE_collector"));
         command
             .args([
@@ -137,6 +149,7 @@ impl Collector {
             .args(["--metrics-listen", "127.0.0.1:0", "--out"])
             .arg(out)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("RUST_LOG");
         let (process, addrs) =
             agent_harness::spawn_listening(command, "collector", &["metrics listening"]);
@@ -161,28 +174,88 @@ impl Collector {
         self.process.kill();
     }
 
+    /// SIGSTOP (`pause`) or SIGCONT (`resume`): a collector frozen mid-work, as a long GC pause,
+    /// a swapped-out host or a stuck disk would.
+    pub fn pause(&self) {
+        self.process.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.process.signal("CONT");
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.process.terminate()
     }
 }
 
-/// Every Parquet file of the store.
-pub fn store_files(out: &Path) -> Vec<PathBuf> {
-    logrecord::parquet_file::list(out)
+/// Runs `future` to its end on a runtime of its own (the tests' own runtime may be the caller).
+fn run<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    })
+    .join()
+    .unwrap()
 }
 
-/// Every row of the store.
-pub fn store_records(out: &Path) -> Vec<LogRecord> {
-    store_files(out)
-        .iter()
-        .flat_map(|f| logrecord::parquet_file::read(f).unwrap())
+fn table_url(out: &Path) -> url::Url {
+    collector::warm_table::location(out.to_str().unwrap()).unwrap()
+}
+
+/// Every data file of the table's current version (none before the table exists).
+pub fn store_files(out: &Path) -> Vec<PathBuf> {
+    if !out.join("_delta_log").exists() {
+        return Vec::new();
+    }
+    let url = table_url(out);
+    run(async move { collector::warm_table::data_files(&url).await })
+        .unwrap()
+        .into_iter()
+        .map(|relative| out.join(relative))
         .collect()
+}
+
+/// Every row of an `s3://` table on `server`.
+pub fn s3_records(server: &agent_harness::S3Server, url: &str) -> Vec<LogRecord> {
+    let url = url::Url::parse(url).unwrap();
+    let options = [
+        ("aws_endpoint", server.endpoint.clone()),
+        ("aws_allow_http", "true".to_owned()),
+        ("aws_access_key_id", "test".to_owned()),
+        ("aws_secret_access_key", "test".to_owned()),
+        ("aws_region", "us-east-1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    run(async move {
+        collector::warm_table::register_storage();
+        collector::warm_table::read_records_with(&url, options).await
+    })
+    .unwrap()
+}
+
+/// Every row of the table's current version (none before the table exists).
+pub fn store_records(out: &Path) -> Vec<LogRecord> {
+    if !out.join("_delta_log").exists() {
+        return Vec::new();
+    }
+    let url = table_url(out);
+    run(async move { collector::warm_table::read_records(&url).await }).unwrap()
 }
 
 /// The dead-letter entries of the store.
 pub fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
-    let dir = out.join("_collector/dead_letter");
+    let dir = out.join("_dead_letters");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

@@ -1,0 +1,57 @@
+//! The maintenance commands (`compact`, `retain`): one run each, a report on stderr, exit 1 on
+//! failure.
+
+use crate::compact::CompactOptions;
+use crate::config::{Command, Config};
+use crate::retain::RetainOptions;
+use std::process::ExitCode;
+
+pub fn run(config: &Config, command: Command) -> ExitCode {
+    crate::telemetry::init_stderr_only();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("collector: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = chrono::Utc::now();
+    let result = match command {
+        Command::Compact(args) => runtime
+            .block_on(crate::compact::run(&CompactOptions {
+                out: config.out.clone(),
+                min_age: args.min_age,
+                target_file_size: args.target_file_size,
+                now,
+            }))
+            .map(|report| {
+                format!(
+                    "collector compact: {} hours compacted ({} files rewritten into {})",
+                    report.hours_compacted, report.files_removed, report.files_added
+                )
+            }),
+        Command::Retain(args) => runtime
+            .block_on(crate::retain::run(&RetainOptions {
+                out: config.out.clone(),
+                max_age: args.max_age,
+                vacuum_after: args.vacuum_after,
+                now,
+            }))
+            .map(|report| {
+                format!(
+                    "collector retain: {} files of old hours removed from the table, {} files out of the table deleted",
+                    report.files_removed, report.files_vacuumed
+                )
+            }),
+    };
+    match result {
+        Ok(report) => {
+            eprintln!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("collector: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

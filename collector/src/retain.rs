@@ -1,0 +1,67 @@
+//! `collector retain`: the table keeps `--max-age` of logs. Whole hours older than that are
+//! deleted (a Delta DELETE whose predicate names only partition columns: a commit of `remove`
+//! actions, no file rewritten), then VACUUM deletes the files no version within `--vacuum-after`
+//! refers to: files removed by retention or compaction, and files of flushes or compactions that
+//! were killed before they committed.
+//!
+//! `--vacuum-after` must be longer than the longest query: a query planned on an older version
+//! still reads the files that version names. Both steps are safe to kill at any point: the
+//! delete is one commit, and VACUUM only deletes files no current version needs, so running it
+//! again finishes the job.
+
+use crate::warm_table;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use deltalake::operations::vacuum::VacuumMode;
+use std::time::Duration;
+
+/// What to keep.
+#[derive(Debug, Clone)]
+pub struct RetainOptions {
+    pub out: String,
+    pub max_age: Duration,
+    pub vacuum_after: Duration,
+    pub now: DateTime<Utc>,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RetainReport {
+    pub files_removed: usize,
+    pub files_vacuumed: usize,
+}
+
+pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
+    let url = warm_table::location(&options.out)?;
+    let table = warm_table::open(&url).await?;
+    let cutoff = options.now
+        - chrono::Duration::from_std(options.max_age).context("--max-age is too large")?;
+    // Hours that ended before the cutoff: earlier dates, or the cutoff's date before its hour.
+    let date = cutoff.format("%Y-%m-%d").to_string();
+    let hour = cutoff.format("%H").to_string();
+    let predicate = format!("date < '{date}' OR (date = '{date}' AND hour < '{hour}')");
+    let (table, deleted) = table
+        .delete()
+        .with_predicate(predicate)
+        .await
+        .context("deleting old partitions")?;
+    let vacuum_after = chrono::Duration::from_std(options.vacuum_after)
+        .context("--vacuum-after is too large")?;
+    let (_, vacuumed) = table
+        .vacuum()
+        .with_retention_period(vacuum_after)
+        // Full: files no commit ever named (a flush or compaction killed before its commit) go
+        // too, not only the ones removed by a commit.
+        .with_mode(VacuumMode::Full)
+        // The retention is the operator's choice (--vacuum-after), not Delta's 7-day default.
+        .with_enforce_retention_duration(false)
+        .await
+        .context("vacuuming unreferenced files")?;
+    for file in &vacuumed.files_deleted {
+        tracing::debug!(file, "vacuumed");
+    }
+    Ok(RetainReport {
+        files_removed: deleted.num_removed_files,
+        files_vacuumed: vacuumed.files_deleted.len(),
+    })
+}
