@@ -37,6 +37,7 @@ fn start_reader(
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/engines/read_table.py"))
         .args([engine, table.to_str().unwrap(), &seconds.to_string()])
         .env("DELTA_JARS", spark.join("jars"))
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -582,9 +582,14 @@ async fn two_collectors_commit_to_one_s3_table_without_losing_or_repeating_a_row
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let commits =
-        first.scrape().await.value("collector_delta_commits_total") + second.scrape().await.value("collector_delta_commits_total");
+    let commits = (
+        first.scrape().await.value("collector_delta_commits_total"),
+        second.scrape().await.value("collector_delta_commits_total"),
+    );
     assert!(first.terminate().success() && second.terminate().success());
-    assert!(commits >= 2.0, "{commits} commits");
+    assert!(
+        commits.0 >= 1.0 && commits.1 >= 1.0,
+        "both collectors commit to the table: {commits:?}"
+    );
     assert_exactly_once(&stored, &expected);
 }

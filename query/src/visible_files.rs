@@ -177,16 +177,17 @@ impl std::fmt::Display for VisibleFiles {
     }
 }
 
-/// Drops hidden (`.`) and internal (`_`) paths: files being written, a Delta table's log, dead
-/// letters. None of them is data to a listing.
+/// Drops hidden (`.`) and internal (`_`) file names: files being written, internal files. None
+/// of them is data to a listing. (Only the name: the store's own root may sit under a hidden
+/// directory.)
 fn keep_data(objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
     objects
         .into_iter()
         .filter(|object| {
             !object
                 .location
-                .parts()
-                .any(|part| part.as_ref().starts_with(['.', '_']))
+                .filename()
+                .is_some_and(|name| name.starts_with(['.', '_']))
         })
         .collect()
 }

@@ -557,14 +557,13 @@ impl S3Server {
 
     /// Creates a bucket.
     pub fn create_bucket(&self, bucket: &str) {
-        let status = block_on(async {
-            reqwest::Client::new()
-                .put(format!("{}/{bucket}", self.endpoint))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
+        // On a thread of its own: callers may be inside a runtime.
+        let url = format!("{}/{bucket}", self.endpoint);
+        let status = std::thread::spawn(move || {
+            block_on(async { reqwest::Client::new().put(url).send().await.unwrap().status() })
+        })
+        .join()
+        .unwrap();
         assert!(status.is_success(), "creating bucket {bucket}: {status}");
     }
 
