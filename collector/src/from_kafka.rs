@@ -59,10 +59,20 @@ impl TableProgress {
         let app_id = warm_table::partition_app_id(&self.group, &self.topic, partition);
         let mut tries = 0u32;
         loop {
+            let mut table = match self.table.lock() {
+                Ok(table) => table.clone(),
+                Err(_) => return None,
+            };
             let result = self.runtime.block_on(async {
-                let mut table = self.table.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
                 table.update_incremental(None).await?;
-                warm_table::stored_version(&table, &app_id).await
+                let version = warm_table::stored_version(&table, &app_id).await?;
+                anyhow::Ok((version, table))
+            });
+            let result = result.map(|(version, updated)| {
+                if let Ok(mut table) = self.table.lock() {
+                    *table = updated;
+                }
+                version
             });
             match result {
                 Ok(version) => return version,
@@ -141,7 +151,11 @@ impl ConsumerContext for GroupContext {
 }
 
 /// Consumes until `shutdown`, then writes what it holds and commits.
-pub fn consume(config: &Config, runtime: Handle, shutdown: &CancellationToken) -> anyhow::Result<()> {
+pub fn consume(
+    config: &Config,
+    runtime: Handle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let url = warm_table::location(&config.out)?;
     let table = runtime.block_on(warm_table::open_or_create(&url))?;
     let progress = TableProgress {
@@ -299,12 +313,20 @@ fn seek_fenced(
         }
         let version = consumer.context().progress.version(partition);
         let offset = version.map_or(Offset::Beginning, |v| Offset::Offset(v + 1));
-        if let Err(error) = consumer.seek(&config.topic, partition, offset, Duration::from_secs(10)) {
+        if let Err(error) = consumer.seek(&config.topic, partition, offset, Duration::from_secs(10))
+        {
             tracing::error!(partition, %error, "seeking a fenced partition failed; it continues where it was");
             continue;
         }
-        tracing::warn!(partition, ?offset, "fenced partition sought again from the table");
-        batches.insert(partition, PartitionBatch::new(partition, version.map_or(0, |v| v + 1)));
+        tracing::warn!(
+            partition,
+            ?offset,
+            "fenced partition sought again from the table"
+        );
+        batches.insert(
+            partition,
+            PartitionBatch::new(partition, version.map_or(0, |v| v + 1)),
+        );
         writer.submit(Job::Assigned { partition, version });
     }
 }

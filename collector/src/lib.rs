@@ -48,10 +48,9 @@ pub async fn run(
     let metrics = tokio::spawn(exporter::serve(listener, prometheus, shutdown.clone()));
     let consumer_stop = shutdown.clone();
     let runtime = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || {
-        from_kafka::consume(&config, runtime, &consumer_stop)
-    })
-    .await;
+    let result =
+        tokio::task::spawn_blocking(move || from_kafka::consume(&config, runtime, &consumer_stop))
+            .await;
     shutdown.cancel();
     let _ = metrics.await;
     result.context("consumer thread")?

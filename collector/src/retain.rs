@@ -45,8 +45,8 @@ pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
         .with_predicate(predicate)
         .await
         .context("deleting old partitions")?;
-    let vacuum_after = chrono::Duration::from_std(options.vacuum_after)
-        .context("--vacuum-after is too large")?;
+    let vacuum_after =
+        chrono::Duration::from_std(options.vacuum_after).context("--vacuum-after is too large")?;
     let (_, vacuumed) = table
         .vacuum()
         .with_retention_period(vacuum_after)

@@ -16,8 +16,8 @@ use anyhow::{Context, bail};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use delta_kernel::expressions::Scalar;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
@@ -174,7 +174,10 @@ pub fn to_file_batch(records: &[LogRecord]) -> anyhow::Result<RecordBatch> {
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Rows read from the table (any column order, partition columns as text or dictionaries) ->
@@ -252,10 +255,7 @@ pub async fn append(
         let values = indexmap::IndexMap::from([
             ("date".to_owned(), Scalar::String(file.date)),
             ("hour".to_owned(), Scalar::String(file.hour)),
-            (
-                "cluster".to_owned(),
-                Scalar::String(file.cluster),
-            ),
+            ("cluster".to_owned(), Scalar::String(file.cluster)),
         ]);
         writer
             .write_partition(file.batch, &values, deltalake::writer::WriteMode::Default)
@@ -306,7 +306,11 @@ pub async fn append(
 }
 
 /// Writes a dead-letter file under `_dead_letters/` of the table's location.
-pub async fn put_dead_letters(table: &DeltaTable, name: &str, lines: Vec<u8>) -> anyhow::Result<()> {
+pub async fn put_dead_letters(
+    table: &DeltaTable,
+    name: &str,
+    lines: Vec<u8>,
+) -> anyhow::Result<()> {
     let path = object_store::path::Path::from(format!("_dead_letters/{name}.jsonl"));
     table
         .object_store()

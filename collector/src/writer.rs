@@ -32,7 +32,10 @@ const SHUTDOWN_TRIES: u32 = 3;
 #[derive(Debug)]
 pub enum Job {
     /// The partition was (re)assigned; the table holds its offsets up to `version`.
-    Assigned { partition: i32, version: Option<i64> },
+    Assigned {
+        partition: i32,
+        version: Option<i64>,
+    },
     /// Every partition's batch, committed together.
     Flush(Vec<PartitionBatch>),
 }
@@ -91,12 +94,14 @@ impl Writer {
             .spawn(move || {
                 for job in jobs {
                     match job {
-                        Job::Assigned { partition, version } => {
-                            table.assigned(partition, version)
-                        }
-                        Job::Flush(mut batches) => {
-                            write_until_done(&mut table, &mut batches, &on_committed, &on_fenced, &stop)
-                        }
+                        Job::Assigned { partition, version } => table.assigned(partition, version),
+                        Job::Flush(mut batches) => write_until_done(
+                            &mut table,
+                            &mut batches,
+                            &on_committed,
+                            &on_fenced,
+                            &stop,
+                        ),
                     }
                     in_flight.add(-1);
                 }

@@ -111,7 +111,10 @@ fn run(store: &Path, args: &[&str]) -> String {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "collector {args:?} failed: {stderr}");
+    assert!(
+        output.status.success(),
+        "collector {args:?} failed: {stderr}"
+    );
     stderr
 }
 
@@ -158,7 +161,8 @@ fn timestamps(path: &Path) -> Vec<i64> {
     use arrow::array::{Array, TimestampMicrosecondArray};
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
     let index = builder
         .schema()
         .fields()
@@ -203,13 +207,15 @@ fn closed_hours_are_rewritten_sorted_and_nothing_else_moves() {
     let stray = store.join(east).join("part-killed-flush.parquet");
     logrecord::parquet_file::write(
         &stray,
-        &mut vec![record("east", "stray", 1, old + Duration::minutes(1))],
+        &mut [record("east", "stray", 1, old + Duration::minutes(1))],
     )
     .unwrap();
     let expected = by_id(expected);
     assert_eq!(visible_rows(store), expected);
     let west_before = table_files(store, "date=2024-02-29/hour=23/cluster=west");
-    let current_dir = current.format("date=%Y-%m-%d/hour=%H/cluster=east").to_string();
+    let current_dir = current
+        .format("date=%Y-%m-%d/hour=%H/cluster=east")
+        .to_string();
     let current_before = table_files(store, &current_dir);
     assert_eq!(table_files(store, east).len(), 6);
 
@@ -235,9 +241,14 @@ fn closed_hours_are_rewritten_sorted_and_nothing_else_moves() {
 
     // Retention keeping everything: the replaced files and the stray one are vacuumed.
     assert_eq!(disk_files(&store.join(east)), 8);
-    let summary = run(store, &["retain", "--max-age", "36500d", "--vacuum-after", "0s"]);
+    let summary = run(
+        store,
+        &["retain", "--max-age", "36500d", "--vacuum-after", "0s"],
+    );
     assert!(
-        summary.contains("0 files of old hours removed from the table, 7 files out of the table deleted"),
+        summary.contains(
+            "0 files of old hours removed from the table, 7 files out of the table deleted"
+        ),
         "{summary}"
     );
     assert_eq!(disk_files(&store.join(east)), 1);
@@ -262,7 +273,14 @@ fn retention_deletes_whole_old_hours_and_survives_being_killed() {
     // Killed at several points, then run to the end: the table is either before or after.
     for delay_ms in [10, 60, 150] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
-            .args(["retain", "--max-age", "49h", "--vacuum-after", "0s", "--out"])
+            .args([
+                "retain",
+                "--max-age",
+                "49h",
+                "--vacuum-after",
+                "0s",
+                "--out",
+            ])
             .arg(store)
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -277,7 +295,10 @@ fn retention_deletes_whole_old_hours_and_survives_being_killed() {
             seen.len()
         );
     }
-    run(store, &["retain", "--max-age", "49h", "--vacuum-after", "0s"]);
+    run(
+        store,
+        &["retain", "--max-age", "49h", "--vacuum-after", "0s"],
+    );
     assert_eq!(visible_rows(store), kept);
     for age_hours in [100, 50] {
         let hour = now - Duration::hours(age_hours);
@@ -289,7 +310,10 @@ fn retention_deletes_whole_old_hours_and_survives_being_killed() {
         assert_eq!(left, 0, "{}: files left after vacuum", dir.display());
     }
     // Nothing left to remove; every Parquet file on disk is one the table names.
-    let summary = run(store, &["retain", "--max-age", "49h", "--vacuum-after", "0s"]);
+    let summary = run(
+        store,
+        &["retain", "--max-age", "49h", "--vacuum-after", "0s"],
+    );
     assert!(
         summary.contains("0 files of old hours removed from the table"),
         "{summary}"
@@ -313,7 +337,12 @@ fn walk(dir: &Path) -> Vec<String> {
             if path.is_dir() {
                 dirs.push(path);
             } else {
-                files.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                files.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }

@@ -8,8 +8,7 @@
 mod common;
 
 use common::{
-    Collector, assert_exactly_once, brokers, create_topic, load, unique, wait_for_rows,
-    warm_events,
+    Collector, assert_exactly_once, brokers, create_topic, load, unique, wait_for_rows, warm_events,
 };
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,7 +30,10 @@ fn start_reader(
     engine: &str,
     table: &Path,
     seconds: u32,
-) -> (std::process::Child, std::sync::mpsc::Receiver<serde_json::Value>) {
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
     let spark = spark_dir();
     let mut child = Command::new(spark.join("bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/engines/read_table.py"))
@@ -101,8 +103,16 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
             .data_dir(data)
             .faketime("2026-02-28 23:20:00")
             .args([
-                "--rate-limit", "0", "--kafka-brokers", &brokers, "--kafka-topic", &topic,
-                "--cluster", cluster, "--machine", machine,
+                "--rate-limit",
+                "0",
+                "--kafka-brokers",
+                &brokers,
+                "--kafka-topic",
+                &topic,
+                "--cluster",
+                cluster,
+                "--machine",
+                machine,
             ])
             .start()
     };

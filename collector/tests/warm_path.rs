@@ -528,7 +528,9 @@ async fn a_stale_collector_resumed_after_losing_its_partition_commits_nothing() 
     assert!(stored_by_successor.len() >= 100);
     stale.resume();
     common::agent_harness::wait_until("the stale commit refused", Duration::from_secs(30), || {
-        stale.stderr().contains("another collector stored these partitions meanwhile")
+        stale
+            .stderr()
+            .contains("another collector stored these partitions meanwhile")
     });
     let scrape = stale.scrape().await;
     assert!(scrape.value("collector_fenced_flushes_total") >= 1.0);

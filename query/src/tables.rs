@@ -151,9 +151,15 @@ async fn delta_tables(
     if providers.len() == 1 {
         return Ok(providers.remove(0));
     }
-    let mut plan = LogicalPlanBuilder::scan("store0", provider_as_source(providers[0].clone()), None)?;
+    let mut plan =
+        LogicalPlanBuilder::scan("store0", provider_as_source(providers[0].clone()), None)?;
     for (i, provider) in providers.iter().enumerate().skip(1) {
-        let other = LogicalPlanBuilder::scan(format!("store{i}"), provider_as_source(provider.clone()), None)?.build()?;
+        let other = LogicalPlanBuilder::scan(
+            format!("store{i}"),
+            provider_as_source(provider.clone()),
+            None,
+        )?
+        .build()?;
         plan = plan.union(other)?;
     }
     Ok(Arc::new(ViewTable::new(plan.build()?, None)))
@@ -184,7 +190,10 @@ pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Res
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
         let files = delta_tables(ctx, delta_sources).await?;
-        ctx.register_table("logs", Arc::new(logs_view(files, &["date", "hour", "cluster"])?))?;
+        ctx.register_table(
+            "logs",
+            Arc::new(logs_view(files, &["date", "hour", "cluster"])?),
+        )?;
         return Ok(layout);
     }
     let mut partitions = vec![

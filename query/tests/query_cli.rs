@@ -232,7 +232,10 @@ fn partition_filters_skip_files_before_any_is_opened() {
         "without the filters the damaged files are read, so skipping is what kept them out"
     );
     let stderr = String::from_utf8_lossy(&everything.stderr);
-    assert!(stderr.contains("the file is damaged or not Parquet"), "{stderr}");
+    assert!(
+        stderr.contains("the file is damaged or not Parquet"),
+        "{stderr}"
+    );
 }
 
 fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -560,7 +560,14 @@ impl S3Server {
         // On a thread of its own: callers may be inside a runtime.
         let url = format!("{}/{bucket}", self.endpoint);
         let status = std::thread::spawn(move || {
-            block_on(async { reqwest::Client::new().put(url).send().await.unwrap().status() })
+            block_on(async {
+                reqwest::Client::new()
+                    .put(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
         })
         .join()
         .unwrap();

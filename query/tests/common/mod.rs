@@ -113,7 +113,12 @@ pub fn parquet_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
         .filter(|e| {
-            let name = e.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             name.ends_with(".parquet") && !name.starts_with('.')
         })
         .count()
