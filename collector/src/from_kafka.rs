@@ -156,6 +156,7 @@ pub fn consume(
     runtime: Handle,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    check_topic(config)?;
     let url = warm_table::location(&config.out)?;
     let table = runtime.block_on(warm_table::open_or_create(&url))?;
     let progress = TableProgress {
@@ -198,7 +199,6 @@ pub fn consume(
                 progress: progress.clone(),
             })?,
     );
-    check_topic(&consumer, config)?;
     consumer.subscribe(&[&config.topic])?;
     tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, table = %url, "consuming");
 
@@ -331,7 +331,11 @@ fn seek_fenced(
     }
 }
 
-fn check_topic(consumer: &BaseConsumer<GroupContext>, config: &Config) -> anyhow::Result<()> {
+/// Kafka and the topic must exist before anything is created in the store.
+fn check_topic(config: &Config) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()?;
     let metadata = consumer
         .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
         .with_context(|| {
