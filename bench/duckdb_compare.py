@@ -4,7 +4,11 @@
    Parquet with the agent's own roller (`roll_file`), versus DuckDB's
    COPY (SELECT * FROM read_json(...)) TO ... (FORMAT parquet, COMPRESSION zstd).
    Speed, output size, and the raw/Parquet size ratio; row counts checked equal.
-2. Analyses over loggen stores of 30 and 90 days x 50 machines x 100 events/hour (warm layout):
+2. Analyses over loggen stores of 30 and 90 days x 50 machines x 100 events/hour, written as the
+   warm store's Delta table (one file per hour and cluster, as compaction leaves it); `query`
+   reads the table through its log, DuckDB reads the same data files with read_parquet (hive
+   partitioning, the log left out: DuckDB's delta extension is downloaded from DuckDB's own
+   server at first use, which this machine cannot reach):
    the three from the seeds (responses by status, requests by path, api versions), a per-cluster
    daily p90 latency, a regex filter over one week, and a one-machine one-hour lookup. `query` is
    timed as a whole process (start, listing, planning, scan, printing CSV); DuckDB in-process on
@@ -160,7 +164,7 @@ def our_run(store, sql):
 
 def duck_run(store, sql):
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW logs AS SELECT * FROM read_parquet('{store}/**/*.parquet', "
+    con.execute(f"CREATE VIEW logs AS SELECT * FROM read_parquet('{store}/date=*/hour=*/cluster=*/*.parquet', "
                 "hive_partitioning = true, hive_types_autocast = false)")
     rows = con.execute(sql).fetchall()
     con.close()
@@ -169,10 +173,11 @@ def duck_run(store, sql):
 
 
 for days in [int(d) for d in args.days.split(",")]:
-    store = os.path.join(args.work, f"loggen-{days}d-50m")
+    store = os.path.join(args.work, f"loggen-delta-{days}d-50m")
     if not os.path.exists(os.path.join(store, ".complete")):
         subprocess.run([args.loggen_bin, "--days", str(days), "--machines", "50",
-                        "--events-per-hour", "100", "--out", store, "--seed", "1"], check=True)
+                        "--events-per-hour", "100", "--out", store, "--seed", "1",
+                        "--format", "delta"], check=True)
         open(os.path.join(store, ".complete"), "w").close()
     total_rows = days * 24 * 50 * 100
     print(f"\n### {days} days x 50 machines x 100 events/hour ({total_rows:,} rows)\n")

@@ -2,7 +2,10 @@
 # Warm path benchmarks on a broker of their own (port 19592), each figure beside its peer:
 #   1. shipper vs `kcat -P` (Debian): the same N pre-generated log lines into the same broker with
 #      the same producer settings (idempotent, acks=all, lz4, linger 20 ms), one partition each;
-#   2. collector: the N messages from Kafka into Parquet, from a fresh consumer group;
+#   2. collector: the N messages from Kafka into the warm store's Delta table, from a fresh
+#      consumer group; beside it, bench's store_write: the same records in the same batches written
+#      as plain hive Parquet (the layout before Delta, and the physical baseline) and as Delta
+#      commits, without Kafka;
 #   3. emit-to-queryable delay: an agent under RATE requests/s (one INFO event each, oha) for
 #      DURATION s, a collector, and bench's warm_latency watching the store.
 # Usage: bench/warm_path.sh   (N=1000000 RATE=10000 DURATION=30 by default). Release build.
@@ -62,7 +65,7 @@ until metric 127.0.0.1:19603 agent_build_info >/dev/null 2>&1 || curl -sf http:/
 ship_s=$(wait_metric 127.0.0.1:19603 agent_shipper_delivered_events_total "$N")
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
-# 2. The collector reads the kcat topic into Parquet. Steady state: batches cut by size only
+# 2. The collector reads the kcat topic into the Delta table. Steady state: batches cut by size only
 #    (100 000 rows), timed from the first batch written to the last full one, so neither the
 #    group join nor the flush interval's wait for a last partial batch is counted.
 BATCH=100000
@@ -75,8 +78,10 @@ first=$(metric 127.0.0.1:19604 collector_written_rows_total | awk '{ printf "%d"
 full=$(( N / BATCH * BATCH ))
 collect_s=$(wait_metric 127.0.0.1:19604 collector_written_rows_total "$full")
 collected=$(( full - first ))
-store_bytes=$(du -sb "$work/store" | cut -f1)
+store_bytes=$(du -sb --exclude=_delta_log "$work/store" | cut -f1)
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+layouts=$(target/release/store_write "$lines" $BATCH "$work/layouts")
+rm -rf "$work/layouts"
 
 # 3. Emit-to-queryable at RATE events/s.
 target/release/collector --kafka-brokers "$BROKERS" --topic bench.live --group live-$$ --out "$work/live" \
@@ -105,7 +110,8 @@ echo "| measurement | seconds | events/s | ratio |"
 echo "|---|---|---|---|"
 echo "| kcat -P (peer) | $kcat_s | $(rate "$kcat_s") | 1.00 |"
 echo "| shipper | $ship_s | $(rate "$ship_s") | $(awk -v a="$kcat_s" -v b="$ship_s" 'BEGIN { printf "%.2f", a / b }') x kcat |"
-echo "| collector, Kafka -> Parquet ($collected rows, steady state) | $collect_s | $(awk -v n="$collected" -v s="$collect_s" 'BEGIN { printf "%.0f", n / s }') | $(awk -v s="$collect_s" -v n="$collected" 'BEGIN { printf "%.2f", n / s / 200000 }') x goal 200k/s |"
+echo "| collector, Kafka -> Delta table ($collected rows, steady state) | $collect_s | $(awk -v n="$collected" -v s="$collect_s" 'BEGIN { printf "%.0f", n / s }') | $(awk -v s="$collect_s" -v n="$collected" 'BEGIN { printf "%.2f", n / s / 200000 }') x goal 200k/s |"
 echo
+echo "Layouts, the same records in batches of $BATCH, no Kafka (store_write): $layouts"
 echo "Store: $store_bytes bytes of Parquet for the first $full of the lines ($bytes bytes of JSON for all $N) ($(awk -v a="$bytes" -v b="$store_bytes" 'BEGIN { printf "%.1f", a / b }')x smaller)."
 echo "Emit-to-queryable at $rps requests/s for ${DURATION}s ($sent requests): p50 $p50 ms, p99 $p99 ms over $rows rows (collector flush interval 1 s)."

@@ -24,6 +24,10 @@ pub const FLUSH_DURATION_SECONDS: &str = "collector_flush_duration_seconds";
 pub const FLUSH_ERRORS_TOTAL: &str = "collector_flush_errors_total";
 /// Counter: Delta commits made.
 pub const COMMITS_TOTAL: &str = "collector_delta_commits_total";
+/// Counter: commits that lost a race to another writer and were retried on the newer version.
+pub const COMMIT_RETRIES_TOTAL: &str = "collector_delta_commit_retries_total";
+/// Counter: Delta checkpoints this collector wrote.
+pub const CHECKPOINTS_TOTAL: &str = "collector_delta_checkpoints_total";
 /// Counter: flushes dropped because another collector stored one of their partitions.
 pub const FENCED_TOTAL: &str = "collector_fenced_flushes_total";
 
@@ -42,6 +46,8 @@ pub fn register_at_zero() {
         REPLAYED_SKIPPED_TOTAL,
         FLUSH_ERRORS_TOTAL,
         COMMITS_TOTAL,
+        COMMIT_RETRIES_TOTAL,
+        CHECKPOINTS_TOTAL,
         FENCED_TOTAL,
     ] {
         metrics::counter!(counter).increment(0);
@@ -99,6 +105,16 @@ pub fn describe() {
         "Flush writes or commits that failed and are retried."
     );
     describe_counter!(COMMITS_TOTAL, Unit::Count, "Delta commits made.");
+    describe_counter!(
+        COMMIT_RETRIES_TOTAL,
+        Unit::Count,
+        "Commits that lost a race to another writer and were retried on the newer table version."
+    );
+    describe_counter!(
+        CHECKPOINTS_TOTAL,
+        Unit::Count,
+        "Delta checkpoints this collector wrote."
+    );
     describe_counter!(
         FENCED_TOTAL,
         Unit::Count,

@@ -57,6 +57,8 @@ pub struct Committed {
     pub rows: usize,
     pub files: usize,
     pub bytes: u64,
+    pub retries: u64,
+    pub checkpoint: bool,
     /// The next offset to commit to Kafka per partition.
     pub next_offsets: Vec<(i32, i64)>,
 }
@@ -239,6 +241,8 @@ impl TableWriter {
                     rows: appended.rows,
                     files: appended.files,
                     bytes: appended.bytes,
+                    retries: appended.retries,
+                    checkpoint: appended.checkpoint,
                     next_offsets,
                 }))
             }

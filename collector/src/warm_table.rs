@@ -230,6 +230,9 @@ pub struct Appended {
     pub rows: usize,
     pub files: usize,
     pub bytes: u64,
+    /// Times the commit lost a race to another writer and was retried on the newer version.
+    pub retries: u64,
+    pub checkpoint: bool,
 }
 
 /// Writes `files` and commits them in one Delta commit with `transactions`, after checking that
@@ -294,6 +297,8 @@ pub async fn append(
     match committed {
         Ok(finalized) => {
             appended.version = finalized.version() as i64;
+            appended.retries = finalized.metrics.num_retries;
+            appended.checkpoint = finalized.metrics.new_checkpoint_created;
             Ok(appended)
         }
         Err(DeltaTableError::Transaction {

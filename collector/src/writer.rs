@@ -13,7 +13,7 @@
 
 use crate::batch::PartitionBatch;
 use crate::metrics::{
-    COMMITS_TOTAL, FENCED_TOTAL, FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL,
+    CHECKPOINTS_TOTAL, COMMIT_RETRIES_TOTAL, COMMITS_TOTAL, FENCED_TOTAL, FILES_WRITTEN_TOTAL, FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL,
     WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
 };
 use crate::to_delta::{Outcome, TableWriter};
@@ -165,6 +165,8 @@ fn write_until_done(
             Ok(Outcome::Committed(done)) => {
                 metrics::histogram!(FLUSH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::counter!(COMMITS_TOTAL).increment(1);
+                metrics::counter!(COMMIT_RETRIES_TOTAL).increment(done.retries);
+                metrics::counter!(CHECKPOINTS_TOTAL).increment(u64::from(done.checkpoint));
                 metrics::counter!(WRITTEN_ROWS_TOTAL).increment(done.rows as u64);
                 metrics::counter!(FILES_WRITTEN_TOTAL).increment(done.files as u64);
                 metrics::counter!(WRITTEN_BYTES_TOTAL).increment(done.bytes);

@@ -1,11 +1,13 @@
 //! `loggen`: writes realistic log records in the warm-store layout, for benchmarks and tests of
 //! queries over months of data.
 //!
-//! `loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD]`
+//! `loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD]
+//!  [--format hive|delta]`
 //!
-//! D days x M machines x N events per machine-hour, in
-//! `DIR/date=YYYY-MM-DD/hour=HH/cluster=C/loggen-<hour>.parquet` (one file per hour and cluster,
-//! written as the collector writes). Machines are spread over clusters (`cluster-0`, ...); each
+//! D days x M machines x N events per machine-hour, one file per hour and cluster, as hive
+//! Parquet in `DIR/date=YYYY-MM-DD/hour=HH/cluster=C/loggen-<hour>.parquet`, or (`--format delta`)
+//! as the warm store's Delta table (the collector's own writer, one commit per day; the files of a
+//! compacted store: one per hour and cluster). Machines are spread over clusters (`cluster-0`, ...); each
 //! cluster has its own latency distribution (log-normal) so per-cluster percentiles differ. Mostly
 //! 200s, some 400/404/429/500; a spread of api versions, paths and formats; a share of WARN and
 //! ERROR events that are not requests. Deterministic: the same arguments write the same rows.
@@ -47,6 +49,7 @@ struct Args {
     out: PathBuf,
     seed: u64,
     start: NaiveDate,
+    delta: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -57,6 +60,7 @@ fn parse_args() -> anyhow::Result<Args> {
         out: PathBuf::new(),
         seed: 1,
         start: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+        delta: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,6 +74,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--out" => args.out = PathBuf::from(value),
             "--seed" => args.seed = value.parse().context("--seed")?,
             "--start" => args.start = value.parse().context("--start (YYYY-MM-DD)")?,
+            "--format" => {
+                args.delta = match value.as_str() {
+                    "hive" => false,
+                    "delta" => true,
+                    other => bail!("--format {other}: hive or delta"),
+                }
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -79,7 +90,7 @@ fn parse_args() -> anyhow::Result<Args> {
         || args.out.as_os_str().is_empty()
     {
         bail!(
-            "usage: loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD]"
+            "usage: loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD] [--format hive|delta]"
         );
     }
     Ok(args)
@@ -89,6 +100,11 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let started = std::time::Instant::now();
+    if args.delta {
+        collector::warm_table::register_storage();
+        let url = collector::warm_table::location(&args.out.to_string_lossy())?;
+        tokio::runtime::Runtime::new()?.block_on(collector::warm_table::open_or_create(&url))?;
+    }
     let rows: u64 = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|worker| {
@@ -118,6 +134,7 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
     let date = args.start + Duration::days(day.into());
     let clusters = args.machines.div_ceil(MACHINES_PER_CLUSTER);
     let mut rows = 0;
+    let mut files = Vec::new();
     for hour in 0..24 {
         let start = date.and_hms_opt(hour, 0, 0).unwrap_or_default().and_utc();
         for cluster in 0..clusters {
@@ -128,10 +145,32 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
                 generate(args, start, cluster, machine, &mut records);
             }
             rows += records.len() as u64;
+            if args.delta {
+                records.sort_by_key(|r| r.timestamp);
+                files.push(collector::warm_table::PartitionFile {
+                    date: start.format("%Y-%m-%d").to_string(),
+                    hour: start.format("%H").to_string(),
+                    cluster: format!("cluster-{cluster}"),
+                    batch: collector::warm_table::to_file_batch(&records)?,
+                });
+                continue;
+            }
             let path = partition(&args.out, start, cluster)
                 .join(format!("loggen-{}.parquet", start.format("%Y%m%d%H")));
             logrecord::parquet_file::write(&path, &mut records)?;
         }
+    }
+    if args.delta {
+        let url = collector::warm_table::location(&args.out.to_string_lossy())?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let mut table = collector::warm_table::open(&url).await?;
+                collector::warm_table::append(&mut table, files, Vec::new(), &[], async {})
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })?;
     }
     Ok(rows)
 }

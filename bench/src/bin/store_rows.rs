@@ -1,0 +1,21 @@
+//! `store_rows DIR|s3://BUCKET/PREFIX`: the number of rows in the warm store's Delta table (its
+//! current version), and exit 1 if any id is there twice.
+
+use std::collections::HashSet;
+
+fn main() -> anyhow::Result<()> {
+    let store = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: store_rows DIR|s3://BUCKET/PREFIX"))?;
+    collector::warm_table::register_storage();
+    let url = collector::warm_table::location(&store)?;
+    let rows = tokio::runtime::Runtime::new()?
+        .block_on(async { collector::warm_table::read_records(&url).await })?;
+    let ids: HashSet<_> = rows.iter().map(|r| r.id).collect();
+    println!("{}", rows.len());
+    if ids.len() != rows.len() {
+        eprintln!("store_rows: {} ids stored more than once", rows.len() - ids.len());
+        std::process::exit(1);
+    }
+    Ok(())
+}
