@@ -17,7 +17,7 @@ S3_PORT=19695
 
 command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 [ -x .cache/moto/bin/moto_server ] || scripts/install-test-deps
-cargo build --release -q -p collector -p bench
+cargo build --release -q -p agent -p collector -p bench -p query
 
 work=$(mktemp -d)
 pids=()

@@ -5,7 +5,7 @@
 # that go into BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p query -p bench
+cargo build --release -q -p agent -p collector -p bench -p query
 if [ ! -x .cache/bench-py/bin/python ]; then
     /usr/bin/python3 -m venv .cache/bench-py
     # pytz: DuckDB's Python API needs it to return timestamps with a time zone.

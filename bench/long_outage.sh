@@ -13,7 +13,7 @@ BROKERS=127.0.0.1:$PORT
 ROOT=$PWD
 OHA=$ROOT/.cache/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$ROOT/.cache/tools"
-cargo build --release -q -p agent -p collector -p bench
+cargo build --release -q -p agent -p collector -p bench -p query
 
 work=$(mktemp -d)
 pids=()

@@ -26,7 +26,7 @@ OHA=$ROOT/.cache/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$ROOT/.cache/tools"
 PEER=$ROOT/.cache/tools/bin/ec2-metadata-mock
 [ -x "$PEER" ] || GOBIN="$ROOT/.cache/tools/bin" go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
-cargo build --release -q -p agent -p bench
+cargo build --release -q -p agent -p collector -p bench -p query
 
 work=$(mktemp -d)
 pids=()

@@ -21,7 +21,7 @@ ROOT=$PWD
 command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 OHA=$ROOT/.cache/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$ROOT/.cache/tools"
-cargo build --release -q -p agent -p collector -p bench
+cargo build --release -q -p agent -p collector -p bench -p query
 
 work=$(mktemp -d)
 pids=()

@@ -51,10 +51,14 @@ struct TableProgress {
     runtime: Handle,
     group: String,
     topic: String,
+    /// Stops the retries at shutdown.
+    shutdown: CancellationToken,
 }
 
 impl TableProgress {
-    /// The last offset the table holds for `partition`, retried until it can be read.
+    /// The last offset the table holds for `partition`, retried until it can be read (at
+    /// shutdown: `None`, so the assignment falls back on Kafka's committed offset; nothing is
+    /// consumed after that, and a commit built on it would be fenced anyway).
     fn version(&self, partition: i32) -> Option<i64> {
         let app_id = warm_table::partition_app_id(&self.group, &self.topic, partition);
         let mut tries = 0u32;
@@ -79,6 +83,9 @@ impl TableProgress {
                 Err(error) => {
                     tries += 1;
                     tracing::error!(partition, tries, error = %format!("{error:#}"), "cannot read the partition's progress from the table; retrying");
+                    if self.shutdown.is_cancelled() {
+                        return None;
+                    }
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
@@ -164,6 +171,7 @@ pub fn consume(
         runtime: runtime.clone(),
         group: config.group.clone(),
         topic: config.topic.clone(),
+        shutdown: shutdown.clone(),
     };
     let writer_handle = WriterHandle::default();
     let fenced = Arc::new(Mutex::new(Vec::new()));

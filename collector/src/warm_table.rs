@@ -372,3 +372,28 @@ pub async fn read_file(url: &Url, relative: &str) -> anyhow::Result<bytes::Bytes
     let path = object_store::path::Path::from(relative);
     Ok(table.object_store().get(&path).await?.bytes().await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_the_tables_types() {
+        let line = r#"{"seq":9223372036854775807,"id":"01930000-0000-7000-8000-000000000001","timestamp":"2026-01-01T00:00:00.123456Z","level":"INFO","target":"imds::request","message":"m","cluster":"east","machine":"host-1","request_id":"4fa4fc1c-0000-4000-8000-000000000002","status":65535,"latency_us":12,"response_bytes":9223372036854775807}"#;
+        let records = vec![LogRecord::from_json_line(line).unwrap_or_else(|e| panic!("{e}"))];
+        let batch = to_file_batch(&records).unwrap_or_else(|e| panic!("{e}"));
+        let types: Vec<&DataType> = ["id", "seq", "status", "latency_us"]
+            .iter()
+            .map(|name| batch.schema_ref().field_with_name(name).map(|f| f.data_type()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            types,
+            [&DataType::Binary, &DataType::Int64, &DataType::Int32, &DataType::Int64]
+        );
+        assert_eq!(to_records(&batch).unwrap_or_else(|e| panic!("{e}")), records);
+        // The table adds date and hour after the record's columns.
+        let names: Vec<&str> = schema().fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names[names.len() - 2..], ["date", "hour"]);
+    }
+}

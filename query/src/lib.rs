@@ -1,10 +1,10 @@
-//! `query`: DataFusion SQL over the warm store, the cold-path Parquet files, object stores and
-//! agents' admin APIs, read-only.
+//! `query`: DataFusion SQL over the warm store (a Delta Lake table), the cold-path Parquet files,
+//! object stores and agents' admin APIs, read-only.
 //!
 //! | stage | file |
 //! |---|---|
 //! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `sources.rs`, `fetch.rs` |
-//! | sources -> table `logs` with partition columns, ids as text | `tables.rs`, `uuid_text.rs` (data files only: `visible_files.rs`) |
+//! | sources -> table `logs` (Delta provider or hive listing) with partition columns, ids as text | `tables.rs`, `uuid_text.rs` (checked reads, data files only: `visible_files.rs`) |
 //! | statement -> result (read-only), progress on stderr | `exec.rs`, `progress.rs` |
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
