@@ -384,16 +384,30 @@ mod tests {
         let batch = to_file_batch(&records).unwrap_or_else(|e| panic!("{e}"));
         let types: Vec<&DataType> = ["id", "seq", "status", "latency_us"]
             .iter()
-            .map(|name| batch.schema_ref().field_with_name(name).map(|f| f.data_type()))
+            .map(|name| {
+                batch
+                    .schema_ref()
+                    .field_with_name(name)
+                    .map(|f| f.data_type())
+            })
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             types,
-            [&DataType::Binary, &DataType::Int64, &DataType::Int32, &DataType::Int64]
+            [
+                &DataType::Binary,
+                &DataType::Int64,
+                &DataType::Int32,
+                &DataType::Int64
+            ]
         );
-        assert_eq!(to_records(&batch).unwrap_or_else(|e| panic!("{e}")), records);
+        assert_eq!(
+            to_records(&batch).unwrap_or_else(|e| panic!("{e}")),
+            records
+        );
         // The table adds date and hour after the record's columns.
-        let names: Vec<&str> = schema().fields().iter().map(|f| f.name().as_str()).collect();
+        let schema = schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names[names.len() - 2..], ["date", "hour"]);
     }
 }

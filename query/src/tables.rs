@@ -10,10 +10,11 @@
 //! - plain hive Parquet laid out like the warm store (`date=/hour=/cluster=`, no Delta log): a
 //!   hive listing, `cluster` from the directory.
 //!
-//! `logs` is a view with the same columns and types on every layout: `id` and `request_id`,
-//! 16 bytes in the files, read as their text (`uuid_text.rs`); the Delta table's signed counts
-//! as the record's unsigned ones; every other column as stored. Filters on the partition columns
-//! still reach the scan (the view is inlined into each statement's plan).
+//! `logs` is a view with the same columns on every layout: `id` and `request_id`, 16 bytes in the
+//! files, read as their text (`uuid_text.rs`); every other column as stored (the Delta table's
+//! counts are signed, its text may come as string views: SQL answers the same). Nothing else is
+//! cast, so filters reach the scan (the view is inlined into each statement's plan): partition
+//! pruning and file skipping by statistics.
 
 use crate::sources::Opened;
 use anyhow::{Context, bail};
@@ -89,8 +90,8 @@ pub async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
     )
 }
 
-/// The view `logs` over `files`: the record's columns in order with the record's types (ids
-/// through `uuid_text`), then the partition columns as text.
+/// The view `logs` over `files`: the record's columns in order (ids through `uuid_text`, the
+/// others as stored), then the partition columns.
 fn logs_view(files: Arc<dyn TableProvider>, partitions: &[&str]) -> anyhow::Result<ViewTable> {
     let schema = files.schema();
     let to_text = crate::uuid_text::udf();
@@ -104,26 +105,27 @@ fn logs_view(files: Arc<dyn TableProvider>, partitions: &[&str]) -> anyhow::Resu
         let Ok(stored) = schema.field_with_name(field.name()) else {
             bail!("the store has no column {}", field.name());
         };
-        let mut column = col(Column::from_name(field.name()));
-        if stored.data_type() == &DataType::BinaryView {
-            // Views cast to fixed-size binaries only through `Binary`.
-            column = cast(column, DataType::Binary);
-        }
-        if stored.data_type() != field.data_type() {
-            column = cast(column, field.data_type().clone());
-        }
+        let column = col(Column::from_name(field.name()));
         columns.push(if field.data_type() == &logrecord::UUID {
-            to_text.call(vec![column]).alias(field.name())
+            // The Delta provider hands binaries over as views, which cast to the 16-byte type
+            // `uuid_text` takes only through `Binary`.
+            let bytes = match stored.data_type() {
+                DataType::FixedSizeBinary(_) => column,
+                DataType::BinaryView => {
+                    cast(cast(column, DataType::Binary), field.data_type().clone())
+                }
+                _ => cast(column, field.data_type().clone()),
+            };
+            to_text.call(vec![bytes]).alias(field.name())
         } else {
+            // As stored: a cast here would hide the column from filter pushdown (partition
+            // pruning, statistics), and text views or signed counts answer SQL the same.
             column.alias(field.name())
         });
     }
     for name in partitions {
-        let mut column = col(Column::from_name(*name));
-        if schema.field_with_name(name)?.data_type() != &DataType::Utf8 {
-            column = cast(column, DataType::Utf8);
-        }
-        columns.push(column.alias(*name));
+        schema.field_with_name(name)?;
+        columns.push(col(Column::from_name(*name)).alias(*name));
     }
     let plan = LogicalPlanBuilder::scan("logs", provider_as_source(files), None)?
         .project(columns)?

@@ -123,6 +123,15 @@ fn main() -> anyhow::Result<()> {
             .map(|w| w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
             .sum::<anyhow::Result<u64>>()
     })?;
+    if args.delta {
+        // As a table the collector fills has one (every 100 commits): readers start from it.
+        let url = collector::warm_table::location(&args.out.to_string_lossy())?;
+        tokio::runtime::Runtime::new()?.block_on(async {
+            let table = collector::warm_table::open(&url).await?;
+            deltalake::checkpoints::create_checkpoint(&table, None).await?;
+            anyhow::Ok(())
+        })?;
+    }
     eprintln!(
         "loggen: {rows} rows in {:.1} s",
         started.elapsed().as_secs_f64()

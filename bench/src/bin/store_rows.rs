@@ -14,7 +14,10 @@ fn main() -> anyhow::Result<()> {
     let ids: HashSet<_> = rows.iter().map(|r| r.id).collect();
     println!("{}", rows.len());
     if ids.len() != rows.len() {
-        eprintln!("store_rows: {} ids stored more than once", rows.len() - ids.len());
+        eprintln!(
+            "store_rows: {} ids stored more than once",
+            rows.len() - ids.len()
+        );
         std::process::exit(1);
     }
     Ok(())
