@@ -6,6 +6,8 @@
 //! table exact and the next run finishes the job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use collector::warm_table::{self, PartitionFile};
 use deltalake::kernel::Transaction;
@@ -47,18 +49,6 @@ fn record(cluster: &str, machine: &str, seq: u64, at: DateTime<Utc>) -> LogRecor
     }
 }
 
-fn block_on<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
-    })
-    .join()
-    .unwrap()
-}
-
 fn url(store: &Path) -> url::Url {
     warm_table::location(store.to_str().unwrap()).unwrap()
 }
@@ -94,7 +84,7 @@ fn flush(
         warm_table::partition_app_id("test", "t", partition),
         first + rows - 1,
     )];
-    block_on(async move {
+    common::run(async move {
         let mut table = warm_table::open_or_create(&url).await.unwrap();
         warm_table::append(&mut table, vec![file], transactions, &[], async {})
             .await
@@ -121,7 +111,7 @@ fn run(store: &Path, args: &[&str]) -> String {
 /// Every row of the table's current version, by id (what any reader sees).
 fn visible_rows(store: &Path) -> BTreeMap<Uuid, LogRecord> {
     let url = url(store);
-    let records = block_on(async move { warm_table::read_records(&url).await.unwrap() });
+    let records = common::run(async move { warm_table::read_records(&url).await.unwrap() });
     let mut rows = BTreeMap::new();
     for record in records {
         let id = record.id;
@@ -133,7 +123,7 @@ fn visible_rows(store: &Path) -> BTreeMap<Uuid, LogRecord> {
 /// The table's data files under `dir` (relative to the store).
 fn table_files(store: &Path, dir: &str) -> Vec<String> {
     let url = url(store);
-    block_on(async move { warm_table::data_files(&url).await.unwrap() })
+    common::run(async move { warm_table::data_files(&url).await.unwrap() })
         .into_iter()
         .filter(|f| f.starts_with(dir))
         .collect()

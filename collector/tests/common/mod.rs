@@ -195,7 +195,7 @@ impl Collector {
 }
 
 /// Runs `future` to its end on a runtime of its own (the tests' own runtime may be the caller).
-fn run<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> T {
+pub fn run<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
