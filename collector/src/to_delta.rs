@@ -53,12 +53,7 @@ pub struct Prepared {
 /// What a commit did.
 #[derive(Debug, Default)]
 pub struct Committed {
-    pub version: i64,
-    pub rows: usize,
-    pub files: usize,
-    pub bytes: u64,
-    pub retries: u64,
-    pub checkpoint: bool,
+    pub appended: warm_table::Appended,
     /// The next offset to commit to Kafka per partition.
     pub next_offsets: Vec<(i32, i64)>,
 }
@@ -237,12 +232,7 @@ impl TableWriter {
                     next_offsets.push((*partition, last + 1));
                 }
                 Ok(Outcome::Committed(Committed {
-                    version: appended.version,
-                    rows: appended.rows,
-                    files: appended.files,
-                    bytes: appended.bytes,
-                    retries: appended.retries,
-                    checkpoint: appended.checkpoint,
+                    appended,
                     next_offsets,
                 }))
             }

@@ -78,8 +78,9 @@ pub fn location(out: &str) -> anyhow::Result<Url> {
         }
         return Ok(url);
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {out}"))?;
-    let absolute = std::fs::canonicalize(out).with_context(|| format!("resolving {out}"))?;
+    // Not created here: only a collector's first start creates the table (`open_or_create`), so
+    // a mistyped path given to a reader or a maintenance command is an error, not a new directory.
+    let absolute = std::path::absolute(out).with_context(|| format!("resolving {out}"))?;
     Url::from_directory_path(&absolute)
         .map_err(|()| anyhow::anyhow!("{}: not an absolute directory", absolute.display()))
 }
@@ -93,6 +94,9 @@ pub fn register_storage() {
 /// Opens the table, creating it if the location holds none yet (two collectors starting at once:
 /// one creates it, the other finds it).
 pub async fn open_or_create(url: &Url) -> anyhow::Result<DeltaTable> {
+    if let Ok(dir) = url.to_file_path() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     for _ in 0..3 {
         let table = DeltaTable::try_from_url(url.clone())
             .await

@@ -16,7 +16,7 @@ use crate::metrics::{
     CHECKPOINTS_TOTAL, COMMIT_RETRIES_TOTAL, COMMITS_TOTAL, FENCED_TOTAL, FILES_WRITTEN_TOTAL,
     FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL, WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
 };
-use crate::to_delta::{Outcome, TableWriter};
+use crate::to_delta::{Committed, Outcome, TableWriter};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -162,7 +162,10 @@ fn write_until_done(
             },
         };
         match result {
-            Ok(Outcome::Committed(done)) => {
+            Ok(Outcome::Committed(Committed {
+                appended: done,
+                next_offsets,
+            })) => {
                 metrics::histogram!(FLUSH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::counter!(COMMITS_TOTAL).increment(1);
                 metrics::counter!(COMMIT_RETRIES_TOTAL).increment(done.retries);
@@ -176,7 +179,7 @@ fn write_until_done(
                     files = done.files,
                     "flush committed"
                 );
-                for (partition, next_offset) in done.next_offsets {
+                for (partition, next_offset) in next_offsets {
                     on_committed(partition, next_offset);
                 }
                 return;
