@@ -1,6 +1,7 @@
 //! Command line: `query [--data SRC]... [--format F] [--output FILE] [SQL]` (no SQL: the
 //! interactive prompt), or the drill-down
-//! `query logs --cluster C [--machine M] [--since 15m | --from T --to T] [--level warn] [--grep RE]`.
+//! `query logs --cluster C [--machine M] [--since 15m | --from T --to T] [--level warn] [--grep RE]`,
+//! or the PostgreSQL-wire server `query serve [--listen ADDR] [--tls-cert F --tls-key F]`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -69,6 +70,40 @@ pub enum Format {
 pub enum Command {
     /// A cluster's (or machine's) recent logs, newest first: what an alert points at.
     Logs(LogsArgs),
+    /// Serve table `logs` over the PostgreSQL wire protocol (Grafana, psql, any driver),
+    /// read-only, password required.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (5433: beside, not instead of, a local PostgreSQL on 5432).
+    #[arg(long, env = "QUERY_SERVE_LISTEN", default_value = "127.0.0.1:5433")]
+    pub listen: std::net::SocketAddr,
+    /// The user clients log in as.
+    #[arg(long, env = "QUERY_SERVE_USER", default_value = "logs")]
+    pub user: String,
+    /// A file whose first line is the password. Without it, the password is taken from
+    /// QUERY_SERVE_PASSWORD; with neither the server does not start.
+    #[arg(long, env = "QUERY_SERVE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM). With a certificate, clients must use TLS.
+    #[arg(long, env = "QUERY_SERVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "QUERY_SERVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// With TLS configured, also accept unencrypted connections (the password is still never
+    /// sent: SCRAM).
+    #[arg(long, env = "QUERY_SERVE_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
+    /// Sessions at once; one more is refused with "too many clients".
+    #[arg(long, env = "QUERY_SERVE_MAX_CONNECTIONS", default_value_t = 64)]
+    pub max_connections: usize,
+    /// Longest a statement may run, rows sent included (a client's `SET statement_timeout`
+    /// can only shorten it).
+    #[arg(long, env = "QUERY_SERVE_STATEMENT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub statement_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]

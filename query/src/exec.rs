@@ -75,10 +75,10 @@ fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
         }
     }
     if operators > MAX_OPERATORS {
-        bail!("refused: the statement has {operators} operators; the limit is {MAX_OPERATORS}");
+        bail!("the statement has {operators} operators; the limit is {MAX_OPERATORS}");
     }
     if deepest > MAX_PARENTHESES {
-        bail!("refused: parentheses are nested {deepest} deep; the limit is {MAX_PARENTHESES}");
+        bail!("parentheses are nested {deepest} deep; the limit is {MAX_PARENTHESES}");
     }
     Ok(())
 }
@@ -95,6 +95,46 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// Why a statement was refused before it ran; the server maps each to its SQLSTATE.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// It would change something (DDL, DML, COPY, SET).
+    #[error("refused: query is read-only (no CREATE, DROP, INSERT, COPY or SET): {0}")]
+    ReadOnly(String),
+    /// It is longer or nested deeper than the planner is allowed to handle.
+    #[error("refused: {0}")]
+    TooLarge(String),
+}
+
+/// Refuses, before parsing or planning, a statement too long or nested too deep.
+pub fn check_text(sql: &str) -> Result<(), Refused> {
+    if sql.len() > MAX_STATEMENT_BYTES {
+        return Err(Refused::TooLarge(format!(
+            "the statement is {} bytes; the limit is {MAX_STATEMENT_BYTES}",
+            sql.len()
+        )));
+    }
+    bounded_nesting(sql).map_err(|error| Refused::TooLarge(error.to_string()))
+}
+
+/// Refuses a plan that would change something or whose expressions nest too deep: decided on
+/// the plan, not on error text. Shared by the CLI and `query serve`.
+pub fn check_plan(plan: &LogicalPlan) -> Result<(), Refused> {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|error| Refused::ReadOnly(error.to_string()))?;
+    let depth = expression_depth(plan).map_err(|error| Refused::TooLarge(error.to_string()))?;
+    if depth > MAX_EXPRESSION_DEPTH {
+        return Err(Refused::TooLarge(format!(
+            "an expression is nested {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"
+        )));
+    }
+    Ok(())
+}
+
 /// Plans and starts the statement, or says why it was refused or failed. A long scan shows
 /// progress on stderr (when it is a terminal).
 pub async fn execute(
@@ -102,25 +142,13 @@ pub async fn execute(
     sql: &str,
     bytes_read: &Arc<AtomicU64>,
 ) -> anyhow::Result<Running> {
-    if sql.len() > MAX_STATEMENT_BYTES {
-        bail!(
-            "refused: the statement is {} bytes; the limit is {MAX_STATEMENT_BYTES}",
-            sql.len()
-        );
-    }
-    bounded_nesting(sql)?;
+    check_text(sql)?;
     let plan = ctx
         .state()
         .create_logical_plan(sql)
         .await
         .map_err(|error| anyhow!("SQL error: {error}"))?;
-    read_only(&plan)?;
-    let depth = expression_depth(&plan)?;
-    if depth > MAX_EXPRESSION_DEPTH {
-        bail!(
-            "refused: an expression is nested {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"
-        );
-    }
+    check_plan(&plan)?;
     let frame = ctx
         .execute_logical_plan(plan)
         .await
@@ -134,18 +162,6 @@ pub async fn execute(
         rows,
         _progress: progress,
     })
-}
-
-/// Refuses any plan that would change something: decided on the plan, not on error text.
-fn read_only(plan: &LogicalPlan) -> anyhow::Result<()> {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-        .verify_plan(plan)
-        .map_err(|error| {
-            anyhow!("refused: query is read-only (no CREATE, DROP, INSERT, COPY or SET): {error}")
-        })
 }
 
 /// The deepest expression nesting in the plan, measured without recursion over expressions (an
@@ -179,7 +195,7 @@ mod tests {
     fn nesting_is_bounded_from_the_tokens() {
         let chain = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
         assert!(bounded_nesting(&chain(MAX_OPERATORS + 1)).is_ok());
-        let error = bounded_nesting(&chain(MAX_OPERATORS + 2))
+        let error = check_text(&chain(MAX_OPERATORS + 2))
             .unwrap_err()
             .to_string();
         assert_eq!(

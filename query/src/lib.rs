@@ -9,15 +9,18 @@
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
 //! | `query logs` drill-down -> SQL | `drilldown.rs` |
+//! | `query serve`: PostgreSQL wire -> the same checks, bounded per caller | `serve/` |
 
 pub mod cli;
 pub mod drilldown;
 pub mod exec;
 pub mod fetch;
+pub mod latest_delta;
 pub mod local_reads;
 pub mod print;
 pub mod progress;
 pub mod prompt;
+pub mod serve;
 pub mod sources;
 pub mod tables;
 pub mod uuid_text;
@@ -42,7 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             drilldown::range(args, now)?,
         ),
         (Some(_), Some(_)) => bail!("give either a SQL statement or a subcommand, not both"),
-        (None, sql) => (
+        (_, sql) => (
             sql.clone(),
             (now - chrono::Duration::from_std(cli.fetch_since)?, now),
         ),
@@ -50,6 +53,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     if cli.format == cli::Format::Parquet && sql.is_none() {
         bail!("--format parquet writes one result to --output: give the statement as an argument");
     }
+    if let Some(Command::Serve(args)) = &cli.command {
+        serve::init_log();
+        let (ctx, _) = session(&cli, range, false).await?;
+        serve::run(ctx, args).await?;
+        return Ok(true);
+    }
+    let (ctx, bytes_read) = session(&cli, range, true).await?;
+    match sql {
+        Some(sql) => {
+            let running = exec::execute(&ctx, &sql, &bytes_read).await?;
+            print::write(running.rows, cli.format, cli.output.as_deref()).await?;
+            Ok(true)
+        }
+        None => prompt::run(&ctx, cli.format, &bytes_read).await,
+    }
+}
+
+/// The session statements run in: table `logs` over `--data`, within the memory limit; and the
+/// bytes its scans read (for the progress display). Agent sources are fetched for `range`
+/// first, if `agents_allowed` (a server would serve a copy that never changes).
+pub async fn session(
+    cli: &Cli,
+    range: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    agents_allowed: bool,
+) -> anyhow::Result<(SessionContext, Arc<AtomicU64>)> {
     let sources = if cli.data.is_empty() {
         vec!["data/warm".to_owned()]
     } else {
@@ -59,6 +87,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let mut opened = Vec::new();
     for text in &sources {
         let source = match Source::parse(text)? {
+            Source::Agent(_) if !agents_allowed => bail!(
+                "{text}: query serve reads stores (a directory or s3://); query an agent's API with the CLI"
+            ),
             Source::Agent(url) => {
                 let token = cli
                     .token
@@ -99,12 +130,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime);
     tables::register(&ctx, opened).await?;
-    match sql {
-        Some(sql) => {
-            let running = exec::execute(&ctx, &sql, &bytes_read).await?;
-            print::write(running.rows, cli.format, cli.output.as_deref()).await?;
-            Ok(true)
-        }
-        None => prompt::run(&ctx, cli.format, &bytes_read).await,
-    }
+    Ok((ctx, bytes_read))
 }

@@ -5,7 +5,8 @@
 //! - the collector's warm store, a Delta Lake table (`_delta_log/`, data under
 //!   `date=/hour=/cluster=`): read through delta-rs's table provider, which takes the files of
 //!   the table's current version from its log (no directory listing) and skips files by their
-//!   partition values and min/max statistics;
+//!   partition values and min/max statistics; each statement reads the newest version
+//!   (`latest_delta.rs`), so a long-running server sees what the collector committed since;
 //! - the agent's cold path (`date=/hour=/*.parquet`, cluster a column): a hive listing;
 //! - plain hive Parquet laid out like the warm store (`date=/hour=/cluster=`, no Delta log): a
 //!   hive listing, `cluster` from the directory.
@@ -16,6 +17,7 @@
 //! cast, so filters reach the scan (the view is inlined into each statement's plan): partition
 //! pruning and file skipping by statistics.
 
+use crate::latest_delta::LatestDelta;
 use crate::sources::Opened;
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::{DataType, Schema};
@@ -148,7 +150,7 @@ async fn delta_tables(
         // delta-rs keeps it (it only registers one where none is).
         ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
         table.update_datafusion_session(&ctx.state())?;
-        providers.push(table.table_provider().await?);
+        providers.push(Arc::new(LatestDelta::new(table).await?));
     }
     if providers.len() == 1 {
         return Ok(providers.remove(0));

@@ -1,0 +1,388 @@
+//! What a logged-in client may run, and within which bounds. datafusion-postgres parses, plans,
+//! binds parameters and encodes rows (simple and extended protocols); this module adds:
+//! - the CLI's checks (`exec::check_text`, `exec::check_plan`) on every statement before it
+//!   runs, as the first query hook, so DDL, DML, COPY and engine settings are refused on the plan;
+//! - `SET` only for the client-side settings drivers send (the engine is shared by every
+//!   session: `SET datafusion.*` would change it for all of them);
+//! - a deadline per statement, over planning and every row sent (`--statement-timeout`, or the
+//!   client's `statement_timeout` when shorter), failing with SQLSTATE 57014 as PostgreSQL does;
+//! - a log line per statement (session, text) and per end (rows, time, or the error);
+//! - errors with the SQLSTATE of their kind, taken from DataFusion's error variant.
+
+use crate::exec::{self, Refused};
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, ParamValues};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as ParsedStatement;
+use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion_postgres::hooks::{HookClient, QueryHook};
+use datafusion_postgres::pgwire;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::{Sink, StreamExt};
+use pgwire::api::portal::Portal;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Settings a client may change: they live in its session only. (`statement_timeout` can only
+/// shorten the server's.)
+const CLIENT_SETTINGS: &[&str] = &[
+    "statement_timeout",
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+];
+
+/// Settings drivers send that change nothing here: answered `SET` and ignored.
+const ACCEPTED_AND_IGNORED: &[&str] = &["client_encoding", "client_min_messages"];
+
+/// Longest statement text written to the log.
+const LOGGED_TEXT_BYTES: usize = 2000;
+
+fn error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        code.to_owned(),
+        message.into(),
+    )))
+}
+
+fn refused(refusal: Refused) -> PgWireError {
+    let code = match refusal {
+        Refused::ReadOnly(_) => "25006", // read_only_sql_transaction
+        Refused::TooLarge(_) => "54001", // statement_too_complex
+    };
+    error(code, refusal.to_string())
+}
+
+fn canceled() -> PgWireError {
+    error("57014", "canceling statement due to statement timeout")
+}
+
+/// The first query hook: refuses what the CLI refuses, and every `SET` outside the client's
+/// own settings, before any other hook or the planner acts on it.
+#[derive(Debug)]
+pub struct Guard;
+
+impl Guard {
+    /// `None`: let the next hook or the planner have it. `Some(result)`: answered here.
+    fn set(statement: &Statement) -> Option<PgWireResult<Response>> {
+        let Statement::Set(set) = statement else {
+            return None;
+        };
+        let answer = Some(Ok(Response::Execution(Tag::new("SET"))));
+        match set {
+            Set::SingleAssignment {
+                scope: None,
+                hivevar: false,
+                variable,
+                ..
+            } => {
+                let name = variable.to_string().to_lowercase();
+                if CLIENT_SETTINGS.contains(&name.as_str()) {
+                    None
+                } else if ACCEPTED_AND_IGNORED.contains(&name.as_str()) {
+                    answer
+                } else {
+                    Some(Err(refused(Refused::ReadOnly(format!(
+                        "SET {name}: only the session settings {} can be set",
+                        CLIENT_SETTINGS.join(", ")
+                    )))))
+                }
+            }
+            Set::SetTimeZone {
+                local: false,
+                value,
+            } => {
+                let zone = value.to_string().trim_matches('\'').to_ascii_uppercase();
+                if matches!(
+                    zone.as_str(),
+                    "UTC" | "ETC/UTC" | "GMT" | "Z" | "0" | "+00:00"
+                ) {
+                    answer
+                } else {
+                    Some(Err(error(
+                        "0A000",
+                        format!("SET TIME ZONE {zone}: this server answers in UTC only"),
+                    )))
+                }
+            }
+            _ => Some(Err(refused(Refused::ReadOnly(format!(
+                "{statement}: only the session settings {} can be set",
+                CLIENT_SETTINGS.join(", ")
+            ))))),
+        }
+    }
+
+    /// Statements the later hooks answer without planning (SHOW, transactions, cursors).
+    fn answered_by_other_hooks(statement: &Statement) -> bool {
+        matches!(
+            statement,
+            Statement::ShowVariable { .. }
+                | Statement::ShowVariables { .. }
+                | Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. }
+                | Statement::Declare { .. }
+                | Statement::Fetch { .. }
+                | Statement::Close { .. }
+        )
+    }
+
+    /// Plans `statement` and checks the plan as the CLI does.
+    async fn plan(statement: &Statement, ctx: &SessionContext) -> PgWireResult<LogicalPlan> {
+        exec::check_text(&statement.to_string()).map_err(refused)?;
+        let plan = ctx
+            .state()
+            .statement_to_plan(ParsedStatement::Statement(Box::new(statement.clone())))
+            .await
+            .map_err(to_pg)?;
+        exec::check_plan(&plan).map_err(refused)?;
+        Ok(plan)
+    }
+}
+
+#[async_trait]
+impl QueryHook for Guard {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if let Some(answer) = Self::set(statement) {
+            return Some(answer);
+        }
+        if matches!(statement, Statement::Set(_)) || Self::answered_by_other_hooks(statement) {
+            return None;
+        }
+        // Checked here, run by the session service (which plans it again: planning is cheap
+        // next to any scan).
+        match Self::plan(statement, ctx).await {
+            Ok(_) => None,
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        if let Some(Err(error)) = Self::set(statement) {
+            return Some(Err(error));
+        }
+        if matches!(statement, Statement::Set(_)) || Self::answered_by_other_hooks(statement) {
+            return None;
+        }
+        Some(Self::plan(statement, ctx).await)
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        match Self::set(statement) {
+            Some(Ok(answer)) => Some(Ok(answer)),
+            _ => None,
+        }
+    }
+}
+
+/// A DataFusion error as the PostgreSQL error of its kind (decided on the variant).
+pub fn to_pg(failure: DataFusionError) -> PgWireError {
+    let code = match failure.find_root() {
+        DataFusionError::SQL(..) => "42601",            // syntax_error
+        DataFusionError::SchemaError(..) => "42703",    // undefined_column
+        DataFusionError::Plan(..) => "42000",           // syntax_error_or_access_rule_violation
+        DataFusionError::NotImplemented(..) => "0A000", // feature_not_supported
+        DataFusionError::ResourcesExhausted(..) => "53200", // out_of_memory
+        DataFusionError::Execution(..) => "22023",      // invalid_parameter_value
+        _ => "XX000",
+    };
+    error(code, failure.to_string())
+}
+
+/// Logs every error sent to a client, and gives DataFusion's errors their SQLSTATE.
+#[derive(Debug)]
+pub struct ErrorLog;
+
+impl ErrorHandler for ErrorLog {
+    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        let from_datafusion =
+            matches!(error, PgWireError::ApiError(inner) if inner.is::<DataFusionError>());
+        if from_datafusion
+            && let PgWireError::ApiError(inner) =
+                std::mem::replace(error, PgWireError::InvalidSASLState)
+        {
+            *error = match inner.downcast::<DataFusionError>() {
+                Ok(datafusion) => to_pg(*datafusion),
+                Err(other) => PgWireError::ApiError(other),
+            };
+        }
+        log_error(client, error);
+    }
+}
+
+fn log_error(client: &impl ClientInfo, error: &PgWireError) {
+    let session = client.pid_and_secret_key().0;
+    let peer = client.socket_addr();
+    match error {
+        PgWireError::UserError(info) => tracing::info!(
+            session,
+            %peer,
+            severity = %info.severity,
+            code = %info.code,
+            "error: {}",
+            info.message
+        ),
+        other => tracing::info!(session, %peer, "error: {other}"),
+    }
+}
+
+/// The session service within bounds: each statement logged, and held to its deadline.
+pub struct Statements {
+    pub inner: Arc<DfSessionService>,
+    /// The longest a statement may run (`--statement-timeout`).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Statements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statements")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Statements {
+    /// The statement's deadline: the server's timeout, or the client's when shorter.
+    fn deadline(&self, client: &impl ClientInfo) -> Instant {
+        let client_timeout = client
+            .metadata()
+            .get("statement_timeout_ms")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        let timeout = client_timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        Instant::now() + timeout
+    }
+
+    /// `response` with its rows held to `deadline`, counted and logged at their end.
+    fn bounded(response: Response, deadline: Instant, session: i32, started: Instant) -> Response {
+        let Response::Query(mut query) = response else {
+            return response;
+        };
+        let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+        let state = (rows, 0u64, false);
+        let stream = futures::stream::unfold(state, move |(mut rows, sent, done)| async move {
+            if done {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, rows.next()).await {
+                Ok(Some(Ok(row))) => Some((Ok(row), (rows, sent + 1, false))),
+                Ok(Some(Err(error))) => Some((Err(error), (rows, sent, true))),
+                Ok(None) => {
+                    tracing::info!(
+                        session,
+                        rows = sent,
+                        ms = started.elapsed().as_millis() as u64,
+                        "statement done"
+                    );
+                    None
+                }
+                Err(_) => Some((Err(canceled()), (rows, sent, true))),
+            }
+        });
+        query.data_rows = Box::pin(stream);
+        Response::Query(query)
+    }
+}
+
+fn log_statement(client: &impl ClientInfo, text: &str) -> (i32, Instant) {
+    let session = client.pid_and_secret_key().0;
+    let mut end = text.len().min(LOGGED_TEXT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < text.len() { " [...]" } else { "" };
+    tracing::info!(session, "statement: {}{cut}", &text[..end]);
+    (session, Instant::now())
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Statements {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (session, started) = log_statement(client, query);
+        exec::check_text(query).map_err(refused)?;
+        let deadline = self.deadline(client);
+        let responses = tokio::time::timeout_at(
+            deadline,
+            SimpleQueryHandler::do_query(self.inner.as_ref(), client, query),
+        )
+        .await
+        .map_err(|_| canceled())??;
+        Ok(responses
+            .into_iter()
+            .map(|response| Self::bounded(response, deadline, session, started))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Statements {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.inner.query_parser()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (session, started) = log_statement(client, &portal.statement.statement.0);
+        let deadline = self.deadline(client);
+        let response = tokio::time::timeout_at(
+            deadline,
+            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows),
+        )
+        .await
+        .map_err(|_| canceled())??;
+        Ok(Self::bounded(response, deadline, session, started))
+    }
+}
