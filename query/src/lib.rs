@@ -35,6 +35,9 @@ use sources::Source;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+/// Stack of the runtimes' workers, which evaluate (recursively) what was planned.
+pub const WORKER_STACK_BYTES: usize = 64 << 20;
+
 /// Runs the command line; `Ok(false)` when statements read from stdin failed.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     deltalake::aws::register_handlers(None);

@@ -13,8 +13,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// statement at `exec::MAX_EXPRESSION_DEPTH` needs far more than a default 8 MiB main thread.
 /// Only the pages used are ever committed.
 const PLANNER_STACK_BYTES: usize = 512 << 20;
-/// Stack of the runtime's workers, which evaluate (recursively) what was planned.
-const WORKER_STACK_BYTES: usize = 64 << 20;
 
 fn main() -> ExitCode {
     let cli = query::cli::Cli::parse();
@@ -24,7 +22,7 @@ fn main() -> ExitCode {
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .thread_stack_size(WORKER_STACK_BYTES)
+                .thread_stack_size(query::WORKER_STACK_BYTES)
                 .build()
                 .map_err(|error| anyhow::anyhow!("cannot start the async runtime: {error}"))?;
             runtime.block_on(query::run(cli))

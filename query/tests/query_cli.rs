@@ -5,58 +5,11 @@
 
 mod common;
 
-use chrono::{DateTime, TimeZone, Utc};
-use common::{query, stdout};
-use logrecord::{Level, LogRecord, Uuid};
+use common::{query, records, stdout};
+use logrecord::{Level, LogRecord};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-/// 2 days x 3 hours x machines m1, m2 (cluster c1) and m3 (c2) x 10 events.
-fn records() -> Vec<LogRecord> {
-    let mut records = Vec::new();
-    for day in 1..=2u32 {
-        for hour in 0..3u32 {
-            for (cluster, machine) in [("c1", "m1"), ("c1", "m2"), ("c2", "m3")] {
-                for i in 0..10u32 {
-                    let ts: DateTime<Utc> =
-                        Utc.with_ymd_and_hms(2026, 1, day, hour, i * 5, 0).unwrap();
-                    let status = [200u16, 200, 200, 404, 500][(i % 5) as usize];
-                    records.push(LogRecord {
-                        seq: u64::from(day * 1000 + hour * 100 + i),
-                        id: Uuid::from_u64_pair(
-                            u64::from(machine.as_bytes()[1]),
-                            u64::from(day * 1000 + hour * 100 + i),
-                        ),
-                        timestamp: ts,
-                        level: if status == 500 {
-                            Level::Error
-                        } else if i == 1 {
-                            Level::Warn
-                        } else {
-                            Level::Info
-                        },
-                        target: "imds::request".into(),
-                        message: format!("request {i} served"),
-                        cluster: cluster.into(),
-                        machine: machine.into(),
-                        request_id: Some(Uuid::from_u64_pair(0x4000, u64::from(i))),
-                        method: Some("GET".into()),
-                        path: Some("/metadata/instance".into()),
-                        api_version: Some("2021-02-01".into()),
-                        format: Some("json".into()),
-                        status: Some(status),
-                        latency_us: Some(u64::from(50 + i)),
-                        response_bytes: Some(100),
-                        caller: Some("10.0.0.4".into()),
-                        fields: None,
-                    });
-                }
-            }
-        }
-    }
-    records
-}
 
 /// Writes the rows as the collector would (warm: a Delta table, one commit per `commits` share of
 /// each directory's rows) or as agents' rollers would (cold: hive Parquet per machine).

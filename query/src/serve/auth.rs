@@ -12,7 +12,10 @@ use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
 use pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
-use pgwire::api::{ClientInfo, ConnectionManager, METADATA_APPLICATION_NAME, METADATA_USER};
+use pgwire::api::{
+    ClientInfo, ConnectionManager, METADATA_APPLICATION_NAME, METADATA_USER,
+    RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rustls_pki_types::pem::PemObject;
@@ -161,6 +164,7 @@ impl Startup {
     pub fn new(
         scram: ScramAuth,
         connections: Arc<ConnectionManager>,
+        session_ids: Arc<RandomPidSecretKeyGenerator>,
         require_tls: bool,
         admitted: bool,
         logged_in: Arc<AtomicBool>,
@@ -168,7 +172,8 @@ impl Startup {
         Self {
             scram: SASLAuthStartupHandler::new(Arc::new(server_parameters()))
                 .with_scram(scram)
-                .with_connection_manager(connections),
+                .with_connection_manager(connections)
+                .with_pid_secret_key_generator(session_ids),
             require_tls,
             admitted,
             logged_in,

@@ -35,7 +35,9 @@ use datafusion_postgres::pgwire;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::api::{
+    ConnectionManager, ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+};
 use statements::{ErrorLog, Guard, Statements};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +67,8 @@ struct Shared {
     /// The certificate (PEM) for SCRAM channel binding, when TLS is on.
     cert_pem: Option<Vec<u8>>,
     connections: Arc<ConnectionManager>,
+    /// One counter for the whole server: the session id in logs and cancel requests.
+    session_ids: Arc<RandomPidSecretKeyGenerator>,
     cancel: Arc<DefaultCancelHandler>,
     require_tls: bool,
 }
@@ -97,6 +101,7 @@ impl PgWireServerHandlers for Connection {
         Arc::new(Startup::new(
             scram,
             shared.connections.clone(),
+            shared.session_ids.clone(),
             shared.require_tls,
             self.admitted,
             self.logged_in.clone(),
@@ -131,16 +136,24 @@ pub async fn run(ctx: SessionContext, args: &ServeArgs) -> anyhow::Result<()> {
         Arc::new(TransactionStatementHook),
     ];
     let inner = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks));
+    let compute = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("statements")
+        .thread_stack_size(crate::WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+        .context("starting the statements' runtime")?;
     let connections = Arc::new(ConnectionManager::new());
     let shared = Arc::new(Shared {
         statements: Arc::new(Statements {
             inner,
+            compute: compute.handle().clone(),
             timeout: args.statement_timeout,
         }),
         login,
         cert_pem,
         cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
         connections,
+        session_ids: Arc::new(RandomPidSecretKeyGenerator::default()),
         require_tls: tls.is_some() && !args.allow_plaintext,
     });
     let acceptor = tls.map(|(acceptor, _)| acceptor);
@@ -156,7 +169,9 @@ pub async fn run(ctx: SessionContext, args: &ServeArgs) -> anyhow::Result<()> {
         statement_timeout = ?args.statement_timeout,
         "serving table logs over the PostgreSQL protocol"
     );
-    accept(listener, shared, acceptor, args.max_connections).await
+    let served = accept(listener, shared, acceptor, args.max_connections).await;
+    compute.shutdown_background();
+    served
 }
 
 async fn accept(

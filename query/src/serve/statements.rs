@@ -16,6 +16,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as ParsedStatement;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, Parser};
@@ -228,6 +229,15 @@ impl ErrorHandler for ErrorLog {
     where
         C: ClientInfo,
     {
+        if let PgWireError::ApiError(inner) = error
+            && inner.is::<ParserError>()
+        {
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "42601".into(), // syntax_error
+                inner.to_string(),
+            )));
+        }
         let from_datafusion =
             matches!(error, PgWireError::ApiError(inner) if inner.is::<DataFusionError>());
         if from_datafusion
@@ -262,6 +272,10 @@ fn log_error(client: &impl ClientInfo, error: &PgWireError) {
 /// The session service within bounds: each statement logged, and held to its deadline.
 pub struct Statements {
     pub inner: Arc<DfSessionService>,
+    /// Where statements' rows are computed: a runtime apart from the one serving connections,
+    /// so that operators computing without yielding cannot delay logins, other sessions'
+    /// rows or the deadline that cancels them.
+    pub compute: tokio::runtime::Handle,
     /// The longest a statement may run (`--statement-timeout`).
     pub timeout: Duration,
 }
@@ -287,34 +301,64 @@ impl Statements {
         Instant::now() + timeout
     }
 
-    /// `response` with its rows held to `deadline`, counted and logged at their end.
-    fn bounded(response: Response, deadline: Instant, session: i32, started: Instant) -> Response {
+    /// `response` with its rows held to `deadline`, counted and logged at their end. The rows
+    /// are produced by a task of their own, so the deadline fires on time even while an
+    /// operator computes without yielding; the task is aborted when the client's stream ends
+    /// early (deadline, error, client gone).
+    fn bounded(
+        &self,
+        response: Response,
+        deadline: Instant,
+        session: i32,
+        started: Instant,
+    ) -> Response {
         let Response::Query(mut query) = response else {
             return response;
         };
-        let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-        let state = (rows, 0u64, false);
-        let stream = futures::stream::unfold(state, move |(mut rows, sent, done)| async move {
-            if done {
-                return None;
-            }
-            match tokio::time::timeout_at(deadline, rows.next()).await {
-                Ok(Some(Ok(row))) => Some((Ok(row), (rows, sent + 1, false))),
-                Ok(Some(Err(error))) => Some((Err(error), (rows, sent, true))),
-                Ok(None) => {
-                    tracing::info!(
-                        session,
-                        rows = sent,
-                        ms = started.elapsed().as_millis() as u64,
-                        "statement done"
-                    );
-                    None
+        let mut rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+        let (sender, receiver) = tokio::sync::mpsc::channel(ROWS_IN_FLIGHT);
+        let producer = self.compute.spawn(async move {
+            while let Some(row) = rows.next().await {
+                if sender.send(row).await.is_err() {
+                    return;
                 }
-                Err(_) => Some((Err(canceled()), (rows, sent, true))),
             }
         });
+        let state = (receiver, AbortOnDrop(producer), 0u64, false);
+        let stream =
+            futures::stream::unfold(state, move |(mut rows, task, sent, done)| async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout_at(deadline, rows.recv()).await {
+                    Ok(Some(Ok(row))) => Some((Ok(row), (rows, task, sent + 1, false))),
+                    Ok(Some(Err(error))) => Some((Err(error), (rows, task, sent, true))),
+                    Ok(None) => {
+                        tracing::info!(
+                            session,
+                            rows = sent,
+                            ms = started.elapsed().as_millis() as u64,
+                            "statement done"
+                        );
+                        None
+                    }
+                    Err(_) => Some((Err(canceled()), (rows, task, sent, true))),
+                }
+            });
         query.data_rows = Box::pin(stream);
         Response::Query(query)
+    }
+}
+
+/// Rows encoded ahead of the client: enough to keep the socket busy, few enough to hold little.
+const ROWS_IN_FLIGHT: usize = 256;
+
+/// Aborts the row producer when the client's side of the stream is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -349,7 +393,7 @@ impl SimpleQueryHandler for Statements {
         .map_err(|_| canceled())??;
         Ok(responses
             .into_iter()
-            .map(|response| Self::bounded(response, deadline, session, started))
+            .map(|response| self.bounded(response, deadline, session, started))
             .collect())
     }
 }
@@ -383,6 +427,6 @@ impl ExtendedQueryHandler for Statements {
         )
         .await
         .map_err(|_| canceled())??;
-        Ok(Self::bounded(response, deadline, session, started))
+        Ok(self.bounded(response, deadline, session, started))
     }
 }

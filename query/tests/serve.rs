@@ -1,0 +1,618 @@
+//! `query serve` with real clients over loopback: psql (simple protocol), pgx v5 (the driver of
+//! Grafana's PostgreSQL data source) and psycopg 3 (extended protocol, server-side parameters)
+//! get the CLI's answers; what Grafana sends when a data source is saved and a dashboard loads
+//! works; wrong passwords, plaintext where TLS is required, writes, bad SQL, statements over the
+//! time or memory limit and connections over the cap are each a clean PostgreSQL error, and the
+//! server goes on.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A running `query serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(store: &Path, args: &[&str]) -> Server {
+        Self::try_start(store, args)
+            .unwrap_or_else(|log| panic!("query serve did not start: {log}"))
+    }
+
+    /// Starts the server; `Err(log)` if it exits instead of listening.
+    fn try_start(store: &Path, args: &[&str]) -> Result<Server, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
+            .arg("--data")
+            .arg(store)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("QUERY_SERVE_PASSWORD", PASSWORD)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap();
+            if let Some(line) = text.lines().find(|l| l.contains("serving table logs")) {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                return Ok(Server {
+                    child,
+                    addr,
+                    log,
+                    _dir: dir,
+                });
+            }
+            if child.try_wait().unwrap().is_some() {
+                return Err(text);
+            }
+            assert!(Instant::now() < deadline, "no listening line: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://logs:{}@{}/logs?sslmode=disable",
+            PASSWORD.replace(' ', "%20"),
+            self.addr
+        )
+    }
+
+    fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=logs dbname=logs password='{PASSWORD}'",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// psql (Debian's postgresql-client) with `conninfo`, one `-c` per statement, CSV output.
+fn psql(conninfo: &str, statements: &[&str]) -> Output {
+    let mut command = Command::new("psql");
+    command.args(["--csv", "-X", "-v", "ON_ERROR_STOP=0", conninfo]);
+    for sql in statements {
+        command.args(["-c", sql]);
+    }
+    command
+        .output()
+        .expect("psql: run scripts/install-test-deps (Debian's postgresql-client)")
+}
+
+fn go() -> PathBuf {
+    let local = PathBuf::from("/usr/local/go/bin/go");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("go")
+}
+
+/// The pgx client (`tests/clients/pgx`), built once per run.
+fn pgx_run() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pgx_run");
+        let status = Command::new(go())
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pgx"))
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .status()
+            .expect("go: the machine's Go toolchain (/usr/local/go/bin/go or on PATH)");
+        assert!(
+            status.success(),
+            "building the pgx client (scripts/install-test-deps)"
+        );
+        out
+    })
+}
+
+/// Runs `statements` through pgx on one connection: one JSON result per statement.
+fn pgx(url: &str, statements: &[&str]) -> Vec<Value> {
+    let mut child = Command::new(pgx_run())
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = serde_json::to_vec(statements).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "pgx: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    lines(&output.stdout)
+}
+
+/// Runs `(sql, parameters)` through psycopg 3 with prepared statements on one connection.
+fn psycopg(conninfo: &str, statements: &[(&str, Value)]) -> Vec<Value> {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/psycopg/bin/python");
+    let mut child = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/psycopg_run.py"
+        ))
+        .arg(conninfo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psycopg: run scripts/install-test-deps (.cache/psycopg)");
+    let input = serde_json::to_vec(statements).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "psycopg: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    lines(&output.stdout)
+}
+
+fn lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A value as both sides can state it: numbers as f64, RFC 3339 times as epoch milliseconds.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        Value::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(time) => serde_json::json!(time.timestamp_millis() as f64),
+            Err(_) => value.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// The CLI's rows for `sql` (JSON lines), canonical.
+fn cli_rows(store: &Path, sql: &str) -> Vec<Vec<Value>> {
+    let output = common::query(store, &["--format", "json", sql]);
+    common::stdout(&output)
+        .lines()
+        .map(|l| {
+            let row: serde_json::Map<String, Value> = serde_json::from_str(l).unwrap();
+            row.values().map(canonical).collect()
+        })
+        .collect()
+}
+
+/// A client's rows, canonical; panics on an error result.
+fn client_rows(result: &Value) -> Vec<Vec<Value>> {
+    assert!(result.get("error").is_none(), "{result}");
+    result["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(canonical).collect())
+        .collect()
+}
+
+fn error_code(result: &Value) -> &str {
+    result["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error: {result}"))
+}
+
+fn store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_delta(dir.path(), &common::records(), 2);
+    dir
+}
+
+/// The seeds' analyses, each ordered so that both sides list rows alike.
+const ANALYSES: &[&str] = &[
+    "SELECT status, count(*) AS n FROM logs WHERE status IS NOT NULL GROUP BY status ORDER BY status",
+    "SELECT path, count(*) AS n FROM logs GROUP BY path ORDER BY path",
+    "SELECT api_version, count(*) AS n FROM logs GROUP BY api_version ORDER BY api_version",
+    "SELECT cluster, approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY latency_us) AS p90 FROM logs GROUP BY cluster ORDER BY cluster",
+    "SELECT machine, count(*) AS n FROM logs WHERE message ~ 'request [0-4] served' GROUP BY machine ORDER BY machine",
+    "SELECT timestamp, machine, level, message FROM logs WHERE cluster = 'c1' AND machine = 'm2' AND date = '2026-01-02' AND hour = '01' ORDER BY timestamp",
+    "SELECT date_bin(INTERVAL '1 hour', timestamp) AS time, status, count(*) AS n FROM logs GROUP BY 1, 2 ORDER BY 1, 2",
+];
+
+#[test]
+fn every_client_gets_the_clis_answers() {
+    let store = store();
+    let server = Server::start(store.path(), &[]);
+
+    let through_pgx = pgx(&server.url(), ANALYSES);
+    for (sql, result) in ANALYSES.iter().zip(&through_pgx) {
+        let expected = cli_rows(store.path(), sql);
+        assert!(!expected.is_empty(), "{sql}");
+        assert_eq!(client_rows(result), expected, "pgx: {sql}");
+    }
+
+    let with_parameters: Vec<(&str, Value)> = vec![
+        (
+            "SELECT machine, count(*) AS n FROM logs WHERE cluster = %s AND status = %s GROUP BY machine ORDER BY machine",
+            serde_json::json!(["c1", 404]),
+        ),
+        (ANALYSES[0], serde_json::json!([])),
+    ];
+    let through_psycopg = psycopg(&server.conninfo(), &with_parameters);
+    assert_eq!(
+        client_rows(&through_psycopg[0]),
+        cli_rows(
+            store.path(),
+            "SELECT machine, count(*) AS n FROM logs WHERE cluster = 'c1' AND status = 404 GROUP BY machine ORDER BY machine"
+        )
+    );
+    assert_eq!(client_rows(&through_psycopg[0]).len(), 2);
+    assert_eq!(
+        client_rows(&through_psycopg[1]),
+        cli_rows(store.path(), ANALYSES[0])
+    );
+
+    let output = psql(&server.conninfo(), &[ANALYSES[0]]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "status,n\n200,108\n404,36\n500,36\n"
+    );
+    assert_eq!(
+        String::from_utf8(common::query(store.path(), &["--format", "csv", ANALYSES[0]]).stdout)
+            .unwrap(),
+        "status,n\n200,108\n404,36\n500,36\n"
+    );
+
+    // The session, every statement and its end are in the server's log.
+    let log = server.log();
+    assert!(log.contains("session started"), "{log}");
+    assert!(log.contains("application=\"psql\""), "{log}");
+    assert!(
+        log.contains(&format!("statement: {}", ANALYSES[1])),
+        "{log}"
+    );
+    assert!(log.contains("statement done"), "{log}");
+}
+
+/// What Grafana's PostgreSQL data source sends when it is saved (version detection) and when a
+/// query editor lists tables and columns.
+#[test]
+fn grafanas_connection_and_catalog_queries_answer() {
+    let store = store();
+    let server = Server::start(store.path(), &[]);
+    let grafana = [
+        "SELECT 1",
+        "SELECT version()",
+        "SELECT current_setting('server_version_num')::int/100 AS version",
+        "SELECT current_setting('TimeZone')",
+        // The table list of the query builder (Grafana 10-12).
+        "SELECT CASE WHEN quote_ident(table_schema) IN (SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), array_upper(string_to_array(current_setting('search_path'),','),1)) as i, string_to_array(current_setting('search_path'),',') s) THEN quote_ident(table_name) ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog', '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_internal', '_timescaledb_config', 'timescaledb_information', 'timescaledb_experimental') ORDER BY 1",
+        // Its column list for the chosen table.
+        "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns WHERE quote_ident(table_name) = 'logs' ORDER BY ordinal_position",
+        "SELECT typname FROM pg_catalog.pg_type WHERE typname = 'int8'",
+    ];
+    let results = pgx(&server.url(), &grafana);
+    assert_eq!(client_rows(&results[0]), vec![vec![serde_json::json!(1.0)]]);
+    let version = results[1]["rows"][0][0].as_str().unwrap();
+    assert!(version.contains("DataFusion"), "{version}");
+    assert_eq!(
+        client_rows(&results[2]),
+        vec![vec![serde_json::json!(1600.0)]]
+    );
+    assert_eq!(results[3]["rows"][0][0], "UTC");
+    let tables = client_rows(&results[4]);
+    assert!(
+        tables
+            .iter()
+            .any(|row| row[0].as_str().unwrap().ends_with("logs")),
+        "{tables:?}"
+    );
+    let columns: Vec<String> = client_rows(&results[5])
+        .iter()
+        .map(|row| row[0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(columns.len(), 20, "{columns:?}");
+    assert_eq!(&columns[..4], ["id", "seq", "timestamp", "level"]);
+    assert_eq!(
+        client_rows(&results[6]),
+        vec![vec![serde_json::json!("int8")]]
+    );
+}
+
+#[test]
+fn bad_input_is_a_postgres_error_and_the_session_goes_on() {
+    let store = store();
+    let server = Server::start(store.path(), &["--memory-limit", "32M"]);
+    let statements = [
+        "CREATE TABLE t (a int)",
+        "DROP VIEW logs",
+        "COPY (SELECT 1) TO '/tmp/out.csv'",
+        "SET datafusion.runtime.memory_limit = '100G'",
+        "SELEC 1",
+        "SELECT no_such_column FROM logs",
+        "SELECT count(*) FROM no_such_table",
+        // array_agg cannot spill: past the memory limit it fails.
+        "SELECT array_agg(concat(a.value, b.value)) FROM generate_series(1, 3000) a, generate_series(1, 3000) b",
+        &format!("SELECT {}", vec!["1"; 2000].join("+")),
+        "SET application_name = 'dashboards'",
+        "SET TIME ZONE 'Europe/Paris'",
+        "SELECT count(*) AS n FROM logs",
+    ];
+    let results = pgx(&server.url(), &statements);
+    let codes: Vec<&str> = results[..11]
+        .iter()
+        .map(|r| r["error"]["code"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "25006", "25006", "0A000", "25006", "42601", "42703", "42000", "53200", "54001", "ok",
+            "0A000"
+        ],
+        "{results:#?}"
+    );
+    assert!(
+        results[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: query is read-only")
+    );
+    // The same connection still answers, and the memory limit still holds for the next.
+    assert_eq!(
+        client_rows(&results[11]),
+        vec![vec![serde_json::json!(180.0)]]
+    );
+    let again = pgx(&server.url(), &[statements[7], "SELECT 2"]);
+    assert_eq!(error_code(&again[0]), "53200");
+    assert_eq!(client_rows(&again[1]), vec![vec![serde_json::json!(2.0)]]);
+
+    // Wrong password, unknown user: the same FATAL; the server goes on.
+    let wrong = psql(
+        &format!(
+            "host={} port={} user=logs dbname=logs password=nope",
+            server.addr.ip(),
+            server.addr.port()
+        ),
+        &["SELECT 1"],
+    );
+    let unknown = psql(
+        &format!(
+            "host={} port={} user=admin dbname=logs password='{PASSWORD}'",
+            server.addr.ip(),
+            server.addr.port()
+        ),
+        &["SELECT 1"],
+    );
+    for output in [&wrong, &unknown] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("FATAL:  Password authentication failed"),
+            "{stderr}"
+        );
+    }
+    assert!(psql(&server.conninfo(), &["SELECT 1"]).status.success());
+}
+
+#[test]
+fn no_password_no_server() {
+    let store = store();
+    let output = Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(store.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("QUERY_SERVE_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "query: query serve needs a password for user \"logs\": --password-file FILE or \
+         QUERY_SERVE_PASSWORD (it never serves without authentication)\n"
+    );
+}
+
+/// A self-signed certificate and key for 127.0.0.1, made with openssl.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl: run scripts/install-test-deps");
+    assert!(status.success());
+    (cert, key)
+}
+
+#[test]
+fn with_a_certificate_every_connection_is_tls_and_a_bad_one_stops_the_server() {
+    let store = store();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = Server::start(
+        store.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let encrypted = psql(
+        &format!("{} sslmode=require", server.conninfo()),
+        &["SELECT count(*) AS n FROM logs"],
+    );
+    assert!(encrypted.status.success(), "{encrypted:?}");
+    assert_eq!(String::from_utf8_lossy(&encrypted.stdout), "n\n180\n");
+    let plain = psql(
+        &format!("{} sslmode=disable", server.conninfo()),
+        &["SELECT 1"],
+    );
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("this server accepts only TLS connections"),
+        "{plain:?}"
+    );
+    let log = server.log();
+    assert!(log.contains("tls=true"), "{log}");
+
+    // A certificate that does not load is an error at start, never plaintext.
+    let garbage = dir.path().join("garbage.crt");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let failed = Server::try_start(
+        store.path(),
+        &[
+            "--tls-cert",
+            garbage.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .err()
+    .expect("started with a bad certificate");
+    assert!(failed.contains("--tls-cert"), "{failed}");
+}
+
+#[test]
+fn connections_statements_and_logins_are_bounded() {
+    let store = store();
+    let server = Server::start(
+        store.path(),
+        &["--max-connections", "2", "--statement-timeout", "2s"],
+    );
+    // Two sessions held open (psql reading statements from a pipe).
+    let hold = || {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", &server.conninfo()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"SELECT 'held';\n").unwrap();
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        while !line.contains("held") {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+        }
+        child
+    };
+    let mut first = hold();
+    let mut second = hold();
+    let refused = psql(&server.conninfo(), &["SELECT 1"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("sorry, too many clients already"),
+        "{refused:?}"
+    );
+    drop(first.stdin.take());
+    first.wait().unwrap();
+    // A freed slot is taken again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !psql(&server.conninfo(), &["SELECT 1"]).status.success() {
+        assert!(Instant::now() < deadline, "the slot was not freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A statement over its time is cancelled with 57014 within the timeout, and the session goes on.
+    let started = Instant::now();
+    let results = pgx(
+        &server.url(),
+        &[
+            "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b",
+            "SELECT 3",
+        ],
+    );
+    assert_eq!(error_code(&results[0]), "57014");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client_rows(&results[1]), vec![vec![serde_json::json!(3.0)]]);
+    drop(second.stdin.take());
+    second.wait().unwrap();
+
+    // A connection that never logs in is closed after the login timeout.
+    let mut silent = TcpStream::connect(server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let opened = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = silent.read(&mut buf);
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    // Logged as the connection is dropped (just after the client saw it close).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("did not log in") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_running_server_answers_from_the_tables_newest_version() {
+    let store = store();
+    let server = Server::start(store.path(), &[]);
+    let count = || client_rows(&pgx(&server.url(), &["SELECT count(*) FROM logs"])[0]);
+    assert_eq!(count(), vec![vec![serde_json::json!(180.0)]]);
+    // The collector commits more rows while the server runs.
+    let mut more = common::records();
+    for r in &mut more {
+        r.timestamp += chrono::Duration::days(7);
+    }
+    common::write_delta(store.path(), &more, 1);
+    std::thread::sleep(query::latest_delta::MAX_STALENESS + Duration::from_millis(200));
+    assert_eq!(count(), vec![vec![serde_json::json!(360.0)]]);
+}
