@@ -6,6 +6,24 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
 pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+    Ok(format!(
+        // Identifiers quoted: `level` and `timestamp` are also SQL keywords.
+        r#"SELECT "timestamp", "level", "cluster", "machine", "target", "message", "status", "path", "latency_us", "request_id" FROM logs WHERE {} ORDER BY "timestamp" DESC LIMIT {}"#,
+        filters(args, now)?,
+        args.limit
+    ))
+}
+
+/// How many rows the drill-down matches in all, to say how many `--limit` left out.
+pub fn count_sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+    Ok(format!(
+        "SELECT count(*) AS n FROM logs WHERE {}",
+        filters(args, now)?
+    ))
+}
+
+/// The drill-down's predicates, joined by AND.
+fn filters(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     for (name, value) in [
         ("--cluster", Some(&args.cluster)),
         ("--machine", args.machine.as_ref()),
@@ -55,12 +73,7 @@ pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
             pattern.replace('\'', "''")
         ));
     }
-    Ok(format!(
-        // Identifiers quoted: `level` and `timestamp` are also SQL keywords.
-        r#"SELECT "timestamp", "level", "cluster", "machine", "target", "message", "status", "path", "latency_us", "request_id" FROM logs WHERE {} ORDER BY "timestamp" DESC LIMIT {}"#,
-        filters.join(" AND "),
-        args.limit
-    ))
+    Ok(filters.join(" AND "))
 }
 
 /// The time range of a drill-down: `--from`..`--to`, or the last `--since` (15 minutes).

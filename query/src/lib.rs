@@ -67,10 +67,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(sql) => {
             let running = exec::execute(&ctx, &sql, &bytes_read).await?;
             print::write(running.rows, cli.format, cli.output.as_deref()).await?;
+            if let Some(Command::Logs(args)) = &cli.command {
+                left_out(&ctx, args, now, &bytes_read).await?;
+            }
             Ok(true)
         }
         None => prompt::run(&ctx, cli.format, &bytes_read).await,
     }
+}
+
+/// Says on stderr how many rows `query logs` left out when it stopped at its `--limit`.
+async fn left_out(
+    ctx: &SessionContext,
+    args: &cli::LogsArgs,
+    now: chrono::DateTime<chrono::Utc>,
+    bytes_read: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    use futures::TryStreamExt;
+    let running = exec::execute(ctx, &drilldown::count_sql(args, now)?, bytes_read).await?;
+    let batches: Vec<_> = running.rows.try_collect().await?;
+    let matched = batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|c| c.value(0))
+        })
+        .unwrap_or(0);
+    let shown = i64::try_from(args.limit).unwrap_or(i64::MAX);
+    if matched > shown {
+        eprintln!(
+            "query logs: showed the newest {shown} of {matched} rows ({} left out): narrow with \
+             --since, --level or --grep, or raise --limit",
+            matched - shown
+        );
+    }
+    Ok(())
 }
 
 /// The session statements run in: table `logs` over `--data`, within the memory limit; and the

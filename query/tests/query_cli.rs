@@ -421,6 +421,55 @@ fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
         .map(|r| r["timestamp"].as_str().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+
+    // Stopped at its --limit, it says how many rows it left out; within it, nothing.
+    let limited = query(
+        dir.path(),
+        &[
+            "logs",
+            "--cluster",
+            "c1",
+            "--from",
+            "2026-01-02T00:00:00Z",
+            "--to",
+            "2026-01-02T01:59:59Z",
+            "--level",
+            "warn",
+            "--limit",
+            "3",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(stdout(&limited).lines().count(), 1 + 3);
+    assert_eq!(
+        String::from_utf8_lossy(&limited.stderr),
+        format!(
+            "query logs: showed the newest 3 of {} rows ({} left out): narrow with --since, \
+             --level or --grep, or raise --limit\n",
+            expected.len(),
+            expected.len() - 3
+        )
+    );
+    let all = query(
+        dir.path(),
+        &[
+            "logs",
+            "--cluster",
+            "c1",
+            "--from",
+            "2026-01-02T00:00:00Z",
+            "--to",
+            "2026-01-02T01:59:59Z",
+            "--level",
+            "warn",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(stdout(&all).lines().count(), 1 + expected.len());
+    assert_eq!(String::from_utf8_lossy(&all.stderr), "");
+
     let bad = query(
         dir.path(),
         &["logs", "--cluster", "c1'; DROP TABLE logs; --"],
