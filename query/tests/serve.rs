@@ -616,3 +616,87 @@ fn a_running_server_answers_from_the_tables_newest_version() {
     std::thread::sleep(query::latest_delta::MAX_STALENESS + Duration::from_millis(200));
     assert_eq!(count(), vec![vec![serde_json::json!(360.0)]]);
 }
+
+/// Grafana's macros and variables expanded as Grafana does for the range `from`..`to` (its
+/// PostgreSQL data source: `$__timeFilter(c)` is `c BETWEEN 'from' AND 'to'` in RFC 3339,
+/// `$__timeGroupAlias(c, i)` is `floor(extract(epoch from c)/s)*s AS "time"`), with every
+/// multi-value variable on All.
+fn expand(sql: &str, from: &str, to: &str, interval_seconds: u64) -> String {
+    let mut sql = sql
+        .replace("$__interval", &format!("{interval_seconds}s"))
+        .replace("$cluster", "'c1','c2'")
+        .replace("$machine", "'m1','m2','m3'")
+        .replace("$level", "'ERROR','WARN','INFO'");
+    while let Some(start) = sql.find("$__timeFilter(") {
+        let end = start + sql[start..].find(')').unwrap();
+        let column = &sql[start + "$__timeFilter(".len()..end];
+        sql = format!(
+            "{}{column} BETWEEN '{from}' AND '{to}'{}",
+            &sql[..start],
+            &sql[end + 1..]
+        );
+    }
+    while let Some(start) = sql.find("$__timeGroupAlias(") {
+        let end = start + sql[start..].find(')').unwrap();
+        let column = sql[start + "$__timeGroupAlias(".len()..end]
+            .split(',')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        sql = format!(
+            "{}floor(extract(epoch from {column})/{interval_seconds})*{interval_seconds} AS \"time\"{}",
+            &sql[..start],
+            &sql[end + 1..]
+        );
+    }
+    assert!(!sql.contains('$'), "a macro or variable left: {sql}");
+    sql
+}
+
+/// Every panel and variable query of `dashboards/logs.json`, expanded for a fixed range, answers
+/// through pgx exactly what the CLI answers for the same SQL, and none is empty.
+#[test]
+fn every_logs_dashboard_panel_answers_as_the_cli() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dashboards/logs.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(
+                target["datasource"]["type"],
+                "grafana-postgresql-datasource"
+            );
+            let title = panel["title"].as_str().unwrap().to_owned();
+            queries.push((title, target["rawSql"].as_str().unwrap().to_owned()));
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if variable["type"] == "query" {
+            let name = variable["name"].as_str().unwrap().to_owned();
+            queries.push((name, variable["query"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(queries.len(), 7, "{queries:?}");
+    let store = store();
+    let server = Server::start(store.path(), &[]);
+    let expanded: Vec<String> = queries
+        .iter()
+        .map(|(_, sql)| expand(sql, "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", 3600))
+        .collect();
+    let statements: Vec<&str> = expanded.iter().map(String::as_str).collect();
+    let results = pgx(&server.url(), &statements);
+    for (((title, _), sql), result) in queries.iter().zip(&expanded).zip(&results) {
+        let rows = client_rows(result);
+        assert!(!rows.is_empty(), "{title}: no rows for {sql}");
+        assert_eq!(rows, cli_rows(store.path(), sql), "{title}: {sql}");
+    }
+    // The status panel: 3 statuses in each of the 6 hours holding rows.
+    assert_eq!(client_rows(&results[0]).len(), 6 * 3);
+}
