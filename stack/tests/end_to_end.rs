@@ -22,7 +22,7 @@ const BLACKBOX: &str = "http://127.0.0.1:19115";
 /// Every port the stack listens on (see scripts/stack and deploy/targets/native).
 const PORTS: &[u16] = &[
     19092, 19093, 19465, 18081, 18082, 18083, 19461, 19462, 19463, 19471, 19472, 19473, 19090,
-    19095, 19115,
+    19095, 19115, 15433,
 ];
 /// How fast a fault must be firing (the bound; the rule timings aim well under it).
 const FIRING_WITHIN: Duration = Duration::from_secs(30);
@@ -86,10 +86,6 @@ impl Stack {
         output
     }
 
-    fn warm_store(&self) -> PathBuf {
-        self.dir.path().join("warm")
-    }
-
     fn admin_token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("admin-token")).unwrap()
     }
@@ -108,21 +104,51 @@ impl Stack {
             .collect()
     }
 
-    /// Runs an alert's `logs` annotation as written, against the stack's warm store.
+    /// Runs an alert's `logs` annotation as written, in a shell that sourced the stack's env
+    /// file (as `scripts/stack status` tells users to): `query` on PATH, reading the warm store.
     fn run_annotation(&self, command: &str) -> String {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        assert_eq!(
-            words[0], "query",
+        assert!(
+            command.starts_with("query "),
             "annotation is not a query command: {command}"
         );
-        let output = Command::new(bin_dir().join("query"))
-            .args(&words[1..])
-            .env("QUERY_DATA", self.warm_store())
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}/env' && {command}",
+                self.dir.path().display()
+            ))
+            .env_remove("QUERY_DATA")
             .output()
             .unwrap();
         assert!(
             output.status.success(),
             "`{command}` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// psql against the stack's `query serve`, with the password `scripts/stack password` prints.
+    fn psql(&self, sql: &str) -> String {
+        let password = self.script(&["password"]);
+        assert!(password.status.success());
+        let output = Command::new("psql")
+            .args([
+                "--csv",
+                "-X",
+                "host=127.0.0.1 port=15433 user=logs dbname=logs",
+                "-c",
+                sql,
+            ])
+            .env(
+                "PGPASSWORD",
+                String::from_utf8(password.stdout).unwrap().trim(),
+            )
+            .output()
+            .expect("psql: run scripts/install-test-deps");
+        assert!(
+            output.status.success(),
+            "psql: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
@@ -422,6 +448,11 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
             && r["latency_us"].parse::<u64>().is_ok_and(|us| us >= 300_000)),
         "no slow request of east-1 in:\n{logs}"
     );
+    // The same logs over the PostgreSQL protocol (what Grafana's logs dashboard reads).
+    let served = stack.psql(
+        "SELECT machine, count(*) AS n FROM logs WHERE cluster = 'east' AND latency_us >= 300000 GROUP BY machine ORDER BY machine",
+    );
+    assert!(served.starts_with("machine,n\neast-1,"), "{served}");
 
     // Cleared: the alert resolves.
     set_fault(19471, &token, None);
@@ -454,6 +485,10 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
         annotation,
         "query logs --cluster east --machine east-2 --since 15m"
     );
+    assert_eq!(
+        alert["annotations"]["dashboard"],
+        "http://127.0.0.1:3000/d/imds-logs/imds-stored-logs?var-cluster=east&var-machine=east-2&from=now-15m&to=now"
+    );
     // That machine's logs, newest first, up to the last events it shipped on the way out: its
     // "shutting down", after which only the requests in flight at that moment finish and log
     // (the final "agent stopped" is written after the shipper stops: it is in the host's cold
@@ -475,8 +510,9 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
 
     // Down: every process the stack started is gone, every port closed.
     let pids = stack.down();
-    // Kafka, the collector, traffic, Prometheus, Alertmanager, blackbox, two agents (east-2 stopped).
-    assert_eq!(pids.len(), 8, "pids: {pids:?}");
+    // Kafka, the collector, query serve, traffic, Prometheus, Alertmanager, blackbox, two agents
+    // (east-2 stopped).
+    assert_eq!(pids.len(), 9, "pids: {pids:?}");
     let alive: Vec<_> = pids
         .iter()
         .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
