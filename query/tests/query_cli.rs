@@ -382,9 +382,9 @@ fn every_output_format_parses_back_with_rfc3339_utc_times() {
 fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let records = write_store(dir.path(), true);
-    let out = stdout(&query(
-        dir.path(),
-        &[
+    // c1's warnings and errors of 2026-01-02, 00:00-01:59, with `extra` flags.
+    let drilldown = |extra: &[&str]| {
+        let mut args = vec![
             "logs",
             "--cluster",
             "c1",
@@ -394,10 +394,11 @@ fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
             "2026-01-02T01:59:59Z",
             "--level",
             "warn",
-            "--format",
-            "json",
-        ],
-    ));
+        ];
+        args.extend_from_slice(extra);
+        query(dir.path(), &args)
+    };
+    let out = stdout(&drilldown(&["--format", "json"]));
     let rows: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -423,24 +424,7 @@ fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
 
     // Stopped at its --limit, it says how many rows it left out; within it, nothing.
-    let limited = query(
-        dir.path(),
-        &[
-            "logs",
-            "--cluster",
-            "c1",
-            "--from",
-            "2026-01-02T00:00:00Z",
-            "--to",
-            "2026-01-02T01:59:59Z",
-            "--level",
-            "warn",
-            "--limit",
-            "3",
-            "--format",
-            "csv",
-        ],
-    );
+    let limited = drilldown(&["--limit", "3", "--format", "csv"]);
     assert_eq!(stdout(&limited).lines().count(), 1 + 3);
     assert_eq!(
         String::from_utf8_lossy(&limited.stderr),
@@ -451,22 +435,7 @@ fn the_logs_drilldown_shows_a_clusters_warnings_newest_first() {
             expected.len() - 3
         )
     );
-    let all = query(
-        dir.path(),
-        &[
-            "logs",
-            "--cluster",
-            "c1",
-            "--from",
-            "2026-01-02T00:00:00Z",
-            "--to",
-            "2026-01-02T01:59:59Z",
-            "--level",
-            "warn",
-            "--format",
-            "csv",
-        ],
-    );
+    let all = drilldown(&["--format", "csv"]);
     assert_eq!(stdout(&all).lines().count(), 1 + expected.len());
     assert_eq!(String::from_utf8_lossy(&all.stderr), "");
 

@@ -138,49 +138,45 @@ fn pgx_run() -> &'static Path {
     })
 }
 
-/// Runs `statements` through pgx on one connection: one JSON result per statement.
-fn pgx(url: &str, statements: &[&str]) -> Vec<Value> {
-    let mut child = Command::new(pgx_run())
-        .arg(url)
+/// Runs a client with `input` (JSON) on its stdin: one JSON result per line of its stdout.
+fn run_client(mut command: Command, input: &impl serde::Serialize) -> Vec<Value> {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let input = serde_json::to_vec(statements).unwrap();
+        .unwrap_or_else(|error| panic!("{command:?}: {error} (run scripts/install-test-deps)"));
+    let input = serde_json::to_vec(input).unwrap();
     child.stdin.take().unwrap().write_all(&input).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "pgx: {}",
+        "{command:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     lines(&output.stdout)
 }
 
+/// Runs `statements` through pgx on one connection: one JSON result per statement.
+fn pgx(url: &str, statements: &[&str]) -> Vec<Value> {
+    let mut command = Command::new(pgx_run());
+    command.arg(url);
+    run_client(command, &statements)
+}
+
 /// Runs `(sql, parameters)` through psycopg 3 with prepared statements on one connection.
 fn psycopg(conninfo: &str, statements: &[(&str, Value)]) -> Vec<Value> {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/psycopg/bin/python");
-    let mut child = Command::new(python)
+    let mut command = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.cache/psycopg/bin/python"
+    ));
+    command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/clients/psycopg_run.py"
         ))
-        .arg(conninfo)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("psycopg: run scripts/install-test-deps (.cache/psycopg)");
-    let input = serde_json::to_vec(statements).unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "psycopg: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    lines(&output.stdout)
+        .arg(conninfo);
+    run_client(command, &statements)
 }
 
 fn lines(bytes: &[u8]) -> Vec<Value> {
