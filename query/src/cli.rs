@@ -1,6 +1,7 @@
 //! Command line: `query [--data SRC]... [--format F] [--output FILE] [SQL]` (no SQL: the
 //! interactive prompt), or the drill-down
 //! `query logs --cluster C [--machine M] [--since 15m | --from T --to T] [--level warn] [--grep RE]`,
+//! or its commonest templates `query patterns --cluster C [--since 1h] [same filters]`,
 //! or the PostgreSQL-wire server `query serve [--listen ADDR] [--tls-cert F --tls-key F]`.
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -70,6 +71,9 @@ pub enum Format {
 pub enum Command {
     /// A cluster's (or machine's) recent logs, newest first: what an alert points at.
     Logs(LogsArgs),
+    /// A cluster's (or machine's) commonest log templates ("patterns") with their line counts
+    /// and one example each: what kind of lines it is writing.
+    Patterns(PatternsArgs),
     /// Serve table `logs` over the PostgreSQL wire protocol (Grafana, psql, any driver),
     /// read-only, password required.
     Serve(ServeArgs),
@@ -106,8 +110,9 @@ pub struct ServeArgs {
     pub statement_timeout: std::time::Duration,
 }
 
+/// Which lines a drill-down reads.
 #[derive(Debug, Clone, clap::Args)]
-pub struct LogsArgs {
+pub struct Selection {
     #[arg(long)]
     pub cluster: String,
     #[arg(long)]
@@ -127,8 +132,23 @@ pub struct LogsArgs {
     /// Only messages matching this regular expression.
     #[arg(long)]
     pub grep: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub selection: Selection,
     /// At most this many rows.
     #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PatternsArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// At most this many templates, commonest first.
+    #[arg(long, default_value_t = 20)]
     pub limit: usize,
 }
 

@@ -1,7 +1,8 @@
-//! `query logs`: the drill-down an alert's annotation names, as SQL. The time range becomes
-//! `date` and `hour` predicates as well, so only that range's partitions are read.
+//! `query logs`: the drill-down an alert's annotation names, and `query patterns`, its commonest
+//! templates, as SQL. The time range becomes `date` predicates as well, so only that range's
+//! partitions are read.
 
-use crate::cli::LogsArgs;
+use crate::cli::{LogsArgs, PatternsArgs, Selection};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
@@ -9,7 +10,17 @@ pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
         // Identifiers quoted: `level` and `timestamp` are also SQL keywords.
         r#"SELECT "timestamp", "level", "cluster", "machine", "target", "message", "status", "path", "latency_us", "request_id" FROM logs WHERE {} ORDER BY "timestamp" DESC LIMIT {}"#,
-        filters(args, now)?,
+        filters(&args.selection, now)?,
+        args.limit
+    ))
+}
+
+/// The commonest templates of the selected lines: mined in time order (an agent's `seq` breaks ties, so
+/// every run mines the same order), with their share and one example each.
+pub fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+    Ok(format!(
+        r#"SELECT count(*) AS "lines", round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS "percent", "pattern", min("message") AS "example" FROM (SELECT "message", log_pattern("message") OVER (ORDER BY "timestamp", "machine", "seq") AS "pattern" FROM logs WHERE {}) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {}"#,
+        filters(&args.selection, now)?,
         args.limit
     ))
 }
@@ -18,12 +29,12 @@ pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
 pub fn count_sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
         "SELECT count(*) AS n FROM logs WHERE {}",
-        filters(args, now)?
+        filters(&args.selection, now)?
     ))
 }
 
 /// The drill-down's predicates, joined by AND.
-fn filters(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+fn filters(args: &Selection, now: DateTime<Utc>) -> anyhow::Result<String> {
     for (name, value) in [
         ("--cluster", Some(&args.cluster)),
         ("--machine", args.machine.as_ref()),
@@ -78,7 +89,7 @@ fn filters(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
 
 /// The time range of a drill-down: `--from`..`--to`, or the last `--since` (15 minutes).
 pub fn range(
-    args: &LogsArgs,
+    args: &Selection,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
     let (from, to) = match (&args.from, &args.to) {

@@ -14,6 +14,9 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Statement, visit_expressions};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -104,6 +107,36 @@ pub enum Refused {
     /// It is longer or nested deeper than the planner is allowed to handle.
     #[error("refused: {0}")]
     TooLarge(String),
+    /// It calls a function of this project the wrong way (DataFusion's own message would be
+    /// "Invalid function").
+    #[error("{0}")]
+    Misused(String),
+}
+
+/// Refuses `log_pattern()` called without `OVER`: it is a window function (`log_pattern.rs`),
+/// and DataFusion would only answer "Invalid function 'log_pattern'".
+pub fn check_statement(statement: &Statement) -> Result<(), Refused> {
+    let misused = visit_expressions(statement, |expr| match expr {
+        SqlExpr::Function(function)
+            if function.over.is_none()
+                && function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .is_some_and(|name| name.value.eq_ignore_ascii_case("log_pattern")) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    if misused.is_break() {
+        return Err(Refused::Misused(
+            r#"log_pattern() is a window function: it mines templates over a set of rows, so write e.g. log_pattern(message) OVER (ORDER BY "timestamp", machine, seq), or OVER (PARTITION BY cluster ORDER BY ...)"#
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses, before parsing or planning, a statement too long or nested too deep.
@@ -143,9 +176,15 @@ pub async fn execute(
     bytes_read: &Arc<AtomicU64>,
 ) -> anyhow::Result<Running> {
     check_text(sql)?;
-    let plan = ctx
-        .state()
-        .create_logical_plan(sql)
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, &state.config().options().sql_parser.dialect)
+        .map_err(|error| anyhow!("SQL error: {error}"))?;
+    if let DFStatement::Statement(statement) = &statement {
+        check_statement(statement)?;
+    }
+    let plan = state
+        .statement_to_plan(statement)
         .await
         .map_err(|error| anyhow!("SQL error: {error}"))?;
     check_plan(&plan)?;

@@ -8,7 +8,8 @@
 //! | statement -> result (read-only), progress on stderr | `exec.rs`, `progress.rs` |
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
-//! | `query logs` drill-down -> SQL | `drilldown.rs` |
+//! | `query logs` drill-down, `query patterns` -> SQL | `drilldown.rs` |
+//! | `log_pattern(message) OVER (...)`: templates mined over a window (`patterns` crate) | `log_pattern.rs` |
 //! | `query serve`: PostgreSQL wire -> the same checks, bounded per caller | `serve/` |
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod exec;
 pub mod fetch;
 pub mod latest_delta;
 pub mod local_reads;
+pub mod log_pattern;
 pub mod print;
 pub mod progress;
 pub mod prompt;
@@ -45,7 +47,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let (sql, range) = match (&cli.command, &cli.sql) {
         (Some(Command::Logs(args)), None) => (
             Some(drilldown::sql(args, now)?),
-            drilldown::range(args, now)?,
+            drilldown::range(&args.selection, now)?,
+        ),
+        (Some(Command::Patterns(args)), None) => (
+            Some(drilldown::patterns_sql(args, now)?),
+            drilldown::range(&args.selection, now)?,
         ),
         (Some(_), Some(_)) => bail!("give either a SQL statement or a subcommand, not both"),
         (_, sql) => (
@@ -166,6 +172,7 @@ pub async fn session(
         .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime);
+    ctx.register_udwf(log_pattern::udwf().as_ref().clone());
     tables::register(&ctx, opened).await?;
     Ok((ctx, bytes_read))
 }

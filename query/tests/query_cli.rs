@@ -514,3 +514,79 @@ fn a_delta_store_shows_each_row_once_at_every_step() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Delta table"), "{stderr}");
 }
+
+/// `query patterns`: a cluster's lines grouped by template, commonest first, with their share
+/// and one example; `log_pattern()` needs `OVER`, and says so.
+#[test]
+fn the_patterns_drilldown_groups_a_clusters_lines_by_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = records();
+    for r in &mut records {
+        let i = r.seq % 100;
+        r.message = match i {
+            0..4 => format!("request {i} served"),
+            4..7 => format!("upstream fetch from 10.0.{i}.1:80 failed"),
+            _ => format!(
+                "metadata document {} loaded",
+                ["alpha", "beta", "gamma"][i as usize - 7]
+            ),
+        };
+    }
+    common::write_delta(dir.path(), &records, 1);
+    let patterns = |extra: &[&str]| {
+        let mut args = vec![
+            "patterns",
+            "--cluster",
+            "c1",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-01T23:59:59Z",
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        stdout(&query(dir.path(), &args))
+    };
+    // c1 on 2026-01-01: 2 machines x 3 hours x 10 lines, 4 + 3 + 3 of each ten.
+    assert_eq!(
+        patterns(&[]),
+        "lines,percent,pattern,example\n\
+         24,40.0,request <*> served,request 0 served\n\
+         18,30.0,metadata document <*> loaded,metadata document alpha loaded\n\
+         18,30.0,upstream fetch from <*> failed,upstream fetch from 10.0.4.1:80 failed\n"
+    );
+    assert_eq!(
+        patterns(&["--machine", "m2", "--limit", "1"]),
+        "lines,percent,pattern,example\n12,40.0,request <*> served,request 0 served\n"
+    );
+    assert_eq!(
+        patterns(&["--grep", "upstream"]),
+        "lines,percent,pattern,example\n\
+         18,100.0,upstream fetch from <*> failed,upstream fetch from 10.0.4.1:80 failed\n"
+    );
+
+    // The SQL function, per cluster: c2's lines are mined apart from c1's.
+    let per_cluster = stdout(&query(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            r#"SELECT cluster, pattern, count(*) AS n FROM (SELECT cluster, log_pattern(message) OVER (PARTITION BY cluster ORDER BY "timestamp", machine, seq) AS pattern FROM logs) GROUP BY 1, 2 ORDER BY 1, 2"#,
+        ],
+    ));
+    assert_eq!(
+        per_cluster,
+        "cluster,pattern,n\n\
+         c1,metadata document <*> loaded,36\n\
+         c1,request <*> served,48\n\
+         c1,upstream fetch from <*> failed,36\n\
+         c2,metadata document <*> loaded,18\n\
+         c2,request <*> served,24\n\
+         c2,upstream fetch from <*> failed,18\n"
+    );
+    let without_over = query(dir.path(), &["SELECT log_pattern(message) FROM logs"]);
+    assert_eq!(without_over.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&without_over.stderr);
+    assert!(message.contains("OVER"), "{message}");
+}

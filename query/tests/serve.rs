@@ -362,10 +362,11 @@ fn bad_input_is_a_postgres_error_and_the_session_goes_on() {
         &format!("SELECT {}", vec!["1"; 2000].join("+")),
         "SET application_name = 'dashboards'",
         "SET TIME ZONE 'Europe/Paris'",
+        "SELECT log_pattern(message) FROM logs",
         "SELECT count(*) AS n FROM logs",
     ];
     let results = pgx(&server.url(), &statements);
-    let codes: Vec<&str> = results[..11]
+    let codes: Vec<&str> = results[..12]
         .iter()
         .map(|r| r["error"]["code"].as_str().unwrap_or("ok"))
         .collect();
@@ -373,7 +374,7 @@ fn bad_input_is_a_postgres_error_and_the_session_goes_on() {
         codes,
         [
             "25006", "25006", "0A000", "25006", "42601", "42703", "42000", "53200", "54001", "ok",
-            "0A000"
+            "0A000", "42809"
         ],
         "{results:#?}"
     );
@@ -383,9 +384,15 @@ fn bad_input_is_a_postgres_error_and_the_session_goes_on() {
             .unwrap()
             .starts_with("refused: query is read-only")
     );
+    assert!(
+        results[11]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("log_pattern() is a window function")
+    );
     // The same connection still answers, and the memory limit still holds for the next.
     assert_eq!(
-        client_rows(&results[11]),
+        client_rows(&results[12]),
         vec![vec![serde_json::json!(180.0)]]
     );
     let again = pgx(&server.url(), &[statements[7], "SELECT 2"]);
@@ -679,7 +686,7 @@ fn every_logs_dashboard_panel_answers_as_the_cli() {
             queries.push((name, variable["query"].as_str().unwrap().to_owned()));
         }
     }
-    assert_eq!(queries.len(), 7, "{queries:?}");
+    assert_eq!(queries.len(), 8, "{queries:?}");
     let store = store();
     let server = Server::start(store.path(), &[]);
     let expanded: Vec<String> = queries
@@ -695,4 +702,9 @@ fn every_logs_dashboard_panel_answers_as_the_cli() {
     }
     // The status panel: 3 statuses in each of the 6 hours holding rows.
     assert_eq!(client_rows(&results[0]).len(), 6 * 3);
+    // Top log patterns: every message "request N served" is one template, over all 180 lines.
+    let patterns = &client_rows(&results[4]);
+    assert_eq!(patterns.len(), 1, "{patterns:?}");
+    assert_eq!(patterns[0][0], "request <*> served");
+    assert_eq!(patterns[0][1], serde_json::json!(180.0));
 }

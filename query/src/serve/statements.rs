@@ -63,6 +63,7 @@ fn refused(refusal: Refused) -> PgWireError {
     let code = match refusal {
         Refused::ReadOnly(_) => "25006", // read_only_sql_transaction
         Refused::TooLarge(_) => "54001", // statement_too_complex
+        Refused::Misused(_) => "42809",  // wrong_object_type
     };
     error(code, refusal.to_string())
 }
@@ -144,6 +145,7 @@ impl Guard {
     /// Plans `statement` and checks the plan as the CLI does.
     async fn plan(statement: &Statement, ctx: &SessionContext) -> PgWireResult<LogicalPlan> {
         exec::check_text(&statement.to_string()).map_err(refused)?;
+        exec::check_statement(statement).map_err(refused)?;
         let plan = ctx
             .state()
             .statement_to_plan(ParsedStatement::Statement(Box::new(statement.clone())))

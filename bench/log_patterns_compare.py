@@ -1,18 +1,20 @@
-"""Drain3 (PyPI `drain3`), the reference template miner, on the Loghub 2k samples.
+"""The `patterns` miner against Drain3 (PyPI `drain3`) on the Loghub 2k samples, same run.
 
 For each dataset of ../shared/loghub_2k: the `Content` column of the structured CSV (the
 `<Content>` field of the dataset's log_format), masked with the dataset's regexes and mined
-with its depth and similarity threshold (settings.json, the Drain authors' settings), through
-drain3's TemplateMiner as users run it (masking included). Prints one JSON object per dataset:
-grouping accuracy (the loghub metric, lines grouped by their cluster's final template) and
-lines per second (best of --repeat fresh runs over the 2,000 lines).
+with its depth and similarity threshold (settings.json, the Drain authors' settings). Drain3
+runs through its TemplateMiner as users run it (masking included); ours is
+target/release/log_patterns (bench/src/bin/log_patterns.rs), which prints the same fields.
+Grouping accuracy is the Loghub metric (lines grouped by their cluster's final template);
+lines per second is the best of --repeat fresh runs over the 2,000 lines. Prints a Markdown
+table for BENCHMARKS.md with the published Drain figure beside both.
 """
 
 import argparse
 import csv
 import json
 import os
-import sys
+import subprocess
 import time
 from collections import Counter, defaultdict
 
@@ -53,12 +55,16 @@ def run(contents, setting):
     return [final[i] for i in ids]
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--loghub", required=True)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    with open(os.path.join(args.loghub, "settings.json")) as f:
+# logparser's Drain README (ICSE-SEIP'19), as listed in ../shared/loghub_2k/README.md.
+PUBLISHED = {
+    "HDFS": 0.9975, "Spark": 0.92, "Zookeeper": 0.9665, "BGL": 0.9625, "HPC": 0.887,
+    "Windows": 0.997, "Linux": 0.69, "Android": 0.911, "HealthApp": 0.78, "Apache": 1.0,
+    "Proxifier": 0.5265, "OpenSSH": 0.7875,
+}
+
+
+def drain3_results(loghub, repeat):
+    with open(os.path.join(loghub, "settings.json")) as f:
         settings = json.load(f)
     for name, setting in settings.items():
         structured = os.path.join(args.loghub, name, f"{name}_2k.log_structured.csv")
@@ -73,14 +79,38 @@ def main():
             run(contents, setting)
             elapsed = time.perf_counter() - start
             best = elapsed if best is None else min(best, elapsed)
-        print(json.dumps({
+        yield {
             "dataset": name,
             "lines": len(contents),
             "grouping_accuracy": grouping_accuracy(truth, templates),
             "templates": len(set(templates)),
             "lines_per_second": len(contents) / best,
-        }))
-        sys.stdout.flush()
+        }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--loghub", required=True)
+    parser.add_argument("--ours", required=True, help="the log_patterns binary")
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    ours_out = subprocess.run(
+        [args.ours, "--loghub", args.loghub, "--repeat", str(args.repeat)],
+        check=True, capture_output=True, text=True).stdout
+    ours = {r["dataset"]: r for r in map(json.loads, ours_out.splitlines())}
+    print("| dataset | published Drain GA | Drain3 GA | ours GA | Drain3 lines/s | ours lines/s | speed ratio |")
+    print("|---|---|---|---|---|---|---|")
+    ratios = []
+    for theirs in drain3_results(args.loghub, args.repeat):
+        name = theirs["dataset"]
+        mine = ours[name]
+        ratio = mine["lines_per_second"] / theirs["lines_per_second"]
+        ratios.append(ratio)
+        print(f"| {name} | {PUBLISHED[name]:.4f} | {theirs['grouping_accuracy']:.4f} | "
+              f"{mine['grouping_accuracy']:.4f} | {theirs['lines_per_second']:,.0f} | "
+              f"{mine['lines_per_second']:,.0f} | {ratio:.1f}x |")
+    print(f"\nspeed ratio, lowest {min(ratios):.1f}x, geometric mean "
+          f"{(lambda p: p ** (1 / len(ratios)))(__import__('math').prod(ratios)):.1f}x")
 
 
 if __name__ == "__main__":
