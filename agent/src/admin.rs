@@ -19,6 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use logrecord::layout::{self, Offered};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,14 +36,10 @@ pub struct AdminState {
     pub faults: Arc<Faults>,
 }
 
-/// One file offered for download.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Offered {
-    /// Relative to the data directory: `logs/agent.….log` or `parquet/date=…/hour=…/….parquet`.
-    pub name: String,
-    pub kind: &'static str,
-    pub bytes: u64,
-    #[serde(skip)]
+/// One file offered for download: its listing entry (the contract `query` reads) and where it is.
+#[derive(Debug, Clone)]
+pub struct OfferedFile {
+    pub entry: Offered,
     path: PathBuf,
 }
 
@@ -113,7 +110,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn list(State(state): State<AdminState>) -> Response {
-    let files = offered(&state.data_dir);
+    let files: Vec<Offered> = offered(&state.data_dir)
+        .into_iter()
+        .map(|file| file.entry)
+        .collect();
     let body = json!({ "files": files });
     (
         [(
@@ -134,7 +134,7 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
     let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
     let Some(file) = offered(&state.data_dir)
         .into_iter()
-        .find(|f| f.name == name)
+        .find(|f| f.entry.name == name)
     else {
         return error(
             StatusCode::NOT_FOUND,
@@ -145,7 +145,7 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
         Ok(handle) => {
             let handle = tokio::fs::File::from_std(handle);
             let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
-            let content_type = if file.kind == "raw" {
+            let content_type = if file.entry.kind == "raw" {
                 "application/x-ndjson"
             } else {
                 "application/vnd.apache.parquet"
@@ -153,7 +153,7 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
             (
                 [
                     (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                    (header::CONTENT_LENGTH, HeaderValue::from(file.bytes)),
+                    (header::CONTENT_LENGTH, HeaderValue::from(file.entry.bytes)),
                 ],
                 body,
             )
@@ -162,7 +162,7 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
         // Removed by retention between the listing and the open.
         Err(_) => error(
             StatusCode::NOT_FOUND,
-            &format!("no such log file: {}", file.name),
+            &format!("no such log file: {}", file.entry.name),
         ),
     }
 }
@@ -266,21 +266,23 @@ fn plain_file_size(data_dir: &Path, path: &Path) -> Option<u64> {
 }
 
 /// The files this host offers: its hourly raw logs and its Parquet files.
-pub fn offered(data_dir: &Path) -> Vec<Offered> {
+pub fn offered(data_dir: &Path) -> Vec<OfferedFile> {
     let mut files = Vec::new();
-    let logs = data_dir.join("logs");
+    let logs = data_dir.join(layout::RAW_DIR);
     for file in local_files::list(&logs).unwrap_or_default() {
         let Some(bytes) = plain_file_size(data_dir, &file.path) else {
             continue;
         };
-        files.push(Offered {
-            name: format!("logs/{}", file.name),
-            kind: "raw",
-            bytes,
+        files.push(OfferedFile {
+            entry: Offered {
+                name: format!("{}/{}", layout::RAW_DIR, file.name),
+                kind: "raw".to_owned(),
+                bytes,
+            },
             path: file.path,
         });
     }
-    let parquet = data_dir.join("parquet");
+    let parquet = data_dir.join(layout::PARQUET_DIR);
     for path in logrecord::parquet_file::list(&parquet) {
         let Ok(relative) = path.strip_prefix(data_dir) else {
             continue;
@@ -288,10 +290,12 @@ pub fn offered(data_dir: &Path) -> Vec<Offered> {
         let Some(bytes) = plain_file_size(data_dir, &path) else {
             continue;
         };
-        files.push(Offered {
-            name: relative.to_string_lossy().into_owned(),
-            kind: "parquet",
-            bytes,
+        files.push(OfferedFile {
+            entry: Offered {
+                name: relative.to_string_lossy().into_owned(),
+                kind: "parquet".to_owned(),
+                bytes,
+            },
             path,
         });
     }

@@ -13,6 +13,7 @@ use crate::warm_table;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deltalake::operations::vacuum::VacuumMode;
+use logrecord::layout::Hour;
 use std::time::Duration;
 
 /// What to keep.
@@ -37,8 +38,7 @@ pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
     let cutoff = options.now
         - chrono::Duration::from_std(options.max_age).context("--max-age is too large")?;
     // Hours that ended before the cutoff: earlier dates, or the cutoff's date before its hour.
-    let date = cutoff.format("%Y-%m-%d").to_string();
-    let hour = cutoff.format("%H").to_string();
+    let (date, hour) = (Hour::of(cutoff).date(), Hour::of(cutoff).hour());
     let predicate = format!("date < '{date}' OR (date = '{date}' AND hour < '{hour}')");
     let (table, deleted) = table
         .delete()

@@ -14,6 +14,7 @@ use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use logrecord::LogRecord;
+use logrecord::layout::Hour;
 use std::collections::{BTreeMap, HashMap};
 use tokio::runtime::Handle;
 
@@ -191,8 +192,8 @@ impl TableWriter {
                 .count();
             let (group, tail) = rest.split_at(len);
             files.push(PartitionFile {
-                date: head.timestamp.format("%Y-%m-%d").to_string(),
-                hour: head.timestamp.format("%H").to_string(),
+                date: Hour::of(head.timestamp).date(),
+                hour: Hour::of(head.timestamp).hour(),
                 cluster: head.cluster.clone(),
                 batch: warm_table::to_file_batch(group)?,
             });

@@ -10,6 +10,7 @@
 mod arrow_schema;
 pub mod durable;
 mod json_line;
+pub mod layout;
 mod level;
 pub mod lines_to_parquet;
 pub mod parquet_file;

@@ -5,6 +5,7 @@
 use crate::cli::{LogsArgs, PatternsArgs, Selection};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use logrecord::layout::Hour;
 
 pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
@@ -62,8 +63,8 @@ fn filters(args: &Selection, now: DateTime<Utc>) -> anyhow::Result<String> {
         // Partition pruning: the dates the range touches.
         format!(
             "date >= '{}' AND date <= '{}'",
-            from.format("%Y-%m-%d"),
-            to.format("%Y-%m-%d")
+            Hour::of(from).date(),
+            Hour::of(to).date()
         ),
     ];
     if let Some(machine) = &args.machine {

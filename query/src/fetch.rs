@@ -9,6 +9,7 @@
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use logrecord::layout::{Hour, Offered};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,13 +20,6 @@ const FROM_RAW_PREFIX: &str = "from-raw.";
 #[derive(Debug, serde::Deserialize)]
 struct Listing {
     files: Vec<Offered>,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-struct Offered {
-    name: String,
-    kind: String,
-    bytes: u64,
 }
 
 /// What to download for one hour.
@@ -68,7 +62,9 @@ pub async fn fetch(
     let first_hour = from.duration_trunc(Duration::hours(1))?;
     let mut by_hour: BTreeMap<DateTime<Utc>, (Vec<Offered>, Option<Offered>)> = BTreeMap::new();
     for file in &listing.files {
-        let Some(hour) = hour_of(file) else { continue };
+        let Some(hour) = file.hour().map(Hour::start) else {
+            continue;
+        };
         if hour < first_hour || hour > to {
             continue;
         }
@@ -90,7 +86,7 @@ pub async fn fetch(
     let raw_hours: Vec<String> = wanted
         .iter()
         .filter_map(|w| match w {
-            Wanted::Raw(file) => raw_hour_name(file).map(str::to_owned),
+            Wanted::Raw(file) => file.hour().map(Hour::stamp),
             Wanted::Rolled(_) => None,
         })
         .collect();
@@ -151,28 +147,6 @@ pub async fn fetch(
     Ok(dir)
 }
 
-/// The hour a listed file holds: `parquet/date=D/hour=H/...` or `logs/agent.D-H.log`.
-fn hour_of(file: &Offered) -> Option<DateTime<Utc>> {
-    let text = match file.kind.as_str() {
-        "parquet" => {
-            let mut parts = file.name.split('/');
-            let date = parts.nth(1)?.strip_prefix("date=")?;
-            let hour = parts.next()?.strip_prefix("hour=")?;
-            format!("{date}-{hour}")
-        }
-        "raw" => raw_hour_name(file)?.to_owned(),
-        _ => return None,
-    };
-    chrono::NaiveDateTime::parse_from_str(&format!("{text}:00"), "%Y-%m-%d-%H:%M")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// `YYYY-MM-DD-HH` of a raw hourly log's name.
-fn raw_hour_name(file: &Offered) -> Option<&str> {
-    file.name.strip_prefix("logs/agent.")?.strip_suffix(".log")
-}
-
 /// Snapshots of raw hours this fetch does not refresh would be stale partial hours: removed.
 fn remove_stale_raw_snapshots(dir: &Path, raw_hours: &[String]) -> anyhow::Result<()> {
     let keep: Vec<String> = raw_hours
@@ -194,7 +168,11 @@ fn remove_stale_raw_snapshots(dir: &Path, raw_hours: &[String]) -> anyhow::Resul
 
 /// A rolled file's place in the cache: its path under the agent's `parquet/`.
 fn cached_name(file: &Offered) -> PathBuf {
-    PathBuf::from(file.name.strip_prefix("parquet/").unwrap_or(&file.name))
+    let under_parquet = file
+        .name
+        .strip_prefix(logrecord::layout::PARQUET_DIR)
+        .and_then(|rest| rest.strip_prefix('/'));
+    PathBuf::from(under_parquet.unwrap_or(&file.name))
 }
 
 fn join(base: &url::Url, path: &str) -> anyhow::Result<url::Url> {
@@ -275,13 +253,12 @@ async fn download(
 /// Converts a fetched raw hourly log to Parquet in the cache (lines that are not records, such
 /// as the last one of a file being written, are skipped).
 fn convert_raw(raw: &Path, dir: &Path, file: &Offered) -> anyhow::Result<()> {
-    let hour =
-        raw_hour_name(file).with_context(|| format!("{}: not an hourly log name", file.name))?;
-    let start = chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%d-%H:%M")
+    let hour = file
+        .hour()
         .with_context(|| format!("{}: not an hourly log name", file.name))?;
     let target = dir
-        .join(start.format("date=%Y-%m-%d/hour=%H").to_string())
-        .join(format!("{FROM_RAW_PREFIX}{hour}.parquet"));
+        .join(hour.partition_dir())
+        .join(format!("{FROM_RAW_PREFIX}{}.parquet", hour.stamp()));
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let (staged, read) =
         logrecord::lines_to_parquet::stage(std::fs::File::open(raw)?, &target, threads)?;

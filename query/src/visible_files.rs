@@ -119,10 +119,8 @@ fn bad_partition(location: &str) -> Option<String> {
     for segment in location.split('/') {
         end += segment.len() + 1;
         let valid = match segment.split_once('=') {
-            Some(("date", value)) => {
-                value.len() == 10 && chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
-            }
-            Some(("hour", value)) => value.len() == 2 && value.parse::<u8>().is_ok_and(|h| h < 24),
+            Some(("date", value)) => logrecord::layout::parse_date(value).is_some(),
+            Some(("hour", value)) => logrecord::layout::parse_hour(value).is_some(),
             _ => true,
         };
         if !valid {

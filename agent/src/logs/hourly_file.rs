@@ -1,13 +1,13 @@
 //! The hourly local log file the writer thread appends to: `<dir>/agent.YYYY-MM-DD-HH.log`, a new
-//! file each UTC hour (the names `tracing-appender`'s hourly appender uses, which `local_files.rs`
-//! parses).
+//! file each UTC hour (names from `logrecord::layout`, the names `tracing-appender`'s hourly
+//! appender uses).
 //!
 //! Written here rather than with `tracing-appender`'s appender, which hides its file: when a
 //! write fails part-way (a full disk), the file must be cut back to its last whole line, or a
 //! line would be left half written. Appends are whole lines or nothing.
 
-use super::to_file::{FILE_PREFIX, FILE_SUFFIX};
 use chrono::Utc;
+use logrecord::layout::Hour;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -89,8 +89,7 @@ impl HourlyFile {
         if self.open.as_ref().is_none_or(|(open, _, _)| *open != hour) {
             self.open = None;
             std::fs::create_dir_all(&self.dir)?;
-            let name = now.format("%Y-%m-%d-%H");
-            let path = self.dir.join(format!("{FILE_PREFIX}.{name}.{FILE_SUFFIX}"));
+            let path = self.dir.join(Hour::of(now).raw_log_name());
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             // Only this writer appends to the hour's file.
             let len = file.metadata()?.len();

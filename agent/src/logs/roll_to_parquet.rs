@@ -17,7 +17,8 @@ use crate::metrics::{
     DISK_BUDGET_BYTES, DISK_USED_BYTES, RETENTION_DELETED_FILES_TOTAL, ROLLER_ERRORS_TOTAL,
     ROLLER_FILES_TOTAL, ROLLER_ROWS_TOTAL, ROLLER_SKIPPED_LINES_TOTAL, ROLLER_WRITTEN_BYTES_TOTAL,
 };
-use chrono::{DateTime, Duration as Span, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration as Span, Utc};
+use logrecord::layout::Hour;
 use logrecord::parquet_file::TEMP_PREFIX;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -82,10 +83,11 @@ pub fn start(
 pub fn run_once(config: &RollerConfig, now: DateTime<Utc>) {
     let files = local_files::list(&config.log_dir).unwrap_or_default();
     for file in &files {
-        let Some(hour) = hour_of(&file.name) else {
+        let Some(hour) = Hour::from_raw_log_name(&file.name) else {
             continue;
         };
-        let target = parquet_path(&config.parquet_dir, &config.machine, hour);
+        let target = config.parquet_dir.join(hour.parquet_file(&config.machine));
+        let hour = hour.start();
         if now < hour + Span::hours(1) + GRACE || target.exists() {
             continue;
         }
@@ -124,22 +126,6 @@ pub fn roll(raw: &Path, target: &Path, threads: usize) -> anyhow::Result<Rolled>
         skipped: read.skipped,
         bytes: written.bytes,
     })
-}
-
-/// The UTC hour a raw file holds, from its name.
-pub fn hour_of(name: &str) -> Option<DateTime<Utc>> {
-    let stamp = name.strip_prefix("agent.")?.strip_suffix(".log")?;
-    NaiveDateTime::parse_from_str(&format!("{stamp}:00"), "%Y-%m-%d-%H:%M")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// Where the Parquet file of an hour goes.
-pub fn parquet_path(parquet_dir: &Path, machine: &str, hour: DateTime<Utc>) -> PathBuf {
-    parquet_dir
-        .join(hour.format("date=%Y-%m-%d").to_string())
-        .join(hour.format("hour=%H").to_string())
-        .join(format!("{machine}.{}.parquet", hour.format("%Y-%m-%d-%H")))
 }
 
 /// A crash mid-roll leaves a hidden temporary file; it is never completed, so it goes.
@@ -189,9 +175,15 @@ mod retention {
         });
         let mut candidates: Vec<Candidate> = Vec::new();
         for LogFile { name, path } in local_files::list(&config.log_dir).unwrap_or_default() {
-            let Some(hour) = hour_of(&name) else { continue };
+            let Some(hour) = Hour::from_raw_log_name(&name) else {
+                continue;
+            };
+            let rolled = config
+                .parquet_dir
+                .join(hour.parquet_file(&config.machine))
+                .exists();
+            let hour = hour.start();
             let closed = now >= hour + Span::hours(1) + GRACE;
-            let rolled = parquet_path(&config.parquet_dir, &config.machine, hour).exists();
             // The checkpoint names the file the shipper is in: everything before it is shipped.
             let shipped = shipped_before
                 .as_ref()
@@ -206,7 +198,7 @@ mod retention {
             });
         }
         for path in logrecord::parquet_file::list(&config.parquet_dir) {
-            let Some(hour) = hour_of_parquet(&path) else {
+            let Some(hour) = Hour::of_partitioned_file(&path).map(Hour::start) else {
                 continue;
             };
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -297,46 +289,5 @@ mod retention {
                 false
             }
         }
-    }
-
-    /// The hour of a Parquet file, from its `date=` and `hour=` directories.
-    fn hour_of_parquet(path: &Path) -> Option<DateTime<Utc>> {
-        let hour = path
-            .parent()?
-            .file_name()?
-            .to_str()?
-            .strip_prefix("hour=")?;
-        let date = path
-            .parent()?
-            .parent()?
-            .file_name()?
-            .to_str()?
-            .strip_prefix("date=")?;
-        hour_of(&format!("agent.{date}-{hour}.log"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_map_to_utc_hours_and_hive_paths_across_leap_day_and_new_year() {
-        let leap = hour_of("agent.2028-02-29-23.log").unwrap();
-        assert_eq!(leap.to_rfc3339(), "2028-02-29T23:00:00+00:00");
-        assert_eq!(
-            parquet_path(Path::new("/p"), "host-1", leap),
-            PathBuf::from("/p/date=2028-02-29/hour=23/host-1.2028-02-29-23.parquet")
-        );
-        let next = hour_of("agent.2028-12-31-23.log").unwrap() + Span::hours(1);
-        assert_eq!(
-            parquet_path(Path::new("/p"), "h", next),
-            PathBuf::from("/p/date=2029-01-01/hour=00/h.2029-01-01-00.parquet")
-        );
-        assert!(
-            hour_of("agent.2027-02-29-00.log").is_none(),
-            "no Feb 29 in 2027"
-        );
-        assert!(hour_of("agent.log").is_none());
     }
 }

@@ -32,9 +32,6 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-/// File names: `agent.<UTC date>-<hour>.log`.
-pub const FILE_PREFIX: &str = "agent";
-pub const FILE_SUFFIX: &str = "log";
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The layer writing [`LogRecord`] lines.

@@ -15,6 +15,7 @@
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use logrecord::layout::Hour;
 use logrecord::{Level, LogRecord};
 use std::path::{Path, PathBuf};
 
@@ -157,8 +158,8 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
             if args.delta {
                 records.sort_by_key(|r| r.timestamp);
                 files.push(collector::warm_table::PartitionFile {
-                    date: start.format("%Y-%m-%d").to_string(),
-                    hour: start.format("%H").to_string(),
+                    date: Hour::of(start).date(),
+                    hour: Hour::of(start).hour(),
                     cluster: format!("cluster-{cluster}"),
                     batch: collector::warm_table::to_file_batch(&records)?,
                 });
@@ -185,9 +186,7 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
 }
 
 fn partition(out: &Path, hour: DateTime<Utc>, cluster: usize) -> PathBuf {
-    out.join(hour.format("date=%Y-%m-%d").to_string())
-        .join(hour.format("hour=%H").to_string())
-        .join(format!("cluster=cluster-{cluster}"))
+    out.join(Hour::of(hour).warm_partition_dir(&format!("cluster-{cluster}")))
 }
 
 /// One machine's events of one hour.

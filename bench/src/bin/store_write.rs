@@ -10,6 +10,7 @@
 use collector::warm_table::{self, PartitionFile};
 use deltalake::kernel::Transaction;
 use logrecord::LogRecord;
+use logrecord::layout::Hour;
 use std::path::Path;
 use std::time::Instant;
 
@@ -92,8 +93,8 @@ fn groups(batch: &[LogRecord]) -> Vec<(Key, Vec<LogRecord>)> {
     for record in batch {
         groups
             .entry((
-                record.timestamp.format("%Y-%m-%d").to_string(),
-                record.timestamp.format("%H").to_string(),
+                Hour::of(record.timestamp).date(),
+                Hour::of(record.timestamp).hour(),
                 record.cluster.clone(),
             ))
             .or_default()
