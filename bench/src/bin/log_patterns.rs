@@ -1,33 +1,31 @@
-//! The `patterns` miner on the Loghub 2k samples, the Rust side of `bench/log_patterns.sh`:
-//! per dataset (or the one `--dataset` names), grouping accuracy and lines per second (best of `--repeat` fresh runs over its
-//! 2,000 lines, masking included, over at least a second), one JSON object per line, the same fields as
-//! `bench/log_patterns_compare.py` prints for Drain3.
+//! The `patterns` miner on the Loghub 2k samples, the Rust side of `bench/log_patterns.sh`: per
+//! dataset (or the one `--dataset` names), grouping accuracy and lines per second (best of
+//! `--repeat` fresh runs over its 2,000 lines, masking included, over at least a second), one
+//! JSON object per line, the same fields as `bench/log_patterns_compare.py` prints for Drain3.
 
+use clap::Parser;
 use patterns::{Miner, grouping_accuracy, loghub};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[derive(Debug, Parser)]
+#[command(about = "Grouping accuracy and lines/s of the patterns miner on the Loghub 2k samples")]
+struct Args {
+    /// The samples' directory. [default: $LOGHUB_2K, else ../shared/loghub_2k beside the repository]
+    #[arg(long)]
+    loghub: Option<PathBuf>,
+    /// Only this dataset (a key of settings.json, e.g. HDFS).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Fresh runs per dataset, at least (and at least a second of them).
+    #[arg(long, default_value_t = 20)]
+    repeat: usize,
+}
+
 fn main() -> Result<(), String> {
-    let mut dir = loghub::default_dir();
-    let mut repeat = 20;
-    let mut only: Option<String> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--loghub", Some(value)) => dir = PathBuf::from(value),
-            ("--dataset", Some(value)) => only = Some(value),
-            ("--repeat", Some(value)) => {
-                repeat = value
-                    .parse()
-                    .map_err(|_| format!("--repeat {value}: not a count"))?
-            }
-            _ => {
-                return Err(
-                    "usage: log_patterns [--loghub DIR] [--dataset NAME] [--repeat N]".into(),
-                );
-            }
-        }
-    }
+    let args = Args::parse();
+    let dir = args.loghub.unwrap_or_else(loghub::default_dir);
+    let (repeat, only) = (args.repeat, args.dataset);
     for dataset in loghub::load(&dir)? {
         if only.as_ref().is_some_and(|name| *name != dataset.name) {
             continue;
