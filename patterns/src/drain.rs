@@ -6,6 +6,7 @@
 
 use crate::mask::Masks;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Tree keys are short tokens: foldhash is several times faster than SipHash on them, and the
 /// tree's shape is bounded (`max_children`), so hash flooding has nothing to grow.
@@ -191,6 +192,33 @@ impl Miner {
         }
         node
     }
+}
+
+/// Mines `lines` in order, then gives each its template's final form, so that equal templates
+/// are equal strings however late a line made them general (a line the bounds left out: its
+/// masked text; `None` stays `None`). Lines of one template share one string.
+pub fn final_patterns<'a>(
+    settings: Settings,
+    lines: impl IntoIterator<Item = Option<&'a str>>,
+) -> Vec<Option<Arc<str>>> {
+    let mut miner = Miner::new(settings);
+    let mined: Vec<_> = lines
+        .into_iter()
+        .map(|line| line.map(|text| (text, miner.add(text))))
+        .collect();
+    let mut templates: Map<ClusterId, Arc<str>> = Map::default();
+    mined
+        .into_iter()
+        .map(|line| {
+            line.map(|(text, cluster)| match cluster {
+                Some(id) => templates
+                    .entry(id)
+                    .or_insert_with(|| miner.template(id).into())
+                    .clone(),
+                None => miner.unclustered(text).into(),
+            })
+        })
+        .collect()
 }
 
 /// Whitespace-separated tokens, at most [`MAX_TOKENS`] (the rest as one `<*>`).

@@ -24,5 +24,7 @@ pub mod loghub;
 mod mask;
 
 pub use accuracy::grouping_accuracy;
-pub use drain::{ClusterId, MAX_LEAF_CLUSTERS, MAX_TOKENS, Miner, Settings, WILDCARD};
+pub use drain::{
+    ClusterId, MAX_LEAF_CLUSTERS, MAX_TOKENS, Miner, Settings, WILDCARD, final_patterns,
+};
 pub use mask::Masks;

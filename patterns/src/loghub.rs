@@ -82,15 +82,13 @@ fn dataset(dir: &Path, name: &str, setting: &serde_json::Value) -> Result<Datase
 
 impl Dataset {
     /// Mines the contents in order with the dataset's settings; each line's final template.
-    pub fn templates(&self) -> Vec<String> {
-        let mut miner = crate::Miner::new(self.settings.clone());
-        let ids: Vec<_> = self.contents.iter().map(|line| miner.add(line)).collect();
-        ids.iter()
-            .zip(&self.contents)
-            .map(|(id, line)| match id {
-                Some(id) => miner.template(*id),
-                None => miner.unclustered(line),
-            })
-            .collect()
+    pub fn templates(&self) -> Vec<std::sync::Arc<str>> {
+        crate::final_patterns(
+            self.settings.clone(),
+            self.contents.iter().map(|line| Some(line.as_str())),
+        )
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }

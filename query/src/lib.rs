@@ -172,7 +172,7 @@ pub async fn session(
         .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime);
-    ctx.register_udwf(log_pattern::udwf().as_ref().clone());
+    ctx.register_udwf(log_pattern::udwf());
     tables::register(&ctx, opened).await?;
     Ok((ctx, bytes_read))
 }

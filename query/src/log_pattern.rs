@@ -25,8 +25,7 @@ use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldA
 use datafusion::logical_expr::{
     PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
 };
-use patterns::{Miner, Settings};
-use std::collections::HashMap;
+use patterns::{Settings, final_patterns};
 use std::sync::Arc;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -35,10 +34,10 @@ pub struct LogPattern {
 }
 
 /// The function, to register on a session.
-pub fn udwf() -> Arc<WindowUDF> {
-    Arc::new(WindowUDF::new_from_impl(LogPattern {
+pub fn udwf() -> WindowUDF {
+    WindowUDF::new_from_impl(LogPattern {
         signature: Signature::string(1, Volatility::Immutable),
-    }))
+    })
 }
 
 impl WindowUDFImpl for LogPattern {
@@ -73,22 +72,10 @@ struct WholePartition;
 impl PartitionEvaluator for WholePartition {
     fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
         let messages = cast(&values[0], &DataType::Utf8)?;
-        let messages = messages.as_string::<i32>();
-        let mut miner = Miner::new(Settings::for_logs());
-        let clusters: Vec<_> = messages
-            .iter()
-            .map(|message| message.map(|line| miner.add(line)))
-            .collect();
-        let mut templates = HashMap::new();
+        let patterns = final_patterns(Settings::for_logs(), messages.as_string::<i32>());
         let mut out = StringBuilder::with_capacity(num_rows, num_rows * 32);
-        for (row, cluster) in clusters.into_iter().enumerate() {
-            match cluster {
-                None => out.append_null(),
-                Some(Some(id)) => {
-                    out.append_value(templates.entry(id).or_insert_with(|| miner.template(id)))
-                }
-                Some(None) => out.append_value(miner.unclustered(messages.value(row))),
-            }
+        for pattern in patterns {
+            out.append_option(pattern);
         }
         Ok(Arc::new(out.finish()))
     }

@@ -83,8 +83,12 @@ impl Server {
     }
 
     fn conninfo(&self) -> String {
+        self.conninfo_as("logs", PASSWORD)
+    }
+
+    fn conninfo_as(&self, user: &str, password: &str) -> String {
         format!(
-            "host={} port={} user=logs dbname=logs password='{PASSWORD}'",
+            "host={} port={} user={user} dbname=logs password='{password}'",
             self.addr.ip(),
             self.addr.port()
         )
@@ -400,22 +404,8 @@ fn bad_input_is_a_postgres_error_and_the_session_goes_on() {
     assert_eq!(client_rows(&again[1]), vec![vec![serde_json::json!(2.0)]]);
 
     // Wrong password, unknown user: the same FATAL; the server goes on.
-    let wrong = psql(
-        &format!(
-            "host={} port={} user=logs dbname=logs password=nope",
-            server.addr.ip(),
-            server.addr.port()
-        ),
-        &["SELECT 1"],
-    );
-    let unknown = psql(
-        &format!(
-            "host={} port={} user=admin dbname=logs password='{PASSWORD}'",
-            server.addr.ip(),
-            server.addr.port()
-        ),
-        &["SELECT 1"],
-    );
+    let wrong = psql(&server.conninfo_as("logs", "nope"), &["SELECT 1"]);
+    let unknown = psql(&server.conninfo_as("admin", PASSWORD), &["SELECT 1"]);
     for output in [&wrong, &unknown] {
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);

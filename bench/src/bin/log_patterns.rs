@@ -45,7 +45,7 @@ fn main() -> Result<(), String> {
             }
             best = best.min(start.elapsed());
         }
-        let distinct: std::collections::HashSet<&String> = templates.iter().collect();
+        let distinct: std::collections::HashSet<_> = templates.iter().collect();
         println!(
             "{}",
             serde_json::json!({
