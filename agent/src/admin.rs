@@ -24,6 +24,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Largest request body the admin API reads.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -95,18 +96,14 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
-        Some(token) if !constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+        // Constant time: how long the comparison takes does not reveal how much of a guess matched.
+        Some(token) if !bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => {
             error(StatusCode::FORBIDDEN, "wrong bearer token")
         }
         Some(_) => next.run(request).await,
     };
     tracing::info!(target: "imds::admin", %caller, path = %path, status = response.status().as_u16(), "admin access");
     response
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 async fn list(State(state): State<AdminState>) -> Response {

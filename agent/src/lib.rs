@@ -17,14 +17,12 @@
 pub mod admin;
 pub mod api_version;
 pub mod config;
-pub mod exporter;
 pub mod fault;
 pub mod http;
 pub mod listeners;
 pub mod logs;
 pub mod metadata;
 pub mod metrics;
-pub mod shutdown;
 pub mod telemetry;
 
 use anyhow::Context;

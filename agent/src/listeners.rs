@@ -2,9 +2,9 @@
 //! Prometheus) and the admin API (for engineers, with a token). Bound before serving, so a port in
 //! use is a clear start-up error; served together, and one failing stops them all.
 
+use crate::admin;
 use crate::config::{Config, ConnectionLimits};
 use crate::fault::Faults;
-use crate::{admin, exporter};
 use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -83,7 +83,8 @@ impl Listeners {
         let metrics = async {
             match self.metrics {
                 Some((listener, handle)) => {
-                    exporter::serve(listener, handle, refresh, shutdown.clone()).await
+                    service::exporter::serve(listener, handle, move || refresh(), shutdown.clone())
+                        .await
                 }
                 None => Ok(()),
             }

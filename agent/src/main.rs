@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let shutdown = agent::shutdown::on_signal();
+        let shutdown = service::shutdown::on_signal();
         agent::run(config, &telemetry, shutdown).await
     });
     // Flush the local log last, so the shutdown events are in it.

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::logs::to_file::{FileLayer, FileWriter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Dependencies whose debug output says nothing about the service and would flood the file at
@@ -61,12 +61,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
     );
     // stderr is for people starting the agent: lifecycle and problems, not one line per request.
     // RUST_LOG replaces this default.
-    let console_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,imds::request=off"));
-    let console = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_filter(console_filter);
+    let console = service::console_log::layer("info,imds::request=off");
     // Installed with `set_global_default`, not `try_init`: the latter also installs tracing-log's
     // LogTracer, whose dynamic `enabled` calls (librdkafka logs through the `log` crate) leave
     // stale per-layer filter state behind and make the next event vanish from the filtered

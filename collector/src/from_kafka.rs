@@ -223,6 +223,7 @@ pub fn consume(
                 list.extend(partitions);
             }
         }),
+        shutdown.clone(),
     )?;
     let mut batches: HashMap<i32, PartitionBatch> = HashMap::new();
     while !shutdown.is_cancelled() {
@@ -256,9 +257,9 @@ pub fn consume(
     }
     // Shutdown: stop consuming, write what is held, commit.
     flush(&writer, &mut batches);
-    writer.finish();
+    let written = writer.finish();
     tracing::info!("consumer stopped");
-    Ok(())
+    written
 }
 
 /// Hands every partition's batch to the writer as one flush.

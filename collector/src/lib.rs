@@ -18,13 +18,11 @@
 pub mod batch;
 pub mod compact;
 pub mod config;
-pub mod exporter;
 pub mod from_kafka;
 pub mod maintenance;
 pub mod metrics;
 pub mod resends;
 pub mod retain;
-pub mod shutdown;
 pub mod telemetry;
 pub mod to_delta;
 pub mod warm_table;
@@ -45,7 +43,12 @@ pub async fn run(
         .await
         .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    let metrics = tokio::spawn(exporter::serve(listener, prometheus, shutdown.clone()));
+    let metrics = tokio::spawn(service::exporter::serve(
+        listener,
+        prometheus,
+        || {},
+        shutdown.clone(),
+    ));
     let consumer_stop = shutdown.clone();
     let runtime = tokio::runtime::Handle::current();
     let result =

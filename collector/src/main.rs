@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let shutdown = collector::shutdown::on_signal();
+        let shutdown = service::shutdown::on_signal();
         collector::run(config, prometheus, shutdown).await
     });
     match result {

@@ -3,8 +3,13 @@
 //!
 //! One thread takes jobs in the order they were handed over: a partition assigned (with the
 //! version the table holds for it), or a flush of every partition's batch, written as one Delta
-//! commit (`to_delta.rs`). A commit that fails is retried until it succeeds (nothing is dropped:
-//! until then its offsets are neither in the table nor committed to Kafka). A commit that is
+//! commit (`to_delta.rs`). A commit that fails for a reason that can pass (network, throttling,
+//! a full disk) is retried with the project's back-off until it succeeds (nothing is dropped:
+//! until then its offsets are neither in the table nor committed to Kafka). A failure that
+//! retrying cannot cure (the store refuses this collector's credentials or permissions, or the
+//! table is not one it can write: not a Delta table, another schema, a feature it lacks) stops
+//! the collector with that error instead of retrying forever: the batch stays in Kafka,
+//! uncommitted, for the collector restarted once the store is fixed. A commit that is
 //! fenced (another collector stored one of its partitions meanwhile) is dropped, and those
 //! partitions are handed back to the consumer to seek again from what the table holds. The queue
 //! is short, so a store that cannot keep up slows consumption down instead of growing memory.
@@ -17,14 +22,18 @@ use crate::metrics::{
     FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL, WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
 };
 use crate::to_delta::{Committed, Outcome, TableWriter};
+use deltalake::{DeltaTableError, ObjectStoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Jobs queued behind the one being written.
 const QUEUE: usize = 2;
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Back-off between tries of a failed write (`service::retry`).
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(15);
 /// At shutdown, a flush that keeps failing is left in Kafka (uncommitted) after this many tries.
 const SHUTDOWN_TRIES: u32 = 3;
 
@@ -76,32 +85,51 @@ pub struct Writer {
     thread: Option<std::thread::JoinHandle<()>>,
     handle: WriterHandle,
     stopping: Arc<AtomicBool>,
+    /// The permanent failure that stopped writing, if one did.
+    failed: Arc<Mutex<Option<anyhow::Error>>>,
 }
 
 impl Writer {
+    /// Starts the thread. A permanent write failure cancels `shutdown` (the collector stops) and
+    /// is returned by [`Writer::finish`].
     pub fn start(
         mut table: TableWriter,
         handle: WriterHandle,
         on_committed: OnCommitted,
         on_fenced: OnFenced,
+        shutdown: CancellationToken,
     ) -> std::io::Result<Writer> {
         let (queue, jobs) = sync_channel::<Job>(QUEUE);
         let in_flight = handle.clone();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
+        let failed = Arc::new(Mutex::new(None));
+        let failure = Arc::clone(&failed);
         let thread = std::thread::Builder::new()
             .name("collector-writer".into())
             .spawn(move || {
                 for job in jobs {
+                    let given_up = failure.lock().map_or(true, |f| f.is_some());
                     match job {
                         Job::Assigned { partition, version } => table.assigned(partition, version),
-                        Job::Flush(mut batches) => write_until_done(
-                            &mut table,
-                            &mut batches,
-                            &on_committed,
-                            &on_fenced,
-                            &stop,
-                        ),
+                        // Once the store refused for good, later flushes stay in Kafka too.
+                        Job::Flush(_) if given_up => {}
+                        Job::Flush(mut batches) => {
+                            let written = write_until_done(
+                                &mut table,
+                                &mut batches,
+                                &on_committed,
+                                &on_fenced,
+                                &stop,
+                            );
+                            if let Err(error) = written {
+                                tracing::error!(error = %format!("{error:#}"), "the store refuses this write for good; stopping: the batch stays in Kafka, uncommitted, until a collector writes it");
+                                if let Ok(mut failed) = failure.lock() {
+                                    *failed = Some(error);
+                                }
+                                shutdown.cancel();
+                            }
+                        }
                     }
                     in_flight.add(-1);
                 }
@@ -111,6 +139,7 @@ impl Writer {
             thread: Some(thread),
             handle,
             stopping,
+            failed,
         })
     }
 
@@ -130,12 +159,17 @@ impl Writer {
         self.handle.wait_idle();
     }
 
-    /// Writes what is queued, then stops the thread.
-    pub fn finish(mut self) {
+    /// Writes what is queued, then stops the thread; the permanent failure that stopped
+    /// writing, if one did.
+    pub fn finish(mut self) -> anyhow::Result<()> {
         self.stopping.store(true, Ordering::SeqCst);
         self.queue.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        match self.failed.lock().map(|mut failed| failed.take()) {
+            Ok(Some(error)) => Err(error),
+            _ => Ok(()),
         }
     }
 }
@@ -146,8 +180,9 @@ fn write_until_done(
     on_committed: &OnCommitted,
     on_fenced: &OnFenced,
     stopping: &AtomicBool,
-) {
+) -> anyhow::Result<()> {
     let mut tries = 0u32;
+    let mut backoff = service::retry::backoff(FIRST_RETRY, MAX_RETRY);
     let mut prepared = None;
     loop {
         let started = Instant::now();
@@ -182,24 +217,98 @@ fn write_until_done(
                 for (partition, next_offset) in next_offsets {
                     on_committed(partition, next_offset);
                 }
-                return;
+                return Ok(());
             }
             Ok(Outcome::Fenced { reason, partitions }) => {
                 metrics::counter!(FENCED_TOTAL).increment(1);
                 tracing::warn!(%reason, ?partitions, "another collector stored these partitions meanwhile: the flush is dropped and they are sought again from the table");
                 on_fenced(partitions);
-                return;
+                return Ok(());
             }
             Err(error) => {
                 tries += 1;
                 metrics::counter!(FLUSH_ERRORS_TOTAL).increment(1);
-                tracing::error!(tries, error = %format!("{error:#}"), "writing a flush failed; retrying");
+                if is_permanent(&error) {
+                    return Err(error);
+                }
+                let wait = backoff.next().unwrap_or(MAX_RETRY);
+                tracing::error!(tries, retry_in_ms = wait.as_millis() as u64, error = %format!("{error:#}"), "writing a flush failed; retrying");
                 if tries >= SHUTDOWN_TRIES && stopping.load(Ordering::SeqCst) {
                     tracing::error!("giving up at shutdown; the flush stays in Kafka, uncommitted");
-                    return;
+                    return Ok(());
                 }
-                std::thread::sleep(RETRY_AFTER);
+                std::thread::sleep(wait);
             }
         }
+    }
+}
+
+/// Whether retrying cannot cure a failed write: the store refuses this collector (permissions,
+/// credentials, a read-only file system) or the table is not one it can write (not a Delta
+/// table, another schema, a protocol feature it lacks). Everything else (network, throttling, a
+/// full disk someone may clear, a conflicting commit) may pass.
+fn is_permanent(error: &anyhow::Error) -> bool {
+    let store_refuses = |error: &ObjectStoreError| {
+        matches!(
+            error,
+            ObjectStoreError::PermissionDenied { .. }
+                | ObjectStoreError::Unauthenticated { .. }
+                | ObjectStoreError::NotSupported { .. }
+        )
+    };
+    error.chain().any(|cause| {
+        if let Some(delta) = cause.downcast_ref::<DeltaTableError>() {
+            return match delta {
+                DeltaTableError::NotATable(_)
+                | DeltaTableError::SchemaMismatch { .. }
+                | DeltaTableError::MissingFeature { .. }
+                | DeltaTableError::InvalidTableLocation(_)
+                | DeltaTableError::UnsupportedColumnMapping { .. } => true,
+                DeltaTableError::ObjectStore { source } => store_refuses(source),
+                _ => false,
+            };
+        }
+        if let Some(store) = cause.downcast_ref::<ObjectStoreError>() {
+            return store_refuses(store);
+        }
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_permanent;
+    use anyhow::Context;
+    use deltalake::{DeltaTableError, ObjectStoreError};
+
+    #[test]
+    fn refusals_are_permanent_and_the_rest_may_pass() {
+        let io = |kind| anyhow::Error::new(std::io::Error::from(kind)).context("writing a file");
+        assert!(is_permanent(&io(std::io::ErrorKind::PermissionDenied)));
+        assert!(is_permanent(&io(std::io::ErrorKind::ReadOnlyFilesystem)));
+        assert!(!is_permanent(&io(std::io::ErrorKind::StorageFull)));
+        assert!(!is_permanent(&io(std::io::ErrorKind::ConnectionReset)));
+        let denied = ObjectStoreError::PermissionDenied {
+            path: "warm/_delta_log/00000000000000000007.json".into(),
+            source: "403 Forbidden".into(),
+        };
+        let delta = Err::<(), _>(DeltaTableError::from(denied)).context("committing");
+        assert!(is_permanent(&delta.unwrap_err()));
+        let throttled = ObjectStoreError::Generic {
+            store: "S3",
+            source: "503 Slow Down".into(),
+        };
+        assert!(!is_permanent(&anyhow::Error::new(throttled)));
+        assert!(is_permanent(&anyhow::Error::new(
+            DeltaTableError::NotATable("s3://bucket/warm".into())
+        )));
+        assert!(!is_permanent(&anyhow::Error::new(
+            DeltaTableError::VersionAlreadyExists(7)
+        )));
     }
 }

@@ -216,17 +216,6 @@ fn firing(name: &str, label: &str, value: &str) -> Option<Value> {
     })
 }
 
-fn wait_for<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 fn set_fault(admin_port: u16, token: &str, body: Option<&str>) {
     let url = format!("http://127.0.0.1:{admin_port}/fault");
     let request = match body {
@@ -321,11 +310,11 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     let token = stack.admin_token();
 
     // Up: every target scraped, traffic counted for every machine, the collector writing.
-    wait_for("every scrape target up", Duration::from_secs(60), || {
+    testkit::eventually("every scrape target up", Duration::from_secs(60), || {
         let up = prometheus_query("up == 1");
         (up.len() == 7).then_some(())
     });
-    wait_for(
+    testkit::eventually(
         "requests from every machine and rows in the warm store",
         Duration::from_secs(60),
         || {
@@ -369,7 +358,7 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     assert!(exprs.len() >= 25, "only {} panel queries", exprs.len());
     for (panel, expr) in &exprs {
         let sent = as_grafana_sends(expr);
-        wait_for(
+        testkit::eventually(
             &format!("data for {panel}: {sent}"),
             Duration::from_secs(60),
             || (!prometheus_query(&sent).is_empty()).then_some(()),
@@ -398,7 +387,7 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     // A latency fault on east-1 fires east's p90 alert within 30 s, and only east's.
     set_fault(19471, &token, Some(r#"{"latency_ms": 300}"#));
     let injected = Instant::now();
-    let alert = wait_for("IMDSLatencyP90High for east", FIRING_WITHIN, || {
+    let alert = testkit::eventually("IMDSLatencyP90High for east", FIRING_WITHIN, || {
         firing("IMDSLatencyP90High", "cluster", "east")
     });
     eprintln!(
@@ -416,7 +405,7 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     );
 
     // Alertmanager has it, routed to east's receiver.
-    wait_for(
+    testkit::eventually(
         "the latency alert in Alertmanager, routed to east-oncall",
         Duration::from_secs(30),
         || {
@@ -456,7 +445,7 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
 
     // Cleared: the alert resolves.
     set_fault(19471, &token, None);
-    wait_for(
+    testkit::eventually(
         "IMDSLatencyP90High for east to resolve",
         Duration::from_secs(120),
         || {
@@ -471,7 +460,7 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     let output = stack.script(&["stop", "agent-east-2"]);
     assert!(output.status.success());
     let stopped = Instant::now();
-    let alert = wait_for("IMDSDialToneFailing for east-2", FIRING_WITHIN, || {
+    let alert = testkit::eventually("IMDSDialToneFailing for east-2", FIRING_WITHIN, || {
         firing("IMDSDialToneFailing", "machine", "east-2")
     });
     eprintln!(

@@ -1,12 +1,16 @@
 //! The agent's logs at their source. `to_file.rs` writes every event to the hourly local files
 //! (`local_files.rs`), the write-ahead log that `to_kafka.rs` ships to the warm path and the
-//! cold-path roller turns into Parquet.
+//! cold-path roller turns into Parquet. The shipper reads whole lines with `tail.rs` and moves its
+//! checkpoint by `ack_window.rs`.
 
+mod ack_window;
 pub mod checkpoint;
 pub mod hourly_file;
+mod kafka_producer;
 pub mod local_files;
 pub mod log_queue;
 pub mod roll_to_parquet;
+mod tail;
 pub mod to_file;
 pub mod to_kafka;
 

@@ -9,33 +9,35 @@
 //! 5 minutes. Resent lines carry their original `seq`, which the collector uses to drop them.
 //! Lines below INFO are skipped (they stay in the cold path); lines that are not records (a line
 //! cut short by a crash) are skipped and counted.
+//!
+//! Reading whole lines is `tail.rs`'s job and the acknowledged prefix `ack_window.rs`'s; this file
+//! holds the loop that joins them with the producer (`kafka_producer.rs`), the checkpoint's storage and the backlog gauge.
 
+use super::ack_window::AckWindow;
 use super::checkpoint::Checkpoint;
+use super::kafka_producer::{Acks, check_topic, producer};
 use super::local_files;
+use super::tail::Tail;
 use crate::metrics::{
     SHIPPER_BACKLOG_BYTES, SHIPPER_DELIVERED_EVENTS_TOTAL, SHIPPER_DROPPED_EVENTS_TOTAL,
     SHIPPER_LAST_DELIVERY_SECONDS, SHIPPER_LOST_FILES_TOTAL, SHIPPER_PENDING_EVENTS,
     SHIPPER_SEND_ERRORS_TOTAL, SHIPPER_SKIPPED_LINES_TOTAL,
 };
 use logrecord::Level;
-use rdkafka::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use std::collections::{BTreeSet, VecDeque};
-use std::io::{Read, Seek, SeekFrom};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-/// Lines read per pass.
-const READ_CHUNK: usize = 1024 * 1024;
 /// Sent but unacknowledged messages kept at most; past it the shipper waits for Kafka.
 const MAX_PENDING: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Back-off after a failed delivery (the project's one policy, `service::retry`).
+const FIRST_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 const SHUTDOWN_QUIET: Duration = Duration::from_millis(100);
@@ -78,116 +80,19 @@ pub fn start(
     Ok(handle)
 }
 
-/// Says at start whether the topic is there; either way the shipper runs, and what it cannot
-/// send yet waits on disk.
-fn check_topic(producer: &BaseProducer<Acks>, config: &ShipperConfig) {
-    match producer
-        .client()
-        .fetch_metadata(Some(&config.topic), Duration::from_secs(5))
-    {
-        Ok(metadata) => {
-            let found = metadata.topics().iter().any(|t| {
-                t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty()
-            });
-            if !found {
-                tracing::error!(topic = %config.topic, brokers = %config.brokers, "the warm-path topic does not exist; events wait on disk until it is created");
-            }
-        }
-        Err(error) => {
-            tracing::warn!(brokers = %config.brokers, %error, "Kafka does not answer; events wait on disk until it does")
-        }
-    }
-}
-
-fn producer(config: &ShipperConfig) -> anyhow::Result<BaseProducer<Acks>> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", format!("imds-agent-{}", config.machine))
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "262144")
-        // Never expire: an outage of any length is waited out, the backlog stays on disk.
-        .set("message.timeout.ms", "0")
-        // After an outage, try the broker again at least every 2 s (librdkafka's default backs
-        // off to 10 s), so the backlog starts draining soon after the broker is back.
-        .set("reconnect.backoff.max.ms", "2000")
-        .create_with_context(Acks::default())?)
-}
-
-/// Delivery reports, collected on the shipper thread by `poll`.
-#[derive(Default)]
-struct Acks(Mutex<Vec<(usize, Result<(), KafkaError>)>>);
-
-impl ClientContext for Acks {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        forward_librdkafka_log(level, facility, message);
-    }
-}
-
-/// librdkafka's own log lines, as tracing events of target `librdkafka`.
-pub fn forward_librdkafka_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => {
-            tracing::error!(target: "librdkafka", facility, "{message}")
-        }
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            tracing::info!(target: "librdkafka", facility, "{message}")
-        }
-        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-    }
-}
-
-impl ProducerContext for Acks {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, message_no: usize) {
-        let outcome = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|(error, _)| error.clone());
-        if let Ok(mut acks) = self.0.lock() {
-            acks.push((message_no, outcome));
-        }
-    }
-}
-
-/// A sent line: its message number and where the line ends.
-struct Pending {
-    message_no: usize,
-    file: Arc<str>,
-    end: u64,
-}
-
-/// The reading side: the current file and the offset of the first line not yet processed.
-struct Reader {
-    file: Option<(Arc<str>, std::fs::File)>,
-    /// Offset of the first byte not yet turned into a line.
-    consumed: u64,
-    /// Bytes after `consumed` read but not yet a complete line.
-    carry: Vec<u8>,
-}
-
 struct Shipper {
     config: ShipperConfig,
     producer: BaseProducer<Acks>,
-    reader: Reader,
-    pending: VecDeque<Pending>,
-    acked: BTreeSet<usize>,
-    next_message_no: usize,
+    /// The file being read, `None` before there is one.
+    tail: Option<Tail>,
+    window: AckWindow,
     /// Everything before this position is acknowledged (or needed no sending).
     acked_pos: Option<Checkpoint>,
     stored_pos: Option<Checkpoint>,
     last_store: Instant,
     last_backlog: Instant,
-    retry_backoff: Duration,
+    /// Delays before the next resends; a new series after each delivery.
+    retry_backoff: backon::ExponentialBackoff,
 }
 
 #[derive(serde::Deserialize)]
@@ -200,19 +105,13 @@ impl Shipper {
         let mut shipper = Shipper {
             config,
             producer,
-            reader: Reader {
-                file: None,
-                consumed: 0,
-                carry: Vec::new(),
-            },
-            pending: VecDeque::new(),
-            acked: BTreeSet::new(),
-            next_message_no: 0,
+            tail: None,
+            window: AckWindow::default(),
             acked_pos: start.clone(),
             stored_pos: start,
             last_store: Instant::now(),
             last_backlog: Instant::now() - BACKLOG_EVERY,
-            retry_backoff: Duration::from_secs(1),
+            retry_backoff: new_backoff(),
         };
         shipper.rewind();
         shipper
@@ -227,7 +126,7 @@ impl Shipper {
             }
             self.store_checkpoint(false);
             self.report_backlog();
-            let progressed = if self.pending.len() < MAX_PENDING {
+            let progressed = if self.window.len() < MAX_PENDING {
                 self.ship_some()
             } else {
                 Ok(false)
@@ -244,7 +143,7 @@ impl Shipper {
         // has been quiet for a while.
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         let mut quiet_since = Instant::now();
-        while Instant::now() < deadline && self.pending.len() < MAX_PENDING {
+        while Instant::now() < deadline && self.window.len() < MAX_PENDING {
             match self.ship_some() {
                 Ok(true) => quiet_since = Instant::now(),
                 Ok(false) if quiet_since.elapsed() >= SHUTDOWN_QUIET => break,
@@ -274,9 +173,7 @@ impl Shipper {
         let mut failure = None;
         for (message_no, outcome) in reports {
             match outcome {
-                Ok(()) => {
-                    self.acked.insert(message_no);
-                }
+                Ok(()) => self.window.acknowledged(message_no),
                 // A line Kafka will never take: skipping it is the only way forward. Loud.
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {
                     metrics::counter!(SHIPPER_DROPPED_EVENTS_TOTAL, "reason" => "too_large")
@@ -285,27 +182,22 @@ impl Shipper {
                         message_no,
                         "log line larger than the broker accepts; it stays in the cold path only"
                     );
-                    self.acked.insert(message_no);
+                    self.window.acknowledged(message_no);
                 }
                 Err(error) => failure = Some(error),
             }
         }
-        let mut delivered = 0u64;
-        while let Some(front) = self.pending.front() {
-            if !self.acked.remove(&front.message_no) {
-                break;
-            }
+        let (delivered, position) = self.window.advance();
+        if let Some((file, offset)) = position {
             self.acked_pos = Some(Checkpoint {
-                file: front.file.to_string(),
-                offset: front.end,
+                file: file.to_string(),
+                offset,
             });
-            self.pending.pop_front();
-            delivered += 1;
         }
         if delivered > 0 {
             tracing::debug!(
                 delivered,
-                pending = self.pending.len(),
+                pending = self.window.len(),
                 "Kafka acknowledged events"
             );
             metrics::counter!(SHIPPER_DELIVERED_EVENTS_TOTAL).increment(delivered);
@@ -313,18 +205,18 @@ impl Shipper {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default();
             metrics::gauge!(SHIPPER_LAST_DELIVERY_SECONDS).set(now.as_secs_f64());
-            self.retry_backoff = Duration::from_secs(1);
+            self.retry_backoff = new_backoff();
         }
-        if self.pending.is_empty() {
+        if self.window.is_empty()
+            && let Some(tail) = &self.tail
+        {
             // Lines that needed no sending (below INFO, unreadable) are done too.
-            if let Some((file, _)) = &self.reader.file {
-                self.acked_pos = Some(Checkpoint {
-                    file: file.to_string(),
-                    offset: self.reader.consumed,
-                });
-            }
+            self.acked_pos = Some(Checkpoint {
+                file: tail.name().to_string(),
+                offset: tail.consumed(),
+            });
         }
-        metrics::gauge!(SHIPPER_PENDING_EVENTS).set(self.pending.len() as f64);
+        metrics::gauge!(SHIPPER_PENDING_EVENTS).set(self.window.len() as f64);
         failure.map_or(Ok(()), Err)
     }
 
@@ -332,28 +224,23 @@ impl Shipper {
     /// fresh producer. The collector drops what arrives twice.
     fn recover(&mut self, error: &KafkaError, shutdown: &CancellationToken) {
         metrics::counter!(SHIPPER_SEND_ERRORS_TOTAL).increment(1);
-        tracing::error!(%error, retry_in_s = self.retry_backoff.as_secs(), "shipping to Kafka failed; resending from the checkpoint");
-        let deadline = Instant::now() + self.retry_backoff;
+        let wait = self.retry_backoff.next().unwrap_or(MAX_RETRY_BACKOFF);
+        tracing::error!(%error, retry_in_ms = wait.as_millis() as u64, "shipping to Kafka failed; resending from the checkpoint");
+        let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             std::thread::sleep(IDLE_POLL);
         }
-        self.retry_backoff = (self.retry_backoff * 2).min(MAX_RETRY_BACKOFF);
         match producer(&self.config) {
             Ok(producer) => self.producer = producer,
             Err(error) => tracing::error!(%error, "cannot create a Kafka producer"),
         }
-        self.pending.clear();
-        self.acked.clear();
+        self.window.clear();
         self.rewind();
     }
 
     /// Positions the reader at the acknowledged position (or the oldest file when there is none).
     fn rewind(&mut self) {
-        self.reader = Reader {
-            file: None,
-            consumed: 0,
-            carry: Vec::new(),
-        };
+        self.tail = None;
         let files = local_files::list(&self.config.log_dir).unwrap_or_default();
         let start = match &self.acked_pos {
             Some(position) if files.iter().any(|f| f.name == position.file) => {
@@ -376,17 +263,10 @@ impl Shipper {
     }
 
     fn open(&mut self, name: &str, offset: u64) {
-        let path = self.config.log_dir.join(name);
-        match std::fs::File::open(&path)
-            .and_then(|mut file| file.seek(SeekFrom::Start(offset)).map(|_| file))
-        {
-            Ok(file) => {
-                self.reader = Reader {
-                    file: Some((Arc::from(name), file)),
-                    consumed: offset,
-                    carry: Vec::new(),
-                };
-                if self.pending.is_empty() {
+        match Tail::open(&self.config.log_dir, name, offset) {
+            Ok(tail) => {
+                self.tail = Some(tail);
+                if self.window.is_empty() {
                     self.acked_pos = Some(Checkpoint {
                         file: name.to_owned(),
                         offset,
@@ -394,82 +274,38 @@ impl Shipper {
                 }
             }
             Err(error) => {
-                tracing::warn!(file = %path.display(), %error, "cannot open log file for shipping")
+                tracing::warn!(file = %self.config.log_dir.join(name).display(), %error, "cannot open log file for shipping")
             }
         }
     }
 
     /// Reads what is new and sends its INFO+ lines. `Ok(false)` when there was nothing to do.
     fn ship_some(&mut self) -> Result<bool, KafkaError> {
-        let Some((name, _)) = &self.reader.file else {
+        let Some(tail) = &mut self.tail else {
             self.rewind();
-            return Ok(self.reader.file.is_some());
+            return Ok(self.tail.is_some());
         };
-        let name = Arc::clone(name);
+        let name = Arc::clone(tail.name());
         // Listed before reading: the writer never returns to a file once it has started the next,
         // so if a newer file exists now and the read below finds nothing, this one is complete.
         let newer = local_files::list(&self.config.log_dir)
             .unwrap_or_default()
             .into_iter()
             .find(|f| f.name.as_str() > &*name);
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let read = match &mut self.reader.file {
-            Some((_, file)) => file.read(&mut chunk).unwrap_or(0),
-            None => 0,
-        };
-        if read == 0 {
-            let Some(newer) = newer else { return Ok(false) };
-            if !self.reader.carry.is_empty() {
-                // A last line cut short by a crash: it will never be completed.
-                metrics::counter!(SHIPPER_SKIPPED_LINES_TOTAL).increment(1);
-            }
-            self.open(&newer.name, 0);
+        let (producer, window, config) = (&self.producer, &mut self.window, &self.config);
+        let read = tail.read_lines(|line, end| {
+            send_line(producer, window, config, (Arc::clone(&name), end), line)
+        })?;
+        if read > 0 {
             return Ok(true);
         }
-        let mut buffer = std::mem::take(&mut self.reader.carry);
-        buffer.extend_from_slice(&chunk[..read]);
-        let mut start = 0;
-        while let Some(newline) = buffer[start..].iter().position(|&b| b == b'\n') {
-            let end = self.reader.consumed + (start + newline + 1) as u64;
-            self.ship_line(&name, &buffer[start..start + newline], end)?;
-            start += newline + 1;
+        let Some(newer) = newer else { return Ok(false) };
+        if tail.has_partial_line() {
+            // A last line cut short by a crash: it will never be completed.
+            metrics::counter!(SHIPPER_SKIPPED_LINES_TOTAL).increment(1);
         }
-        self.reader.consumed += start as u64;
-        self.reader.carry = buffer.split_off(start);
+        self.open(&newer.name, 0);
         Ok(true)
-    }
-
-    fn ship_line(&mut self, file: &Arc<str>, line: &[u8], end: u64) -> Result<(), KafkaError> {
-        match serde_json::from_slice::<LevelOnly>(line) {
-            Ok(record) if record.level.is_warm() => {}
-            Ok(_) => return Ok(()),
-            Err(_) => {
-                metrics::counter!(SHIPPER_SKIPPED_LINES_TOTAL).increment(1);
-                return Ok(());
-            }
-        }
-        let message_no = self.next_message_no;
-        self.next_message_no += 1;
-        let mut record = BaseRecord::with_opaque_to(&self.config.topic, message_no)
-            .key(self.config.machine.as_bytes())
-            .payload(line);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    // librdkafka's queue is full: let it deliver, then try again.
-                    record = returned;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
-        self.pending.push_back(Pending {
-            message_no,
-            file: Arc::clone(file),
-            end,
-        });
-        Ok(())
     }
 
     fn store_checkpoint(&mut self, force: bool) {
@@ -512,4 +348,43 @@ impl Shipper {
             .sum();
         metrics::gauge!(SHIPPER_BACKLOG_BYTES).set(backlog as f64);
     }
+}
+
+fn new_backoff() -> backon::ExponentialBackoff {
+    service::retry::backoff(FIRST_RETRY_BACKOFF, MAX_RETRY_BACKOFF)
+}
+
+/// Sends one line ending at `position` if it is a record at INFO or above; records it in the
+/// window. Other lines need no sending (an unreadable one is counted).
+fn send_line(
+    producer: &BaseProducer<Acks>,
+    window: &mut AckWindow,
+    config: &ShipperConfig,
+    position: (Arc<str>, u64),
+    line: &[u8],
+) -> Result<(), KafkaError> {
+    match serde_json::from_slice::<LevelOnly>(line) {
+        Ok(record) if record.level.is_warm() => {}
+        Ok(_) => return Ok(()),
+        Err(_) => {
+            metrics::counter!(SHIPPER_SKIPPED_LINES_TOTAL).increment(1);
+            return Ok(());
+        }
+    }
+    let mut record = BaseRecord::with_opaque_to(&config.topic, window.next_message_no())
+        .key(config.machine.as_bytes())
+        .payload(line);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                // librdkafka's queue is full: let it deliver, then try again.
+                record = returned;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+    window.sent(position);
+    Ok(())
 }

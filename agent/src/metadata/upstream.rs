@@ -2,7 +2,8 @@
 //! `If-None-Match` so an unchanged document costs a 304. Each new document is written to
 //! `<data-dir>/metadata/upstream.json` (temporary name, fsync, rename) before it is served, and
 //! that copy is what the agent serves at start-up while the upstream is unreachable. Failures
-//! back off exponentially (with jitter, so a fleet does not retry in step) up to a minute.
+//! back off exponentially up to half a minute, plus jitter of up to as much again, so a fleet
+//! does not retry in step (`service::retry`).
 
 use super::{Documents, MetadataStore, parse_document};
 use crate::metrics::{METADATA_RELOAD_ERRORS_TOTAL, METADATA_RELOADS_TOTAL};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The on-disk copy: the document and the ETag it was served with.
@@ -90,19 +91,19 @@ impl Upstream {
 
     /// Polls until shutdown.
     pub async fn poll(mut self, store: Arc<MetadataStore>, shutdown: CancellationToken) {
-        let mut backoff = FIRST_BACKOFF;
+        let new_backoff = || service::retry::backoff(FIRST_BACKOFF, MAX_BACKOFF);
+        let mut backoff = new_backoff();
         loop {
             let wait = match self.fetch_once(&store).await {
                 Ok(()) => {
-                    backoff = FIRST_BACKOFF;
+                    backoff = new_backoff();
                     self.interval
                 }
                 Err(error) => {
                     metrics::counter!(METADATA_RELOAD_ERRORS_TOTAL, "source" => "upstream")
                         .increment(1);
-                    tracing::warn!(url = %self.url, error = %format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "upstream metadata fetch failed; the last good document stays served");
-                    let wait = backoff.mul_f64(0.5 + fastrand::f64());
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let wait = backoff.next().unwrap_or(MAX_BACKOFF);
+                    tracing::warn!(url = %self.url, error = %format!("{error:#}"), retry_in_ms = wait.as_millis() as u64, "upstream metadata fetch failed; the last good document stays served");
                     wait
                 }
             };

@@ -13,7 +13,6 @@
 //! ERROR events that are not requests. Deterministic: the same arguments write the same rows.
 //! Days are generated in parallel, one thread per core.
 
-use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use logrecord::layout::Hour;
 use logrecord::{Level, LogRecord};
@@ -42,66 +41,48 @@ const VERSIONS: &[(&str, u32)] = &[
 const STATUSES: &[(u16, u32)] = &[(200, 930), (400, 25), (404, 20), (429, 20), (500, 5)];
 const MACHINES_PER_CLUSTER: usize = 10;
 
-#[derive(Debug, Clone)]
-struct Args {
-    days: u32,
-    machines: usize,
-    events_per_hour: u64,
-    out: PathBuf,
-    seed: u64,
-    start: NaiveDate,
-    delta: bool,
+/// Which layout `--out` gets.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Format {
+    /// Plain hive-partitioned Parquet files.
+    Hive,
+    /// The warm store's Delta table (the collector's writer).
+    Delta,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        days: 0,
-        machines: 0,
-        events_per_hour: 0,
-        out: PathBuf::new(),
-        seed: 1,
-        start: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
-        delta: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--days" => args.days = value.parse().context("--days")?,
-            "--machines" => args.machines = value.parse().context("--machines")?,
-            "--events-per-hour" => {
-                args.events_per_hour = value.parse().context("--events-per-hour")?
-            }
-            "--out" => args.out = PathBuf::from(value),
-            "--seed" => args.seed = value.parse().context("--seed")?,
-            "--start" => args.start = value.parse().context("--start (YYYY-MM-DD)")?,
-            "--format" => {
-                args.delta = match value.as_str() {
-                    "hive" => false,
-                    "delta" => true,
-                    other => bail!("--format {other}: hive or delta"),
-                }
-            }
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    if args.days == 0
-        || args.machines == 0
-        || args.events_per_hour == 0
-        || args.out.as_os_str().is_empty()
-    {
-        bail!(
-            "usage: loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD] [--format hive|delta]"
-        );
-    }
-    Ok(args)
+/// Writes D days x M machines x N events per machine-hour of realistic log records, in the
+/// warm-store layout. Deterministic: the same arguments write the same rows.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "loggen")]
+struct Args {
+    /// Days of records.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    days: u32,
+    /// Machines (10 per cluster).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    machines: usize,
+    /// Events per machine and hour.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    events_per_hour: u64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First day, YYYY-MM-DD.
+    #[arg(long, default_value = "2026-01-01")]
+    start: NaiveDate,
+    /// Layout of the output.
+    #[arg(long, value_enum, default_value_t = Format::Hive)]
+    format: Format,
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let started = std::time::Instant::now();
-    if args.delta {
+    if args.format == Format::Delta {
         collector::warm_table::register_storage();
         let url = collector::warm_table::location(&args.out.to_string_lossy())?;
         tokio::runtime::Runtime::new()?.block_on(collector::warm_table::open_or_create(&url))?;
@@ -124,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             .map(|w| w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?)
             .sum::<anyhow::Result<u64>>()
     })?;
-    if args.delta {
+    if args.format == Format::Delta {
         // As a table the collector fills has one (every 100 commits): readers start from it.
         let url = collector::warm_table::location(&args.out.to_string_lossy())?;
         tokio::runtime::Runtime::new()?.block_on(async {
@@ -155,7 +136,7 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
                 generate(args, start, cluster, machine, &mut records);
             }
             rows += records.len() as u64;
-            if args.delta {
+            if args.format == Format::Delta {
                 records.sort_by_key(|r| r.timestamp);
                 files.push(collector::warm_table::PartitionFile {
                     date: Hour::of(start).date(),
@@ -170,7 +151,7 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
             logrecord::parquet_file::write(&path, &mut records)?;
         }
     }
-    if args.delta {
+    if args.format == Format::Delta {
         let url = collector::warm_table::location(&args.out.to_string_lossy())?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

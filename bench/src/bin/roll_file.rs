@@ -3,21 +3,31 @@
 //! measured side of the roll benchmark against DuckDB (`bench/duckdb_compare.py`).
 //! Usage: roll_file RAW.log OUT.parquet [THREADS] (default: the number of cores, as the agent)
 
+use clap::Parser;
+use std::path::PathBuf;
 use std::time::Instant;
 
+/// Rolls one raw hourly log file to Parquet with the agent's roller; prints a JSON line.
+#[derive(Debug, Parser)]
+#[command(name = "roll_file")]
+struct Args {
+    /// The raw hourly log file.
+    raw: PathBuf,
+    /// The Parquet file to write.
+    out: PathBuf,
+    /// Threads that parse and compress. [default: the number of cores]
+    #[arg(value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    threads: Option<usize>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (raw, out, threads) = match args.as_slice() {
-        [raw, out] => (raw, out, std::thread::available_parallelism()?.get()),
-        [raw, out, threads] => (raw, out, threads.parse()?),
-        _ => anyhow::bail!("usage: roll_file RAW.log OUT.parquet [THREADS]"),
+    let args = Args::parse();
+    let threads = match args.threads {
+        Some(threads) => threads,
+        None => std::thread::available_parallelism()?.get(),
     };
     let started = Instant::now();
-    let rolled = agent::logs::roll_to_parquet::roll(
-        std::path::Path::new(raw),
-        std::path::Path::new(out),
-        threads,
-    )?;
+    let rolled = agent::logs::roll_to_parquet::roll(&args.raw, &args.out, threads)?;
     println!(
         "{{\"rows\":{},\"skipped\":{},\"bytes\":{},\"seconds\":{:.3}}}",
         rolled.rows,

@@ -5,6 +5,7 @@
 //! `static_server <addr> <body-bytes>`; prints `listening <addr>` once bound.
 
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -13,13 +14,23 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 
+/// Answers every HTTP request 200 with a fixed body: the ceiling of the metadata API benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "static_server")]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:0")]
+    addr: std::net::SocketAddr,
+    /// Size of the body, bytes.
+    #[arg(default_value_t = 36)]
+    body_bytes: usize,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
-    let size: usize = args.next().unwrap_or_else(|| "36".into()).parse()?;
-    let body = Bytes::from(vec![b'x'; size]);
-    let listener = TcpListener::bind(&addr).await?;
+    let args = Args::parse();
+    let body = Bytes::from(vec![b'x'; args.body_bytes]);
+    let listener = TcpListener::bind(args.addr).await?;
     println!("listening {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;

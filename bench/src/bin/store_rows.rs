@@ -1,14 +1,21 @@
 //! `store_rows DIR|s3://BUCKET/PREFIX`: the number of rows in the warm store's Delta table (its
 //! current version), and exit 1 if any id is there twice.
 
+use clap::Parser;
 use std::collections::HashSet;
 
+/// Counts the rows of the warm store's Delta table; exit 1 if any id is there twice.
+#[derive(Debug, Parser)]
+#[command(name = "store_rows")]
+struct Args {
+    /// The table: a directory or s3://BUCKET/PREFIX.
+    store: String,
+}
+
 fn main() -> anyhow::Result<()> {
-    let store = std::env::args()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("usage: store_rows DIR|s3://BUCKET/PREFIX"))?;
+    let args = Args::parse();
     collector::warm_table::register_storage();
-    let url = collector::warm_table::location(&store)?;
+    let url = collector::warm_table::location(&args.store)?;
     let rows = tokio::runtime::Runtime::new()?
         .block_on(async { collector::warm_table::read_records(&url).await })?;
     let ids: HashSet<_> = rows.iter().map(|r| r.id).collect();

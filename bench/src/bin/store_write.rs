@@ -7,25 +7,35 @@
 //! `store_write LINES_FILE BATCH_ROWS WORK_DIR`: prints one JSON line with rows/s of each and the
 //! Delta/hive ratio. Records are decoded before timing (both layouts get the same records).
 
+use clap::Parser;
 use collector::warm_table::{self, PartitionFile};
 use deltalake::kernel::Transaction;
 use logrecord::LogRecord;
 use logrecord::layout::Hour;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
+/// Writes the same records as hive Parquet and as Delta commits; prints rows/s of each.
+#[derive(Debug, Parser)]
+#[command(name = "store_write")]
+struct Args {
+    /// JSON lines of log records.
+    lines: PathBuf,
+    /// Records per batch (the collector's flush size).
+    #[arg(value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    batch_rows: usize,
+    /// Directory the two stores are written under.
+    work: PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [lines, batch_rows, work] = args.as_slice() else {
-        anyhow::bail!("usage: store_write LINES_FILE BATCH_ROWS WORK_DIR");
-    };
-    let batch_rows: usize = batch_rows.parse()?;
-    let text = std::fs::read_to_string(lines)?;
+    let args = Args::parse();
+    let (batch_rows, work) = (args.batch_rows, args.work.as_path());
+    let text = std::fs::read_to_string(&args.lines)?;
     let records: Vec<LogRecord> = text
         .lines()
         .map(LogRecord::from_json_line)
         .collect::<Result<_, _>>()?;
-    let work = Path::new(work);
 
     let started = Instant::now();
     for (i, batch) in records.chunks(batch_rows).enumerate() {

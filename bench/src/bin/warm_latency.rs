@@ -6,17 +6,24 @@
 //! with p50, p99, max (milliseconds) and the number of rows seen.
 
 use arrow::array::{Array, TimestampMicrosecondArray};
+use clap::Parser;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// Watches the warm store's Delta table and measures emit-to-queryable delay per row.
+#[derive(Debug, Parser)]
+#[command(name = "warm_latency")]
+struct Args {
+    /// The table: a directory or s3://BUCKET/PREFIX.
+    store: String,
+    /// How long to watch, seconds.
+    seconds: u64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (store, seconds) = match (args.next(), args.next()) {
-        (Some(store), Some(seconds)) => (store, seconds.parse::<u64>()?),
-        _ => anyhow::bail!("usage: warm_latency DIR|s3://BUCKET/PREFIX SECONDS"),
-    };
+    let Args { store, seconds } = Args::parse();
     collector::warm_table::register_storage();
     let url = collector::warm_table::location(&store)?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -4,21 +4,28 @@
 //! `warm_verify --store DIR|s3://BUCKET/PREFIX AGENT_DATA_DIR...` (the Delta table's current
 //! version); prints one JSON line; exits 1 on any loss or repeat.
 
+use clap::Parser;
 use logrecord::{Level, LogRecord, Uuid};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Checks the warm store against the agents that fed it; exit 1 on any loss or repeat.
+#[derive(Debug, Parser)]
+#[command(name = "warm_verify")]
+struct Args {
+    /// The table: a directory or s3://BUCKET/PREFIX.
+    #[arg(long)]
+    store: String,
+    /// The agents' data directories.
+    #[arg(required = true)]
+    agents: Vec<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (store, agents) = match args.as_slice() {
-        [flag, store, agents @ ..] if flag == "--store" && !agents.is_empty() => {
-            (store.clone(), agents)
-        }
-        _ => anyhow::bail!("usage: warm_verify --store DIR AGENT_DATA_DIR..."),
-    };
+    let Args { store, agents } = Args::parse();
     let mut expected: HashMap<Uuid, LogRecord> = HashMap::new();
-    for agent in agents {
-        for record in shipped_events(Path::new(agent))? {
+    for agent in &agents {
+        for record in shipped_events(agent)? {
             expected.insert(record.id, record);
         }
     }

@@ -182,7 +182,8 @@ async fn accept(
 ) -> anyhow::Result<()> {
     let sessions = Arc::new(Semaphore::new(max_connections));
     let rejecting = Arc::new(Semaphore::new(REJECTING_AT_ONCE));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let signalled = service::shutdown::signalled();
+    tokio::pin!(signalled);
     loop {
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -194,8 +195,7 @@ async fn accept(
                     continue;
                 }
             },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            _ = &mut signalled => break,
         };
         let (admitted, permit) = match sessions.clone().try_acquire_owned() {
             Ok(permit) => (true, permit),
@@ -247,12 +247,7 @@ async fn accept(
 /// The server's log on stderr (`RUST_LOG` to change what is shown; the libraries' own
 /// `log` records are included).
 pub fn init_log() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,pgwire=warn,datafusion_postgres=warn,buoyant_kernel=warn,deltalake=warn,deltalake_core=warn")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .try_init();
+    service::console_log::init(
+        "info,pgwire=warn,datafusion_postgres=warn,buoyant_kernel=warn,deltalake=warn,deltalake_core=warn",
+    );
 }

@@ -110,25 +110,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut report = tokio::time::interval(Duration::from_secs(30));
     report.tick().await;
+    let stop = service::shutdown::signalled();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = report.tick() => eprintln!("traffic: {:?}", counts.lock().map(|c| c.clone()).unwrap_or_default()),
-            _ = stop_signal() => {
+            _ = &mut stop => {
                 eprintln!("traffic: stopped; {:?}", counts.lock().map(|c| c.clone()).unwrap_or_default());
                 return Ok(());
             }
         }
-    }
-}
-
-async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

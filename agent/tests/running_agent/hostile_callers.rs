@@ -1,0 +1,227 @@
+//! Callers that try to take the metadata API from the others: idle and slow connections past the
+//! open-file limit, huge query strings, requests hyper itself refuses. Each bound is shown holding
+//! while a normal caller is still answered.
+
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use testkit::{Agent, http::raw_request};
+
+/// A normal request on a fresh connection: (status, time to answer).
+fn normal_request(addr: SocketAddr) -> (u16, Duration) {
+    let started = Instant::now();
+    let (status, _) = raw_request(
+        addr,
+        b"GET /metadata/instance/compute/vmId?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\nMetadata: true\r\nConnection: close\r\n\r\n",
+    );
+    (status, started.elapsed())
+}
+
+fn open_idle(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect()
+}
+
+/// Whether the server closed this connection (a read returns end of file or an error).
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn idle_and_slow_connections_past_the_file_limit_do_not_starve_a_normal_caller() {
+    // The attacker's side needs more than 1,100 descriptors of its own.
+    let agent = Agent::builder()
+        .open_file_limit(1024)
+        .args([
+            "--rate-limit",
+            "0",
+            "--idle-timeout",
+            "60s",
+            "--header-read-timeout",
+            "60s",
+        ])
+        .start();
+    let mut idle = open_idle(agent.api, 1100);
+    assert_eq!(idle.len(), 1100);
+    // 300 slowloris connections: a request head started, one byte at a time.
+    let mut slow = open_idle(agent.api, 300);
+    for stream in &mut slow {
+        let _ = stream
+            .write_all(b"GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\nHost: x\r\n");
+    }
+    for _ in 0..3 {
+        let (status, took) = normal_request(agent.api);
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "answered in {took:?}");
+    }
+    let scrape = testkit::block_on(agent.scrape());
+    assert!(
+        scrape.value(r#"imds_connections_closed_total{reason="evicted"}"#) >= 400.0,
+        "{}",
+        scrape.text
+    );
+    // The cap held: the agent never had more connections than the limit allows.
+    assert!(scrape.value("imds_open_connections") <= 1024.0 - 128.0);
+    drop(idle.drain(..));
+    drop(slow);
+}
+
+#[test]
+fn idle_and_header_timeouts_close_connections() {
+    let agent = Agent::builder()
+        .args([
+            "--rate-limit",
+            "0",
+            "--idle-timeout",
+            "1s",
+            "--header-read-timeout",
+            "1s",
+        ])
+        .start();
+    let mut idle = TcpStream::connect(agent.api).unwrap();
+    let mut slow = TcpStream::connect(agent.api).unwrap();
+    slow.write_all(b"GET /metadata/versions HTTP/1.1\r\n")
+        .unwrap();
+    // A keep-alive connection that made one request and went quiet.
+    let mut kept = TcpStream::connect(agent.api).unwrap();
+    kept.write_all(b"GET /metadata/versions HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 12];
+    kept.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !closed_by_server(&mut idle),
+        "closed before the idle timeout"
+    );
+    std::thread::sleep(Duration::from_millis(1800));
+    assert!(closed_by_server(&mut idle), "idle connection still open");
+    assert!(closed_by_server(&mut slow), "slow request head still open");
+    let mut rest = Vec::new();
+    let _ = kept.read_to_end(&mut rest);
+    let scrape = testkit::block_on(agent.scrape());
+    assert_eq!(
+        scrape.value(r#"imds_connections_closed_total{reason="idle_timeout"}"#),
+        2.0
+    );
+    assert_eq!(
+        scrape.value(r#"imds_connections_closed_total{reason="header_timeout"}"#),
+        1.0
+    );
+    assert_eq!(normal_request(agent.api).0, 200);
+}
+
+#[test]
+fn thousands_of_parameters_are_refused_at_once_with_json() {
+    let agent = Agent::start_unlimited();
+    // 13,000 distinct names of one to three characters: a 65 KB URI, as in the report.
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let name = |mut i: usize| {
+        let mut name = String::new();
+        loop {
+            name.push(ALPHABET[i % 62] as char);
+            i /= 62;
+            if i == 0 {
+                return name;
+            }
+            i -= 1;
+        }
+    };
+    let names: String = (0..13_000).map(|i| name(i) + "=&").collect();
+    let request = format!(
+        "GET /metadata/instance?{names}api-version=2021-02-01 HTTP/1.1\r\nHost: x\r\nMetadata: true\r\nConnection: close\r\n\r\n"
+    );
+    assert!(
+        request.len() > 50_000 && request.len() < 65_534,
+        "{}",
+        request.len()
+    );
+    let started = Instant::now();
+    let (status, body) = raw_request(agent.api, request.as_bytes());
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (
+            400,
+            json!({"error": "Bad request. More than 32 query parameters"})
+        )
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn requests_hyper_refuses_get_json_errors_too() {
+    let agent = Agent::start_unlimited();
+    let long_uri = format!(
+        "GET /metadata/instance/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let huge_header = format!(
+        "GET /metadata/versions HTTP/1.1\r\nHost: x\r\nMetadata: true\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(100_000)
+    );
+    let cases: [(&[u8], u16, &str); 4] = [
+        (
+            b"BLAH\r\n\r\n",
+            400,
+            "Bad request. The request is not valid HTTP/1.1",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            400,
+            "Bad request. The request is not valid HTTP/1.1",
+        ),
+        (
+            long_uri.as_bytes(),
+            414,
+            "Bad request. The request line is too long",
+        ),
+        (
+            huge_header.as_bytes(),
+            431,
+            "Bad request. The request headers are too large",
+        ),
+    ];
+    for (request, expected_status, message) in cases {
+        let mut stream = TcpStream::connect(agent.api).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stream.write_all(request);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {expected_status} ")),
+            "{:?}: {head}",
+            String::from_utf8_lossy(&request[..request.len().min(40)])
+        );
+        assert!(
+            head.contains("content-type: application/json; charset=utf-8"),
+            "{head}"
+        );
+        assert!(head.contains("x-ms-request-id: "), "{head}");
+        assert_eq!(
+            serde_json::from_str::<Value>(body).unwrap(),
+            json!({ "error": message })
+        );
+    }
+    assert_eq!(normal_request(agent.api).0, 200);
+}

@@ -1,0 +1,111 @@
+//! The warm store read back as the tests check it: the Delta table's files and rows (through the
+//! collector's own `warm_table`), its dead letters, and the exactly-once comparison with what the
+//! agents logged.
+
+use logrecord::{Level, LogRecord};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use testkit::{eventually, run, s3::S3Server};
+
+fn table_url(out: &Path) -> url::Url {
+    collector::warm_table::location(out.to_str().unwrap()).unwrap()
+}
+
+/// Every data file of the table's current version (none before the table exists).
+pub fn store_files(out: &Path) -> Vec<PathBuf> {
+    if !out.join("_delta_log").exists() {
+        return Vec::new();
+    }
+    let url = table_url(out);
+    run(async move { collector::warm_table::data_files(&url).await })
+        .unwrap()
+        .into_iter()
+        .map(|relative| out.join(relative))
+        .collect()
+}
+
+/// Every row of an `s3://` table on `server`.
+pub fn s3_records(server: &S3Server, url: &str) -> Vec<LogRecord> {
+    let url = url::Url::parse(url).unwrap();
+    let options = server.options();
+    run(async move {
+        collector::warm_table::register_storage();
+        collector::warm_table::read_records_with(&url, options).await
+    })
+    .unwrap()
+}
+
+/// Every row of the table's current version (none before the table exists).
+pub fn store_records(out: &Path) -> Vec<LogRecord> {
+    if !out.join("_delta_log").exists() {
+        return Vec::new();
+    }
+    let url = table_url(out);
+    run(async move { collector::warm_table::read_records(&url).await }).unwrap()
+}
+
+/// The dead-letter entries of the store.
+pub fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
+    let dir = out.join("_dead_letters");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut letters: Vec<serde_json::Value> = entries
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    letters.sort_by_key(|l| l["offset"].as_i64());
+    letters
+}
+
+/// Waits until the store holds at least as many rows as `expected` has events.
+pub fn wait_for_rows(out: &Path, expected: usize, within: Duration) -> Vec<LogRecord> {
+    eventually(&format!("{expected} rows in the store"), within, || {
+        Some(store_records(out)).filter(|rows| rows.len() >= expected)
+    })
+}
+
+/// The store holds exactly `expected`, each event once, field for field.
+pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
+    let mut by_id: BTreeMap<logrecord::Uuid, usize> = BTreeMap::new();
+    for row in stored {
+        *by_id.entry(row.id).or_default() += 1;
+    }
+    let repeated: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "{} events stored more than once, e.g. {:?}",
+        repeated.len(),
+        repeated.first()
+    );
+    let stored_by_id: BTreeMap<logrecord::Uuid, &LogRecord> =
+        stored.iter().map(|r| (r.id, r)).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|e| !stored_by_id.contains_key(&e.id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events missing from the store, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        missing.first()
+    );
+    assert_eq!(
+        stored.len(),
+        expected.len(),
+        "the store holds events that are not in the agents' logs"
+    );
+    for event in expected {
+        assert_eq!(stored_by_id[&event.id], event, "stored field for field");
+    }
+    assert!(
+        stored.iter().all(|r| r.level >= Level::Info),
+        "no DEBUG event in the warm store"
+    );
+}

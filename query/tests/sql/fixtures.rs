@@ -1,0 +1,160 @@
+//! What `query`'s tests run it on and how they run it: stores written as the collector and the
+//! agent write them, and the binary run to its end.
+
+use chrono::{DateTime, TimeZone, Utc};
+use logrecord::{Level, LogRecord, Uuid};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `query --data <root> <args>` to its end.
+pub fn query(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The standard output of a `query` run that must have succeeded.
+pub fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Writes `records` into a Delta table at `root` as the collector does, one commit per
+/// `commits` share of each `date=/hour=/cluster=` directory's rows (so each holds that many files).
+pub fn write_delta(root: &Path, records: &[logrecord::LogRecord], commits: usize) {
+    use collector::warm_table::{self, PartitionFile};
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, String, String), Vec<logrecord::LogRecord>> = BTreeMap::new();
+    for r in records {
+        groups
+            .entry((
+                r.timestamp.format("%Y-%m-%d").to_string(),
+                r.timestamp.format("%H").to_string(),
+                r.cluster.clone(),
+            ))
+            .or_default()
+            .push(r.clone());
+    }
+    let url = warm_table::location(root.to_str().unwrap()).unwrap();
+    for commit in 0..commits {
+        let mut files = Vec::new();
+        for ((date, hour, cluster), rows) in &groups {
+            let mut share: Vec<_> = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % commits == commit)
+                .map(|(_, r)| r.clone())
+                .collect();
+            if share.is_empty() {
+                continue;
+            }
+            share.sort_by_key(|r| r.timestamp);
+            files.push(PartitionFile {
+                date: date.clone(),
+                hour: hour.clone(),
+                cluster: cluster.clone(),
+                batch: warm_table::to_file_batch(&share).unwrap(),
+            });
+        }
+        let url = url.clone();
+        testkit::run(async move {
+            let mut table = warm_table::open_or_create(&url).await.unwrap();
+            warm_table::append(&mut table, files, Vec::new(), &[], async {})
+                .await
+                .unwrap();
+        });
+    }
+}
+
+/// Compacts every closed hour of the Delta table at `root`, then vacuums every file no longer in it.
+pub fn compact_and_vacuum(root: &Path) {
+    let out = root.to_str().unwrap().to_owned();
+    testkit::run(async move {
+        let now = chrono::Utc::now();
+        collector::compact::run(&collector::compact::CompactOptions {
+            out: out.clone(),
+            min_age: std::time::Duration::from_secs(3600),
+            target_file_size: 128 << 20,
+            now,
+        })
+        .await
+        .unwrap();
+        collector::retain::run(&collector::retain::RetainOptions {
+            out,
+            max_age: std::time::Duration::from_secs(100 * 365 * 86400),
+            vacuum_after: std::time::Duration::ZERO,
+            now,
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// Parquet files on disk in a directory.
+pub fn parquet_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            name.ends_with(".parquet") && !name.starts_with('.')
+        })
+        .count()
+}
+
+/// 2 days x 3 hours x machines m1, m2 (cluster c1) and m3 (c2) x 10 events.
+pub fn records() -> Vec<LogRecord> {
+    let mut records = Vec::new();
+    for day in 1..=2u32 {
+        for hour in 0..3u32 {
+            for (cluster, machine) in [("c1", "m1"), ("c1", "m2"), ("c2", "m3")] {
+                for i in 0..10u32 {
+                    let ts: DateTime<Utc> =
+                        Utc.with_ymd_and_hms(2026, 1, day, hour, i * 5, 0).unwrap();
+                    let status = [200u16, 200, 200, 404, 500][(i % 5) as usize];
+                    records.push(LogRecord {
+                        seq: u64::from(day * 1000 + hour * 100 + i),
+                        id: Uuid::from_u64_pair(
+                            u64::from(machine.as_bytes()[1]),
+                            u64::from(day * 1000 + hour * 100 + i),
+                        ),
+                        timestamp: ts,
+                        level: if status == 500 {
+                            Level::Error
+                        } else if i == 1 {
+                            Level::Warn
+                        } else {
+                            Level::Info
+                        },
+                        target: "imds::request".into(),
+                        message: format!("request {i} served"),
+                        cluster: cluster.into(),
+                        machine: machine.into(),
+                        request_id: Some(Uuid::from_u64_pair(0x4000, u64::from(i))),
+                        method: Some("GET".into()),
+                        path: Some("/metadata/instance".into()),
+                        api_version: Some("2021-02-01".into()),
+                        format: Some("json".into()),
+                        status: Some(status),
+                        latency_us: Some(u64::from(50 + i)),
+                        response_bytes: Some(100),
+                        caller: Some("10.0.0.4".into()),
+                        fields: None,
+                    });
+                }
+            }
+        }
+    }
+    records
+}

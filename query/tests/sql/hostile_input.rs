@@ -1,0 +1,223 @@
+//! `query` against crafted files and statements: no input panics, hangs or takes memory without
+//! bound; each gets a clear error (exit 1) or, for a partition directory that is not a partition, a
+//! warning naming it, never a silent wrong answer.
+
+use crate::fixtures::{query, stdout};
+use chrono::{TimeZone, Utc};
+use logrecord::{Level, LogRecord, Uuid};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A cold-layout store of `rows` records in date=2026-01-01/hour=00/m1.parquet.
+fn store(root: &Path, rows: u32) {
+    let mut records: Vec<LogRecord> = (0..rows)
+        .map(|i| LogRecord {
+            seq: u64::from(i),
+            id: Uuid::from_u64_pair(1, u64::from(i)),
+            timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, i % 60).unwrap(),
+            level: Level::Info,
+            target: "imds::request".into(),
+            message: "request served".into(),
+            cluster: "c1".into(),
+            machine: "m1".into(),
+            request_id: None,
+            method: None,
+            path: None,
+            api_version: None,
+            format: None,
+            status: Some(200),
+            latency_us: None,
+            response_bytes: None,
+            caller: None,
+            fields: None,
+        })
+        .collect();
+    logrecord::parquet_file::write(
+        &root.join("date=2026-01-01/hour=00/m1.parquet"),
+        &mut records,
+    )
+    .unwrap();
+}
+
+fn failed_with(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+}
+
+#[test]
+fn a_crafted_footer_is_an_error_naming_the_file_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 10);
+    let crafted = dir.path().join("date=2026-01-01/hour=01/x.parquet");
+    std::fs::create_dir_all(crafted.parent().unwrap()).unwrap();
+    let mut bytes = b"PAR1".to_vec();
+    bytes.extend_from_slice(&[0; 64]);
+    bytes.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    bytes.extend_from_slice(b"PAR1");
+    std::fs::write(&crafted, bytes).unwrap();
+    for statement in ["SELECT count(*) FROM logs", "SELECT * FROM logs"] {
+        failed_with(
+            &query(dir.path(), &[statement]),
+            "date=2026-01-01/hour=01/x.parquet: not a valid Parquet file: its footer gives 4294967280 bytes of metadata in a 76-byte file",
+        );
+    }
+    // Pruned away, it is not read: the other hour still answers.
+    let csv = stdout(&query(
+        dir.path(),
+        &[
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM logs WHERE hour = '00'",
+        ],
+    ));
+    assert_eq!(csv, "n\n10\n");
+}
+
+#[test]
+fn an_empty_parquet_file_is_an_error_and_a_bad_partition_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 10);
+    let empty = dir.path().join("date=2026-01-01/hour=00/m2.parquet");
+    std::fs::write(&empty, b"").unwrap();
+    failed_with(
+        &query(dir.path(), &["SELECT count(*) FROM logs"]),
+        "date=2026-01-01/hour=00/m2.parquet: empty file (0 bytes), not a Parquet file",
+    );
+    std::fs::remove_file(&empty).unwrap();
+
+    // A copy of the data under a directory that is no partition: skipped, named, not counted.
+    let bad = dir.path().join("date=notadate/hour=00");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(
+        dir.path().join("date=2026-01-01/hour=00/m1.parquet"),
+        bad.join("m1.parquet"),
+    )
+    .unwrap();
+    let output = query(
+        dir.path(),
+        &["--format", "csv", "SELECT count(*) AS n FROM logs"],
+    );
+    assert_eq!(stdout(&output), "n\n10\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("date=notadate").count(),
+        1,
+        "one warning naming it: {stderr}"
+    );
+    assert!(stderr.contains("warning: skipping"), "{stderr}");
+}
+
+#[test]
+fn deep_and_huge_statements_are_refused_before_planning() {
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 1);
+    let chain = format!("SELECT {}", vec!["1"; 10_000].join("+"));
+    let started = Instant::now();
+    failed_with(
+        &query(dir.path(), &[&chain]),
+        "refused: the statement has 9999 operators; the limit is 1000",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let nested = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+    failed_with(
+        &query(dir.path(), &[&nested]),
+        "parentheses are nested 5000 deep",
+    );
+    // At the limit it runs.
+    let at_limit = format!("SELECT {} AS n", vec!["1"; 200].join("+"));
+    assert_eq!(
+        stdout(&query(dir.path(), &["--format", "csv", &at_limit])),
+        "n\n200\n"
+    );
+}
+
+#[test]
+fn results_stream_and_memory_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 10);
+    // Three billion rows, read until the reader has enough: streamed, not collected.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(dir.path())
+        .args([
+            "--format",
+            "csv",
+            "SELECT value FROM generate_series(1, 3000000000)",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("value\n1\n2\n3\n"));
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
+        .unwrap();
+    assert!(rss_kib < 1024 * 1024, "{rss_kib} KiB resident");
+    // The reader goes away: query stops quietly, with success.
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+
+    // A table needs every row: past its cap, a clear error instead of all of memory.
+    failed_with(
+        &query(
+            dir.path(),
+            &["SELECT * FROM generate_series(1, 300000) a, generate_series(1, 300000) b"],
+        ),
+        "more than 100000 rows, too many for a table",
+    );
+
+    // Under a memory limit a sort spills and answers; a build side over it is a clear error.
+    let sorted = query(
+        dir.path(),
+        &[
+            "--memory-limit",
+            "2M",
+            "--format",
+            "csv",
+            "SELECT value FROM generate_series(1, 500000) ORDER BY value DESC LIMIT 2",
+        ],
+    );
+    assert_eq!(stdout(&sorted), "value\n500000\n499999\n");
+    failed_with(
+        &query(
+            dir.path(),
+            &[
+                "--memory-limit",
+                "1M",
+                "--format",
+                "csv",
+                "SELECT a.value, count(*) FROM generate_series(1, 300000) a JOIN generate_series(1, 300000) b ON a.value = b.value GROUP BY a.value",
+            ],
+        ),
+        "Resources exhausted",
+    );
+    let bad_limit = query(dir.path(), &["--memory-limit", "lots", "SELECT 1"]);
+    assert_eq!(bad_limit.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_limit.stderr).contains("not a size such as 512M or 2G"));
+}

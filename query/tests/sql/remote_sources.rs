@@ -1,0 +1,252 @@
+//! `query` over sources that are not local directories: a real agent's admin API (the hours are
+//! fetched into a cache, rolled ones kept, the open hour converted from its raw log) and an S3
+//! object store (a real S3-compatible server, moto, started by the test).
+
+use crate::fixtures::stdout;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use testkit::Agent;
+
+const TOKEN: &str = "remote-query-token-0123456789";
+
+fn query(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// An agent with one old hour (rolled to Parquet by the agent) and its own open hour.
+fn agent_with_an_old_hour(lines: usize) -> Agent {
+    let data = tempfile::tempdir().unwrap().keep();
+    let logs = data.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut text = String::new();
+    for i in 0..lines {
+        text.push_str(&format!(
+            r#"{{"seq":{},"id":"01930000-0000-7000-8000-{i:012x}","timestamp":"2025-05-05T05:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"test-cluster","machine":"test-host","status":200}}"#,
+            i + 1,
+            i % 60
+        ));
+        text.push('\n');
+    }
+    std::fs::write(logs.join("agent.2025-05-05-05.log"), text).unwrap();
+    let agent = Agent::builder()
+        .data_dir(&data)
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+            "--retain-raw",
+            "1h",
+            "--retain-parquet",
+            "100000h",
+        ])
+        .start();
+    let rolled = data.join("parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet");
+    testkit::eventually(
+        "the old hour's roll and its raw file's retirement",
+        Duration::from_secs(30),
+        || rolled.exists() && !logs.join("agent.2025-05-05-05.log").exists(),
+    );
+    agent
+}
+
+#[test]
+fn an_agents_hours_are_fetched_once_and_queried_with_the_open_hour() {
+    let agent = agent_with_an_old_hour(120);
+    let url = format!("http://{}", agent.admin.unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    let per_hour = |output: &Output| -> Vec<(String, String, usize)> {
+        stdout(output)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let parts: Vec<&str> = l.split(',').collect();
+                (
+                    parts[0].to_owned(),
+                    parts[1].to_owned(),
+                    parts[2].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let sql = "SELECT date, hour, count(*) AS n FROM logs GROUP BY date, hour ORDER BY date, hour";
+    let args = [
+        "--data",
+        &url,
+        "--token",
+        TOKEN,
+        "--fetch-since",
+        "20000days",
+        "--format",
+        "csv",
+        sql,
+    ];
+    let hours = per_hour(&query(&args, cache.path()));
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    assert_eq!(hours[0], ("2025-05-05".into(), "05".into(), 120));
+    let now = chrono::Utc::now();
+    assert_eq!(
+        (hours[1].0.as_str(), hours[1].1.as_str()),
+        (
+            now.format("%Y-%m-%d").to_string().as_str(),
+            now.format("%H").to_string().as_str()
+        )
+    );
+    assert!(hours[1].2 > 0, "the open hour's raw log was converted");
+
+    // The rolled file is cached byte for byte and not fetched again.
+    let host = format!("127.0.0.1_{}", agent.admin.unwrap().port());
+    let cached = cache
+        .path()
+        .join(&host)
+        .join("date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet");
+    let original = agent
+        .data_dir
+        .join("parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet");
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        std::fs::read(&original).unwrap()
+    );
+    let fetched_at = std::fs::metadata(&cached).unwrap().modified().unwrap();
+    let again = per_hour(&query(&args, cache.path()));
+    assert_eq!(again[0], hours[0]);
+    assert!(again[1].2 >= hours[1].2, "the open hour only grows");
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().modified().unwrap(),
+        fetched_at
+    );
+
+    // The drill-down over an agent: its own range is fetched; the agent's start is in it.
+    let logs = stdout(&query(
+        &[
+            "logs",
+            "--data",
+            &url,
+            "--token",
+            TOKEN,
+            "--cluster",
+            "test-cluster",
+            "--since",
+            "1h",
+            "--format",
+            "csv",
+        ],
+        cache.path(),
+    ));
+    assert!(logs.contains("agent started"), "{logs}");
+    assert!(
+        !logs.lines().any(|l| l.starts_with("2025-05-05")),
+        "the old hour is outside the last hour: {logs}"
+    );
+
+    // A wrong token: refused, with what to do.
+    let refused = query(
+        &[
+            "--data",
+            &url,
+            "--token",
+            "wrong-token-wrong-token",
+            "SELECT 1",
+        ],
+        cache.path(),
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused the token"), "{stderr}");
+}
+
+/// moto's S3 server on a free port, stopped on drop.
+#[test]
+fn an_s3_delta_store_answers_like_the_same_local_store() {
+    let server = testkit::s3::S3Server::start();
+    // A warm store written locally as the collector writes it (two commits, so two files per
+    // directory), then uploaded as-is, log and all.
+    let local = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    for hour in 0..3u32 {
+        for cluster in ["east", "west"] {
+            rows.extend((0..(10 + hour * 5)).map(|i| {
+                let mut record = logrecord::LogRecord::from_json_line(&format!(
+                    r#"{{"seq":{i},"id":"{}","timestamp":"2026-03-01T{hour:02}:{:02}:00Z","level":"INFO","target":"imds::request","message":"request served","cluster":"{cluster}","machine":"{cluster}-1","status":200}}"#,
+                    logrecord::Uuid::from_u64_pair(u64::from(cluster.as_bytes()[0]) * 100 + u64::from(hour), u64::from(i)),
+                    i % 60
+                ))
+                .unwrap();
+                record.latency_us = Some(u64::from(i));
+                record
+            }));
+        }
+    }
+    crate::fixtures::write_delta(local.path(), &rows, 2);
+    // A file no commit names (a killed writer's): must not be counted on S3 either.
+    logrecord::parquet_file::write(
+        &local
+            .path()
+            .join("date=2026-03-01/hour=00/cluster=east/part-killed.parquet"),
+        &mut rows[..10].to_vec(),
+    )
+    .unwrap();
+
+    server.create_bucket("logs-bucket");
+    let client = reqwest::blocking::Client::new();
+    for file in walk(local.path()) {
+        let key = file
+            .strip_prefix(local.path())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let response = client
+            .put(format!("{}/logs-bucket/store/{key}", server.endpoint))
+            .body(std::fs::read(&file).unwrap())
+            .send()
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{key}: {}",
+            response.status()
+        );
+    }
+
+    let sql = "SELECT cluster, hour, count(*) AS n, sum(latency_us) AS total FROM logs GROUP BY cluster, hour ORDER BY cluster, hour";
+    let run = |data: &str| -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_query"))
+            .args(["--data", data, "--format", "csv", sql])
+            .envs(server.env())
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    let from_s3 = run("s3://logs-bucket/store");
+    let from_disk = run(&local.path().display().to_string());
+    assert_eq!(from_s3, from_disk);
+    let mut expected = String::from("cluster,hour,n,total\n");
+    for cluster in ["east", "west"] {
+        for hour in 0..3u32 {
+            let n = 10 + hour * 5;
+            expected.push_str(&format!(
+                "{cluster},{hour:02},{n},{}\n",
+                (0..n).map(u64::from).sum::<u64>()
+            ));
+        }
+    }
+    assert_eq!(from_s3, expected);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -1,0 +1,112 @@
+//! The integration tests' harness, shared by every crate's tests (a dev-dependency only): the
+//! real `agent` and `collector` binaries started on port 0 ([`agent`], [`collector`]), the Kafka
+//! broker `scripts/kafka` runs ([`kafka`]), a moto S3 server ([`s3`]), the agent's local log and
+//! shipper checkpoint read back ([`agent_log`]), Prometheus pages parsed ([`scrape`]), raw HTTP
+//! ([`http`]), and the one way a test waits for something: [`eventually`].
+//!
+//! A failed `unwrap` here is a failed test, which is what a harness should do with the unexpected.
+#![allow(clippy::unwrap_used)]
+
+pub mod agent;
+pub mod agent_log;
+pub mod collector;
+pub mod http;
+pub mod kafka;
+pub mod process;
+pub mod s3;
+pub mod scrape;
+
+pub use agent::{API_VERSION, Agent, AgentBuilder};
+pub use collector::Collector;
+pub use scrape::Scrape;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How often [`eventually`] and [`eventually_async`] look again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What a probe of [`eventually`] says: `bool` (has it happened?) or `Option<T>` (the value, once
+/// it is there).
+pub trait Outcome {
+    /// What [`eventually`] returns.
+    type Value;
+    /// The value, once the awaited thing has happened.
+    fn happened(self) -> Option<Self::Value>;
+}
+
+impl Outcome for bool {
+    type Value = ();
+    fn happened(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Outcome for Option<T> {
+    type Value = T;
+    fn happened(self) -> Option<T> {
+        self
+    }
+}
+
+/// Polls `probe` until it says the awaited thing happened and returns its value; fails the test,
+/// naming `what`, if that does not happen within `within`.
+pub fn eventually<O: Outcome>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> O,
+) -> O::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().happened() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`eventually`] for an async probe, sleeping on the test's runtime between looks.
+pub async fn eventually_async<O: Outcome, F: Future<Output = O>>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> F,
+) -> O::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await.happened() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs a future to completion on the calling thread, from a plain (non-async) test.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// Runs `future` to its end on a runtime of its own, on a thread of its own (so the caller may be
+/// a plain test or inside a runtime).
+pub fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    })
+    .join()
+    .unwrap()
+}
