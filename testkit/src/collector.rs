@@ -82,6 +82,11 @@ impl Collector {
         self.process.stderr()
     }
 
+    /// Its exit status, if it has exited by itself.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.process.exited()
+    }
+
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.process.terminate()

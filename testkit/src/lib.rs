@@ -2,7 +2,8 @@
 //! real `agent` and `collector` binaries started on port 0 ([`agent`], [`collector`]), the Kafka
 //! broker `scripts/kafka` runs ([`kafka`]), a moto S3 server ([`s3`]), the agent's local log and
 //! shipper checkpoint read back ([`agent_log`]), Prometheus pages parsed ([`scrape`]), raw HTTP
-//! ([`http`]), and the one way a test waits for something: [`eventually`].
+//! ([`http`]), a tmpfs that fills up or turns read-only ([`disk`]), and the one way a test waits
+//! for something: [`eventually`].
 //!
 //! A failed `unwrap` here is a failed test, which is what a harness should do with the unexpected.
 #![allow(clippy::unwrap_used)]
@@ -10,6 +11,7 @@
 pub mod agent;
 pub mod agent_log;
 pub mod collector;
+pub mod disk;
 pub mod http;
 pub mod kafka;
 pub mod process;

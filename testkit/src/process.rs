@@ -117,6 +117,11 @@ impl Spawned {
         self.child.id()
     }
 
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`, ...).
     pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();

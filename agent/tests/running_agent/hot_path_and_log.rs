@@ -280,42 +280,11 @@ async fn a_full_log_writer_drops_and_counts_and_never_blocks_requests() {
     assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 }
 
-/// A small tmpfs mounted for one test, unmounted when dropped (the tests run as root, as CI does).
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed: this test needs root (CI runs as root)"
-        );
-        SmallDisk { dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_loses_whole_events_counted_as_a_seq_gap_and_serving_goes_on() {
-    let disk = SmallDisk::mount(256 * 1024);
+    let disk = testkit::disk::Tmpfs::mount(256 * 1024);
     let mut agent = Agent::builder()
-        .data_dir(disk.dir.path())
+        .data_dir(disk.path())
         .args(["--rate-limit", "0"])
         .start();
     // Each request is one ~400-byte INFO event: 3,000 are several times the disk.
@@ -333,7 +302,7 @@ async fn a_full_disk_loses_whole_events_counted_as_a_seq_gap_and_serving_goes_on
     assert!(agent.terminate().success());
 
     // Every line on disk is one whole record, no seq twice, and the gaps are the lost events.
-    let logs = disk.dir.path().join("logs");
+    let logs = disk.path().join("logs");
     let mut seqs = Vec::new();
     for entry in std::fs::read_dir(&logs).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();

@@ -1,13 +1,12 @@
 //! The warm path end to end against a real Kafka broker: agents -> Kafka -> collector -> the Delta
-//! table, and what happens when each part is killed, frozen or doubled.
+//! table, and what happens when each part is killed, frozen or doubled, or the store refuses.
 
 use crate::store::{assert_exactly_once, store_records, wait_for_rows};
-use testkit::{
-    Agent, Collector, agent_log::warm_events, eventually_async, kafka::brokers,
-    kafka::create_topic, kafka::unique,
-};
-
 use logrecord::Level;
+use testkit::{
+    Agent, Collector, agent_log::warm_events, disk::Tmpfs, eventually, eventually_async,
+    kafka::brokers, kafka::create_topic, kafka::unique,
+};
 use std::time::Duration;
 
 #[tokio::test]
@@ -480,6 +479,55 @@ async fn the_shipper_follows_hourly_files_in_order_and_reports_a_file_removed_un
 /// offsets and stores the same events. When the first one resumes, its commit is refused (the
 /// table holds the other's progress for that partition), its batch dropped, and it goes on: no
 /// row twice, none lost.
+/// A store that refuses writes for good (its file system remounted read-only, as ext4 does after
+/// an I/O error) stops the collector at once with that error, exit 1, instead of retrying
+/// forever; nothing is lost: the refused batch stays in Kafka, and a collector started once the
+/// store is writable again stores every event exactly once.
+#[tokio::test]
+async fn a_store_that_refuses_for_good_stops_the_collector_and_loses_nothing() {
+    let brokers = brokers();
+    let topic = unique("refused");
+    create_topic(&brokers, &topic, 2).await;
+    let (disk, data, group) = (
+        Tmpfs::mount(64 << 20),
+        tempfile::tempdir().unwrap(),
+        unique("group"),
+    );
+    let out = disk.path().join("warm");
+    let mut collector = Collector::start(&brokers, &topic, &group, &out);
+    let mut agent = Agent::shipping_to(&brokers, &topic, "west", "host-1", data.path());
+    agent.load(30).await;
+    agent.wait_until_shipped().await;
+    wait_for_rows(&out, 30, Duration::from_secs(30));
+
+    disk.remount_read_only();
+    agent.load(30).await;
+    agent.wait_until_shipped().await;
+    let status = eventually("the collector's exit", Duration::from_secs(30), || {
+        collector.exited()
+    });
+    assert_eq!(status.code(), Some(1), "{}", collector.stderr());
+    let stderr = collector.stderr();
+    assert!(
+        stderr.contains("the store refuses this write for good")
+            && stderr.contains("Read-only file system"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("writing a flush failed; retrying").count(),
+        0,
+        "a permanent refusal is not retried: {stderr}"
+    );
+
+    disk.remount_read_write();
+    assert!(agent.terminate().success());
+    let expected = warm_events(&[data.path()]);
+    let mut collector = Collector::start(&brokers, &topic, &group, &out);
+    let stored = wait_for_rows(&out, expected.len(), Duration::from_secs(30));
+    assert!(collector.terminate().success());
+    assert_exactly_once(&stored, &expected);
+}
+
 #[tokio::test]
 async fn a_stale_collector_resumed_after_losing_its_partition_commits_nothing() {
     let brokers = brokers();
