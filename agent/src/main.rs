@@ -1,7 +1,7 @@
 //! `agent`: parse the configuration, set up telemetry, run until SIGTERM or Ctrl-C.
 
 use agent::config::{Cli, Config};
-use clap::Parser;
+use clap::FromArgMatches;
 use std::process::ExitCode;
 
 /// mimalloc: a request allocates a few dozen small blocks (headers, the log line), and glibc's
@@ -10,7 +10,9 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match Config::from_cli(Cli::parse()) {
+    let cli = Cli::from_arg_matches(&agent::config::command().get_matches())
+        .unwrap_or_else(|error| error.exit());
+    let config = match Config::from_cli(cli) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("agent: configuration error: {error:#}");

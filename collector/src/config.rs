@@ -1,15 +1,19 @@
-//! Configuration: one clap struct with `env = "COLLECTOR_*"` on every flag and an optional TOML
-//! file. Precedence: defaults < file < environment < flags.
+//! Configuration: one clap struct with `env = "COLLECTOR_*"` on every flag ([`Cli`]) and an
+//! optional TOML file, layered over [`Settings::default`] (the one place defaults are written;
+//! `--help` shows them) by `service::config`. Precedence: defaults < file < environment < flags.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use clap::CommandFactory;
 use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use service::config::duration;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Command line of the `collector` binary.
-#[derive(Debug, Default, Parser)]
+#[derive(Debug, Default, Parser, Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[command(
     name = "collector",
     version,
@@ -18,39 +22,50 @@ use std::time::Duration;
 pub struct Cli {
     /// TOML file with any of the settings below (keys spelled as the flags, without `--`).
     #[arg(long, env = "COLLECTOR_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers. [default: 127.0.0.1:9092]
+    /// Kafka bootstrap servers.
     #[arg(long, env = "COLLECTOR_KAFKA_BROKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_brokers: Option<String>,
-    /// Topic the agents ship to. [default: imds.logs]
+    /// Topic the agents ship to.
     #[arg(long, env = "COLLECTOR_TOPIC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
-    /// Consumer group: collectors in one group share the partitions. [default: imds-collector]
+    /// Consumer group: collectors in one group share the partitions.
     #[arg(long, env = "COLLECTOR_GROUP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Static group membership id: a collector restarted with the same id takes its partitions
-    /// back at once instead of after a rebalance. Unique per collector. [default: none]
+    /// back at once instead of after a rebalance. Unique per collector; none by default.
     #[arg(long, env = "COLLECTOR_INSTANCE_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     /// The warm store's Delta table: a directory or s3://bucket/prefix (S3 settings from the
-    /// AWS_* variables). [default: ./data/warm]
+    /// AWS_* variables).
     #[arg(long, env = "COLLECTOR_OUT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<String>,
-    /// Address of `/metrics`. [default: 127.0.0.1:9465]
+    /// Address of `/metrics`.
     #[arg(long, env = "COLLECTOR_METRICS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
     /// Longest time a consumed event waits before it is committed, e.g. `2s`; also the least
-    /// time between this collector's commits while it keeps up. [default: 2s]
+    /// time between this collector's commits while it keeps up.
     #[arg(long, env = "COLLECTOR_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
     pub flush_interval: Option<Duration>,
-    /// Rows of one Kafka partition that trigger a write before the interval. [default: 200000]
+    /// Rows of one Kafka partition that trigger a write before the interval.
     #[arg(long, env = "COLLECTOR_MAX_BATCH_ROWS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_batch_rows: Option<usize>,
     /// Fault injection for tests: hold every commit this long after its files are written
     /// (a collector stopped mid-commit).
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    #[serde(skip)]
     pub fault_commit_delay: Option<Duration>,
     #[command(subcommand)]
+    #[serde(skip)]
     pub command: Option<Command>,
 }
 
@@ -88,17 +103,41 @@ pub struct RetainArgs {
     pub vacuum_after: Duration,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Every setting after layering: the defaults are [`Settings::default`], the file's keys are
+/// these names (an unknown key is an error).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    kafka_brokers: Option<String>,
-    topic: Option<String>,
-    group: Option<String>,
+pub struct Settings {
+    kafka_brokers: String,
+    topic: String,
+    group: String,
     instance_id: Option<String>,
-    out: Option<String>,
-    metrics_listen: Option<SocketAddr>,
-    flush_interval: Option<String>,
-    max_batch_rows: Option<usize>,
+    out: String,
+    metrics_listen: SocketAddr,
+    #[serde(with = "duration")]
+    flush_interval: Duration,
+    max_batch_rows: usize,
+}
+
+impl Default for Settings {
+    /// The defaults: a collector of the local broker's `imds.logs` into `./data/warm`.
+    fn default() -> Self {
+        Settings {
+            kafka_brokers: "127.0.0.1:9092".into(),
+            topic: "imds.logs".into(),
+            group: "imds-collector".into(),
+            instance_id: None,
+            out: "data/warm".into(),
+            metrics_listen: ([127, 0, 0, 1], 9465).into(),
+            flush_interval: Duration::from_secs(2),
+            max_batch_rows: 200_000,
+        }
+    }
+}
+
+/// The command line, its help showing the defaults of [`Settings::default`].
+pub fn command() -> clap::Command {
+    service::config::with_defaults(Cli::command(), &Settings::default())
 }
 
 /// Validated configuration.
@@ -116,73 +155,35 @@ pub struct Config {
 }
 
 impl Config {
+    /// Layers the settings (defaults < `--config` file < environment < flags) and validates them.
     pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
-        let file = match &cli.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let file_interval = file
-            .flush_interval
-            .map(|t| {
-                humantime::parse_duration(&t)
-                    .with_context(|| format!("flush-interval {t:?} in the config file"))
-            })
-            .transpose()?;
-        let topic = cli
-            .topic
-            .or(file.topic)
-            .unwrap_or_else(|| "imds.logs".into());
-        if topic.is_empty()
-            || !topic
+        let s: Settings = service::config::layered(cli.config.as_deref(), &cli)?;
+        if s.topic.is_empty()
+            || !s
+                .topic
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            bail!("--topic {topic:?} is not a valid Kafka topic name");
+            bail!("--topic {:?} is not a valid Kafka topic name", s.topic);
         }
-        let flush_interval = cli
-            .flush_interval
-            .or(file_interval)
-            .unwrap_or(Duration::from_secs(2));
-        if flush_interval.is_zero() {
+        if s.flush_interval.is_zero() {
             bail!("--flush-interval must be above zero");
         }
-        let max_batch_rows = cli
-            .max_batch_rows
-            .or(file.max_batch_rows)
-            .unwrap_or(200_000);
-        if max_batch_rows == 0 {
+        if s.max_batch_rows == 0 {
             bail!("--max-batch-rows must be above zero");
         }
         Ok(Config {
-            brokers: cli
-                .kafka_brokers
-                .or(file.kafka_brokers)
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic,
-            group: cli
-                .group
-                .or(file.group)
-                .unwrap_or_else(|| "imds-collector".into()),
-            instance_id: cli.instance_id.or(file.instance_id),
-            out: cli
-                .out
-                .or(file.out)
-                .unwrap_or_else(|| "data/warm".to_owned()),
-            metrics_listen: cli
-                .metrics_listen
-                .or(file.metrics_listen)
-                .unwrap_or(([127, 0, 0, 1], 9465).into()),
-            flush_interval,
-            max_batch_rows,
+            brokers: s.kafka_brokers,
+            topic: s.topic,
+            group: s.group,
+            instance_id: s.instance_id,
+            out: s.out,
+            metrics_listen: s.metrics_listen,
+            flush_interval: s.flush_interval,
+            max_batch_rows: s.max_batch_rows,
             fault_commit_delay: cli.fault_commit_delay,
         })
     }
-}
-
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! `collector`: parse the configuration, set up telemetry, consume until SIGTERM or Ctrl-C;
 //! or `collector compact` / `collector retain`.
 
-use clap::Parser;
+use clap::FromArgMatches;
 use collector::config::{Cli, Config};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli = Cli::from_arg_matches(&collector::config::command().get_matches())
+        .unwrap_or_else(|error| error.exit());
     let command = cli.command.take();
     let config = match Config::from_cli(cli) {
         Ok(config) => config,

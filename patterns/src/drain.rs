@@ -4,6 +4,7 @@
 //! leaf (the reference never stores such clusters, so each short line became its own template),
 //! and every structure is bounded (see the crate documentation).
 
+use crate::WILDCARD;
 use crate::mask::Masks;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +13,6 @@ use std::sync::Arc;
 /// tree's shape is bounded (`max_children`), so hash flooding has nothing to grow.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// How a variable position is written in a template.
-pub const WILDCARD: &str = "<*>";
 /// Tokens of a line that take part in mining; the rest of a longer line is one `<*>`.
 pub const MAX_TOKENS: usize = 128;
 /// Templates one leaf holds: each line is compared with every template of its leaf.

@@ -24,7 +24,8 @@ pub mod loghub;
 mod mask;
 
 pub use accuracy::grouping_accuracy;
-pub use drain::{
-    ClusterId, MAX_LEAF_CLUSTERS, MAX_TOKENS, Miner, Settings, WILDCARD, final_patterns,
-};
+pub use drain::{ClusterId, MAX_LEAF_CLUSTERS, MAX_TOKENS, Miner, Settings, final_patterns};
 pub use mask::Masks;
+
+/// How a variable position is written in a template (by the masks and by the miner).
+pub const WILDCARD: &str = "<*>";

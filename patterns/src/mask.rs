@@ -1,7 +1,7 @@
 //! Variables masked before mining: each regular expression's matches become `<*>`, applied in
 //! order, like Drain's preprocessing step (and Drain3's masking with `mask_with = "*"`).
 
-use crate::drain::WILDCARD;
+use crate::WILDCARD;
 use regex::{NoExpand, Regex, bytes};
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};

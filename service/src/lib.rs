@@ -1,9 +1,11 @@
 //! Plumbing every long-running binary of the project shares, so it is written and fixed once:
-//! shutdown at SIGTERM or Ctrl-C ([`shutdown`]), the Prometheus `/metrics` endpoint with its
+//! configuration layered from defaults, a file, the environment and flags ([`config`]), shutdown
+//! at SIGTERM or Ctrl-C ([`shutdown`]), the Prometheus `/metrics` endpoint with its
 //! upkeep ([`exporter`]), the human log on stderr ([`console_log`]), and the back-off policy of
 //! every retry ([`retry`]).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod config;
 pub mod console_log;
 pub mod exporter;
 pub mod retry;

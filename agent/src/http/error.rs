@@ -32,12 +32,9 @@ pub enum ApiError {
     /// `format` is neither `json` nor `text`.
     #[error("Bad request. Unsupported format '{0}': use format=json or format=text")]
     InvalidFormat(String),
-    /// More query parameters than [`super::query::MAX_PARAMETERS`].
-    #[error(
-        "Bad request. More than {} query parameters",
-        super::query::MAX_PARAMETERS
-    )]
-    TooManyParameters,
+    /// More query parameters than the limit (`query.rs`'s `MAX_PARAMETERS`).
+    #[error("Bad request. More than {0} query parameters")]
+    TooManyParameters(usize),
     /// A parameter of this agent's extensions (`wait-for-change`, `timeout-sec`) has a bad value.
     #[error("Bad request. Unsupported value '{value}' for {name}: use {expected}")]
     InvalidParameter {

@@ -138,7 +138,7 @@ impl ImdsQuery {
     /// The api-version's position in [`api_version::SUPPORTED`], after the parameter checks.
     fn version_index(&self) -> Result<usize, ApiError> {
         if self.too_many {
-            return Err(ApiError::TooManyParameters);
+            return Err(ApiError::TooManyParameters(MAX_PARAMETERS));
         }
         if let Some(name) = &self.duplicate {
             return Err(ApiError::DuplicateParameter(name.clone()));
@@ -249,7 +249,7 @@ mod tests {
         let huge: String = (0..13_789).map(|i| format!("n{i}=&")).collect();
         let started = std::time::Instant::now();
         let q = ImdsQuery::parse(Some(&format!("{huge}api-version=2021-02-01")));
-        assert!(matches!(q.validate(), Err(ApiError::TooManyParameters)));
+        assert!(matches!(q.validate(), Err(ApiError::TooManyParameters(_))));
         assert!(q.has_too_many());
         // Stopped at the cap: microseconds, not the quarter second the quadratic check took.
         assert!(started.elapsed() < std::time::Duration::from_millis(20));

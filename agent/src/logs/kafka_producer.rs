@@ -2,7 +2,6 @@
 //! reports collected for the shipper thread to read (its acknowledgement window), and
 //! librdkafka's own log lines forwarded into the agent's log.
 
-use super::to_kafka::ShipperConfig;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
@@ -12,29 +11,35 @@ use std::time::Duration;
 
 /// Says at start whether the topic is there; either way the shipper runs, and what it cannot
 /// send yet waits on disk.
-pub(super) fn check_topic(producer: &BaseProducer<Acks>, config: &ShipperConfig) {
+pub(super) fn check_topic(producer: &BaseProducer<Acks>, brokers: &str, topic: &str) {
     match producer
         .client()
-        .fetch_metadata(Some(&config.topic), Duration::from_secs(5))
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
     {
         Ok(metadata) => {
-            let found = metadata.topics().iter().any(|t| {
-                t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty()
-            });
+            let found = metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
             if !found {
-                tracing::error!(topic = %config.topic, brokers = %config.brokers, "the warm-path topic does not exist; events wait on disk until it is created");
+                tracing::error!(
+                    topic,
+                    brokers,
+                    "the warm-path topic does not exist; events wait on disk until it is created"
+                );
             }
         }
         Err(error) => {
-            tracing::warn!(brokers = %config.brokers, %error, "Kafka does not answer; events wait on disk until it does")
+            tracing::warn!(brokers, %error, "Kafka does not answer; events wait on disk until it does")
         }
     }
 }
 
-pub(super) fn producer(config: &ShipperConfig) -> anyhow::Result<BaseProducer<Acks>> {
+/// A producer to `brokers` named after `machine`.
+pub(super) fn producer(brokers: &str, machine: &str) -> anyhow::Result<BaseProducer<Acks>> {
     Ok(ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", format!("imds-agent-{}", config.machine))
+        .set("bootstrap.servers", brokers)
+        .set("client.id", format!("imds-agent-{machine}"))
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")

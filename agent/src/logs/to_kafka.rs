@@ -59,7 +59,7 @@ pub fn start(
     config: ShipperConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let producer = producer(&config)?;
+    let producer = producer(&config.brokers, &config.machine)?;
     let start = Checkpoint::load(&config.checkpoint)?;
     // Counters exist from the start, at 0: a dashboard or alert sees "no errors", not "no data".
     for counter in [
@@ -73,7 +73,7 @@ pub fn start(
     let handle = std::thread::Builder::new().name("agent-shipper".into()).spawn(move || {
         tracing::info!(brokers = %config.brokers, topic = %config.topic, checkpoint = ?start, "shipper started");
         let mut shipper = Shipper::new(config, producer, start);
-        check_topic(&shipper.producer, &shipper.config);
+        check_topic(&shipper.producer, &shipper.config.brokers, &shipper.config.topic);
         shipper.run(&shutdown);
         tracing::info!("shipper stopped");
     })?;
@@ -230,7 +230,7 @@ impl Shipper {
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             std::thread::sleep(IDLE_POLL);
         }
-        match producer(&self.config) {
+        match producer(&self.config.brokers, &self.config.machine) {
             Ok(producer) => self.producer = producer,
             Err(error) => tracing::error!(%error, "cannot create a Kafka producer"),
         }

@@ -3,11 +3,11 @@
 
 use crate::store::{assert_exactly_once, store_records, wait_for_rows};
 use logrecord::Level;
+use std::time::Duration;
 use testkit::{
     Agent, Collector, agent_log::warm_events, disk::Tmpfs, eventually, eventually_async,
     kafka::brokers, kafka::create_topic, kafka::unique,
 };
-use std::time::Duration;
 
 #[tokio::test]
 async fn every_info_event_of_every_agent_is_stored_exactly_once() {
