@@ -74,7 +74,7 @@ pub mod duration {
         let millis = value.as_millis() as u64;
         UNITS
             .iter()
-            .find(|(unit, _)| millis > 0 && millis % unit == 0)
+            .find(|(unit, _)| millis > 0 && millis.is_multiple_of(*unit))
             .map_or_else(
                 || format!("{millis}ms"),
                 |(unit, name)| format!("{}{name}", millis / unit),
