@@ -31,7 +31,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// What the admin listener serves, and to whom.
 #[derive(Debug, Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub token: Arc<str>,
     pub data_dir: PathBuf,
     pub faults: Arc<Faults>,
@@ -39,12 +39,12 @@ pub struct AdminState {
 
 /// One file offered for download: its listing entry (the contract `query` reads) and where it is.
 #[derive(Debug, Clone)]
-pub struct OfferedFile {
+pub(crate) struct OfferedFile {
     pub entry: Offered,
     path: PathBuf,
 }
 
-pub fn router(state: AdminState) -> Router {
+pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/logs", get(list))
         .route("/logs/{*name}", get(fetch))
@@ -263,7 +263,7 @@ fn plain_file_size(data_dir: &Path, path: &Path) -> Option<u64> {
 }
 
 /// The files this host offers: its hourly raw logs and its Parquet files.
-pub fn offered(data_dir: &Path) -> Vec<OfferedFile> {
+pub(crate) fn offered(data_dir: &Path) -> Vec<OfferedFile> {
     let mut files = Vec::new();
     let logs = data_dir.join(layout::RAW_DIR);
     for file in local_files::list(&logs).unwrap_or_default() {

@@ -222,15 +222,20 @@ pub fn command() -> clap::Command {
 /// Bounds on the metadata API's connections (`http/connections.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConnectionLimits {
+    /// Open connections at most (already lowered to what the open-file limit allows).
     pub max_connections: usize,
+    /// Time a caller has to send a whole request head.
     pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request.
     pub idle_timeout: Duration,
 }
 
 /// Bounds on held `wait-for-change` requests (`http/wait_for_change.rs`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WaitLimits {
+    /// `wait-for-change` requests held at once at most.
     pub max_held: usize,
+    /// Longest a `wait-for-change` request is held.
     pub max_wait: Duration,
 }
 
@@ -274,7 +279,9 @@ pub enum MetadataSource {
     Path(PathBuf),
     /// An upstream HTTP endpoint, polled; its last good copy is kept under the data directory.
     Url {
+        /// The upstream's URL (http).
         url: String,
+        /// How often it is polled while healthy.
         poll_interval: Duration,
     },
 }
@@ -282,14 +289,18 @@ pub enum MetadataSource {
 /// Where the warm shipper sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port,...`.
     pub brokers: String,
+    /// The warm path's topic.
     pub topic: String,
 }
 
 /// Where the admin API listens and the token it requires.
 #[derive(Clone, PartialEq)]
 pub struct AdminConfig {
+    /// Its address (never the metadata API's).
     pub listen: SocketAddr,
+    /// The bearer token callers must present (at least 16 characters).
     pub token: String,
 }
 
@@ -305,14 +316,21 @@ impl std::fmt::Debug for AdminConfig {
 /// Validated configuration of the agent.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Address of the metadata API.
     pub listen: SocketAddr,
+    /// Address of `/metrics`.
     pub metrics_listen: SocketAddr,
+    /// Where the instance documents come from.
     pub source: MetadataSource,
+    /// Directory of the local logs, Parquet, checkpoint and upstream copy.
     pub data_dir: PathBuf,
+    /// Cluster label of every metric and log event.
     pub cluster: String,
+    /// Machine label of every metric and log event.
     pub machine: String,
     /// Requests per second per caller; `None` when the limit is off.
     pub rate_limit: Option<u32>,
+    /// Lowest level written to the local log files.
     pub log_level: LevelFilter,
     /// Capacity of the log writer's queue, in lines.
     pub log_buffer_lines: usize,
@@ -326,8 +344,11 @@ pub struct Config {
     pub roll_threads: usize,
     /// `false` turns the hot path off (benchmarks of its cost).
     pub metrics_enabled: bool,
+    /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// Bounds on the metadata API's connections.
     pub connections: ConnectionLimits,
+    /// Bounds on held `wait-for-change` requests.
     pub wait_for_change: WaitLimits,
 }
 

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 /// Longest latency that can be injected: a minute is enough to trip any alert, and bounded so a
 /// typo cannot park requests for hours.
-pub const MAX_LATENCY_MS: u64 = 60_000;
+pub(crate) const MAX_LATENCY_MS: u64 = 60_000;
 
 /// What is injected. Both zero means off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FaultSpec {
+pub(crate) struct FaultSpec {
     /// Added to every metadata API request, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
@@ -30,7 +30,7 @@ pub struct FaultSpec {
 
 impl FaultSpec {
     /// Refuses values outside their ranges, with a message an operator can act on.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.latency_ms > MAX_LATENCY_MS {
             return Err(format!(
                 "latency_ms must be at most {MAX_LATENCY_MS}, got {}",
@@ -46,27 +46,27 @@ impl FaultSpec {
         Ok(())
     }
 
-    pub fn is_off(&self) -> bool {
+    pub(crate) fn is_off(&self) -> bool {
         self.latency_ms == 0 && self.error_ratio == 0.0
     }
 }
 
 /// The switch, shared by the metadata API (reads it per request) and the admin API (sets it).
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     latency_ms: AtomicU64,
     /// `f64` bits: lock-free reads on the request path.
     error_ratio_bits: AtomicU64,
 }
 
 impl Faults {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         let faults = Arc::new(Faults::default());
         faults.publish(FaultSpec::default());
         faults
     }
 
-    pub fn current(&self) -> FaultSpec {
+    pub(crate) fn current(&self) -> FaultSpec {
         FaultSpec {
             latency_ms: self.latency_ms.load(Ordering::Relaxed),
             error_ratio: f64::from_bits(self.error_ratio_bits.load(Ordering::Relaxed)),
@@ -74,7 +74,7 @@ impl Faults {
     }
 
     /// Sets the fault (a validated spec); `FaultSpec::default()` switches it off.
-    pub fn set(&self, spec: FaultSpec) {
+    pub(crate) fn set(&self, spec: FaultSpec) {
         self.latency_ms.store(spec.latency_ms, Ordering::Relaxed);
         self.error_ratio_bits
             .store(spec.error_ratio.to_bits(), Ordering::Relaxed);
@@ -95,7 +95,7 @@ impl Faults {
 /// In front of the metadata API: waits the injected latency, then answers the injected share of
 /// requests with a 500 (`Some`). Runs inside the count stage, so injected latency and errors show
 /// in the hot-path metrics exactly as a real fault would.
-pub async fn inject(faults: &Faults) -> Option<Response> {
+pub(crate) async fn inject(faults: &Faults) -> Option<Response> {
     let spec = faults.current();
     if spec.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(spec.latency_ms)).await;

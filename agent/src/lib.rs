@@ -13,16 +13,17 @@
 //! | local log -> hourly Parquet, retention (cold path) | `logs/roll_to_parquet.rs` |
 //! | hourly files -> a dev box (admin API) | `admin.rs` |
 //! | operator's fault switch (admin API) -> metadata API | `fault.rs` |
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod admin;
+mod admin;
 pub mod api_version;
 pub mod config;
-pub mod fault;
-pub mod http;
-pub mod listeners;
+mod fault;
+mod http;
+mod listeners;
 pub mod logs;
 pub mod metadata;
-pub mod metrics;
+mod metrics;
 pub mod telemetry;
 
 use anyhow::Context;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Bound listeners, ready to serve.
 #[derive(Debug)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     api: TcpListener,
     limits: ConnectionLimits,
     metrics: Option<(TcpListener, PrometheusHandle)>,
@@ -24,7 +24,7 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds every configured listener and says where each one listens.
-    pub async fn bind(
+    pub(crate) async fn bind(
         config: &Config,
         prometheus: Option<&PrometheusHandle>,
         faults: Arc<Faults>,
@@ -71,7 +71,7 @@ impl Listeners {
 
     /// Serves until `shutdown` (then lets in-flight requests finish) or until one server fails
     /// (then cancels `shutdown` so the others stop too).
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         app: Router,
         refresh: Arc<dyn Fn() + Send + Sync>,

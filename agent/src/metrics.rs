@@ -9,86 +9,87 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Counter `{endpoint, api_version, format, status}`: metadata API responses.
-pub const REQUESTS_TOTAL: &str = "imds_requests_total";
+pub(crate) const REQUESTS_TOTAL: &str = "imds_requests_total";
 /// Histogram `{endpoint}`, seconds: from a request's arrival to its response being ready.
-pub const REQUEST_DURATION_SECONDS: &str = "imds_request_duration_seconds";
+pub(crate) const REQUEST_DURATION_SECONDS: &str = "imds_request_duration_seconds";
 /// Histogram `{endpoint}`, bytes: response body sizes.
-pub const RESPONSE_SIZE_BYTES: &str = "imds_response_size_bytes";
+pub(crate) const RESPONSE_SIZE_BYTES: &str = "imds_response_size_bytes";
 /// Gauge: requests being served right now.
-pub const REQUESTS_IN_FLIGHT: &str = "imds_requests_in_flight";
+pub(crate) const REQUESTS_IN_FLIGHT: &str = "imds_requests_in_flight";
 /// Gauge: connections open to the metadata API.
-pub const OPEN_CONNECTIONS: &str = "imds_open_connections";
+pub(crate) const OPEN_CONNECTIONS: &str = "imds_open_connections";
 /// Counter `{reason}`: metadata API connections the agent closed: `idle_timeout`,
 /// `header_timeout`, `evicted` (the longest-idle one, for a new caller at the cap) or `refused`
 /// (at the cap with every connection busy).
-pub const CONNECTIONS_CLOSED_TOTAL: &str = "imds_connections_closed_total";
+pub(crate) const CONNECTIONS_CLOSED_TOTAL: &str = "imds_connections_closed_total";
 /// Gauge: `wait-for-change` requests held right now.
-pub const HELD_REQUESTS: &str = "imds_held_requests";
+pub(crate) const HELD_REQUESTS: &str = "imds_held_requests";
 /// Counter: requests refused with 429 by the per-caller rate limit.
-pub const THROTTLED_REQUESTS_TOTAL: &str = "imds_throttled_requests_total";
+pub(crate) const THROTTLED_REQUESTS_TOTAL: &str = "imds_throttled_requests_total";
 /// Gauge, seconds: time since the served metadata was last confirmed current by its source.
-pub const METADATA_AGE_SECONDS: &str = "imds_metadata_age_seconds";
+pub(crate) const METADATA_AGE_SECONDS: &str = "imds_metadata_age_seconds";
 /// Counter `{source}`: metadata loads that succeeded (file, upstream).
-pub const METADATA_RELOADS_TOTAL: &str = "imds_metadata_reloads_total";
+pub(crate) const METADATA_RELOADS_TOTAL: &str = "imds_metadata_reloads_total";
 /// Counter `{source}`: metadata loads refused (invalid document, unreachable upstream).
-pub const METADATA_RELOAD_ERRORS_TOTAL: &str = "imds_metadata_reload_errors_total";
+pub(crate) const METADATA_RELOAD_ERRORS_TOTAL: &str = "imds_metadata_reload_errors_total";
 /// Counter `{level}`: log events accepted by the local log (written, or dropped and counted below).
-pub const LOG_EVENTS_TOTAL: &str = "agent_log_events_total";
+pub(crate) const LOG_EVENTS_TOTAL: &str = "agent_log_events_total";
 /// Counter: log events dropped because the log writer fell behind.
-pub const LOG_DROPPED_EVENTS_TOTAL: &str = "agent_log_dropped_events_total";
+pub(crate) const LOG_DROPPED_EVENTS_TOTAL: &str = "agent_log_dropped_events_total";
 /// Counter: events the warm shipper delivered to Kafka (acknowledged).
-pub const SHIPPER_DELIVERED_EVENTS_TOTAL: &str = "agent_shipper_delivered_events_total";
+pub(crate) const SHIPPER_DELIVERED_EVENTS_TOTAL: &str = "agent_shipper_delivered_events_total";
 /// Gauge, bytes: local log not yet acknowledged by Kafka (the warm backlog).
-pub const SHIPPER_BACKLOG_BYTES: &str = "agent_shipper_backlog_bytes";
+pub(crate) const SHIPPER_BACKLOG_BYTES: &str = "agent_shipper_backlog_bytes";
 /// Gauge: events sent to Kafka and not yet acknowledged.
-pub const SHIPPER_PENDING_EVENTS: &str = "agent_shipper_pending_events";
+pub(crate) const SHIPPER_PENDING_EVENTS: &str = "agent_shipper_pending_events";
 /// Counter: failed deliveries (each one resends from the checkpoint).
-pub const SHIPPER_SEND_ERRORS_TOTAL: &str = "agent_shipper_send_errors_total";
+pub(crate) const SHIPPER_SEND_ERRORS_TOTAL: &str = "agent_shipper_send_errors_total";
 /// Gauge, Unix seconds: when Kafka last acknowledged an event.
-pub const SHIPPER_LAST_DELIVERY_SECONDS: &str = "agent_shipper_last_delivery_timestamp_seconds";
+pub(crate) const SHIPPER_LAST_DELIVERY_SECONDS: &str =
+    "agent_shipper_last_delivery_timestamp_seconds";
 /// Counter: local log lines that are not records (cut short by a crash) and were not shipped.
-pub const SHIPPER_SKIPPED_LINES_TOTAL: &str = "agent_shipper_skipped_lines_total";
+pub(crate) const SHIPPER_SKIPPED_LINES_TOTAL: &str = "agent_shipper_skipped_lines_total";
 /// Counter `{reason}`: events Kafka can never take (too large), kept in the cold path only.
-pub const SHIPPER_DROPPED_EVENTS_TOTAL: &str = "agent_shipper_dropped_events_total";
+pub(crate) const SHIPPER_DROPPED_EVENTS_TOTAL: &str = "agent_shipper_dropped_events_total";
 /// Counter: log files removed (by retention) before they were shipped.
-pub const SHIPPER_LOST_FILES_TOTAL: &str = "agent_shipper_lost_files_total";
+pub(crate) const SHIPPER_LOST_FILES_TOTAL: &str = "agent_shipper_lost_files_total";
 /// Counter: hourly log files rolled into Parquet.
-pub const ROLLER_FILES_TOTAL: &str = "agent_roller_files_total";
+pub(crate) const ROLLER_FILES_TOTAL: &str = "agent_roller_files_total";
 /// Counter: rows written by the roller.
-pub const ROLLER_ROWS_TOTAL: &str = "agent_roller_rows_total";
+pub(crate) const ROLLER_ROWS_TOTAL: &str = "agent_roller_rows_total";
 /// Counter, bytes: Parquet bytes written by the roller.
-pub const ROLLER_WRITTEN_BYTES_TOTAL: &str = "agent_roller_written_bytes_total";
+pub(crate) const ROLLER_WRITTEN_BYTES_TOTAL: &str = "agent_roller_written_bytes_total";
 /// Counter: raw lines that are not records, skipped by the roller.
-pub const ROLLER_SKIPPED_LINES_TOTAL: &str = "agent_roller_skipped_lines_total";
+pub(crate) const ROLLER_SKIPPED_LINES_TOTAL: &str = "agent_roller_skipped_lines_total";
 /// Counter: rolls that failed (retried on the next pass).
-pub const ROLLER_ERRORS_TOTAL: &str = "agent_roller_errors_total";
+pub(crate) const ROLLER_ERRORS_TOTAL: &str = "agent_roller_errors_total";
 /// Gauge `{kind}`, bytes: raw log and Parquet files on disk.
-pub const DISK_USED_BYTES: &str = "agent_disk_used_bytes";
+pub(crate) const DISK_USED_BYTES: &str = "agent_disk_used_bytes";
 /// Gauge, bytes: the disk budget (`--max-disk-bytes`), when one is set.
-pub const DISK_BUDGET_BYTES: &str = "agent_disk_budget_bytes";
+pub(crate) const DISK_BUDGET_BYTES: &str = "agent_disk_budget_bytes";
 /// Counter `{kind, reason}`: files removed by retention (`age` or `budget`).
-pub const RETENTION_DELETED_FILES_TOTAL: &str = "agent_retention_deleted_files_total";
+pub(crate) const RETENTION_DELETED_FILES_TOTAL: &str = "agent_retention_deleted_files_total";
 /// Gauge, seconds: latency added to every metadata request by fault injection (0 when off).
-pub const FAULT_LATENCY_SECONDS: &str = "imds_fault_latency_seconds";
+pub(crate) const FAULT_LATENCY_SECONDS: &str = "imds_fault_latency_seconds";
 /// Gauge: share of metadata requests failed with 500 by fault injection (0 when off).
-pub const FAULT_ERROR_RATIO: &str = "imds_fault_error_ratio";
+pub(crate) const FAULT_ERROR_RATIO: &str = "imds_fault_error_ratio";
 /// Gauge `{version, cluster, machine}`, always 1: which build runs where.
-pub const BUILD_INFO: &str = "agent_build_info";
+pub(crate) const BUILD_INFO: &str = "agent_build_info";
 
 /// Latency buckets from 10 µs to 5 s: a metadata answer from memory takes tens of microseconds,
 /// so fine low buckets are what make p90/p99 meaningful; the high ones catch stalls.
-pub const DURATION_BUCKETS: &[f64] = &[
+pub(crate) const DURATION_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// Response sizes from a bare leaf value to a large instance document.
-pub const SIZE_BUCKETS: &[f64] = &[
+pub(crate) const SIZE_BUCKETS: &[f64] = &[
     16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
 ];
 
 /// Installs the global Prometheus recorder and describes every metric.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
+pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(REQUEST_DURATION_SECONDS.into()),

@@ -25,6 +25,7 @@ const QUIET_DEPENDENCIES: &[&str] = &[
 pub struct Telemetry {
     /// `None` when metrics are disabled.
     pub prometheus: Option<PrometheusHandle>,
+    /// Count of events the log writer dropped (full queue or failed write).
     pub log_dropped: crate::logs::to_file::DroppedLines,
     log_writer: FileWriter,
 }

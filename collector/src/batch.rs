@@ -6,12 +6,12 @@ use logrecord::LogRecord;
 use std::time::{Duration, Instant};
 
 /// Every reason a message is dead-lettered (the `reason` label's values).
-pub const DEAD_LETTER_REASONS: &[&str] =
+pub(crate) const DEAD_LETTER_REASONS: &[&str] =
     &["empty", "not_utf8", "invalid_record", "invalid_identity"];
 
 /// A message that could not be stored, and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     pub partition: i32,
     pub offset: i64,
     /// Bounded reason, also the metric label: `empty`, `not_utf8`, `invalid_record`, `invalid_identity`.
@@ -23,7 +23,7 @@ pub struct DeadLetter {
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Added,
     /// Its offset is already in the store.
     Replayed,
@@ -32,7 +32,7 @@ pub enum Outcome {
 
 /// The batch of one partition.
 #[derive(Debug)]
-pub struct PartitionBatch {
+pub(crate) struct PartitionBatch {
     pub partition: i32,
     /// The first offset neither in the table nor in an earlier batch.
     pub next_offset: i64,
@@ -44,7 +44,7 @@ pub struct PartitionBatch {
 }
 
 impl PartitionBatch {
-    pub fn new(partition: i32, next_offset: i64) -> Self {
+    pub(crate) fn new(partition: i32, next_offset: i64) -> Self {
         PartitionBatch {
             partition,
             next_offset,
@@ -55,7 +55,7 @@ impl PartitionBatch {
         }
     }
 
-    pub fn add(&mut self, offset: i64, payload: Option<&[u8]>) -> Outcome {
+    pub(crate) fn add(&mut self, offset: i64, payload: Option<&[u8]>) -> Outcome {
         if offset < self.next_offset || self.offsets.is_some_and(|(_, last)| offset <= last) {
             return Outcome::Replayed;
         }
@@ -83,13 +83,13 @@ impl PartitionBatch {
     }
 
     /// Whether it is time to write this batch.
-    pub fn is_due(&self, interval: Duration, max_rows: usize) -> bool {
+    pub(crate) fn is_due(&self, interval: Duration, max_rows: usize) -> bool {
         self.records.len() >= max_rows || self.started.is_some_and(|s| s.elapsed() >= interval)
     }
 
     /// Hands this batch over to be written and continues with an empty one that starts where it
     /// ends (the writer stores batches in order).
-    pub fn hand_over(&mut self) -> PartitionBatch {
+    pub(crate) fn hand_over(&mut self) -> PartitionBatch {
         let next_offset = self.offsets.map_or(self.next_offset, |(_, last)| last + 1);
         std::mem::replace(self, PartitionBatch::new(self.partition, next_offset))
     }

@@ -23,23 +23,29 @@ use std::time::Duration;
 /// What to compact.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
+    /// The table: a directory or `s3://` URL.
     pub out: String,
     /// An hour is compacted once it ended at least this long ago (late events still arrive for a
     /// while after an hour ends; compacting again later is fine, only less efficient).
     pub min_age: Duration,
     /// Size of the files written.
     pub target_file_size: u64,
+    /// What "now" is (tests move it).
     pub now: DateTime<Utc>,
 }
 
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CompactReport {
+    /// Hours rewritten.
     pub hours_compacted: usize,
+    /// Files the rewrite removed from the table.
     pub files_removed: u64,
+    /// Files it added.
     pub files_added: u64,
 }
 
+/// Compacts every closed hour of the table once; safe to kill at any point.
 pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
     let url = warm_table::location(&options.out)?;
     let mut table = warm_table::open(&url).await?;

@@ -66,6 +66,7 @@ pub struct Cli {
     pub fault_commit_delay: Option<Duration>,
     #[command(subcommand)]
     #[serde(skip)]
+    /// `compact` or `retain`; without one, consume.
     pub command: Option<Command>,
 }
 
@@ -82,6 +83,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// Flags of `collector compact`.
 pub struct CompactArgs {
     /// Compact an hour once it ended at least this long ago (later events may still arrive;
     /// a later run compacts them too).
@@ -93,6 +95,7 @@ pub struct CompactArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// Flags of `collector retain`.
 pub struct RetainArgs {
     /// Keep this much of the newest logs, e.g. `90d`.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -143,14 +146,23 @@ pub fn command() -> clap::Command {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Kafka bootstrap servers.
     pub brokers: String,
+    /// The topic the agents ship to.
     pub topic: String,
+    /// The consumer group.
     pub group: String,
+    /// Static group membership id, if any.
     pub instance_id: Option<String>,
+    /// The warm store's Delta table: a directory or `s3://` URL.
     pub out: String,
+    /// Address of `/metrics`.
     pub metrics_listen: SocketAddr,
+    /// Longest time a consumed event waits before it is committed.
     pub flush_interval: Duration,
+    /// Rows of one partition that trigger a write before the interval.
     pub max_batch_rows: usize,
+    /// Fault injection for tests: hold every commit this long after its files are written.
     pub fault_commit_delay: Option<Duration>,
 }
 

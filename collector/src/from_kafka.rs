@@ -158,7 +158,7 @@ impl ConsumerContext for GroupContext {
 }
 
 /// Consumes until `shutdown`, then writes what it holds and commits.
-pub fn consume(
+pub(crate) fn consume(
     config: &Config,
     runtime: Handle,
     shutdown: &CancellationToken,

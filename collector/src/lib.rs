@@ -14,19 +14,20 @@
 //! carries its rows with each Kafka partition's last offset (so replays of those are skipped and
 //! a stale owner's commit is refused), and each machine's highest `seq` (so an agent's resends are
 //! recognised).
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod batch;
+mod batch;
 pub mod compact;
 pub mod config;
-pub mod from_kafka;
+mod from_kafka;
 pub mod maintenance;
-pub mod metrics;
-pub mod resends;
+mod metrics;
+mod resends;
 pub mod retain;
 pub mod telemetry;
-pub mod to_delta;
+mod to_delta;
 pub mod warm_table;
-pub mod writer;
+mod writer;
 
 use anyhow::Context;
 use config::Config;

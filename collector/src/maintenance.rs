@@ -6,6 +6,7 @@ use crate::config::{Command, Config};
 use crate::retain::RetainOptions;
 use std::process::ExitCode;
 
+/// Runs `collector compact` or `collector retain` to its end; the exit code says how it went.
 pub fn run(config: &Config, command: Command) -> ExitCode {
     crate::telemetry::init_stderr_only();
     let runtime = match tokio::runtime::Runtime::new() {

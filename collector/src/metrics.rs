@@ -3,40 +3,40 @@
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Counter: Kafka messages consumed (including replays skipped, duplicates and dead letters).
-pub const CONSUMED_TOTAL: &str = "collector_consumed_messages_total";
+pub(crate) const CONSUMED_TOTAL: &str = "collector_consumed_messages_total";
 /// Counter: rows written to the store.
-pub const WRITTEN_ROWS_TOTAL: &str = "collector_written_rows_total";
+pub(crate) const WRITTEN_ROWS_TOTAL: &str = "collector_written_rows_total";
 /// Counter: Parquet files written.
-pub const FILES_WRITTEN_TOTAL: &str = "collector_files_written_total";
+pub(crate) const FILES_WRITTEN_TOTAL: &str = "collector_files_written_total";
 /// Counter, bytes: Parquet bytes written.
-pub const WRITTEN_BYTES_TOTAL: &str = "collector_written_bytes_total";
+pub(crate) const WRITTEN_BYTES_TOTAL: &str = "collector_written_bytes_total";
 /// Counter `{reason}`: malformed messages sent to the dead-letter file.
-pub const DEAD_LETTERED_TOTAL: &str = "collector_dead_lettered_total";
+pub(crate) const DEAD_LETTERED_TOTAL: &str = "collector_dead_lettered_total";
 /// Counter: records dropped because their machine's `seq` was already stored (agent resends).
-pub const DUPLICATES_DROPPED_TOTAL: &str = "collector_duplicates_dropped_total";
+pub(crate) const DUPLICATES_DROPPED_TOTAL: &str = "collector_duplicates_dropped_total";
 /// Counter: messages skipped because the store already holds their offset (collector replays).
-pub const REPLAYED_SKIPPED_TOTAL: &str = "collector_replayed_messages_skipped_total";
+pub(crate) const REPLAYED_SKIPPED_TOTAL: &str = "collector_replayed_messages_skipped_total";
 /// Gauge `{partition}`: messages in the partition not yet consumed by this group.
-pub const CONSUMER_LAG: &str = "collector_consumer_lag";
+pub(crate) const CONSUMER_LAG: &str = "collector_consumer_lag";
 /// Histogram, seconds: time to write and commit one flush.
-pub const FLUSH_DURATION_SECONDS: &str = "collector_flush_duration_seconds";
+pub(crate) const FLUSH_DURATION_SECONDS: &str = "collector_flush_duration_seconds";
 /// Counter: flush writes or commits that failed (retried).
-pub const FLUSH_ERRORS_TOTAL: &str = "collector_flush_errors_total";
+pub(crate) const FLUSH_ERRORS_TOTAL: &str = "collector_flush_errors_total";
 /// Counter: Delta commits made.
-pub const COMMITS_TOTAL: &str = "collector_delta_commits_total";
+pub(crate) const COMMITS_TOTAL: &str = "collector_delta_commits_total";
 /// Counter: commits that lost a race to another writer and were retried on the newer version.
-pub const COMMIT_RETRIES_TOTAL: &str = "collector_delta_commit_retries_total";
+pub(crate) const COMMIT_RETRIES_TOTAL: &str = "collector_delta_commit_retries_total";
 /// Counter: Delta checkpoints this collector wrote.
-pub const CHECKPOINTS_TOTAL: &str = "collector_delta_checkpoints_total";
+pub(crate) const CHECKPOINTS_TOTAL: &str = "collector_delta_checkpoints_total";
 /// Counter: flushes dropped because another collector stored one of their partitions.
-pub const FENCED_TOTAL: &str = "collector_fenced_flushes_total";
+pub(crate) const FENCED_TOTAL: &str = "collector_fenced_flushes_total";
 
-pub const FLUSH_BUCKETS: &[f64] = &[
+pub(crate) const FLUSH_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Counters exist from the start, at 0, so dashboards and alerts see "none yet", not "no data".
-pub fn register_at_zero() {
+pub(crate) fn register_at_zero() {
     for counter in [
         CONSUMED_TOTAL,
         WRITTEN_ROWS_TOTAL,
@@ -57,7 +57,7 @@ pub fn register_at_zero() {
     }
 }
 
-pub fn describe() {
+pub(crate) fn describe() {
     describe_counter!(CONSUMED_TOTAL, Unit::Count, "Kafka messages consumed.");
     describe_counter!(
         WRITTEN_ROWS_TOTAL,

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, HashMap};
 
 /// What is known of one partition's machines.
 #[derive(Debug, Default, Clone)]
-pub struct Machines {
+pub(crate) struct Machines {
     /// Highest `seq` stored per machine (`None`: the table holds none of its events).
     stored: HashMap<String, Option<u64>>,
 }
 
 impl Machines {
     /// Machines among `records` not looked up yet.
-    pub fn unknown<'a>(&self, records: &'a [LogRecord]) -> Vec<&'a str> {
+    pub(crate) fn unknown<'a>(&self, records: &'a [LogRecord]) -> Vec<&'a str> {
         let mut unknown: Vec<&str> = records
             .iter()
             .map(|r| r.machine.as_str())
@@ -33,14 +33,17 @@ impl Machines {
     }
 
     /// Records what the table holds for a machine.
-    pub fn learn(&mut self, machine: &str, stored: Option<u64>) {
+    pub(crate) fn learn(&mut self, machine: &str, stored: Option<u64>) {
         self.stored.insert(machine.to_owned(), stored);
     }
 
     /// Removes repeats from `records` (in arrival order; every machine must be known) and returns
     /// the new highest `seq` per machine and how many were dropped. Nothing is changed here: the
     /// highs become stored only when the commit that carries them succeeds ([`Machines::stored`]).
-    pub fn drop_repeats(&self, records: &mut Vec<LogRecord>) -> (BTreeMap<String, u64>, usize) {
+    pub(crate) fn drop_repeats(
+        &self,
+        records: &mut Vec<LogRecord>,
+    ) -> (BTreeMap<String, u64>, usize) {
         let mut highs: BTreeMap<String, u64> = BTreeMap::new();
         let before = records.len();
         records.retain(|record| {
@@ -58,7 +61,7 @@ impl Machines {
     }
 
     /// The highs a commit stored.
-    pub fn stored(&mut self, highs: &BTreeMap<String, u64>) {
+    pub(crate) fn stored(&mut self, highs: &BTreeMap<String, u64>) {
         for (machine, seq) in highs {
             self.stored.insert(machine.clone(), Some(*seq));
         }

@@ -19,19 +19,26 @@ use std::time::Duration;
 /// What to keep.
 #[derive(Debug, Clone)]
 pub struct RetainOptions {
+    /// The table: a directory or `s3://` URL.
     pub out: String,
+    /// Hours that ended longer ago than this are deleted.
     pub max_age: Duration,
+    /// Files out of the table this long are vacuumed.
     pub vacuum_after: Duration,
+    /// What "now" is (tests move it).
     pub now: DateTime<Utc>,
 }
 
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RetainReport {
+    /// Files the deletion removed from the table.
     pub files_removed: usize,
+    /// Files vacuumed from storage.
     pub files_vacuumed: usize,
 }
 
+/// Deletes old hours, then vacuums; safe to kill at any point.
 pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
     let url = warm_table::location(&options.out)?;
     let table = warm_table::open(&url).await?;

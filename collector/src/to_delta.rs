@@ -31,7 +31,7 @@ struct Progress {
 
 /// The table and what this collector knows of its partitions' progress in it.
 #[derive(Debug)]
-pub struct TableWriter {
+pub(crate) struct TableWriter {
     table: DeltaTable,
     runtime: Handle,
     group: String,
@@ -43,7 +43,7 @@ pub struct TableWriter {
 
 /// A flush made ready to commit (kept as it is across retries).
 #[derive(Debug, Default)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// Every row, sorted by directory then time.
     records: Vec<LogRecord>,
     /// Per partition: last offset and the new highest `seq` per machine.
@@ -53,14 +53,14 @@ pub struct Prepared {
 
 /// What a commit did.
 #[derive(Debug, Default)]
-pub struct Committed {
+pub(crate) struct Committed {
     pub appended: warm_table::Appended,
     /// The next offset to commit to Kafka per partition.
     pub next_offsets: Vec<(i32, i64)>,
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Committed(Committed),
     /// Dropped: these partitions must be sought again from the table.
     Fenced {
@@ -70,7 +70,7 @@ pub enum Outcome {
 }
 
 impl TableWriter {
-    pub fn new(table: DeltaTable, runtime: Handle, group: &str, topic: &str) -> Self {
+    pub(crate) fn new(table: DeltaTable, runtime: Handle, group: &str, topic: &str) -> Self {
         TableWriter {
             table,
             runtime,
@@ -82,13 +82,13 @@ impl TableWriter {
     }
 
     /// Holds every commit `delay` after its files are written (fault tests).
-    pub fn with_commit_delay(mut self, delay: Option<std::time::Duration>) -> Self {
+    pub(crate) fn with_commit_delay(mut self, delay: Option<std::time::Duration>) -> Self {
         self.commit_delay = delay;
         self
     }
 
     /// A partition (re)assigned: what was known of it may be stale.
-    pub fn assigned(&mut self, partition: i32, version: Option<i64>) {
+    pub(crate) fn assigned(&mut self, partition: i32, version: Option<i64>) {
         self.partitions.insert(
             partition,
             Progress {
@@ -100,7 +100,7 @@ impl TableWriter {
 
     /// Looks up what the table holds for the batches' machines, removes resends, and merges the
     /// batches into one sorted flush. Nothing is taken from `batches` unless it succeeds.
-    pub fn prepare(&mut self, batches: &mut [PartitionBatch]) -> anyhow::Result<Prepared> {
+    pub(crate) fn prepare(&mut self, batches: &mut [PartitionBatch]) -> anyhow::Result<Prepared> {
         let runtime = self.runtime.clone();
         runtime.block_on(self.look_up_machines(batches))?;
         self.merge(batches)
@@ -108,7 +108,7 @@ impl TableWriter {
 
     /// Writes and commits a prepared flush (again after an error: files of a failed try are
     /// never referenced by the log, and VACUUM removes them).
-    pub fn commit(&mut self, prepared: &Prepared) -> anyhow::Result<Outcome> {
+    pub(crate) fn commit(&mut self, prepared: &Prepared) -> anyhow::Result<Outcome> {
         let runtime = self.runtime.clone();
         let outcome = runtime.block_on(self.append(prepared))?;
         if let Outcome::Fenced { partitions, .. } = &outcome {

@@ -210,9 +210,13 @@ pub fn to_records(batch: &RecordBatch) -> anyhow::Result<Vec<LogRecord>> {
 /// Files to add under one partition directory.
 #[derive(Debug)]
 pub struct PartitionFile {
+    /// The partition's `date` value, `YYYY-MM-DD`.
     pub date: String,
+    /// The partition's `hour` value, `HH`.
     pub hour: String,
+    /// The partition's `cluster` value.
     pub cluster: String,
+    /// The rows, in the table's file schema.
     pub batch: RecordBatch,
 }
 
@@ -224,18 +228,24 @@ pub enum AppendError {
     #[error("fenced: {0}")]
     Fenced(String),
     #[error(transparent)]
+    /// Any other failure (retried by the writer unless permanent).
     Failed(#[from] anyhow::Error),
 }
 
 /// What a committed append added.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Appended {
+    /// The table version the commit created.
     pub version: i64,
+    /// Rows appended.
     pub rows: usize,
+    /// Data files added.
     pub files: usize,
+    /// Bytes of those files.
     pub bytes: u64,
     /// Times the commit lost a race to another writer and was retried on the newer version.
     pub retries: u64,
+    /// Whether a checkpoint was written after the commit.
     pub checkpoint: bool,
 }
 

@@ -39,7 +39,7 @@ const SHUTDOWN_TRIES: u32 = 3;
 
 /// What the writer is told to do.
 #[derive(Debug)]
-pub enum Job {
+pub(crate) enum Job {
     /// The partition was (re)assigned; the table holds its offsets up to `version`.
     Assigned {
         partition: i32,
@@ -50,17 +50,17 @@ pub enum Job {
 }
 
 /// Called after a commit: commits `next_offset` of `partition` to Kafka.
-pub type OnCommitted = Box<dyn Fn(i32, i64) + Send>;
+pub(crate) type OnCommitted = Box<dyn Fn(i32, i64) + Send>;
 /// Called after a fenced commit with its partitions: they must be sought again.
-pub type OnFenced = Box<dyn Fn(Vec<i32>) + Send>;
+pub(crate) type OnFenced = Box<dyn Fn(Vec<i32>) + Send>;
 
 /// Counts jobs handed over and not yet done; shared with the rebalance callback.
 #[derive(Debug, Default, Clone)]
-pub struct WriterHandle(Arc<(Mutex<usize>, Condvar)>);
+pub(crate) struct WriterHandle(Arc<(Mutex<usize>, Condvar)>);
 
 impl WriterHandle {
     /// Blocks until every job handed over so far is done (or given up at shutdown).
-    pub fn wait_idle(&self) {
+    pub(crate) fn wait_idle(&self) {
         let (count, idle) = &*self.0;
         if let Ok(guard) = count.lock() {
             drop(idle.wait_while(guard, |n| *n > 0));
@@ -80,7 +80,7 @@ impl WriterHandle {
 
 /// The writer thread and the queue to it.
 #[derive(Debug)]
-pub struct Writer {
+pub(crate) struct Writer {
     queue: Option<SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     handle: WriterHandle,
@@ -92,7 +92,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the thread. A permanent write failure cancels `shutdown` (the collector stops) and
     /// is returned by [`Writer::finish`].
-    pub fn start(
+    pub(crate) fn start(
         mut table: TableWriter,
         handle: WriterHandle,
         on_committed: OnCommitted,
@@ -144,7 +144,7 @@ impl Writer {
     }
 
     /// Hands a job over; blocks while the queue is full.
-    pub fn submit(&self, job: Job) {
+    pub(crate) fn submit(&self, job: Job) {
         self.handle.add(1);
         if let Some(queue) = &self.queue
             && queue.send(job).is_err()
@@ -155,13 +155,13 @@ impl Writer {
     }
 
     /// Blocks until every job handed over so far is done.
-    pub fn wait_idle(&self) {
+    pub(crate) fn wait_idle(&self) {
         self.handle.wait_idle();
     }
 
     /// Writes what is queued, then stops the thread; the permanent failure that stopped
     /// writing, if one did.
-    pub fn finish(mut self) -> anyhow::Result<()> {
+    pub(crate) fn finish(mut self) -> anyhow::Result<()> {
         self.stopping.store(true, Ordering::SeqCst);
         self.queue.take();
         if let Some(thread) = self.thread.take() {

@@ -88,7 +88,7 @@ pub(crate) struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    pub fn with_capacity(rows: usize) -> Self {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
         // Byte capacities are guesses from the agent's request lines; builders grow as needed.
         let strings =
             |bytes_per_row: usize| StringBuilder::with_capacity(rows, rows * bytes_per_row);
@@ -115,7 +115,7 @@ impl BatchBuilder {
         }
     }
 
-    pub fn append(&mut self, r: &RecordRef<'_>) {
+    pub(crate) fn append(&mut self, r: &RecordRef<'_>) {
         append_uuid(&mut self.id, Some(r.id));
         self.seq.append_value(r.seq);
         self.timestamp.append_value(r.timestamp.timestamp_micros());
@@ -137,7 +137,7 @@ impl BatchBuilder {
         self.fields.append_option(r.fields_json());
     }
 
-    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+    pub(crate) fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.id.finish()),
             Arc::new(self.seq.finish()),
@@ -174,15 +174,25 @@ fn append_uuid(column: &mut FixedSizeBinaryBuilder, id: Option<Uuid>) {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("reading {0}: {1}")]
+    /// The file could not be read.
     Io(std::path::PathBuf, std::io::Error),
     #[error("parquet: {0}")]
+    /// Not Parquet, or a damaged file.
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
+    /// Arrow refused the data.
     Arrow(#[from] ArrowError),
     #[error("column {0} is missing or not of the log record's type")]
+    /// A column the record needs is missing or of another type.
     Column(&'static str),
+    /// A value is not one the record allows.
     #[error("row {row}: {problem}")]
-    Value { row: usize, problem: String },
+    Value {
+        /// The row, from 0.
+        row: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// Reads records back from a batch of [`schema`] (columns found by name, so files written before

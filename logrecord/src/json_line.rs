@@ -81,12 +81,12 @@ pub(crate) struct RecordRef<'a> {
 
 impl<'a> RecordRef<'a> {
     /// Parses one JSON line (a trailing newline is allowed).
-    pub fn parse(line: &'a str) -> Result<Self, serde_json::Error> {
+    pub(crate) fn parse(line: &'a str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(line.trim_end_matches(['\n', '\r']))
     }
 
     /// A view of an owned record.
-    pub fn of(r: &'a LogRecord) -> Self {
+    pub(crate) fn of(r: &'a LogRecord) -> Self {
         let text = |t: &'a Option<String>| t.as_deref().map(Text::of);
         RecordRef {
             seq: r.seq,
@@ -111,14 +111,14 @@ impl<'a> RecordRef<'a> {
     }
 
     /// `fields` as the JSON text stored in its column.
-    pub fn fields_json(&self) -> Option<String> {
+    pub(crate) fn fields_json(&self) -> Option<String> {
         // Serializing a JSON map cannot fail.
         self.fields
             .as_ref()
             .map(|f| serde_json::to_string(&**f).unwrap_or_default())
     }
 
-    pub fn into_owned(self) -> LogRecord {
+    pub(crate) fn into_owned(self) -> LogRecord {
         let text = |t: Option<Text<'a>>| t.map(|t| t.0.into_owned());
         LogRecord {
             seq: self.seq,

@@ -144,6 +144,7 @@ pub struct Offered {
     pub name: String,
     /// `raw` or `parquet`.
     pub kind: String,
+    /// Size of the file, bytes.
     pub bytes: u64,
 }
 

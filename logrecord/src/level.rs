@@ -7,10 +7,15 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
+    /// The most verbose: step by step.
     Trace,
+    /// Detail for developers (cold path only).
     Debug,
+    /// Normal operation: every request.
     Info,
+    /// Something unexpected that did not fail a request.
     Warn,
+    /// A failure.
     Error,
 }
 

@@ -6,6 +6,7 @@
 //! the cold-path roller turn batches of records into Arrow with [`to_record_batch`] over the one
 //! [`schema`]. Schema changes are additive: a new optional field gets a new nullable column, and
 //! readers accept unknown JSON keys so an older collector keeps working with a newer agent.
+#![warn(missing_docs, unreachable_pub)]
 
 mod arrow_schema;
 pub mod durable;
@@ -40,24 +41,33 @@ pub struct LogRecord {
     pub id: Uuid,
     /// When the event happened, UTC, microsecond precision.
     pub timestamp: DateTime<Utc>,
+    /// Severity.
     pub level: Level,
     /// The tracing target (usually the module path).
     pub target: String,
+    /// The human message.
     pub message: String,
     /// Host identity, from the agent's configuration.
     pub cluster: String,
+    /// The host that logged it.
     pub machine: String,
 
     /// `x-ms-request-id` of the response this event describes (the agent makes it a UUIDv4; an
     /// event field `request_id` that is not a UUID stays in `fields`).
     pub request_id: Option<Uuid>,
+    /// Request events: the HTTP method.
     pub method: Option<String>,
+    /// Request events: the path asked for.
     pub path: Option<String>,
+    /// Request events: the `api-version` asked for.
     pub api_version: Option<String>,
+    /// Request events: `json` or `text`.
     pub format: Option<String>,
+    /// Request events: the HTTP status answered.
     pub status: Option<u16>,
     /// Time from the request's arrival to its response being ready, microseconds.
     pub latency_us: Option<u64>,
+    /// Request events: bytes of the response body.
     pub response_bytes: Option<u64>,
     /// The caller's IP address.
     pub caller: Option<String>,
@@ -71,34 +81,52 @@ pub struct LogRecord {
 /// into an owned record first; one definition of the line, field order and names included.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LogRecordRef<'a> {
+    /// Per-machine sequence number, increasing in file order.
     pub seq: u64,
+    /// The event's id (UUIDv7).
     pub id: Uuid,
     #[serde(with = "timestamp_micros")]
+    /// When it was logged (UTC).
     pub timestamp: DateTime<Utc>,
+    /// Severity.
     pub level: Level,
+    /// The tracing target.
     pub target: &'a str,
+    /// The human message.
     pub message: &'a str,
+    /// The cluster of the host that logged it.
     pub cluster: &'a str,
+    /// The host that logged it.
     pub machine: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: the request id sent in the response header.
     pub request_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: the HTTP method.
     pub method: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: the path asked for.
     pub path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: the `api-version` asked for.
     pub api_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: `json` or `text`.
     pub format: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: the HTTP status answered.
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: time to answer, microseconds.
     pub latency_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: bytes of the response body.
     pub response_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Request events: the caller's address.
     pub caller: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Any other fields of the event.
     pub fields: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -182,12 +210,12 @@ pub(crate) mod timestamp_micros {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-    pub const LEN: usize = 27;
+    pub(crate) const LEN: usize = 27;
 
     /// Formats into `buffer` digit by digit: every log event is stamped, and chrono's `format`
     /// interprets its pattern on each call (a measurable part of a request's log event). Years
     /// outside 0..=9999 are printed by chrono (they cannot come from the clock).
-    pub fn format<'b>(ts: &DateTime<Utc>, buffer: &'b mut [u8; LEN]) -> &'b str {
+    pub(crate) fn format<'b>(ts: &DateTime<Utc>, buffer: &'b mut [u8; LEN]) -> &'b str {
         use chrono::{Datelike, Timelike};
         let year = ts.year();
         if !(0..=9999).contains(&year) {
@@ -217,12 +245,12 @@ pub(crate) mod timestamp_micros {
         std::str::from_utf8(buffer).unwrap_or_default()
     }
 
-    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         let mut buffer = [0u8; LEN];
         s.serialize_str(format(ts, &mut buffer))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|ts| super::LogRecord::truncate_timestamp(ts.with_timezone(&Utc)))

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 /// What a conversion read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinesRead {
+    /// Records written.
     pub rows: usize,
     /// Non-empty lines that were not records.
     pub skipped: u64,

@@ -35,18 +35,27 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("i/o on {path}: {source}")]
+    /// A file could not be created, written, synced or renamed.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
     #[error("arrow: {0}")]
+    /// Arrow refused the data.
     Arrow(#[from] ArrowError),
     #[error("parquet: {0}")]
+    /// The Parquet encoder failed.
     Parquet(#[from] ParquetError),
     #[error("{path}: wrote {expected} rows but the footer says {found}")]
+    /// The file read back does not hold what was written.
     RowCount {
+        /// The file.
         path: PathBuf,
+        /// Rows written.
         expected: usize,
+        /// Rows its footer counts.
         found: i64,
     },
 }
@@ -62,8 +71,11 @@ pub struct StagedFile {
 /// A published file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenFile {
+    /// The file written.
     pub path: PathBuf,
+    /// Rows in it.
     pub rows: usize,
+    /// Its size, bytes.
     pub bytes: u64,
 }
 
@@ -169,6 +181,7 @@ fn parquet_schema() -> Result<SchemaDescriptor, ParquetError> {
 }
 
 impl StagingWriter {
+    /// Starts a file at a temporary name beside `path`; it appears at `path` only once finished.
     pub fn create(path: &Path) -> Result<Self, WriteError> {
         let dir = crate::durable::directory_of(path);
         std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -263,6 +276,7 @@ pub struct EncodedRowGroup {
 }
 
 impl RowGroupEncoder {
+    /// Encodes one row group, ready to append (encoding can run on another thread).
     pub fn encode(&self, batch: &RecordBatch) -> Result<EncodedRowGroup, WriteError> {
         // The row group index only matters for encryption, which these files do not use.
         let mut writers = self.0.create_column_writers(0)?;
@@ -293,6 +307,7 @@ impl StagedFile {
         &self.path
     }
 
+    /// Rows appended so far.
     pub fn rows(&self) -> usize {
         self.rows
     }

@@ -70,6 +70,7 @@ pub struct Miner {
 }
 
 impl Miner {
+    /// An empty miner with these settings.
     pub fn new(settings: Settings) -> Self {
         Self {
             settings,
@@ -133,6 +134,7 @@ impl Miner {
         self.templates.len()
     }
 
+    /// Whether no line has been mined yet.
     pub fn is_empty(&self) -> bool {
         self.templates.is_empty()
     }

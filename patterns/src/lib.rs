@@ -17,6 +17,7 @@
 //! Bounded for hostile input: at most [`MAX_TOKENS`] tokens of a line take part (the rest is one
 //! `<*>`), at most `max_clusters` templates and [`MAX_LEAF_CLUSTERS`] per leaf; a line that would
 //! need more is not clustered and its pattern is its masked text.
+#![warn(missing_docs, unreachable_pub)]
 
 mod accuracy;
 mod drain;

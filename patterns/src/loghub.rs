@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 /// One dataset: 2,000 lines' contents, their true events, and the authors' settings.
 #[derive(Debug)]
 pub struct Dataset {
+    /// The system's name (HDFS, Apache, ...).
     pub name: String,
+    /// The lines' contents (the header fields removed).
     pub contents: Vec<String>,
+    /// Each line's labelled event id.
     pub events: Vec<String>,
+    /// The settings the published benchmark used for it.
     pub settings: Settings,
 }
 

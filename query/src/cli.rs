@@ -13,6 +13,7 @@ use std::path::PathBuf;
     version,
     about = "Read-only SQL over the warm store and cold-path Parquet (table `logs`)"
 )]
+/// The command line of `query`.
 pub struct Cli {
     /// A store: a local directory of date=YYYY-MM-DD/hour=HH[/cluster=C] partitions, an object
     /// store URL `s3://bucket/prefix` (credentials, region and endpoint from the usual AWS_*
@@ -56,18 +57,25 @@ pub struct Cli {
     /// a terminal), or the `;`-separated statements read from standard input.
     pub sql: Option<String>,
     #[command(subcommand)]
+    /// A drill-down or the server, instead of a statement.
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// How results are printed.
 pub enum Format {
+    /// Aligned columns for people.
     Table,
+    /// CSV with a header.
     Csv,
+    /// JSON lines, one object per row.
     Json,
+    /// One Parquet file (needs --output).
     Parquet,
 }
 
 #[derive(Debug, Subcommand)]
+/// What `query` does besides running a statement.
 pub enum Command {
     /// A cluster's (or machine's) recent logs, newest first: what an alert points at.
     Logs(LogsArgs),
@@ -80,6 +88,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// Flags of `query serve`.
 pub struct ServeArgs {
     /// Address to listen on (5433: beside, not instead of, a local PostgreSQL on 5432).
     #[arg(long, env = "QUERY_SERVE_LISTEN", default_value = "127.0.0.1:5433")]
@@ -114,8 +123,10 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Selection {
     #[arg(long)]
+    /// The cluster to read.
     pub cluster: String,
     #[arg(long)]
+    /// Only this machine of it.
     pub machine: Option<String>,
     /// How far back, e.g. 15m, 2h. [default: 15m, unless --from is given]
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "from")]
@@ -135,8 +146,10 @@ pub struct Selection {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// Flags of `query logs`.
 pub struct LogsArgs {
     #[command(flatten)]
+    /// Which lines.
     pub selection: Selection,
     /// At most this many rows.
     #[arg(long, default_value_t = 200)]
@@ -144,8 +157,10 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+/// Flags of `query patterns`.
 pub struct PatternsArgs {
     #[command(flatten)]
+    /// Which lines.
     pub selection: Selection,
     /// At most this many templates, commonest first.
     #[arg(long, default_value_t = 20)]

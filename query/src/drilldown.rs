@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use logrecord::layout::Hour;
 
-pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub(crate) fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
         // Identifiers quoted: `level` and `timestamp` are also SQL keywords.
         r#"SELECT "timestamp", "level", "cluster", "machine", "target", "message", "status", "path", "latency_us", "request_id" FROM logs WHERE {} ORDER BY "timestamp" DESC LIMIT {}"#,
@@ -18,7 +18,7 @@ pub fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
 
 /// The commonest templates of the selected lines: mined in time order (an agent's `seq` breaks ties, so
 /// every run mines the same order), with their share and one example each.
-pub fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub(crate) fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
         r#"SELECT count(*) AS "lines", round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS "percent", "pattern", min("message") AS "example" FROM (SELECT "message", log_pattern("message") OVER (ORDER BY "timestamp", "machine", "seq") AS "pattern" FROM logs WHERE {}) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {}"#,
         filters(&args.selection, now)?,
@@ -27,7 +27,7 @@ pub fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::Result<S
 }
 
 /// How many rows the drill-down matches in all, to say how many `--limit` left out.
-pub fn count_sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+pub(crate) fn count_sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
         "SELECT count(*) AS n FROM logs WHERE {}",
         filters(&args.selection, now)?
@@ -89,7 +89,7 @@ fn filters(args: &Selection, now: DateTime<Utc>) -> anyhow::Result<String> {
 }
 
 /// The time range of a drill-down: `--from`..`--to`, or the last `--since` (15 minutes).
-pub fn range(
+pub(crate) fn range(
     args: &Selection,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {

@@ -21,14 +21,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// Deepest expression nesting accepted; real statements nest a few dozen levels at most.
-pub const MAX_EXPRESSION_DEPTH: usize = 1000;
+pub(crate) const MAX_EXPRESSION_DEPTH: usize = 1000;
 /// Longest statement accepted.
-pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+pub(crate) const MAX_STATEMENT_BYTES: usize = 1 << 20;
 /// Most operators (arithmetic, comparison, AND, OR, ...) in one statement: each can be one level
 /// of nesting. A long IN list has none.
-pub const MAX_OPERATORS: usize = 1000;
+pub(crate) const MAX_OPERATORS: usize = 1000;
 /// Deepest nesting of parentheses in one statement.
-pub const MAX_PARENTHESES: usize = 256;
+pub(crate) const MAX_PARENTHESES: usize = 256;
 
 /// Refuses, from its tokens alone, a statement that could nest deeper than the planner handles.
 fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
@@ -87,7 +87,7 @@ fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
 }
 
 /// A running statement: its rows as they come, and the progress display kept alive with it.
-pub struct Running {
+pub(crate) struct Running {
     pub rows: SendableRecordBatchStream,
     _progress: ScanProgress,
 }
@@ -100,7 +100,7 @@ impl std::fmt::Debug for Running {
 
 /// Why a statement was refused before it ran; the server maps each to its SQLSTATE.
 #[derive(Debug, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// It would change something (DDL, DML, COPY, SET).
     #[error("refused: query is read-only (no CREATE, DROP, INSERT, COPY or SET): {0}")]
     ReadOnly(String),
@@ -115,7 +115,7 @@ pub enum Refused {
 
 /// Refuses `log_pattern()` called without `OVER`: it is a window function (`log_pattern.rs`),
 /// and DataFusion would only answer "Invalid function 'log_pattern'".
-pub fn check_statement(statement: &Statement) -> Result<(), Refused> {
+pub(crate) fn check_statement(statement: &Statement) -> Result<(), Refused> {
     let misused = visit_expressions(statement, |expr| match expr {
         SqlExpr::Function(function)
             if function.over.is_none()
@@ -140,7 +140,7 @@ pub fn check_statement(statement: &Statement) -> Result<(), Refused> {
 }
 
 /// Refuses, before parsing or planning, a statement too long or nested too deep.
-pub fn check_text(sql: &str) -> Result<(), Refused> {
+pub(crate) fn check_text(sql: &str) -> Result<(), Refused> {
     if sql.len() > MAX_STATEMENT_BYTES {
         return Err(Refused::TooLarge(format!(
             "the statement is {} bytes; the limit is {MAX_STATEMENT_BYTES}",
@@ -152,7 +152,7 @@ pub fn check_text(sql: &str) -> Result<(), Refused> {
 
 /// Refuses a plan that would change something or whose expressions nest too deep: decided on
 /// the plan, not on error text. Shared by the CLI and `query serve`.
-pub fn check_plan(plan: &LogicalPlan) -> Result<(), Refused> {
+pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), Refused> {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -170,7 +170,7 @@ pub fn check_plan(plan: &LogicalPlan) -> Result<(), Refused> {
 
 /// Plans and starts the statement, or says why it was refused or failed. A long scan shows
 /// progress on stderr (when it is a terminal).
-pub async fn execute(
+pub(crate) async fn execute(
     ctx: &SessionContext,
     sql: &str,
     bytes_read: &Arc<AtomicU64>,

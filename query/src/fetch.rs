@@ -31,7 +31,7 @@ enum Wanted {
 
 /// Fetches the hours of `from..=to` from the agent at `base` into the cache; returns the cache
 /// directory of that agent (a cold-path layout `date=/hour=/*.parquet`).
-pub async fn fetch(
+pub(crate) async fn fetch(
     base: &url::Url,
     token: &str,
     from: DateTime<Utc>,

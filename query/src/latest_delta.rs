@@ -31,6 +31,7 @@ pub struct LatestDelta {
 }
 
 impl LatestDelta {
+    /// A provider over the table's newest version, refreshed when it is older than MAX_STALENESS.
     pub async fn new(table: DeltaTable) -> Result<Self> {
         let provider = table.table_provider().await?;
         Ok(Self {

@@ -11,22 +11,23 @@
 //! | `query logs` drill-down, `query patterns` -> SQL | `drilldown.rs` |
 //! | `log_pattern(message) OVER (...)`: templates mined over a window (`patterns` crate) | `log_pattern.rs` |
 //! | `query serve`: PostgreSQL wire -> the same checks, bounded per caller | `serve/` |
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
-pub mod drilldown;
-pub mod exec;
-pub mod fetch;
+mod drilldown;
+mod exec;
+mod fetch;
 pub mod latest_delta;
-pub mod local_reads;
-pub mod log_pattern;
-pub mod print;
-pub mod progress;
-pub mod prompt;
-pub mod serve;
-pub mod sources;
-pub mod tables;
-pub mod uuid_text;
-pub mod visible_files;
+mod local_reads;
+mod log_pattern;
+mod print;
+mod progress;
+mod prompt;
+mod serve;
+mod sources;
+mod tables;
+mod uuid_text;
+mod visible_files;
 
 use anyhow::{Context, bail};
 use cli::{Cli, Command};

@@ -36,7 +36,7 @@ fn read_at(file: &std::fs::File, range: &Range<u64>) -> std::io::Result<Bytes> {
 }
 
 /// A bounded range read without conditions, done in place; `None`: let the store do it.
-pub fn get(
+pub(crate) fn get(
     store: &LocalFileSystem,
     location: &Path,
     options: &GetOptions,
@@ -82,7 +82,7 @@ pub fn get(
 }
 
 /// Several ranges of one file, read in place; `None`: let the store do it.
-pub fn get_ranges(
+pub(crate) fn get_ranges(
     store: &LocalFileSystem,
     location: &Path,
     ranges: &[Range<u64>],

@@ -29,12 +29,12 @@ use patterns::{Settings, final_patterns};
 use std::sync::Arc;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct LogPattern {
+pub(crate) struct LogPattern {
     signature: Signature,
 }
 
 /// The function, to register on a session.
-pub fn udwf() -> WindowUDF {
+pub(crate) fn udwf() -> WindowUDF {
     WindowUDF::new_from_impl(LogPattern {
         signature: Signature::string(1, Volatility::Immutable),
     })

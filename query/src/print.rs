@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Rows an aligned table holds at most.
-pub const MAX_TABLE_ROWS: usize = 100_000;
+pub(crate) const MAX_TABLE_ROWS: usize = 100_000;
 
 /// Standard output or a file, remembering whether its reader went away (`query ... | head`):
 /// the writers above it only say "Broken pipe" in their own error text.
@@ -44,7 +44,7 @@ impl Output {
 
 /// Writes the rows of `stream` as they come; returns how many were written. A reader that goes
 /// away early (`| head`) ends the output without an error.
-pub async fn write(
+pub(crate) async fn write(
     stream: SendableRecordBatchStream,
     format: Format,
     output: Option<&Path>,

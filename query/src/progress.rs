@@ -10,12 +10,12 @@ use std::time::Duration;
 
 /// Shown while alive; cleared on drop.
 #[derive(Debug)]
-pub struct ScanProgress {
+pub(crate) struct ScanProgress {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ScanProgress {
-    pub fn start(bytes_read: &Arc<AtomicU64>) -> ScanProgress {
+    pub(crate) fn start(bytes_read: &Arc<AtomicU64>) -> ScanProgress {
         if !std::io::stderr().is_terminal() {
             return ScanProgress { task: None };
         }

@@ -16,7 +16,7 @@ const HELP: &str = "Statements end with ';' (one line or several). Table `logs`:
 SHOW COLUMNS FROM logs. \\q or quit to leave; Up/Down and Ctrl-R search the history.";
 
 /// Runs the session; `Ok(false)` when piped statements failed.
-pub async fn run(
+pub(crate) async fn run(
     ctx: &SessionContext,
     format: Format,
     bytes_read: &Arc<AtomicU64>,
@@ -109,7 +109,7 @@ async fn interactive(
 }
 
 /// `QUERY_HISTORY`, else `$XDG_STATE_HOME/imds-query/history` (or `~/.local/state/...`).
-pub fn history_file() -> PathBuf {
+pub(crate) fn history_file() -> PathBuf {
     if let Some(path) = std::env::var_os("QUERY_HISTORY") {
         return PathBuf::from(path);
     }
@@ -128,7 +128,7 @@ fn ends_statement(text: &str) -> bool {
 
 /// Splits on `;` outside single and double quotes; drops empty statements. What follows the last
 /// `;` counts as a statement too (piped input need not end with one).
-pub fn split_statements(text: &str) -> Vec<String> {
+pub(crate) fn split_statements(text: &str) -> Vec<String> {
     let (mut statements, rest) = scan(text);
     statements.push(rest);
     statements.retain(|s| !s.is_empty());

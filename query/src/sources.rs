@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 
 /// A `--data` value, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Local(PathBuf),
     /// `s3://bucket/prefix`.
     S3 {
@@ -26,7 +26,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn parse(text: &str) -> anyhow::Result<Source> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Source> {
         let Some((scheme, _)) = text.split_once("://") else {
             return Ok(Source::Local(PathBuf::from(text)));
         };
@@ -56,7 +56,7 @@ impl Source {
 
 /// A source ready for DataFusion: the store to register and the table URL in it.
 #[derive(Debug)]
-pub struct Opened {
+pub(crate) struct Opened {
     pub store: Arc<dyn ObjectStore>,
     pub table_url: ListingTableUrl,
     /// Prefix of the table inside the store (for layout detection).
@@ -64,7 +64,7 @@ pub struct Opened {
 }
 
 /// Opens a local directory or an object store (agents are fetched into a directory first).
-pub fn open(source: &Source, bytes_read: &Arc<AtomicU64>) -> anyhow::Result<Opened> {
+pub(crate) fn open(source: &Source, bytes_read: &Arc<AtomicU64>) -> anyhow::Result<Opened> {
     match source {
         Source::Local(path) => {
             let absolute = std::fs::canonicalize(path)
@@ -103,7 +103,7 @@ pub fn open(source: &Source, bytes_read: &Arc<AtomicU64>) -> anyhow::Result<Open
 }
 
 /// The default cache of fetched agent files.
-pub fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))

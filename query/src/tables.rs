@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 /// Where a source's partitions are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// The collector's Delta table.
     Delta,
     /// `date=/hour=/cluster=` without a Delta log.
@@ -64,7 +64,7 @@ async fn first_partition(
 }
 
 /// Finds the layout of a store root.
-pub async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
+pub(crate) async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
     let store = source.store.as_ref();
     let root = store.list_with_delimiter(Some(&source.prefix)).await?;
     if root
@@ -170,7 +170,7 @@ async fn delta_tables(
 }
 
 /// Registers `logs` over `sources` (all of one layout).
-pub async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
+pub(crate) async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
     let mut layout = None;
     let mut urls = Vec::new();
     let mut delta_sources = Vec::new();

@@ -14,12 +14,12 @@ use logrecord::Uuid;
 use std::sync::Arc;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct UuidText {
+pub(crate) struct UuidText {
     signature: Signature,
 }
 
 /// The function, to call in a logical plan.
-pub fn udf() -> Arc<ScalarUDF> {
+pub(crate) fn udf() -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(UuidText {
         signature: Signature::exact(vec![logrecord::UUID], Volatility::Immutable),
     }))

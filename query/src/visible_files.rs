@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 /// A store whose listings show only data files.
 #[derive(Debug, Clone)]
-pub struct VisibleFiles {
+pub(crate) struct VisibleFiles {
     inner: Arc<dyn ObjectStore>,
     /// Set when `inner` is the local file system: plain reads are then done in place.
     local: Option<Arc<LocalFileSystem>>,
@@ -35,7 +35,7 @@ pub struct VisibleFiles {
 }
 
 impl VisibleFiles {
-    pub fn new(inner: Arc<dyn ObjectStore>, bytes_read: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>, bytes_read: Arc<AtomicU64>) -> Self {
         VisibleFiles {
             inner,
             local: None,
@@ -45,7 +45,7 @@ impl VisibleFiles {
     }
 
     /// Over the local file system, reading in place (`crate::local_reads`).
-    pub fn local(bytes_read: Arc<AtomicU64>) -> Self {
+    pub(crate) fn local(bytes_read: Arc<AtomicU64>) -> Self {
         let local = Arc::new(LocalFileSystem::new());
         VisibleFiles {
             inner: local.clone(),

@@ -7,6 +7,7 @@
 //!
 //! A failed `unwrap` here is a failed test, which is what a harness should do with the unexpected.
 #![allow(clippy::unwrap_used)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod agent;
 pub mod agent_log;

@@ -116,7 +116,7 @@ impl Registry {
 
 /// Serves `app` on `listener` within `limits` until `shutdown`, then lets the requests in
 /// progress finish (the caller bounds that wait).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,

@@ -17,13 +17,13 @@ use axum::response::Response;
 use std::time::Instant;
 
 /// `Server` header value.
-pub const SERVER: &str = concat!("IMDS/", env!("CARGO_PKG_VERSION"));
+pub(crate) const SERVER: &str = concat!("IMDS/", env!("CARGO_PKG_VERSION"));
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 /// Longest path kept in the request event: enough for any real document path.
 const MAX_LOGGED_PATH: usize = 2048;
 
 /// The matched endpoint label of a path.
-pub fn endpoint_of(path: &str) -> &'static str {
+pub(crate) fn endpoint_of(path: &str) -> &'static str {
     match path {
         "/metadata/versions" => "/metadata/versions",
         "/metadata/instance" => "/metadata/instance",
@@ -41,7 +41,7 @@ pub fn endpoint_of(path: &str) -> &'static str {
 }
 
 /// The count stage around `inner` (the rest of the request's way to its answer).
-pub async fn observe<F, Fut>(mut request: Request, inner: F) -> Response
+pub(crate) async fn observe<F, Fut>(mut request: Request, inner: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
@@ -127,7 +127,7 @@ mod handles {
     use std::time::Duration;
 
     /// `(endpoint, api_version, format, status)`.
-    pub type Labels = (&'static str, &'static str, &'static str, u16);
+    pub(super) type Labels = (&'static str, &'static str, &'static str, u16);
 
     thread_local! {
         static REQUESTS: RefCell<HashMap<Labels, Counter>> = RefCell::new(HashMap::new());
@@ -135,13 +135,13 @@ mod handles {
             RefCell::new(HashMap::new());
     }
 
-    pub fn in_flight() -> &'static Gauge {
+    pub(super) fn in_flight() -> &'static Gauge {
         static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
         IN_FLIGHT.get_or_init(|| metrics::gauge!(REQUESTS_IN_FLIGHT))
     }
 
     /// Counts one response; `latency` is `None` for a request that is not timed.
-    pub fn count(labels: Labels, latency: Option<Duration>, bytes: u64) {
+    pub(super) fn count(labels: Labels, latency: Option<Duration>, bytes: u64) {
         REQUESTS.with_borrow_mut(|counters| {
             counters
                 .entry(labels)

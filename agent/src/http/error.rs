@@ -12,7 +12,7 @@ const MAX_ECHOED_PATH: usize = 256;
 
 /// An error response of the metadata API.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The `Metadata: true` header is missing or has another value.
     #[error("Bad request. Required metadata header not specified")]
     MissingMetadataHeader,
@@ -85,7 +85,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_)
             | ApiError::NoDocumentForCaller(_)

@@ -17,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Per-caller token bucket: `rps` per second with a burst of `rps`, keyed by caller address.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     rps: u32,
 }
 
 impl RateLimit {
-    pub fn new(rps: NonZeroU32) -> Arc<Self> {
+    pub(crate) fn new(rps: NonZeroU32) -> Arc<Self> {
         Arc::new(RateLimit {
             limiter: DefaultKeyedRateLimiter::keyed(Quota::per_second(rps)),
             rps: rps.get(),
@@ -40,7 +40,7 @@ impl RateLimit {
     }
 
     /// Forgets callers that have been quiet, so a scan of many addresses cannot grow memory.
-    pub fn spawn_cleanup(self: &Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) fn spawn_cleanup(self: &Arc<Self>, shutdown: CancellationToken) {
         let limit = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -58,7 +58,7 @@ impl RateLimit {
 }
 
 /// The checks: `Err` is the answer to send instead of the route's.
-pub fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
+pub(crate) fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
     if headers.contains_key("x-forwarded-for") {
         return Err(ApiError::ForwardedFor);

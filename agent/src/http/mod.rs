@@ -6,14 +6,14 @@
 //! validation, document lookup) -> `render.rs` (JSON or text). The first three stages run as one
 //! layer ([`front`]).
 
-pub mod connections;
-pub mod count;
-pub mod error;
-pub mod guard;
-pub mod query;
-pub mod render;
-pub mod routes;
-pub mod wait_for_change;
+pub(crate) mod connections;
+pub(crate) mod count;
+pub(crate) mod error;
+pub(crate) mod guard;
+pub(crate) mod query;
+pub(crate) mod render;
+pub(crate) mod routes;
+pub(crate) mod wait_for_change;
 
 use crate::fault::{self, Faults};
 use crate::metadata::MetadataStore;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Arc<MetadataStore>,
     /// `None` when the rate limit is off.
     pub rate_limit: Option<Arc<RateLimit>>,
@@ -39,7 +39,7 @@ pub struct AppState {
 }
 
 /// The metadata API router, every layer included.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     // `get` alone would answer HEAD too; the contract is GET only.
     let instance = || {
         get(routes::instance)
@@ -89,7 +89,7 @@ async fn front(State(state): State<AppState>, request: Request, next: Next) -> R
 }
 
 /// A JSON response body with Azure's content type.
-pub fn json_body(body: Vec<u8>) -> impl IntoResponse {
+pub(crate) fn json_body(body: Vec<u8>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -100,7 +100,7 @@ pub fn json_body(body: Vec<u8>) -> impl IntoResponse {
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

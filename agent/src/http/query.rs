@@ -13,11 +13,11 @@ use crate::api_version;
 use std::time::Duration;
 
 /// Query parameters read at most; a request with more is refused (Azure's clients send 2-3).
-pub const MAX_PARAMETERS: usize = 32;
+pub(crate) const MAX_PARAMETERS: usize = 32;
 
 /// Raw parameters of interest, as the caller sent them.
 #[derive(Debug, Clone, Default)]
-pub struct ImdsQuery {
+pub(crate) struct ImdsQuery {
     api_version: Option<String>,
     format: Option<String>,
     extended: Option<String>,
@@ -32,7 +32,7 @@ pub struct ImdsQuery {
 
 /// A `wait-for-change=true` request: hold it until the caller's document is not `last_etag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitForChange {
+pub(crate) struct WaitForChange {
     /// The version the caller has (quotes optional); `None`: the version current on arrival.
     pub last_etag: Option<String>,
     /// The caller's `timeout-sec` (capped by the agent's `--max-wait`).
@@ -41,13 +41,13 @@ pub struct WaitForChange {
 
 /// Response format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Text,
 }
 
 impl Format {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Text => "text",
@@ -57,10 +57,8 @@ impl Format {
 
 /// A query that passed validation.
 #[derive(Debug, Clone)]
-pub struct ValidQuery {
-    /// The supported api-version.
-    pub api_version: &'static str,
-    /// Its position in [`api_version::SUPPORTED`]: which fields the answer has.
+pub(crate) struct ValidQuery {
+    /// The api-version's position in [`api_version::SUPPORTED`]: which fields the answer has.
     pub version_index: usize,
     pub format: Format,
     pub extended: bool,
@@ -68,7 +66,7 @@ pub struct ValidQuery {
 }
 
 impl ImdsQuery {
-    pub fn parse(raw: Option<&str>) -> Self {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
         let mut query = ImdsQuery::default();
         let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
@@ -101,7 +99,7 @@ impl ImdsQuery {
     }
 
     /// Checks the rules of the API: no duplicate, a supported api-version, a known format.
-    pub fn validate(&self) -> Result<ValidQuery, ApiError> {
+    pub(crate) fn validate(&self) -> Result<ValidQuery, ApiError> {
         let version_index = self.version_index()?;
         let format = self.format()?;
         let extended = boolean(self.extended.as_deref(), "extended")?;
@@ -122,7 +120,6 @@ impl ImdsQuery {
             }),
         };
         Ok(ValidQuery {
-            api_version: api_version::SUPPORTED[version_index],
             version_index,
             format,
             extended,
@@ -131,7 +128,7 @@ impl ImdsQuery {
     }
 
     /// Checks only the api-version and duplicates (`/metadata/versions` takes nothing else).
-    pub fn validate_version(&self) -> Result<&'static str, ApiError> {
+    pub(crate) fn validate_version(&self) -> Result<&'static str, ApiError> {
         self.version_index().map(|i| api_version::SUPPORTED[i])
     }
 
@@ -151,7 +148,7 @@ impl ImdsQuery {
 
     /// `wait-for-change=true`: the request may be held (the count layer keeps held requests out
     /// of the latency histogram, which the latency alerts read).
-    pub fn waits_for_change(&self) -> bool {
+    pub(crate) fn waits_for_change(&self) -> bool {
         self.wait_for_change
             .as_deref()
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -165,13 +162,8 @@ impl ImdsQuery {
         }
     }
 
-    /// Too many parameters: the request is refused before anything else is looked at.
-    pub fn has_too_many(&self) -> bool {
-        self.too_many
-    }
-
     /// Bounded label value for metrics: a supported version, `unsupported`, or `none`.
-    pub fn api_version_label(&self) -> &'static str {
+    pub(crate) fn api_version_label(&self) -> &'static str {
         match self.api_version.as_deref() {
             None => "none",
             Some(v) => api_version::lookup(v).unwrap_or("unsupported"),
@@ -179,12 +171,12 @@ impl ImdsQuery {
     }
 
     /// Bounded label value for metrics: `json` (the default), `text`, or `invalid`.
-    pub fn format_label(&self) -> &'static str {
+    pub(crate) fn format_label(&self) -> &'static str {
         self.format().map(Format::as_str).unwrap_or("invalid")
     }
 
     /// The api-version as sent, for the log (bounded in length).
-    pub fn api_version_raw(&self) -> Option<&str> {
+    pub(crate) fn api_version_raw(&self) -> Option<&str> {
         self.api_version.as_deref().map(|v| super::truncate(v, 64))
     }
 }
@@ -213,7 +205,11 @@ mod tests {
         let q = ImdsQuery::parse(Some("api-version=2021-02-01&format=text&foo=bar"));
         let valid = q.validate().unwrap();
         assert_eq!(
-            (valid.api_version, valid.format, valid.extended),
+            (
+                api_version::SUPPORTED[valid.version_index],
+                valid.format,
+                valid.extended
+            ),
             ("2021-02-01", Format::Text, false)
         );
         assert_eq!(
@@ -250,7 +246,6 @@ mod tests {
         let started = std::time::Instant::now();
         let q = ImdsQuery::parse(Some(&format!("{huge}api-version=2021-02-01")));
         assert!(matches!(q.validate(), Err(ApiError::TooManyParameters(_))));
-        assert!(q.has_too_many());
         // Stopped at the cap: microseconds, not the quarter second the quadratic check took.
         assert!(started.elapsed() < std::time::Duration::from_millis(20));
     }

@@ -15,14 +15,14 @@ const EXTENDED: &str = "extended";
 
 /// A node of the document found at a path.
 #[derive(Debug)]
-pub struct Node<'a> {
+pub(crate) struct Node<'a> {
     value: &'a Value,
     /// The document root with `extended` hidden.
     hide_extended: bool,
 }
 
 /// Walks `segments` (already split and percent-decoded) from the root; array elements by index.
-pub fn walk<'a>(
+pub(crate) fn walk<'a>(
     root: &'a Value,
     segments: &[String],
     extended: bool,
@@ -57,7 +57,7 @@ fn is_plain_index(segment: &str) -> bool {
 }
 
 /// Renders a node: the response body, or why it cannot be rendered in that format.
-pub fn render(node: &Node<'_>, format: Format) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn render(node: &Node<'_>, format: Format) -> Result<Vec<u8>, ApiError> {
     match (format, node.value) {
         (Format::Json, Value::Object(map)) => Ok(to_json(&VisibleMap {
             map,

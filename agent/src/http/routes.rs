@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 const INSTANCE_PREFIX: &str = "/metadata/instance";
 
 /// `GET /metadata/instance[/<path>]?api-version=<v>[&format=json|text][&extended=true]`
-pub async fn instance(
+pub(crate) async fn instance(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -59,7 +59,7 @@ pub async fn instance(
 }
 
 /// `GET /metadata/versions`: the supported api-versions; needs no api-version itself.
-pub async fn versions(request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn versions(request: Request) -> Result<Response, ApiError> {
     if let Err(duplicate @ ApiError::DuplicateParameter(_)) =
         with_query(&request, ImdsQuery::validate_version)
     {
@@ -70,34 +70,34 @@ pub async fn versions(request: Request) -> Result<Response, ApiError> {
 }
 
 /// Any path the API does not have.
-pub async fn not_found(request: Request) -> ApiError {
+pub(crate) async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound(request.uri().path().to_owned())
 }
 
 /// Any method but GET on a known path (HEAD included: the contract is GET only).
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
 /// `/metadata/identity/...`: this host has no managed identities. Azure answers a VM without one
 /// with this 400; a 404 would read as "IMDS is updating" and identity SDKs would retry for 18-95 s.
-pub async fn identity() -> ApiError {
+pub(crate) async fn identity() -> ApiError {
     ApiError::IdentityNotFound
 }
 
 /// `/metadata/loadbalancer`: no Standard load balancer in front of this host's VMs.
-pub async fn load_balancer() -> ApiError {
+pub(crate) async fn load_balancer() -> ApiError {
     ApiError::NoLoadBalancer
 }
 
 /// `/metadata/attested/...`: signed documents need Azure's certificates; none here.
-pub async fn attested() -> ApiError {
+pub(crate) async fn attested() -> ApiError {
     ApiError::NoAttestedData
 }
 
 /// `/metadata/scheduledevents`: what Azure answers a VM with no maintenance scheduled. Nothing
 /// is ever scheduled by this agent, so that answer is the truth.
-pub async fn scheduled_events(request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn scheduled_events(request: Request) -> Result<Response, ApiError> {
     with_query(&request, ImdsQuery::validate_version)?;
     let body = serde_json::json!({ "DocumentIncarnation": 0, "Events": [] });
     Ok(json_body(body.to_string().into_bytes()).into_response())
@@ -113,7 +113,7 @@ fn with_query<T>(request: &Request, check: impl Fn(&ImdsQuery) -> T) -> T {
 }
 
 /// The caller's address, IPv4-mapped IPv6 folded to IPv4 so per-caller files match either way.
-pub fn caller_of(request: &Request) -> std::net::IpAddr {
+pub(crate) fn caller_of(request: &Request) -> std::net::IpAddr {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -21,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 /// The held requests' shared bounds and the shutdown signal that releases them.
 #[derive(Debug)]
-pub struct HeldRequests {
+pub(crate) struct HeldRequests {
     slots: Arc<Semaphore>,
     limits: WaitLimits,
     shutdown: CancellationToken,
 }
 
 impl HeldRequests {
-    pub fn new(limits: WaitLimits, shutdown: CancellationToken) -> Arc<Self> {
+    pub(crate) fn new(limits: WaitLimits, shutdown: CancellationToken) -> Arc<Self> {
         Arc::new(HeldRequests {
             slots: Arc::new(Semaphore::new(limits.max_held)),
             limits,
@@ -38,7 +38,7 @@ impl HeldRequests {
 }
 
 /// The caller's document now.
-pub fn current(store: &MetadataStore, caller: IpAddr) -> Result<Arc<Document>, ApiError> {
+pub(crate) fn current(store: &MetadataStore, caller: IpAddr) -> Result<Arc<Document>, ApiError> {
     match store.lookup(caller) {
         Lookup::Found(document) => Ok(document),
         Lookup::NoDocumentForCaller => Err(ApiError::NoDocumentForCaller(caller)),
@@ -47,7 +47,7 @@ pub fn current(store: &MetadataStore, caller: IpAddr) -> Result<Arc<Document>, A
 }
 
 /// Waits until the caller's document differs from the one it has, the timeout, or shutdown.
-pub async fn wait(
+pub(crate) async fn wait(
     held: &HeldRequests,
     store: &MetadataStore,
     caller: IpAddr,
@@ -101,7 +101,7 @@ impl Drop for HeldGauge {
 }
 
 /// Whether an `If-None-Match` header value names this tag (a list, `*`, weak tags all accepted).
-pub fn matches_if_none_match(header: &str, etag: &str) -> bool {
+pub(crate) fn matches_if_none_match(header: &str, etag: &str) -> bool {
     let etag = unquoted(etag);
     header.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || unquoted(candidate.strip_prefix("W/").unwrap_or(candidate)) == etag

@@ -8,11 +8,11 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// A position in the hourly files: file name and byte offset.
-pub type Position = (Arc<str>, u64);
+pub(super) type Position = (Arc<str>, u64);
 
 /// Lines sent and not yet part of the acknowledged prefix.
 #[derive(Debug, Default)]
-pub struct AckWindow {
+pub(super) struct AckWindow {
     /// Sent lines in send order: message number and the position past the line.
     sent: VecDeque<(usize, Position)>,
     /// Acknowledged message numbers not yet at the front of `sent`.
@@ -23,7 +23,7 @@ pub struct AckWindow {
 impl AckWindow {
     /// Records a line sent, ending at `position`; returns its message number (the delivery
     /// report's opaque value).
-    pub fn sent(&mut self, position: Position) -> usize {
+    pub(super) fn sent(&mut self, position: Position) -> usize {
         let message_no = self.next_message_no;
         self.next_message_no += 1;
         self.sent.push_back((message_no, position));
@@ -31,12 +31,12 @@ impl AckWindow {
     }
 
     /// The message number the next [`AckWindow::sent`] will give.
-    pub fn next_message_no(&self) -> usize {
+    pub(super) fn next_message_no(&self) -> usize {
         self.next_message_no
     }
 
     /// Records Kafka's acknowledgement of `message_no` (an unknown number is ignored).
-    pub fn acknowledged(&mut self, message_no: usize) {
+    pub(super) fn acknowledged(&mut self, message_no: usize) {
         if self
             .sent
             .front()
@@ -48,7 +48,7 @@ impl AckWindow {
 
     /// Drops the acknowledged prefix; returns how many lines it held and the position past its
     /// last line (`None` when the front line is not acknowledged yet).
-    pub fn advance(&mut self) -> (u64, Option<Position>) {
+    pub(super) fn advance(&mut self) -> (u64, Option<Position>) {
         let mut delivered = 0;
         let mut position = None;
         while let Some((message_no, _)) = self.sent.front() {
@@ -62,17 +62,17 @@ impl AckWindow {
     }
 
     /// Lines sent and not yet acknowledged in order.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.sent.len()
     }
 
     /// Whether every line sent is in the acknowledged prefix.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.sent.is_empty()
     }
 
     /// Forgets every line in flight (they are sent again from the checkpoint).
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.sent.clear();
         self.acked.clear();
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// A position in the hourly files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// Name of the hourly file, e.g. `agent.2026-11-21-09.log`.
     pub file: String,
     /// Byte offset in it of the first line not yet acknowledged.
@@ -16,7 +16,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The stored checkpoint, `None` when there is none yet.
-    pub fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
         match std::fs::read(path) {
             Ok(bytes) => {
                 Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
@@ -32,7 +32,7 @@ impl Checkpoint {
     }
 
     /// Replaces the stored checkpoint atomically.
-    pub fn store(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn store(&self, path: &Path) -> anyhow::Result<()> {
         logrecord::durable::write_atomically(path, &serde_json::to_vec(self)?)
             .map_err(|e| anyhow::anyhow!("storing checkpoint {}: {e}", path.display()))
     }

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 /// Where whole lines are appended: the hourly file, or a stand-in in tests.
-pub trait AppendLines {
+pub(crate) trait AppendLines {
     /// Appends whole lines; on failure keeps a prefix of whole lines and says how long.
     fn append_lines(&mut self, lines: &[u8]) -> Result<(), Partial>;
     fn flush(&mut self) -> io::Result<()>;
@@ -21,7 +21,7 @@ pub trait AppendLines {
 
 /// The current hour's file, opened on the first write of each hour.
 #[derive(Debug)]
-pub struct HourlyFile {
+pub(crate) struct HourlyFile {
     dir: PathBuf,
     /// The hour's name, its file, and the file's length (kept here: a `stat` per append was a
     /// syscall per flush, visible in the request path's profile).
@@ -30,13 +30,13 @@ pub struct HourlyFile {
 
 /// A failed append: how many bytes of whole lines reached the file, and why the rest did not.
 #[derive(Debug)]
-pub struct Partial {
+pub(crate) struct Partial {
     pub written: usize,
     pub error: io::Error,
 }
 
 impl HourlyFile {
-    pub fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         HourlyFile { dir, open: None }
     }
 }

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 /// One hourly file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogFile {
+pub(crate) struct LogFile {
     /// `agent.2026-11-21-09.log`
     pub name: String,
     pub path: PathBuf,
 }
 
 /// The hourly files in `dir`, oldest first.
-pub fn list(dir: &Path) -> std::io::Result<Vec<LogFile>> {
+pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<LogFile>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

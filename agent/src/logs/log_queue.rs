@@ -15,32 +15,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Longest a line waits in the queue while lines keep arriving.
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(5);
+pub(crate) const BATCH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
-pub struct LogQueue {
+pub(crate) struct LogQueue {
     tx: Sender<Vec<u8>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl LogQueue {
     /// Queues one line; a full queue drops it and counts it.
-    pub fn send(&self, line: Vec<u8>) {
+    pub(crate) fn send(&self, line: Vec<u8>) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Lines dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
 /// The writing thread: dropping this writes what is queued, flushes, and joins it.
 #[derive(Debug)]
-pub struct WriterGuard {
+pub(crate) struct WriterGuard {
     stop: Arc<AtomicBool>,
     wake: Sender<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -58,7 +58,7 @@ impl Drop for WriterGuard {
 }
 
 /// Starts the writer thread over `out` with room for `capacity` lines.
-pub fn start<W: Write + Send + 'static>(
+pub(crate) fn start<W: Write + Send + 'static>(
     out: W,
     capacity: usize,
 ) -> std::io::Result<(LogQueue, WriterGuard)> {

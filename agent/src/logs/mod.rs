@@ -4,15 +4,15 @@
 //! checkpoint by `ack_window.rs`.
 
 mod ack_window;
-pub mod checkpoint;
-pub mod hourly_file;
+pub(crate) mod checkpoint;
+pub(crate) mod hourly_file;
 mod kafka_producer;
-pub mod local_files;
-pub mod log_queue;
+pub(crate) mod local_files;
+pub(crate) mod log_queue;
 pub mod roll_to_parquet;
 mod tail;
-pub mod to_file;
-pub mod to_kafka;
+pub(crate) mod to_file;
+pub(crate) mod to_kafka;
 
 use crate::config::Config;
 use tokio_util::sync::CancellationToken;

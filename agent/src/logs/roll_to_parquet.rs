@@ -31,17 +31,24 @@ const GRACE: Span = Span::seconds(5);
 /// How long files are kept, and the disk budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retention {
+    /// How long raw hourly files are kept after their hour (once rolled and shipped).
     pub raw: Duration,
+    /// How long hourly Parquet files are kept.
     pub parquet: Duration,
     /// Raw and Parquet together; `None`: no budget.
     pub max_disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
+/// What the roller thread needs.
 pub struct RollerConfig {
+    /// Where the raw hourly files are.
     pub log_dir: PathBuf,
+    /// Where the hourly Parquet files go.
     pub parquet_dir: PathBuf,
+    /// This host's name, in every Parquet file's name.
     pub machine: String,
+    /// How long files are kept, and the disk budget.
     pub retention: Retention,
     /// Threads that parse and encode a file (`logrecord::lines_to_parquet`).
     pub threads: usize,
@@ -111,8 +118,11 @@ pub fn run_once(config: &RollerConfig, now: DateTime<Utc>) {
 /// What one roll produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rolled {
+    /// Records written.
     pub rows: usize,
+    /// Lines skipped (not a record: cut short by a crash, or corrupt).
     pub skipped: u64,
+    /// Size of the Parquet file, bytes.
     pub bytes: u64,
 }
 

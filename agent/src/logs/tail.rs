@@ -13,7 +13,7 @@ const READ_CHUNK: usize = 1024 * 1024;
 
 /// The file being tailed and how far it has been turned into lines.
 #[derive(Debug)]
-pub struct Tail {
+pub(super) struct Tail {
     name: Arc<str>,
     file: File,
     /// Offset of the first byte not yet handed out as part of a line.
@@ -25,7 +25,7 @@ pub struct Tail {
 
 impl Tail {
     /// Opens `dir/name` at `offset` (the start of a line).
-    pub fn open(dir: &Path, name: &str, offset: u64) -> std::io::Result<Tail> {
+    pub(super) fn open(dir: &Path, name: &str, offset: u64) -> std::io::Result<Tail> {
         let mut file = File::open(dir.join(name))?;
         file.seek(SeekFrom::Start(offset))?;
         Ok(Tail {
@@ -38,18 +38,18 @@ impl Tail {
     }
 
     /// The file's name.
-    pub fn name(&self) -> &Arc<str> {
+    pub(super) fn name(&self) -> &Arc<str> {
         &self.name
     }
 
     /// The offset of the first line not yet handed out.
-    pub fn consumed(&self) -> u64 {
+    pub(super) fn consumed(&self) -> u64 {
         self.consumed
     }
 
     /// Whether a partial line is held (at the end of a file that will not grow again: a line cut
     /// short by a crash).
-    pub fn has_partial_line(&self) -> bool {
+    pub(super) fn has_partial_line(&self) -> bool {
         self.carry > 0
     }
 
@@ -57,7 +57,7 @@ impl Tail {
     /// the offset just past it to `line`, in order. Returns the bytes read (0: nothing new). A
     /// read error counts as nothing new: the next pass tries again. If `line` fails, the lines
     /// after it are read again by the next call.
-    pub fn read_lines<E>(
+    pub(super) fn read_lines<E>(
         &mut self,
         mut line: impl FnMut(&[u8], u64) -> Result<(), E>,
     ) -> Result<usize, E> {

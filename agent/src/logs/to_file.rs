@@ -36,7 +36,7 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The layer writing [`LogRecord`] lines.
 #[derive(Debug)]
-pub struct FileLayer {
+pub(crate) struct FileLayer {
     writer: LogQueue,
     cluster: String,
     machine: String,
@@ -46,7 +46,7 @@ pub struct FileLayer {
 /// The writer's handles: keep the guard alive until exit (dropping it flushes the file), read
 /// the drop count at scrape time.
 #[derive(Debug)]
-pub struct FileWriter {
+pub(crate) struct FileWriter {
     pub guard: WriterGuard,
     pub dropped: DroppedLines,
 }
@@ -66,7 +66,7 @@ impl DroppedLines {
 
 impl FileLayer {
     /// Opens the hourly appender under `dir` with a buffer of `buffered_lines`.
-    pub fn new(
+    pub(crate) fn new(
         dir: &Path,
         cluster: &str,
         machine: &str,
@@ -233,7 +233,7 @@ fn unix_micros() -> u64 {
 }
 
 /// The highest `seq` in the newest log file of `dir` that has a complete record.
-pub fn last_seq_in(dir: &Path) -> Option<u64> {
+pub(crate) fn last_seq_in(dir: &Path) -> Option<u64> {
     let files = super::local_files::list(dir).ok()?;
     files.iter().rev().find_map(|file| {
         // Only the tail matters; its first and last lines may be partial (cut by the seek, or

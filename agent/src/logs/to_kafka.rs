@@ -44,7 +44,7 @@ const SHUTDOWN_QUIET: Duration = Duration::from_millis(100);
 
 /// What the shipper needs to know.
 #[derive(Debug, Clone)]
-pub struct ShipperConfig {
+pub(crate) struct ShipperConfig {
     pub brokers: String,
     pub topic: String,
     /// Message key: one machine's events stay in one partition, in order.
@@ -55,7 +55,7 @@ pub struct ShipperConfig {
 
 /// Starts the shipper thread; it stops (flushing what it can and storing its checkpoint) when
 /// `shutdown` is cancelled.
-pub fn start(
+pub(crate) fn start(
     config: ShipperConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {

@@ -40,7 +40,7 @@ type Fingerprint = BTreeMap<PathBuf, Option<(SystemTime, u64)>>;
 
 /// The watched file or directory and the last good document of each of its files.
 #[derive(Debug)]
-pub struct FileSource {
+pub(crate) struct FileSource {
     path: PathBuf,
     is_dir: bool,
     last_good: BTreeMap<PathBuf, Arc<Document>>,
@@ -53,7 +53,7 @@ pub struct FileSource {
 impl FileSource {
     /// First load, strict: a single file must be valid; a directory must hold at least one valid
     /// document (invalid ones are logged and counted, as on reload).
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let meta =
             std::fs::metadata(path).with_context(|| format!("--metadata {}", path.display()))?;
         let mut source = FileSource {
@@ -86,7 +86,7 @@ impl FileSource {
     }
 
     /// Serves the last good documents.
-    pub fn publish(&self, store: &MetadataStore) {
+    pub(crate) fn publish(&self, store: &MetadataStore) {
         let mut documents = Documents {
             default: None,
             by_caller: HashMap::new(),
@@ -104,7 +104,7 @@ impl FileSource {
     }
 
     /// Keeps `store` current until shutdown.
-    pub async fn watch(mut self, store: Arc<MetadataStore>, shutdown: CancellationToken) {
+    pub(crate) async fn watch(mut self, store: Arc<MetadataStore>, shutdown: CancellationToken) {
         let (tx, mut events) = mpsc::channel::<()>(1);
         // Kept alive for the duration of the loop; without it, only the scan notices changes.
         let _watcher = self.start_watcher(tx);

@@ -4,8 +4,8 @@
 //! over consistency. How long ago the source last confirmed them is `imds_metadata_age_seconds`.
 
 pub mod by_version;
-pub mod files;
-pub mod upstream;
+pub(crate) mod files;
+pub(crate) mod upstream;
 
 use crate::config::{Config, MetadataSource};
 use arc_swap::ArcSwap;
@@ -33,6 +33,7 @@ pub struct Document {
 }
 
 impl Document {
+    /// A document from its JSON value (counted and rendered once, served many times).
     pub fn new(value: Value) -> Self {
         // The tag is the content's hash, so it survives restarts and is the same on every agent
         // serving the same document: a client's `If-None-Match` stays valid across both.
@@ -76,13 +77,16 @@ impl Document {
 /// The documents one host serves: a default, and any per-caller ones.
 #[derive(Debug, Default, Clone)]
 pub struct Documents {
+    /// What callers without a document of their own get, if anything.
     pub default: Option<Arc<Document>>,
+    /// Documents of particular callers, by address.
     pub by_caller: HashMap<IpAddr, Arc<Document>>,
 }
 
 /// What the store has for a caller.
 #[derive(Debug)]
 pub enum Lookup {
+    /// The caller's document (its own or the default).
     Found(Arc<Document>),
     /// Documents are loaded, but none for this caller and no default.
     NoDocumentForCaller,
@@ -111,6 +115,7 @@ impl Default for MetadataStore {
 }
 
 impl MetadataStore {
+    /// A store with no document yet (answers 503 until the first is loaded).
     pub fn new() -> Self {
         Self::default()
     }
@@ -168,8 +173,10 @@ impl MetadataStore {
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
     #[error("not valid JSON: {0}")]
+    /// Not JSON.
     Json(#[from] serde_json::Error),
     #[error("the instance document must be a JSON object, found {0}")]
+    /// JSON, but this part is not an object.
     NotAnObject(&'static str),
 }
 

@@ -33,7 +33,7 @@ struct DiskCopy {
 
 /// Polls one upstream URL.
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     url: String,
     interval: Duration,
     copy_path: PathBuf,
@@ -42,7 +42,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(url: &str, interval: Duration, data_dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn new(url: &str, interval: Duration, data_dir: &Path) -> anyhow::Result<Self> {
         let dir = data_dir.join("metadata");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let client = reqwest::Client::builder()
@@ -59,7 +59,7 @@ impl Upstream {
     }
 
     /// Serves the last good copy from disk, if there is one, until the upstream answers.
-    pub fn load_disk_copy(&mut self, store: &MetadataStore) {
+    pub(crate) fn load_disk_copy(&mut self, store: &MetadataStore) {
         let copy = std::fs::read(&self.copy_path)
             .map_err(anyhow::Error::from)
             .and_then(|bytes| Ok(serde_json::from_slice::<DiskCopy>(&bytes)?));
@@ -90,7 +90,7 @@ impl Upstream {
     }
 
     /// Polls until shutdown.
-    pub async fn poll(mut self, store: Arc<MetadataStore>, shutdown: CancellationToken) {
+    pub(crate) async fn poll(mut self, store: Arc<MetadataStore>, shutdown: CancellationToken) {
         let new_backoff = || service::retry::backoff(FIRST_BACKOFF, MAX_BACKOFF);
         let mut backoff = new_backoff();
         loop {

@@ -31,11 +31,11 @@ use tokio_rustls::rustls::ServerConfig;
 const SCRAM_ITERATIONS: usize = 4096;
 
 /// The environment variable holding the password when no `--password-file` is given.
-pub const PASSWORD_ENV: &str = "QUERY_SERVE_PASSWORD";
+pub(crate) const PASSWORD_ENV: &str = "QUERY_SERVE_PASSWORD";
 
 /// The one login: its name and its SCRAM verifier (salt and salted password), computed once.
 #[derive(Debug)]
-pub struct Login {
+pub(crate) struct Login {
     user: String,
     salt: Vec<u8>,
     salted: Vec<u8>,
@@ -44,7 +44,7 @@ pub struct Login {
 impl Login {
     /// The login of `user` with the password read from `password_file` (its first line) or
     /// from [`PASSWORD_ENV`].
-    pub fn load(user: &str, password_file: Option<&Path>) -> anyhow::Result<Self> {
+    pub(crate) fn load(user: &str, password_file: Option<&Path>) -> anyhow::Result<Self> {
         let password = match password_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("--password-file {}", path.display()))?
@@ -63,7 +63,7 @@ impl Login {
         Ok(Self::new(user, &password))
     }
 
-    pub fn new(user: &str, password: &str) -> Self {
+    pub(crate) fn new(user: &str, password: &str) -> Self {
         let salt = random_bytes();
         Self {
             user: user.to_owned(),
@@ -94,7 +94,7 @@ impl AuthSource for Login {
 
 /// The TLS acceptor for the certificate chain and key in PEM files, or the reason it cannot be
 /// built: a server told to use TLS never falls back to plaintext.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Vec<u8>)> {
+pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Vec<u8>)> {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
     let chain = CertificateDer::pem_slice_iter(&pem)
@@ -114,7 +114,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Vec
 
 /// SCRAM with channel binding when TLS is on (SCRAM-SHA-256-PLUS ties the login to the TLS
 /// session, so a man in the middle cannot relay it).
-pub fn scram(login: Arc<Login>, cert_pem: Option<&[u8]>) -> anyhow::Result<ScramAuth> {
+pub(crate) fn scram(login: Arc<Login>, cert_pem: Option<&[u8]>) -> anyhow::Result<ScramAuth> {
     let mut scram = scram_without_binding(login);
     if let Some(pem) = cert_pem {
         scram.configure_certificate(pem).map_err(|error| {
@@ -125,14 +125,14 @@ pub fn scram(login: Arc<Login>, cert_pem: Option<&[u8]>) -> anyhow::Result<Scram
 }
 
 /// SCRAM-SHA-256 alone.
-pub fn scram_without_binding(login: Arc<Login>) -> ScramAuth {
+pub(crate) fn scram_without_binding(login: Arc<Login>) -> ScramAuth {
     let mut scram = ScramAuth::new(login);
     scram.set_iterations(SCRAM_ITERATIONS);
     scram
 }
 
 /// What clients are told at start-up: a read-only server.
-pub fn server_parameters() -> DefaultServerParameterProvider {
+pub(crate) fn server_parameters() -> DefaultServerParameterProvider {
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.is_superuser = false;
     parameters.default_transaction_read_only = true;
@@ -141,7 +141,7 @@ pub fn server_parameters() -> DefaultServerParameterProvider {
 
 /// The start-up of one connection: refused when it is over the connection cap or unencrypted
 /// where TLS is required, then the SCRAM exchange; a session that starts is logged.
-pub struct Startup {
+pub(crate) struct Startup {
     pub scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
     pub require_tls: bool,
     /// False when the connection arrived over the cap: it gets PostgreSQL's "too many clients".
@@ -161,7 +161,7 @@ impl std::fmt::Debug for Startup {
 
 impl Startup {
     /// The start-up of a new connection (SCRAM keeps per-connection state).
-    pub fn new(
+    pub(crate) fn new(
         scram: ScramAuth,
         connections: Arc<ConnectionManager>,
         session_ids: Arc<RandomPidSecretKeyGenerator>,
@@ -181,7 +181,7 @@ impl Startup {
     }
 }
 
-pub fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
+pub(crate) fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".to_owned(),
         code.to_owned(),

@@ -16,9 +16,9 @@
 //! On SIGINT or SIGTERM it stops accepting and exits; statements still running are cut off
 //! (clients see the connection close).
 
-pub mod auth;
-pub mod settings;
-pub mod statements;
+pub(crate) mod auth;
+pub(crate) mod settings;
+pub(crate) mod statements;
 
 use crate::cli::ServeArgs;
 use anyhow::Context;
@@ -48,7 +48,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a connection may take to log in (PostgreSQL's `authentication_timeout` is 60 s;
 /// a real client needs milliseconds, and a slot held by a silent one is a slot denied).
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections over the cap being told "too many clients" at once; past that they are closed
 /// without a word, so a flood cannot grow the rejections either.
@@ -118,7 +118,7 @@ impl PgWireServerHandlers for Connection {
 }
 
 /// Serves `ctx` (with table `logs` registered) until SIGINT or SIGTERM.
-pub async fn run(ctx: SessionContext, args: &ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: SessionContext, args: &ServeArgs) -> anyhow::Result<()> {
     let login = Arc::new(Login::load(&args.user, args.password_file.as_deref())?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(auth::tls_acceptor(cert, key)?),
@@ -246,7 +246,7 @@ async fn accept(
 
 /// The server's log on stderr (`RUST_LOG` to change what is shown; the libraries' own
 /// `log` records are included).
-pub fn init_log() {
+pub(crate) fn init_log() {
     service::console_log::init(
         "info,pgwire=warn,datafusion_postgres=warn,buoyant_kernel=warn,deltalake=warn,deltalake_core=warn",
     );

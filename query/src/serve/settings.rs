@@ -40,7 +40,7 @@ fn lookup(name: Option<&str>, statement_timeout: Duration) -> Result<Option<Stri
 }
 
 /// The UDF, answering `statement_timeout` with the server's `--statement-timeout`.
-pub fn current_setting(statement_timeout: Duration) -> ScalarUDF {
+pub(crate) fn current_setting(statement_timeout: Duration) -> ScalarUDF {
     create_udf(
         "current_setting",
         vec![DataType::Utf8],

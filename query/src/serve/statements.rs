@@ -75,7 +75,7 @@ fn canceled() -> PgWireError {
 /// The first query hook: refuses what the CLI refuses, and every `SET` outside the client's
 /// own settings, before any other hook or the planner acts on it.
 #[derive(Debug)]
-pub struct Guard;
+pub(crate) struct Guard;
 
 impl Guard {
     /// `None`: let the next hook or the planner have it. `Some(result)`: answered here.
@@ -209,7 +209,7 @@ impl QueryHook for Guard {
 }
 
 /// A DataFusion error as the PostgreSQL error of its kind (decided on the variant).
-pub fn to_pg(failure: DataFusionError) -> PgWireError {
+pub(crate) fn to_pg(failure: DataFusionError) -> PgWireError {
     let code = match failure.find_root() {
         DataFusionError::SQL(..) => "42601",            // syntax_error
         DataFusionError::SchemaError(..) => "42703",    // undefined_column
@@ -224,7 +224,7 @@ pub fn to_pg(failure: DataFusionError) -> PgWireError {
 
 /// Logs every error sent to a client, and gives DataFusion's errors their SQLSTATE.
 #[derive(Debug)]
-pub struct ErrorLog;
+pub(crate) struct ErrorLog;
 
 impl ErrorHandler for ErrorLog {
     fn on_error<C>(&self, client: &C, error: &mut PgWireError)
@@ -272,7 +272,7 @@ fn log_error(client: &impl ClientInfo, error: &PgWireError) {
 }
 
 /// The session service within bounds: each statement logged, and held to its deadline.
-pub struct Statements {
+pub(crate) struct Statements {
     pub inner: Arc<DfSessionService>,
     /// Where statements' rows are computed: a runtime apart from the one serving connections,
     /// so that operators computing without yielding cannot delay logins, other sessions'
