@@ -15,21 +15,13 @@ PORT=19692
 BROKERS=127.0.0.1:$PORT
 S3_PORT=19695
 
-command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
+source bench/scratch.sh
+need_kcat
 [ -x .cache/moto/bin/moto_server ] || scripts/install-test-deps
 cargo build --release -q -p agent -p collector -p bench -p query
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka stop || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka start
-KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka topic bench.commits 8
+kafka start
+kafka topic bench.commits 8
 .cache/moto/bin/moto_server -H 127.0.0.1 -p $S3_PORT >/dev/null 2>&1 &
 pids+=($!)
 until curl -sf "http://127.0.0.1:$S3_PORT/" >/dev/null; do sleep 0.1; done

@@ -15,11 +15,7 @@ OHA=$ROOT/.cache/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$ROOT/.cache/tools"
 cargo build --release -q -p agent -p collector -p bench -p query
 
-work=$(mktemp -d)
-pids=()
-kafka() { KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka "$@"; }
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; kafka stop || true; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/scratch.sh
 kafka start
 kafka topic bench.outage 4
 

@@ -28,10 +28,7 @@ PEER=$ROOT/.cache/tools/bin/ec2-metadata-mock
 [ -x "$PEER" ] || GOBIN="$ROOT/.cache/tools/bin" go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
 cargo build --release -q -p agent -p collector -p bench -p query
 
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/scratch.sh
 
 QUERY='/metadata/instance/compute/vmId?api-version=2021-02-01&format=text'
 target/release/agent --listen 127.0.0.1:18181 --metrics-listen 127.0.0.1:19181 --rate-limit 0 \

@@ -18,23 +18,15 @@ PORT=19592
 BROKERS=127.0.0.1:$PORT
 ROOT=$PWD
 
-command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
+source bench/scratch.sh
+need_kcat
 OHA=$ROOT/.cache/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$ROOT/.cache/tools"
 cargo build --release -q -p agent -p collector -p bench -p query
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka stop || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka start
-for topic in bench.kcat bench.ship; do KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka topic $topic 1; done
-KAFKA_PORT=$PORT KAFKA_DIR=$work/kafka scripts/kafka topic bench.live 4
+kafka start
+for topic in bench.kcat bench.ship; do kafka topic $topic 1; done
+kafka topic bench.live 4
 
 metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
 now() { date +%s.%N; }
