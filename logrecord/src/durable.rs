@@ -1,5 +1,5 @@
-//! Small files the pipeline must never leave half written (the shipper's checkpoint, the
-//! collector's state, the agent's copy of its upstream document): written to a hidden temporary
+//! Small files the pipeline must never leave half written (the shipper's checkpoint, the agent's
+//! copy of its upstream document), and their reading back. Written to a hidden temporary
 //! file in the same directory, fsynced, renamed over the old one, and the directory fsynced. After a
 //! crash the file is the old version or the new one, whole.
 
@@ -28,6 +28,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Reads a small JSON file written by [`write_atomically`]: `None` when there is none yet; an
+/// error naming the file when it cannot be read or is not what it should be.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(std::io::Error::new(
+                error.kind(),
+                format!("reading {}: {error}", path.display()),
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {error}", path.display()),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::directory_of;
@@ -38,6 +59,22 @@ mod tests {
         assert_eq!(directory_of(Path::new("out.parquet")), Path::new("."));
         assert_eq!(directory_of(Path::new("a/out.parquet")), Path::new("a"));
         assert_eq!(directory_of(Path::new("/out.parquet")), Path::new("/"));
+    }
+
+    #[test]
+    fn reads_back_nothing_what_was_written_or_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(super::read_json::<Vec<u32>>(&path).unwrap(), None);
+        super::write_atomically(&path, b"[1,2]").unwrap();
+        assert_eq!(
+            super::read_json::<Vec<u32>>(&path).unwrap(),
+            Some(vec![1, 2])
+        );
+        std::fs::write(&path, b"[1,").unwrap();
+        let error = super::read_json::<Vec<u32>>(&path).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("state.json"), "{error}");
     }
 
     #[test]

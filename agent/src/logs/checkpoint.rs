@@ -17,18 +17,7 @@ pub(crate) struct Checkpoint {
 impl Checkpoint {
     /// The stored checkpoint, `None` when there is none yet.
     pub(crate) fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
-                    anyhow::anyhow!("checkpoint {}: {e}", path.display())
-                })?))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!(
-                "reading checkpoint {}: {e}",
-                path.display()
-            )),
-        }
+        logrecord::durable::read_json(path).map_err(|e| anyhow::anyhow!("shipper checkpoint: {e}"))
     }
 
     /// Replaces the stored checkpoint atomically.

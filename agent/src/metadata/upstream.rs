@@ -60,11 +60,8 @@ impl Upstream {
 
     /// Serves the last good copy from disk, if there is one, until the upstream answers.
     pub(crate) fn load_disk_copy(&mut self, store: &MetadataStore) {
-        let copy = std::fs::read(&self.copy_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| Ok(serde_json::from_slice::<DiskCopy>(&bytes)?));
-        match copy {
-            Ok(copy) => match copy.document {
+        match logrecord::durable::read_json::<DiskCopy>(&self.copy_path) {
+            Ok(Some(copy)) => match copy.document {
                 document @ Value::Object(_) => {
                     // Its age counts from when it was fetched, not from now.
                     let fetched = SystemTime::UNIX_EPOCH + Duration::from_secs(copy.fetched_at);
@@ -80,11 +77,11 @@ impl Upstream {
                     tracing::warn!(path = %self.copy_path.display(), "disk copy of the upstream document is not an object; ignoring it")
                 }
             },
-            Err(error) if is_not_found(&error) => {
+            Ok(None) => {
                 tracing::info!(url = %self.url, "no disk copy of the upstream document yet; waiting for the upstream");
             }
             Err(error) => {
-                tracing::warn!(path = %self.copy_path.display(), error = %format!("{error:#}"), "cannot read the disk copy of the upstream document")
+                tracing::warn!(path = %self.copy_path.display(), %error, "cannot read the disk copy of the upstream document")
             }
         }
     }
@@ -168,10 +165,4 @@ fn single(document: Value) -> Documents {
         default: Some(Arc::new(super::Document::new(document))),
         by_caller: HashMap::new(),
     }
-}
-
-fn is_not_found(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
