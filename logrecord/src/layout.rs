@@ -110,6 +110,16 @@ impl Hour {
         Self::from_partition(date, hour)
     }
 
+    /// The hour and cluster of a warm-store data file, `…/date=…/hour=…/cluster=…/<file>`
+    /// (`/`-separated, as object stores and the Delta log spell paths).
+    pub fn of_warm_file(path: &str) -> Option<(Self, String)> {
+        let mut dirs = path.rsplit('/').skip(1);
+        let cluster = dirs.next()?.strip_prefix("cluster=")?;
+        let hour = dirs.next()?.strip_prefix("hour=")?;
+        let date = dirs.next()?.strip_prefix("date=")?;
+        Some((Self::from_partition(date, hour)?, cluster.to_owned()))
+    }
+
     /// `date=…/hour=…/<machine>.YYYY-MM-DD-HH.parquet`, relative to the Parquet directory.
     pub fn parquet_file(self, machine: &str) -> PathBuf {
         self.partition_dir()
@@ -162,6 +172,16 @@ impl Offered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warm_file_names_its_hour_and_cluster() {
+        let (hour, cluster) =
+            Hour::of_warm_file("warm/date=2026-03-01/hour=07/cluster=east-1/part-0.parquet")
+                .unwrap();
+        assert_eq!((hour.stamp().as_str(), cluster.as_str()), ("2026-03-01-07", "east-1"));
+        assert!(Hour::of_warm_file("date=2026-03-01/hour=07/part-0.parquet").is_none());
+        assert!(Hour::of_warm_file("date=2026-3-1/hour=07/cluster=c/x.parquet").is_none());
+    }
 
     #[test]
     fn names_round_trip_and_reject_impossible_hours() {

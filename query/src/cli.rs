@@ -53,6 +53,12 @@ pub struct Cli {
     /// [default: a quarter of the machine's memory]
     #[arg(long, env = "QUERY_MEMORY_LIMIT", global = true, value_parser = parse_bytes)]
     pub memory_limit: Option<u64>,
+    /// Run statements on this Apache DataFusion Ballista cluster (`df://host:port`, the project's
+    /// `query-scheduler`) instead of in-process. Needs one --data: the warm store's Delta table,
+    /// a directory the executors see at the same path, or s3:// (executors take the AWS_*
+    /// variables).
+    #[arg(long, env = "QUERY_CLUSTER", global = true)]
+    pub cluster: Option<String>,
     /// One SQL statement over table `logs`. Without one: an interactive prompt with history (on
     /// a terminal), or the `;`-separated statements read from standard input.
     pub sql: Option<String>,

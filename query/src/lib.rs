@@ -14,6 +14,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
+pub mod cluster;
 mod drilldown;
 mod exec;
 mod fetch;
@@ -64,6 +65,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         bail!("--format parquet writes one result to --output: give the statement as an argument");
     }
     if let Some(Command::Serve(args)) = &cli.command {
+        if cli.cluster.is_some() {
+            bail!(
+                "query serve --cluster is not built yet: a cluster session reads the table version of its start, and a server must follow new commits; run query serve in-process"
+            );
+        }
         serve::init_log();
         let (ctx, _) = session(&cli, range, false).await?;
         serve::run(ctx, args).await?;
@@ -128,6 +134,9 @@ pub async fn session(
         cli.data.clone()
     };
     let bytes_read = Arc::new(AtomicU64::new(0));
+    if let Some(cluster_url) = &cli.cluster {
+        return Ok((cluster::session(cluster_url, &sources).await?, bytes_read));
+    }
     let mut opened = Vec::new();
     for text in &sources {
         let source = match Source::parse(text)? {

@@ -94,7 +94,10 @@ pub(crate) async fn layout_of(source: &Opened) -> anyhow::Result<Layout> {
 
 /// The view `logs` over `files`: the record's columns in order (ids through `uuid_text`, the
 /// others as stored), then the partition columns.
-fn logs_view(files: Arc<dyn TableProvider>, partitions: &[&str]) -> anyhow::Result<ViewTable> {
+pub(crate) fn logs_view(
+    files: Arc<dyn TableProvider>,
+    partitions: &[&str],
+) -> anyhow::Result<ViewTable> {
     let schema = files.schema();
     let to_text = crate::uuid_text::udf();
     let record = logrecord::schema();

@@ -22,7 +22,7 @@ const BLACKBOX: &str = "http://127.0.0.1:19115";
 /// Every port the stack listens on (see scripts/stack and deploy/targets/native).
 const PORTS: &[u16] = &[
     19092, 19093, 19465, 18081, 18082, 18083, 19461, 19462, 19463, 19471, 19472, 19473, 19090,
-    19095, 19115, 15433,
+    19095, 19115, 15433, 15050, 15051, 15052, 15053, 15054,
 ];
 /// How fast a fault must be firing (the bound; the rule timings aim well under it).
 const FIRING_WITHIN: Duration = Duration::from_secs(30);
@@ -49,7 +49,14 @@ struct Stack {
 
 impl Stack {
     fn up() -> Stack {
-        for binary in ["agent", "collector", "query", "traffic"] {
+        for binary in [
+            "agent",
+            "collector",
+            "query",
+            "query-scheduler",
+            "query-executor",
+            "traffic",
+        ] {
             assert!(
                 bin_dir().join(binary).exists(),
                 "{binary} is not built in {}: run the suite with `cargo test --workspace` (scripts/test), which builds every binary",
@@ -442,6 +449,19 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
         "SELECT machine, count(*) AS n FROM logs WHERE cluster = 'east' AND latency_us >= 300000 GROUP BY machine ORDER BY machine",
     );
     assert!(served.starts_with("machine,n\neast-1,"), "{served}");
+    // And on the stack's Ballista cluster, the same as in-process over what was committed 30 s
+    // ago and earlier (the collector commits every 2 s).
+    let before = (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339();
+    let sql = format!(
+        "SELECT cluster, machine, count(*) AS n FROM logs WHERE \"timestamp\" < TIMESTAMP '{before}' GROUP BY cluster, machine ORDER BY cluster, machine"
+    );
+    let here = stack.run_annotation(&format!("query --format csv \"{}\"", sql.replace('"', "\\\"")));
+    let there = stack.run_annotation(&format!(
+        "query --cluster df://127.0.0.1:15050 --format csv \"{}\"",
+        sql.replace('"', "\\\"")
+    ));
+    assert_eq!(there, here);
+    assert!(here.starts_with("cluster,machine,n\neast,east-1,"), "{here}");
 
     // Cleared: the alert resolves.
     set_fault(19471, &token, None);
@@ -499,9 +519,9 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
 
     // Down: every process the stack started is gone, every port closed.
     let pids = stack.down();
-    // Kafka, the collector, query serve, traffic, Prometheus, Alertmanager, blackbox, two agents
-    // (east-2 stopped).
-    assert_eq!(pids.len(), 9, "pids: {pids:?}");
+    // Kafka, the collector, query serve, the scheduler and two executors, traffic, Prometheus,
+    // Alertmanager, blackbox, two agents (east-2 stopped).
+    assert_eq!(pids.len(), 12, "pids: {pids:?}");
     let alive: Vec<_> = pids
         .iter()
         .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())

@@ -1,0 +1,45 @@
+//! `query-scheduler`: a Ballista scheduler with the project's functions, codec and S3 settings.
+
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The Ballista scheduler `query --cluster df://HOST:PORT` talks to; executors register with it.
+#[derive(Debug, Parser)]
+#[command(name = "query-scheduler", version)]
+struct Args {
+    /// Address of the scheduler's gRPC service.
+    #[arg(long, env = "QUERY_SCHEDULER_LISTEN", default_value = "127.0.0.1:50050")]
+    listen: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    service::console_log::init("info,ballista=warn,ballista_scheduler=warn");
+    let config = SchedulerConfig {
+        bind_host: args.listen.ip().to_string(),
+        external_host: args.listen.ip().to_string(),
+        bind_port: args.listen.port(),
+        override_config_producer: Some(Arc::new(cluster::session_config)),
+        override_session_builder: Some(Arc::new(cluster::scheduler_session)),
+        override_logical_codec: Some(cluster::logical_codec()),
+        ..Default::default()
+    };
+    let result = async {
+        let cluster = BallistaCluster::new_from_config(&config).await?;
+        tracing::info!(addr = %args.listen, "scheduler listening");
+        start_server(cluster, args.listen, Arc::new(config)).await
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("query-scheduler: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `query --cluster` on a real Ballista cluster: the project's scheduler and two executors as
+//! processes on loopback, over a warm store (a Delta table written as the collector writes it)
+//! on the moto S3 server. The seeds' analyses give exactly the in-process answers over the same
+//! table; a bad statement is a clear error; an executor killed mid-query never yields a wrong
+//! answer.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{TimeZone, Utc};
+use logrecord::{Level, LogRecord, Uuid};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use testkit::process::{Spawned, spawn_listening, workspace_binary};
+use testkit::s3::S3Server;
+
+/// A port free at the time of asking (Ballista's processes take fixed ports).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scheduler and two executors, killed when dropped.
+struct Cluster {
+    _scheduler: Spawned,
+    executors: Vec<Spawned>,
+    url: String,
+    _work: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(s3: &S3Server) -> Cluster {
+        let work = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_query-scheduler"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .envs(s3.env())
+            .env_remove("RUST_LOG");
+        let (scheduler, _) = spawn_listening(command, "query-scheduler", &["scheduler listening"]);
+        let executors = (0..2)
+            .map(|i| {
+                let dir = work.path().join(format!("executor-{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let mut command = Command::new(env!("CARGO_BIN_EXE_query-executor"));
+                command
+                    .args(["--scheduler", &format!("127.0.0.1:{port}")])
+                    .args(["--port", &free_port().to_string()])
+                    .args(["--grpc-port", &free_port().to_string()])
+                    .args(["--tasks", "2", "--work-dir"])
+                    .arg(&dir)
+                    .envs(s3.env())
+                    .env_remove("RUST_LOG");
+                spawn_listening(command, "query-executor", &["executor starting"]).0
+            })
+            .collect();
+        Cluster {
+            _scheduler: scheduler,
+            executors,
+            url: format!("df://127.0.0.1:{port}"),
+            _work: work,
+        }
+    }
+}
+
+/// Runs `query` to its end with the S3 server's settings.
+fn query(s3: &S3Server, args: &[&str]) -> Output {
+    Command::new(workspace_binary("query"))
+        .args(args)
+        .envs(s3.env())
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// 2 days x 3 hours x machines m1, m2 (cluster east) and m3 (west) x 20 events: statuses,
+/// paths, api-versions and latencies that differ by cluster.
+fn records() -> Vec<LogRecord> {
+    let mut records = Vec::new();
+    for day in 1..=2u32 {
+        for hour in 0..3u32 {
+            for (cluster, machine) in [("east", "m1"), ("east", "m2"), ("west", "m3")] {
+                for i in 0..20u32 {
+                    let status = [200u16, 200, 200, 404, 500][(i % 5) as usize];
+                    let n = u64::from(day * 10_000 + hour * 100 + i);
+                    records.push(LogRecord {
+                        seq: n,
+                        id: Uuid::from_u64_pair(u64::from(machine.as_bytes()[1]), n),
+                        timestamp: Utc.with_ymd_and_hms(2026, 3, day, hour, i * 2, 0).unwrap(),
+                        level: if status == 500 { Level::Error } else { Level::Info },
+                        target: "imds::request".into(),
+                        message: format!("request {i} served with {status}"),
+                        cluster: cluster.into(),
+                        machine: machine.into(),
+                        request_id: Some(Uuid::from_u64_pair(0x4000, n)),
+                        method: Some("GET".into()),
+                        path: Some(["/metadata/instance", "/metadata/instance/compute"][(i % 2) as usize].into()),
+                        api_version: Some(["2021-02-01", "2023-07-01", "2019-06-01"][(i % 3) as usize].into()),
+                        format: Some("json".into()),
+                        status: Some(status),
+                        latency_us: Some(u64::from(i * 37 % 500) + if cluster == "east" { 0 } else { 900 }),
+                        response_bytes: Some(100),
+                        caller: Some("10.0.0.4".into()),
+                        fields: None,
+                    });
+                }
+            }
+        }
+    }
+    records
+}
+
+/// Writes `records` as the collector does (one commit per `date=/hour=/cluster=` share) into
+/// a Delta table at `root`.
+fn write_delta(root: &Path, records: &[LogRecord]) {
+    use collector::warm_table::{self, PartitionFile};
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, String, String), Vec<LogRecord>> = BTreeMap::new();
+    for r in records {
+        let key = (
+            r.timestamp.format("%Y-%m-%d").to_string(),
+            r.timestamp.format("%H").to_string(),
+            r.cluster.clone(),
+        );
+        groups.entry(key).or_default().push(r.clone());
+    }
+    let files: Vec<PartitionFile> = groups
+        .into_iter()
+        .map(|((date, hour, cluster), rows)| PartitionFile {
+            date,
+            hour,
+            cluster,
+            batch: warm_table::to_file_batch(&rows).unwrap(),
+        })
+        .collect();
+    let url = warm_table::location(root.to_str().unwrap()).unwrap();
+    testkit::run(async move {
+        let mut table = warm_table::open_or_create(&url).await.unwrap();
+        warm_table::append(&mut table, files, Vec::new(), &[], async {})
+            .await
+            .unwrap();
+    });
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The store written locally, then uploaded as-is (log and all) to `bucket/store` on `s3`.
+fn s3_store(s3: &S3Server, bucket: &str) -> (tempfile::TempDir, String) {
+    let local = tempfile::tempdir().unwrap();
+    write_delta(local.path(), &records());
+    s3.create_bucket(bucket);
+    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    for file in walk(local.path()) {
+        let key = file.strip_prefix(local.path()).unwrap().to_string_lossy().into_owned();
+        let response = client
+            .put(format!("{}/{bucket}/store/{key}", s3.endpoint))
+            .body(std::fs::read(&file).unwrap())
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{key}: {}", response.status());
+    }
+    (local, format!("s3://{bucket}/store"))
+}
+
+/// The seeds' analyses, each with an order that makes its answer one text.
+const ANALYSES: &[&str] = &[
+    "SELECT status, count(*) AS n FROM logs GROUP BY status ORDER BY status",
+    "SELECT path, count(*) AS n FROM logs GROUP BY path ORDER BY path",
+    "SELECT api_version, count(*) AS n FROM logs GROUP BY api_version ORDER BY api_version",
+    "SELECT cluster, date, approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY latency_us) AS p90 \
+     FROM logs GROUP BY cluster, date ORDER BY cluster, date",
+    "SELECT machine, count(*) AS n FROM logs WHERE message ~ 'request 1[0-9] served with 404' \
+     GROUP BY machine ORDER BY machine",
+    "SELECT id, \"timestamp\", status FROM logs WHERE machine = 'm2' AND date = '2026-03-02' \
+     AND hour = '01' ORDER BY \"timestamp\"",
+    "SELECT cluster, pattern, count(*) AS n FROM (SELECT cluster, log_pattern(message) OVER \
+     (PARTITION BY cluster ORDER BY \"timestamp\", machine, seq) AS pattern FROM logs) \
+     GROUP BY cluster, pattern ORDER BY cluster, pattern",
+];
+
+/// Waits until the cluster answers (executors register with the scheduler after it starts).
+fn wait_until_ready(s3: &S3Server, cluster: &Cluster, store: &str) {
+    testkit::eventually("the cluster's first answer", Duration::from_secs(90), || {
+        query(s3, &["--cluster", &cluster.url, "--data", store, "--format", "csv", "SELECT 1 AS one"])
+            .status
+            .success()
+    });
+}
+
+#[test]
+fn the_cluster_answers_every_analysis_exactly_as_query_in_process() {
+    let s3 = S3Server::start();
+    let (local, store) = s3_store(&s3, "cluster-analyses");
+    let cluster = Cluster::start(&s3);
+    wait_until_ready(&s3, &cluster, &store);
+    for sql in ANALYSES {
+        let here = stdout(&query(&s3, &["--data", local.path().to_str().unwrap(), "--format", "csv", sql]));
+        let there = stdout(&query(&s3, &["--cluster", &cluster.url, "--data", &store, "--format", "csv", sql]));
+        assert_eq!(there, here, "{sql}");
+        assert!(here.lines().count() > 1, "{sql} answers something: {here}");
+    }
+    // And row for row what was written: 360 rows, each id once.
+    let counts = stdout(&query(
+        &s3,
+        &["--cluster", &cluster.url, "--data", &store, "--format", "csv",
+          "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM logs"],
+    ));
+    assert_eq!(counts, "n,ids\n360,360\n");
+}
+
+#[test]
+fn a_bad_statement_is_a_clear_error_and_writes_are_refused() {
+    let s3 = S3Server::start();
+    let (_local, store) = s3_store(&s3, "cluster-errors");
+    let cluster = Cluster::start(&s3);
+    wait_until_ready(&s3, &cluster, &store);
+    let unknown = query(&s3, &["--cluster", &cluster.url, "--data", &store, "SELECT nope FROM logs"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("nope") && !stderr.contains("panicked"), "{stderr}");
+    let write = query(&s3, &["--cluster", &cluster.url, "--data", &store, "DROP TABLE logs"]);
+    assert_eq!(write.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&write.stderr).contains("read-only"));
+    // Without a scheduler there: a clear error, not a hang.
+    let nowhere = query(&s3, &["--cluster", &format!("df://127.0.0.1:{}", free_port()), "--data", &store, "SELECT 1"]);
+    assert_eq!(nowhere.status.code(), Some(1));
+}
+
+#[test]
+fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
+    let s3 = S3Server::start();
+    let (_local, store) = s3_store(&s3, "cluster-kill");
+    let mut cluster = Cluster::start(&s3);
+    wait_until_ready(&s3, &cluster, &store);
+    // 360 rows cubed: seconds of work spread over both executors.
+    let sql = "SELECT count(*) AS n FROM logs a CROSS JOIN logs b CROSS JOIN logs c";
+    let mut running = Command::new(workspace_binary("query"))
+        .args(["--cluster", &cluster.url, "--data", &store, "--format", "csv", sql])
+        .envs(s3.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.executors[1].kill();
+    testkit::eventually("the query's end", Duration::from_secs(180), || {
+        running.try_wait().unwrap().is_some()
+    });
+    let output = running.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        assert_eq!(stdout, format!("n\n{}\n", 360u64.pow(3)), "a retried answer is right");
+    } else {
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.trim().is_empty(), "{stderr}");
+        assert!(stdout.lines().nth(1).is_none(), "no partial answer: {stdout}");
+    }
+}
