@@ -178,7 +178,10 @@ mod tests {
         let (hour, cluster) =
             Hour::of_warm_file("warm/date=2026-03-01/hour=07/cluster=east-1/part-0.parquet")
                 .unwrap();
-        assert_eq!((hour.stamp().as_str(), cluster.as_str()), ("2026-03-01-07", "east-1"));
+        assert_eq!(
+            (hour.stamp().as_str(), cluster.as_str()),
+            ("2026-03-01-07", "east-1")
+        );
         assert!(Hour::of_warm_file("date=2026-03-01/hour=07/part-0.parquet").is_none());
         assert!(Hour::of_warm_file("date=2026-3-1/hour=07/cluster=c/x.parquet").is_none());
     }

@@ -455,13 +455,19 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     let sql = format!(
         "SELECT cluster, machine, count(*) AS n FROM logs WHERE \"timestamp\" < TIMESTAMP '{before}' GROUP BY cluster, machine ORDER BY cluster, machine"
     );
-    let here = stack.run_annotation(&format!("query --format csv \"{}\"", sql.replace('"', "\\\"")));
+    let here = stack.run_annotation(&format!(
+        "query --format csv \"{}\"",
+        sql.replace('"', "\\\"")
+    ));
     let there = stack.run_annotation(&format!(
         "query --cluster df://127.0.0.1:15050 --format csv \"{}\"",
         sql.replace('"', "\\\"")
     ));
     assert_eq!(there, here);
-    assert!(here.starts_with("cluster,machine,n\neast,east-1,"), "{here}");
+    assert!(
+        here.starts_with("cluster,machine,n\neast,east-1,"),
+        "{here}"
+    );
 
     // Cleared: the alert resolves.
     set_fault(19471, &token, None);

@@ -13,7 +13,11 @@ use std::sync::Arc;
 #[command(name = "query-executor", version)]
 struct Args {
     /// The scheduler, `host:port`.
-    #[arg(long, env = "QUERY_EXECUTOR_SCHEDULER", default_value = "127.0.0.1:50050")]
+    #[arg(
+        long,
+        env = "QUERY_EXECUTOR_SCHEDULER",
+        default_value = "127.0.0.1:50050"
+    )]
     scheduler: String,
     /// Address the executor listens on.
     #[arg(long, env = "QUERY_EXECUTOR_HOST", default_value = "127.0.0.1")]
@@ -44,7 +48,10 @@ async fn main() -> ExitCode {
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
     else {
-        eprintln!("query-executor: --scheduler {:?} is not host:port", args.scheduler);
+        eprintln!(
+            "query-executor: --scheduler {:?} is not host:port",
+            args.scheduler
+        );
         return ExitCode::from(2);
     };
     let host = args.host.to_string();
@@ -59,6 +66,9 @@ async fn main() -> ExitCode {
             .tasks
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         work_dir: args.work_dir.map(|dir| dir.display().to_string()),
+        // Often enough for the scheduler's executor timeout (query-scheduler, 20 s by default) to
+        // tell a killed executor from a live one within seconds.
+        executor_heartbeat_interval_seconds: 5,
         override_function_registry: Some(Arc::new(cluster::function_registry())),
         override_config_producer: Some(Arc::new(cluster::session_config)),
         override_runtime_producer: Some(Arc::new(runtime_env_with_s3_support)),

@@ -13,8 +13,16 @@ use std::sync::Arc;
 #[command(name = "query-scheduler", version)]
 struct Args {
     /// Address of the scheduler's gRPC service.
-    #[arg(long, env = "QUERY_SCHEDULER_LISTEN", default_value = "127.0.0.1:50050")]
+    #[arg(
+        long,
+        env = "QUERY_SCHEDULER_LISTEN",
+        default_value = "127.0.0.1:50050"
+    )]
     listen: SocketAddr,
+    /// An executor silent this long is taken for dead: its tasks are run again elsewhere (with
+    /// executors' heartbeats every 5 s, a killed executor's query goes on within this).
+    #[arg(long, env = "QUERY_SCHEDULER_EXECUTOR_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    executor_timeout: std::time::Duration,
 }
 
 #[tokio::main]
@@ -25,6 +33,8 @@ async fn main() -> ExitCode {
         bind_host: args.listen.ip().to_string(),
         external_host: args.listen.ip().to_string(),
         bind_port: args.listen.port(),
+        executor_timeout_seconds: args.executor_timeout.as_secs().max(1),
+        expire_dead_executor_interval_seconds: 5,
         override_config_producer: Some(Arc::new(cluster::session_config)),
         override_session_builder: Some(Arc::new(cluster::scheduler_session)),
         override_logical_codec: Some(cluster::logical_codec()),

@@ -170,8 +170,9 @@ impl TableProvider for FileListingTable {
                 .iter()
                 .map(|v| ScalarValue::Utf8(Some(v.clone())))
                 .collect();
-            groups[i % groups_wanted]
-                .push(PartitionedFile::new(file.path.clone(), file.size).with_partition_values(values));
+            groups[i % groups_wanted].push(
+                PartitionedFile::new(file.path.clone(), file.size).with_partition_values(values),
+            );
         }
         let groups = groups
             .into_iter()

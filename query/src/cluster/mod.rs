@@ -35,7 +35,9 @@ pub fn window_functions() -> Vec<Arc<WindowUDF>> {
 /// executor can read at the same path, or `s3://bucket/prefix`).
 pub(crate) async fn session(cluster: &str, data: &[String]) -> anyhow::Result<SessionContext> {
     let [data] = data else {
-        bail!("--cluster reads one warm store: give one --data (a Delta table: a directory or s3://)")
+        bail!(
+            "--cluster reads one warm store: give one --data (a Delta table: a directory or s3://)"
+        )
     };
     let source = match Source::parse(data)? {
         Source::Agent(_) => bail!(
@@ -65,6 +67,9 @@ pub(crate) async fn session(cluster: &str, data: &[String]) -> anyhow::Result<Se
         ctx.register_udwf(function.as_ref().clone());
     }
     let files = Arc::new(FileListingTable::new(listing));
-    ctx.register_table("logs", Arc::new(crate::tables::logs_view(files, &PARTITIONS)?))?;
+    ctx.register_table(
+        "logs",
+        Arc::new(crate::tables::logs_view(files, &PARTITIONS)?),
+    )?;
     Ok(ctx)
 }
