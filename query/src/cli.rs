@@ -56,8 +56,9 @@ pub struct Cli {
     /// Run statements on this Apache DataFusion Ballista cluster (`df://host:port`, the project's
     /// `query-scheduler`) instead of in-process. Needs one --data: the warm store's Delta table,
     /// a directory the executors see at the same path, or s3:// (executors take the AWS_*
-    /// variables).
-    #[arg(long, env = "QUERY_CLUSTER", global = true)]
+    /// variables). Before a subcommand (`query --cluster df://… logs --cluster east`): after it,
+    /// `--cluster` is the drill-down's cluster of hosts.
+    #[arg(long, env = "QUERY_CLUSTER")]
     pub cluster: Option<String>,
     /// One SQL statement over table `logs`. Without one: an interactive prompt with history (on
     /// a terminal), or the `;`-separated statements read from standard input.
