@@ -20,7 +20,7 @@
 use crate::latest_delta::LatestDelta;
 use crate::sources::Opened;
 use anyhow::{Context, bail};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::Column;
@@ -172,6 +172,20 @@ async fn delta_tables(
     Ok(Arc::new(ViewTable::new(plan.build()?, None)))
 }
 
+/// The warm store's Parquet files' own columns: the log record's, less the `cluster` partition
+/// column (hive directories and the Delta log keep it, not the files).
+pub(crate) fn warm_file_schema() -> SchemaRef {
+    let record = logrecord::schema();
+    Arc::new(Schema::new(
+        record
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "cluster")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// Registers `logs` over `sources` (all of one layout).
 pub(crate) async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
     let mut layout = None;
@@ -212,14 +226,7 @@ pub(crate) async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyh
         Layout::Cold => record.as_ref().clone(),
         Layout::Warm | Layout::Delta => {
             partitions.push(("cluster".to_owned(), DataType::Utf8));
-            Schema::new(
-                record
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name() != "cluster")
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            )
+            warm_file_schema().as_ref().clone()
         }
     };
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))

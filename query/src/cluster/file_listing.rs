@@ -93,20 +93,6 @@ impl FileListing {
     }
 }
 
-/// The Parquet files' own columns: the log record's, less the `cluster` partition column (the
-/// Delta table keeps partition values in its log, not in the files).
-pub(crate) fn file_schema() -> SchemaRef {
-    let record = logrecord::schema();
-    Arc::new(Schema::new(
-        record
-            .fields()
-            .iter()
-            .filter(|f| f.name() != "cluster")
-            .cloned()
-            .collect::<Vec<_>>(),
-    ))
-}
-
 fn partition_fields() -> Vec<FieldRef> {
     PARTITIONS
         .iter()
@@ -124,7 +110,11 @@ pub(crate) struct FileListingTable {
 impl FileListingTable {
     /// The table of `listing`.
     pub(crate) fn new(listing: FileListing) -> Self {
-        let mut fields: Vec<FieldRef> = file_schema().fields().iter().cloned().collect();
+        let mut fields: Vec<FieldRef> = crate::tables::warm_file_schema()
+            .fields()
+            .iter()
+            .cloned()
+            .collect();
         fields.extend(partition_fields());
         FileListingTable {
             listing,
@@ -156,7 +146,7 @@ impl TableProvider for FileListingTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let store = ObjectStoreUrl::parse(&self.listing.store)?;
-        let table_schema = TableSchema::builder(file_schema())
+        let table_schema = TableSchema::builder(crate::tables::warm_file_schema())
             .with_table_partition_cols(partition_fields())
             .build();
         let source = Arc::new(ParquetSource::new(table_schema));
