@@ -449,9 +449,12 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
         "SELECT machine, count(*) AS n FROM logs WHERE cluster = 'east' AND latency_us >= 300000 GROUP BY machine ORDER BY machine",
     );
     assert!(served.starts_with("machine,n\neast-1,"), "{served}");
-    // And on the stack's Ballista cluster, the same as in-process over what was committed 30 s
-    // ago and earlier (the collector commits every 2 s).
-    let before = (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339();
+    // And on the stack's Ballista cluster, the same as in-process over the events emitted up
+    // to 5 s ago, read once all of them are committed: the agents ship within a second and
+    // the collector commits every 2 s, so 10 s more is ample. (The stack may have been up for
+    // less than half a minute here: a cut-off further back can hold no event at all.)
+    let before = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+    std::thread::sleep(Duration::from_secs(10));
     let sql = format!(
         "SELECT cluster, machine, count(*) AS n FROM logs WHERE \"timestamp\" < TIMESTAMP '{before}' GROUP BY cluster, machine ORDER BY cluster, machine"
     );
