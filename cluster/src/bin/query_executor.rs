@@ -1,5 +1,6 @@
 //! `query-executor`: a Ballista executor with the project's functions, codec and S3 settings.
 
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::object_store::runtime_env_with_s3_support;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use clap::Parser;
@@ -69,6 +70,8 @@ async fn main() -> ExitCode {
         // Often enough for the scheduler's executor timeout (query-scheduler, 20 s by default) to
         // tell a killed executor from a live one within seconds.
         executor_heartbeat_interval_seconds: 5,
+        // Pulls its tasks, as the scheduler expects (query_scheduler.rs says why).
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         override_function_registry: Some(Arc::new(cluster::function_registry())),
         override_config_producer: Some(Arc::new(cluster::session_config)),
         override_runtime_producer: Some(Arc::new(runtime_env_with_s3_support)),

@@ -6,9 +6,11 @@
 //! reaches them as a plain listing of its active files (`file_listing.rs` says why).
 
 mod codec;
+mod executor_watch;
 mod file_listing;
 
 pub use codec::LogsCodec;
+pub use executor_watch::ExecutorWatch;
 
 use crate::sources::{self, Source};
 use anyhow::{Context, bail};
@@ -52,7 +54,12 @@ pub(crate) async fn session(cluster: &str, data: &[String]) -> anyhow::Result<Se
         .with_context(|| format!("{data}: --cluster reads the warm store's Delta table"))?;
     let config = SessionConfig::new_with_ballista()
         .with_information_schema(true)
-        .with_ballista_logical_extension_codec(Arc::new(LogsCodec::default()));
+        .with_ballista_logical_extension_codec(Arc::new(LogsCodec::default()))
+        // The static planner: with adaptive planning (Ballista 55's default) a job whose executor
+        // was killed mid-stage waited for ever after the roll-back in our trials.
+        .with_ballista_adaptive_query_planner(false)
+        // Statements are answered only if no executor was lost while they ran.
+        .with_extension(Arc::new(ExecutorWatch::new(cluster)?));
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
