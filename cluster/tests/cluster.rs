@@ -1,6 +1,6 @@
 //! `query --cluster` on a real Ballista cluster: the project's scheduler and two executors as
-//! processes on loopback, over a warm store (a Delta table written as the collector writes it)
-//! in a directory every executor reads. The seeds' analyses give exactly the in-process answers
+//! processes on loopback, over a warm store (a Delta table written as the collector writes it) on
+//! the moto S3 server, which every executor reads. The seeds' analyses give exactly the in-process answers
 //! over the same table; a bad statement is a clear error; an executor killed mid-query never
 //! gives a wrong answer (the statement runs again, or fails clearly).
 #![allow(clippy::unwrap_used)]
@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 use testkit::process::{Spawned, spawn_listening, workspace_binary};
+use testkit::s3::S3Server;
 
 /// A port free at the time of asking (Ballista's processes take fixed ports).
 fn free_port() -> u16 {
@@ -31,7 +32,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(s3: &S3Server) -> Cluster {
         let work = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_query-scheduler"));
@@ -39,6 +40,7 @@ impl Cluster {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             // A killed executor is dropped within 10 s (heartbeats every 5 s).
             .args(["--executor-timeout", "10s"])
+            .envs(s3.env())
             .env_remove("RUST_LOG");
         let (scheduler, _) = spawn_listening(command, "query-scheduler", &["scheduler listening"]);
         let executors = (0..2)
@@ -52,6 +54,7 @@ impl Cluster {
                     .args(["--grpc-port", &free_port().to_string()])
                     .args(["--tasks", "2", "--work-dir"])
                     .arg(&dir)
+                    .envs(s3.env())
                     .env_remove("RUST_LOG");
                 spawn_listening(command, "query-executor", &["executor starting"]).0
             })
@@ -65,10 +68,11 @@ impl Cluster {
     }
 }
 
-/// Runs `query` to its end.
-fn query(args: &[&str]) -> Output {
+/// Runs `query` to its end, with the S3 server's settings.
+fn query(s3: &S3Server, args: &[&str]) -> Output {
     Command::new(workspace_binary("query"))
         .args(args)
+        .envs(s3.env())
         .output()
         .unwrap()
 }
@@ -162,12 +166,25 @@ fn write_delta(root: &Path, records: &[LogRecord]) {
     });
 }
 
-/// The warm store, written as the collector writes it.
-fn store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    write_delta(dir.path(), &records());
-    let path = dir.path().to_str().unwrap().to_owned();
-    (dir, path)
+/// The warm store, written as the collector writes it, in a directory and the same on S3.
+struct Store {
+    local: tempfile::TempDir,
+    s3: S3Server,
+    url: String,
+}
+
+impl Store {
+    fn new() -> Store {
+        let local = tempfile::tempdir().unwrap();
+        write_delta(local.path(), &records());
+        let s3 = S3Server::start();
+        let url = s3.upload_dir(local.path(), "logs", "warm");
+        Store { local, s3, url }
+    }
+
+    fn local(&self) -> &str {
+        self.local.path().to_str().unwrap()
+    }
 }
 
 /// The seeds' analyses, each with an order that makes its answer one text.
@@ -186,123 +203,116 @@ const ANALYSES: &[&str] = &[
      GROUP BY cluster, pattern ORDER BY cluster, pattern",
 ];
 
+/// Runs `sql` with `query --cluster` over the store on S3.
+fn on_cluster(cluster: &Cluster, store: &Store, sql: &str) -> Output {
+    query(
+        &store.s3,
+        &[
+            "--cluster",
+            &cluster.url,
+            "--data",
+            &store.url,
+            "--format",
+            "csv",
+            sql,
+        ],
+    )
+}
+
 /// Waits until the cluster answers (executors register with the scheduler after it starts).
-fn wait_until_ready(cluster: &Cluster, store: &str) {
+fn wait_until_ready(cluster: &Cluster, store: &Store) {
     testkit::eventually(
         "the cluster's first answer",
         Duration::from_secs(90),
         || {
-            query(&[
-                "--cluster",
-                &cluster.url,
-                "--data",
-                store,
-                "--format",
-                "csv",
-                "SELECT 1 AS one",
-            ])
-            .status
-            .success()
+            on_cluster(cluster, store, "SELECT 1 AS one")
+                .status
+                .success()
         },
     );
 }
 
 #[test]
 fn the_cluster_answers_every_analysis_exactly_as_query_in_process() {
-    let (_dir, store) = store();
-    let cluster = Cluster::start();
+    let store = Store::new();
+    let cluster = Cluster::start(&store.s3);
     wait_until_ready(&cluster, &store);
     for sql in ANALYSES {
-        let here = stdout_of(&query(&["--data", &store, "--format", "csv", sql]));
-        let there = stdout_of(&query(&[
-            "--cluster",
-            &cluster.url,
-            "--data",
-            &store,
-            "--format",
-            "csv",
-            sql,
-        ]));
+        // In-process over the same table in a directory.
+        let here = stdout_of(&query(
+            &store.s3,
+            &["--data", store.local(), "--format", "csv", sql],
+        ));
+        let there = stdout_of(&on_cluster(&cluster, &store, sql));
         assert_eq!(there, here, "{sql}");
         assert!(here.lines().count() > 1, "{sql} answers something: {here}");
     }
     // And row for row what was written: 360 rows, each id once.
-    let counts = stdout_of(&query(&[
-        "--cluster",
-        &cluster.url,
-        "--data",
+    let counts = stdout_of(&on_cluster(
+        &cluster,
         &store,
-        "--format",
-        "csv",
         "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM logs",
-    ]));
+    ));
     assert_eq!(counts, "n,ids\n360,360\n");
 }
 
 #[test]
 fn a_bad_statement_is_a_clear_error_and_writes_are_refused() {
-    let (_dir, store) = store();
-    let cluster = Cluster::start();
+    let store = Store::new();
+    let cluster = Cluster::start(&store.s3);
     wait_until_ready(&cluster, &store);
-    let unknown = query(&[
-        "--cluster",
-        &cluster.url,
-        "--data",
-        &store,
-        "SELECT nope FROM logs",
-    ]);
+    let unknown = on_cluster(&cluster, &store, "SELECT nope FROM logs");
     assert_eq!(unknown.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(
         stderr.contains("nope") && !stderr.contains("panicked"),
         "{stderr}"
     );
-    let write = query(&[
-        "--cluster",
-        &cluster.url,
-        "--data",
-        &store,
-        "DROP TABLE logs",
-    ]);
+    let write = on_cluster(&cluster, &store, "DROP TABLE logs");
     assert_eq!(write.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&write.stderr).contains("read-only"));
     // Without a scheduler there: a clear error, not a hang.
-    let nowhere = query(&[
-        "--cluster",
-        &format!("df://127.0.0.1:{}", free_port()),
-        "--data",
-        &store,
-        "SELECT 1",
-    ]);
+    let nowhere = query(
+        &store.s3,
+        &[
+            "--cluster",
+            &format!("df://127.0.0.1:{}", free_port()),
+            "--data",
+            &store.url,
+            "SELECT 1",
+        ],
+    );
     assert_eq!(nowhere.status.code(), Some(1));
 }
 
 #[test]
 fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
-    let (_dir, store) = store();
-    let mut cluster = Cluster::start();
+    let store = Store::new();
+    let mut cluster = Cluster::start(&store.s3);
     wait_until_ready(&cluster, &store);
-    // 13 million joined rows grouped by machine: seconds of work over both executors, with
-    // shuffles between stages (what a lost executor takes with it).
+    // 39 million joined rows grouped by machine: half a minute of work (debug build) over both
+    // executors, with shuffles between stages (what a lost executor takes with it), still
+    // running when the scheduler drops the killed executor 10 s after the kill.
     let sql = "SELECT a.machine, count(*) AS n FROM logs a CROSS JOIN logs b \
-               CROSS JOIN (SELECT * FROM logs LIMIT 100) c GROUP BY a.machine ORDER BY a.machine";
+               CROSS JOIN (SELECT * FROM logs LIMIT 300) c GROUP BY a.machine ORDER BY a.machine";
     let running = Command::new(workspace_binary("query"))
         .args([
             "--cluster",
             &cluster.url,
             "--data",
-            &store,
+            &store.url,
             "--format",
             "csv",
             sql,
         ])
+        .envs(store.s3.env())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     cluster.executors[1].kill();
-    let pid = running.id();
+    let started = std::time::Instant::now();
     let ended = std::thread::spawn(move || running.wait_with_output().unwrap());
     testkit::eventually("the query's end", Duration::from_secs(240), || {
         ended.is_finished()
@@ -310,11 +320,15 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
     let output = ended.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("query (pid {pid}) said: {stderr}");
+    eprintln!("query ended after {:?}: {stderr}", started.elapsed());
     if output.status.success() {
-        // 120 rows per machine x 360 x 100.
+        // Run again on the executor left: 120 rows per machine x 360 x 300.
+        assert!(
+            stderr.contains("were lost while the statement ran"),
+            "{stderr}"
+        );
         assert_eq!(
-            stdout, "machine,n\nm1,4320000\nm2,4320000\nm3,4320000\n",
+            stdout, "machine,n\nm1,12960000\nm2,12960000\nm3,12960000\n",
             "{stderr}"
         );
     } else {
@@ -326,14 +340,10 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
         assert!(stdout.is_empty(), "no partial answer: {stdout}");
     }
     // The executor left answers the next statement on its own.
-    let counts = stdout_of(&query(&[
-        "--cluster",
-        &cluster.url,
-        "--data",
+    let counts = stdout_of(&on_cluster(
+        &cluster,
         &store,
-        "--format",
-        "csv",
         "SELECT count(*) AS n FROM logs",
-    ]));
+    ));
     assert_eq!(counts, "n\n360\n");
 }

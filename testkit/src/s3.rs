@@ -63,6 +63,46 @@ impl S3Server {
         assert!(status.is_success(), "creating bucket {bucket}: {status}");
     }
 
+    /// Uploads every file under `dir` as-is (a Delta table: log and all) to `s3://bucket/prefix/`,
+    /// creating the bucket; returns that URL.
+    pub fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) -> String {
+        fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        self.create_bucket(bucket);
+        let mut files = Vec::new();
+        walk(dir, &mut files);
+        for file in files {
+            let key = file
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let url = format!("{}/{bucket}/{prefix}/{key}", self.endpoint);
+            let body = std::fs::read(&file).unwrap();
+            // Typed as bytes: given a form-typed binary body (curl's default), moto's server hung.
+            let status = crate::run(async move {
+                crate::http::client()
+                    .put(url)
+                    .header("content-type", "application/octet-stream")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
+            assert!(status.is_success(), "uploading {key}: {status}");
+        }
+        format!("s3://{bucket}/{prefix}")
+    }
+
     /// The `AWS_*` variables that point a client at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -3,7 +3,7 @@
 //! object store (a real S3-compatible server, moto, started by the test).
 
 use crate::fixtures::stdout;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 use testkit::Agent;
@@ -193,25 +193,7 @@ fn an_s3_delta_store_answers_like_the_same_local_store() {
     )
     .unwrap();
 
-    server.create_bucket("logs-bucket");
-    let client = reqwest::blocking::Client::new();
-    for file in walk(local.path()) {
-        let key = file
-            .strip_prefix(local.path())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let response = client
-            .put(format!("{}/logs-bucket/store/{key}", server.endpoint))
-            .body(std::fs::read(&file).unwrap())
-            .send()
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{key}: {}",
-            response.status()
-        );
-    }
+    let store = server.upload_dir(local.path(), "logs-bucket", "store");
 
     let sql = "SELECT cluster, hour, count(*) AS n, sum(latency_us) AS total FROM logs GROUP BY cluster, hour ORDER BY cluster, hour";
     let run = |data: &str| -> String {
@@ -222,7 +204,7 @@ fn an_s3_delta_store_answers_like_the_same_local_store() {
             .unwrap();
         stdout(&output)
     };
-    let from_s3 = run("s3://logs-bucket/store");
+    let from_s3 = run(&store);
     let from_disk = run(&local.path().display().to_string());
     assert_eq!(from_s3, from_disk);
     let mut expected = String::from("cluster,hour,n,total\n");
@@ -236,17 +218,4 @@ fn an_s3_delta_store_answers_like_the_same_local_store() {
         }
     }
     assert_eq!(from_s3, expected);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
