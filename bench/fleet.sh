@@ -15,7 +15,8 @@
 #   - a Ballista cluster (query-scheduler and two query-executors reading the table on S3)
 #     answers a count per cluster, compared with `query` in-process.
 # Usage: bench/fleet.sh   (AGENTS=100 CLUSTERS=10 RATE=10 DURATION=120 PARTITIONS=16
-# COLLECTORS=2 by default). Release build. Ports 19792 (Kafka), 19795 (S3), 19801+ (collectors),
+# COLLECTORS=2 by default). Release build (PROFILE=debug runs the debug binaries, to try the
+# script: its figures are not the release ones). Ports 19792 (Kafka), 19795 (S3), 19801+ (collectors),
 # 19850-19855 (Ballista), 20001+ / 21001+ (agents' API / metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,9 @@ TABLE=s3://fleet/warm
 
 source bench/scratch.sh
 [ -x .cache/moto/bin/moto_server ] || scripts/install-test-deps
-cargo build --release -q --workspace --bins
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then cargo build --release -q --workspace --bins; else cargo build -q --workspace --bins; fi
+bin=target/$PROFILE
 
 kafka start
 kafka topic fleet.logs "$PARTITIONS"
@@ -51,7 +54,7 @@ rss_mb() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/n
 
 collector_pids=()
 for c in $(seq 1 "$COLLECTORS"); do
-    target/release/collector --kafka-brokers "$BROKERS" --topic fleet.logs --group fleet \
+    $bin/collector --kafka-brokers "$BROKERS" --topic fleet.logs --group fleet \
         --instance-id "fleet-$c" --out "$TABLE" --metrics-listen "127.0.0.1:$((19800 + c))" \
         2>"$work/collector-$c.err" &
     pids+=($!); collector_pids+=($!)
@@ -60,7 +63,7 @@ agent_pids=()
 targets=()
 for a in $(seq 1 "$AGENTS"); do
     cluster="cluster-$(( (a - 1) % CLUSTERS ))"
-    target/release/agent --listen "127.0.0.1:$((20000 + a))" --metrics-listen "127.0.0.1:$((21000 + a))" \
+    $bin/agent --listen "127.0.0.1:$((20000 + a))" --metrics-listen "127.0.0.1:$((21000 + a))" \
         --data-dir "$work/agent-$a" --cluster "$cluster" --machine "host-$a" \
         --kafka-brokers "$BROKERS" --kafka-topic fleet.logs 2>"$work/agent-$a.err" &
     pids+=($!); agent_pids+=($!)
@@ -74,9 +77,9 @@ for c in $(seq 1 "$COLLECTORS"); do
 done
 echo "fleet: $AGENTS agents, $COLLECTORS collectors up; traffic for ${DURATION}s" >&2
 
-target/release/warm_latency "$TABLE" $((DURATION + 20)) >"$work/latency.json" 2>"$work/latency.err" &
+$bin/warm_latency "$TABLE" $((DURATION + 20)) >"$work/latency.json" 2>"$work/latency.err" &
 latency_pid=$!
-target/release/traffic "${targets[@]}" --rate "$RATE" --burst-every 0 2>"$work/traffic.err" &
+$bin/traffic "${targets[@]}" --rate "$RATE" --burst-every 0 2>"$work/traffic.err" &
 traffic_pid=$!
 pids+=("$traffic_pid")
 started=$(date +%s.%N)
@@ -117,7 +120,7 @@ while [ "$same" -lt 3 ] && [ "$(date +%s)" -lt "$deadline" ]; do
     for c in $(seq 1 "$COLLECTORS"); do
         lag=$(( lag + $(metric "127.0.0.1:$((19800 + c))" collector_consumer_lag || echo 0) ))
     done
-    now_rows=$(target/release/store_rows "$TABLE" 2>/dev/null | head -1 || echo 0)
+    now_rows=$($bin/store_rows "$TABLE" 2>/dev/null | head -1 || echo 0)
     if [ "$lag" -eq 0 ] && [ "$now_rows" = "$last" ]; then same=$(( same + 1 )); else same=0; fi
     last=$now_rows
 done
@@ -142,28 +145,29 @@ moto_cpu=$(cpu_s "$moto_pid"); moto_rss=$(rss_mb "$moto_pid")
 # Bytes per event: raw (agents' local logs, every level), Kafka (the topic's segments), Parquet.
 raw_bytes=$(cat "$work"/agent-*/logs/*.log | wc -c)
 raw_lines=$(cat "$work"/agent-*/logs/*.log | wc -l)
-kafka_bytes=$(du -sb "$work"/kafka/data/fleet.logs-* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+# Only the segments' record bytes (*.log): the index files are preallocated sparse files.
+kafka_bytes=$(find "$work"/kafka/data/fleet.logs-* -name '*.log' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
 parquet_bytes=$(curl -sf "http://127.0.0.1:$S3_PORT/fleet?list-type=2&prefix=warm/" \
     | python3 -c 'import re,sys; x=sys.stdin.read(); print(sum(int(s) for k,s in re.findall(r"<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>", x, re.S) if k.endswith(".parquet")))')
-verify=$(target/release/warm_verify --store "$TABLE" "$work"/agent-*/ || true)
-counts=$(target/release/query --data "$TABLE" --format csv \
+verify=$($bin/warm_verify --store "$TABLE" "$work"/agent-*/ || true)
+counts=$($bin/query --data "$TABLE" --format csv \
     'SELECT cluster, count(*) AS events FROM logs GROUP BY cluster ORDER BY cluster' | tr '\n' ' ')
 # Compaction of closed hours, then the same count on a Ballista cluster and in-process.
 compact_started=$(date +%s.%N)
-compact_out=$(target/release/collector compact --min-age 0s --out "$TABLE" 2>&1 | tail -1)
+compact_out=$($bin/collector compact --min-age 0s --out "$TABLE" 2>&1 | tail -1)
 compact_s=$(awk -v s="$compact_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-target/release/query-scheduler --listen 127.0.0.1:19850 2>"$work/scheduler.err" &
+$bin/query-scheduler --listen 127.0.0.1:19850 2>"$work/scheduler.err" &
 pids+=($!)
 for e in 1 2; do
     mkdir -p "$work/executor-$e"
-    target/release/query-executor --scheduler 127.0.0.1:19850 --port $((19850 + 2 * e)) \
+    $bin/query-executor --scheduler 127.0.0.1:19850 --port $((19850 + 2 * e)) \
         --grpc-port $((19851 + 2 * e)) --work-dir "$work/executor-$e" 2>"$work/executor-$e.err" &
     pids+=($!)
 done
 count_sql='SELECT cluster, count(*) AS events FROM logs GROUP BY cluster ORDER BY cluster'
 cluster_counts=
 for _ in $(seq 1 60); do
-    if cluster_counts=$(target/release/query --cluster df://127.0.0.1:19850 --data "$TABLE" \
+    if cluster_counts=$($bin/query --cluster df://127.0.0.1:19850 --data "$TABLE" \
         --format csv "$count_sql" 2>/dev/null | tr '\n' ' '); then break; fi
     sleep 1
 done
