@@ -17,17 +17,11 @@ S3_PORT=19695
 
 source bench/scratch.sh
 need_kcat
-[ -x .cache/moto/bin/moto_server ] || scripts/install-test-deps
 cargo build --release -q -p agent -p collector -p bench -p query
 
 kafka start
 kafka topic bench.commits 8
-.cache/moto/bin/moto_server -H 127.0.0.1 -p $S3_PORT >/dev/null 2>&1 &
-pids+=($!)
-until curl -sf "http://127.0.0.1:$S3_PORT/" >/dev/null; do sleep 0.1; done
-curl -sf -X PUT "http://127.0.0.1:$S3_PORT/bench" >/dev/null
-export AWS_ENDPOINT=http://127.0.0.1:$S3_PORT AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test \
-    AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+s3_start bench
 
 python3 bench/gen_log_lines.py "$N" > "$work/lines"
 # 64 machines, keyed by machine as the agents key them (one machine's events share a partition and

@@ -32,19 +32,13 @@ S3_PORT=19795
 TABLE=s3://fleet/warm
 
 source bench/scratch.sh
-[ -x .cache/moto/bin/moto_server ] || scripts/install-test-deps
 PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = release ]; then cargo build --release -q --workspace --bins; else cargo build -q --workspace --bins; fi
 bin=target/$PROFILE
 
 kafka start
 kafka topic fleet.logs "$PARTITIONS"
-.cache/moto/bin/moto_server -H 127.0.0.1 -p $S3_PORT >/dev/null 2>&1 &
-pids+=($!)
-until curl -sf "http://127.0.0.1:$S3_PORT/" >/dev/null; do sleep 0.1; done
-curl -sf -X PUT "http://127.0.0.1:$S3_PORT/fleet" >/dev/null
-export AWS_ENDPOINT=http://127.0.0.1:$S3_PORT AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test \
-    AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+s3_start fleet
 
 metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '$1 == m { s += $2 } END { printf "%.0f", s }'; }
 # CPU seconds (user + system) of a process, from /proc/<pid>/stat.
@@ -139,7 +133,6 @@ for pid in "${collector_pids[@]}"; do
 done
 kafka_pid=$(cat "$work/kafka/kafka.pid" 2>/dev/null || true)
 kafka_cpu=$(cpu_s "${kafka_pid:-0}"); kafka_rss=$(rss_mb "${kafka_pid:-0}")
-moto_pid=${pids[0]}
 moto_cpu=$(cpu_s "$moto_pid"); moto_rss=$(rss_mb "$moto_pid")
 
 # Bytes per event: raw (agents' local logs, every level), Kafka (the topic's segments), Parquet.

@@ -16,3 +16,15 @@ trap cleanup EXIT
 need_kcat() {
     command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 }
+# moto's S3 server (installed by scripts/install-test-deps) on $S3_PORT with bucket $1, its pid
+# in $moto_pid, and the AWS_* variables that point the clients started afterwards at it.
+s3_start() {
+    [ -x .cache/moto/bin/moto_server ] || scripts/install-test-deps
+    .cache/moto/bin/moto_server -H 127.0.0.1 -p "$S3_PORT" >/dev/null 2>&1 &
+    moto_pid=$!
+    pids+=("$moto_pid")
+    until curl -sf "http://127.0.0.1:$S3_PORT/" >/dev/null; do sleep 0.1; done
+    curl -sf -X PUT "http://127.0.0.1:$S3_PORT/$1" >/dev/null
+    export AWS_ENDPOINT=http://127.0.0.1:$S3_PORT AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test \
+        AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+}
