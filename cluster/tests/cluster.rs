@@ -68,13 +68,16 @@ impl Cluster {
     }
 }
 
+/// A `query` command with the S3 server's settings.
+fn query_command(s3: &S3Server, args: &[&str]) -> Command {
+    let mut command = Command::new(workspace_binary("query"));
+    command.args(args).envs(s3.env());
+    command
+}
+
 /// Runs `query` to its end, with the S3 server's settings.
 fn query(s3: &S3Server, args: &[&str]) -> Output {
-    Command::new(workspace_binary("query"))
-        .args(args)
-        .envs(s3.env())
-        .output()
-        .unwrap()
+    query_command(s3, args).output().unwrap()
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -203,9 +206,9 @@ const ANALYSES: &[&str] = &[
      GROUP BY cluster, pattern ORDER BY cluster, pattern",
 ];
 
-/// Runs `sql` with `query --cluster` over the store on S3.
-fn on_cluster(cluster: &Cluster, store: &Store, sql: &str) -> Output {
-    query(
+/// `query --cluster` running `sql` over the store on S3, answering in CSV.
+fn on_cluster_command(cluster: &Cluster, store: &Store, sql: &str) -> Command {
+    query_command(
         &store.s3,
         &[
             "--cluster",
@@ -217,6 +220,11 @@ fn on_cluster(cluster: &Cluster, store: &Store, sql: &str) -> Output {
             sql,
         ],
     )
+}
+
+/// Runs `sql` with `query --cluster` over the store on S3, to its end.
+fn on_cluster(cluster: &Cluster, store: &Store, sql: &str) -> Output {
+    on_cluster_command(cluster, store, sql).output().unwrap()
 }
 
 /// Waits until the cluster answers (executors register with the scheduler after it starts).
@@ -295,17 +303,7 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
     // running when the scheduler drops the killed executor 10 s after the kill.
     let sql = "SELECT a.machine, count(*) AS n FROM logs a CROSS JOIN logs b \
                CROSS JOIN (SELECT * FROM logs LIMIT 300) c GROUP BY a.machine ORDER BY a.machine";
-    let running = Command::new(workspace_binary("query"))
-        .args([
-            "--cluster",
-            &cluster.url,
-            "--data",
-            &store.url,
-            "--format",
-            "csv",
-            sql,
-        ])
-        .envs(store.s3.env())
+    let running = on_cluster_command(&cluster, &store, sql)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -268,6 +268,11 @@ impl Agent {
         self.process.stderr()
     }
 
+    /// CPU time the agent has used so far (all threads).
+    pub fn cpu_time(&self) -> Duration {
+        self.process.cpu_time()
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         self.process.kill();

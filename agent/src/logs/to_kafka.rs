@@ -36,6 +36,9 @@ const MAX_PENDING: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// With nothing logged and nothing awaiting Kafka, the wait doubles up to this: an idle host's
+/// agent wakes a few times a second, and its next event ships at most this late.
+const IDLE_POLL_MAX: Duration = Duration::from_millis(400);
 /// Back-off after a failed delivery (the project's one policy, `service::retry`).
 const FIRST_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
@@ -118,6 +121,7 @@ impl Shipper {
     }
 
     fn run(&mut self, shutdown: &CancellationToken) {
+        let mut idle_wait = IDLE_POLL;
         while !shutdown.is_cancelled() {
             self.producer.poll(Duration::ZERO);
             if let Err(error) = self.collect_acks() {
@@ -132,8 +136,13 @@ impl Shipper {
                 Ok(false)
             };
             match progressed {
-                Ok(true) => {}
-                Ok(false) => self.producer.poll(IDLE_POLL),
+                Ok(true) => idle_wait = IDLE_POLL,
+                // Acknowledgements awaited: look again soon, so the checkpoint follows them.
+                Ok(false) if !self.window.is_empty() => wait_then_poll(&self.producer, IDLE_POLL),
+                Ok(false) => {
+                    wait_then_poll(&self.producer, idle_wait);
+                    idle_wait = (idle_wait * 2).min(IDLE_POLL_MAX);
+                }
                 Err(error) => self.recover(&error, shutdown),
             }
         }
@@ -147,7 +156,7 @@ impl Shipper {
             match self.ship_some() {
                 Ok(true) => quiet_since = Instant::now(),
                 Ok(false) if quiet_since.elapsed() >= SHUTDOWN_QUIET => break,
-                Ok(false) => self.producer.poll(Duration::from_millis(10)),
+                Ok(false) => wait_then_poll(&self.producer, Duration::from_millis(10)),
                 Err(_) => break,
             }
             self.producer.poll(Duration::ZERO);
@@ -380,11 +389,20 @@ fn send_line(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                 // librdkafka's queue is full: let it deliver, then try again.
                 record = returned;
-                producer.poll(Duration::from_millis(10));
+                wait_then_poll(producer, Duration::from_millis(10));
             }
             Err((error, _)) => return Err(error),
         }
     }
     window.sent(position);
     Ok(())
+}
+
+/// Waits, then serves librdkafka's delivery reports without blocking. Not `poll(wait)`: rdkafka
+/// 0.39 polls in whole milliseconds until its deadline, so the last fraction of a millisecond of
+/// every timed poll is a busy loop; at 20 idle polls a second that was 2% of a core per agent
+/// (measured with perf: `Deadline::elapsed` and `clock_gettime`), on every host of the fleet.
+fn wait_then_poll(producer: &BaseProducer<Acks>, wait: Duration) {
+    std::thread::sleep(wait);
+    producer.poll(Duration::ZERO);
 }

@@ -5,10 +5,7 @@
 //! it, and every read holds exactly the events
 //! the agents logged at INFO and above: same count, every id once.
 
-use crate::store::{assert_exactly_once, wait_for_rows};
-use testkit::{
-    Agent, Collector, agent_log::warm_events, kafka::brokers, kafka::create_topic, kafka::unique,
-};
+use crate::store::{TwoClusters, assert_exactly_once, wait_for_rows};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -88,29 +85,17 @@ fn read_exactly(engine: &str, table: &Path, expected: &[String], during: impl Fn
 
 #[tokio::test]
 async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compaction_commits() {
-    let brokers = brokers();
-    let topic = unique("engines");
-    create_topic(&brokers, &topic, 2).await;
-    let (data1, data2, out) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let mut west = Agent::shipping_to(&brokers, &topic, "west", "host-1", data1.path());
-    let mut east = Agent::shipping_to(&brokers, &topic, "east", "host-2", data2.path());
-    let mut collector = Collector::start(&brokers, &topic, &unique("group"), out.path());
+    let mut pipeline = TwoClusters::start("engines", 2).await;
     // Several flushes, so each directory holds several files.
     for _ in 0..4 {
-        west.load(40).await;
-        east.load(40).await;
+        pipeline.west.load(40).await;
+        pipeline.east.load(40).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    west.wait_until_shipped().await;
-    east.wait_until_shipped().await;
-    assert!(west.terminate().success() && east.terminate().success());
-    let events = warm_events(&[data1.path(), data2.path()]);
+    let events = pipeline.stop_agents().await;
+    let out = &pipeline.out;
     let stored = wait_for_rows(out.path(), events.len(), Duration::from_secs(60));
-    assert!(collector.terminate().success());
+    assert!(pipeline.collector.terminate().success());
     assert_exactly_once(&stored, &events);
     let files_before = crate::store::store_files(out.path()).len();
     assert!(files_before > 4, "{files_before} files: nothing to compact");

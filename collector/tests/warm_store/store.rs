@@ -6,7 +6,7 @@ use logrecord::{Level, LogRecord};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use testkit::{eventually, run, s3::S3Server};
+use testkit::{Agent, Collector, agent_log::warm_events, eventually, kafka, run, s3::S3Server};
 
 fn table_url(out: &Path) -> url::Url {
     collector::warm_table::location(out.to_str().unwrap()).unwrap()
@@ -108,4 +108,43 @@ pub fn assert_exactly_once(stored: &[LogRecord], expected: &[LogRecord]) {
         stored.iter().all(|r| r.level >= Level::Info),
         "no DEBUG event in the warm store"
     );
+}
+
+/// The warm path at its smallest with two clusters: agents `west`/`host-1` and `east`/`host-2`
+/// shipping to a fresh topic, one collector writing the table in `out`.
+pub struct TwoClusters {
+    pub west: Agent,
+    pub east: Agent,
+    pub collector: Collector,
+    /// The agents' data directories, west's first.
+    pub data: [tempfile::TempDir; 2],
+    pub out: tempfile::TempDir,
+}
+
+impl TwoClusters {
+    /// Starts it on a new topic named after `name`, of `partitions` partitions.
+    pub async fn start(name: &str, partitions: i32) -> TwoClusters {
+        let brokers = kafka::brokers();
+        let topic = kafka::unique(name);
+        kafka::create_topic(&brokers, &topic, partitions).await;
+        let data = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let out = tempfile::tempdir().unwrap();
+        TwoClusters {
+            west: Agent::shipping_to(&brokers, &topic, "west", "host-1", data[0].path()),
+            east: Agent::shipping_to(&brokers, &topic, "east", "host-2", data[1].path()),
+            collector: Collector::start(&brokers, &topic, &kafka::unique("group"), out.path()),
+            data,
+            out,
+        }
+    }
+
+    /// Stops both agents once they have shipped what they logged; the events they logged at INFO
+    /// and above (their shutdown events included), which the table must hold exactly once.
+    pub async fn stop_agents(&mut self) -> Vec<LogRecord> {
+        self.west.wait_until_shipped().await;
+        self.east.wait_until_shipped().await;
+        // A stopped agent has shipped all it could and logged its last event.
+        assert!(self.west.terminate().success() && self.east.terminate().success());
+        warm_events(&[self.data[0].path(), self.data[1].path()])
+    }
 }
