@@ -3,7 +3,7 @@
 # SETTLE seconds of start-up) of one release agent with zero configuration and one shipping to a
 # scratch Kafka broker (topic created, nothing to ship), both serving no requests. The agent runs
 # on every host of the fleet, so its idle cost is multiplied by the fleet's size.
-# Usage: bench/idle_agent.sh   (WINDOW=60 SETTLE=10). Ports 19892 (Kafka), 19893-19896 (agents).
+# Usage: bench/idle_agent.sh   (WINDOW=60 SETTLE=10). Ports 19892-19893 (Kafka and its controller), 19897-19900 (agents).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WINDOW=${WINDOW:-60}
@@ -15,16 +15,19 @@ cargo build --release -q --workspace --bins
 kafka start
 kafka topic idle.logs 1
 
-target/release/agent --listen 127.0.0.1:19893 --metrics-listen 127.0.0.1:19894 \
+target/release/agent --listen 127.0.0.1:19897 --metrics-listen 127.0.0.1:19898 \
     --data-dir "$work/alone" 2>"$work/alone.err" &
 alone=$!
 pids+=("$alone")
-target/release/agent --listen 127.0.0.1:19895 --metrics-listen 127.0.0.1:19896 \
+target/release/agent --listen 127.0.0.1:19899 --metrics-listen 127.0.0.1:19900 \
     --data-dir "$work/shipping" --kafka-brokers "127.0.0.1:$PORT" --kafka-topic idle.logs \
     2>"$work/shipping.err" &
 shipping=$!
 pids+=("$shipping")
 sleep "$SETTLE"
+for pid in "$alone" "$shipping"; do
+    kill -0 "$pid" 2>/dev/null || { echo "an agent exited at start:" >&2; cat "$work"/*.err >&2; exit 1; }
+done
 
 # CPU ticks (user + system) of every thread of a process: "tid name ticks" lines. The fields
 # are counted after the name's closing parenthesis (a name may hold spaces).
@@ -52,5 +55,5 @@ report() {
 echo "Machine: $(nproc) cores; release build; agents idle (no requests), Kafka on loopback."
 report alone
 report shipping
-delivered=$(curl -sf http://127.0.0.1:19896/metrics | awk '$1 == "agent_shipper_delivered_events_total" { print $2 }')
+delivered=$(curl -sf http://127.0.0.1:19900/metrics | awk '$1 == "agent_shipper_delivered_events_total" { print $2 }')
 echo "shipping agent: ${delivered:-0} start-up events delivered to Kafka (the shipper was live)"
