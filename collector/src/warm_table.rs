@@ -364,8 +364,14 @@ pub async fn read_records_with(
 
 /// The data files of the table's current version, relative to its root.
 pub async fn data_files(url: &Url) -> anyhow::Result<Vec<String>> {
+    loaded_data_files(&open(url).await?).await
+}
+
+/// The data files of the version `table` has loaded, relative to its root: a watcher keeps one
+/// table and calls `update_incremental` (reading only the new commits) instead of [`data_files`]
+/// (the whole log again).
+pub async fn loaded_data_files(table: &DeltaTable) -> anyhow::Result<Vec<String>> {
     use futures::TryStreamExt;
-    let table = open(url).await?;
     let snapshot = table.snapshot()?.snapshot().clone();
     let mut views = snapshot.file_views(table.log_store().as_ref(), None);
     let mut files = Vec::new();
@@ -382,7 +388,11 @@ pub async fn data_files(url: &Url) -> anyhow::Result<Vec<String>> {
 
 /// The bytes of one data file of the table (a path from [`data_files`]).
 pub async fn read_file(url: &Url, relative: &str) -> anyhow::Result<bytes::Bytes> {
-    let table = DeltaTable::try_from_url(url.clone()).await?;
+    read_loaded_file(&DeltaTable::try_from_url(url.clone()).await?, relative).await
+}
+
+/// The bytes of one data file of a table already open (a path from [`loaded_data_files`]).
+pub async fn read_loaded_file(table: &DeltaTable, relative: &str) -> anyhow::Result<bytes::Bytes> {
     let path = object_store::path::Path::from(relative);
     Ok(table.object_store().get(&path).await?.bytes().await?)
 }
