@@ -10,8 +10,9 @@
 #     consumer lag, CPU seconds and peak RSS per component (from /proc), and the bytes per event
 #     raw (the agents' local logs), in Kafka (the broker's log segments) and in Parquet (the
 #     table's data files on S3) are printed as the inputs of docs/capacity.md;
-#   - `collector compact` runs over the table (it rewrites closed hours only: a run shorter than
-#     the hour compacts nothing new, and says so);
+#   - `collector compact --open-hour` rewrites the table's small files (the run is shorter than
+#     an hour, so the hour is still open), `collector retain` vacuums the replaced ones, and
+#     warm_verify checks the table again;
 #   - a Ballista cluster (query-scheduler and two query-executors reading the table on S3)
 #     answers a count per cluster, compared with `query` in-process.
 # Usage: bench/fleet.sh   (AGENTS=100 CLUSTERS=10 RATE=10 DURATION=120 PARTITIONS=16
@@ -140,15 +141,24 @@ raw_bytes=$(cat "$work"/agent-*/logs/*.log | wc -c)
 raw_lines=$(cat "$work"/agent-*/logs/*.log | wc -l)
 # Only the segments' record bytes (*.log): the index files are preallocated sparse files.
 kafka_bytes=$(find "$work"/kafka/data/fleet.logs-* -name '*.log' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
-parquet_bytes=$(curl -sf "http://127.0.0.1:$S3_PORT/fleet?list-type=2&prefix=warm/" \
-    | python3 -c 'import re,sys; x=sys.stdin.read(); print(sum(int(s) for k,s in re.findall(r"<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>", x, re.S) if k.endswith(".parquet")))')
+# Bytes of the Parquet objects under the table on S3 (data files in the table or replaced).
+s3_parquet_bytes() {
+    curl -sf "http://127.0.0.1:$S3_PORT/fleet?list-type=2&prefix=warm/" \
+        | python3 -c 'import re,sys; x=sys.stdin.read(); print(sum(int(s) for k,s in re.findall(r"<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>", x, re.S) if k.endswith(".parquet")))'
+}
+parquet_bytes=$(s3_parquet_bytes)
 verify=$($bin/warm_verify --store "$TABLE" "$work"/agent-*/ || true)
 counts=$($bin/query --data "$TABLE" --format csv \
     'SELECT cluster, count(*) AS events FROM logs GROUP BY cluster ORDER BY cluster' | tr '\n' ' ')
-# Compaction of closed hours, then the same count on a Ballista cluster and in-process.
+# Compaction of every hour, the one in progress included (the run is shorter than an hour),
+# then a vacuum of the replaced files: the table must still hold every event exactly once.
+# Then the same count on a Ballista cluster and in-process.
 compact_started=$(date +%s.%N)
-compact_out=$($bin/collector compact --min-age 0s --out "$TABLE" 2>&1 | tail -1)
+compact_out=$($bin/collector compact --open-hour --out "$TABLE" 2>&1 | tail -1)
 compact_s=$(awk -v s="$compact_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+vacuum_out=$($bin/collector retain --max-age 36500d --vacuum-after 0s --out "$TABLE" 2>&1 | tail -1)
+compacted_bytes=$(s3_parquet_bytes)
+verify_compacted=$($bin/warm_verify --store "$TABLE" "$work"/agent-*/ || true)
 $bin/query-scheduler --listen 127.0.0.1:19850 2>"$work/scheduler.err" &
 pids+=($!)
 for e in 1 2; do
@@ -187,9 +197,12 @@ echo "| peak RSS MiB: agent (max, mean) / collector (max) / Kafka / moto | $agen
 echo "| bytes per event: raw local log (all levels) | $(awk -v b="$raw_bytes" -v n="$raw_lines" 'BEGIN { printf "%.0f", b / n }') ($raw_lines lines) |"
 echo "| bytes per event: in Kafka (segments, lz4) | $(awk -v b="$kafka_bytes" -v n="$shipped" 'BEGIN { printf "%.0f", b / n }') |"
 echo "| bytes per event: in Parquet (Delta data files) | $(awk -v b="$parquet_bytes" -v n="$rows" 'BEGIN { printf "%.0f", b / n }') |"
+echo "| bytes per event: in Parquet after compaction and vacuum | $(awk -v b="$compacted_bytes" -v n="$rows" 'BEGIN { printf "%.0f", b / n }') |"
 echo "| Prometheus series per agent / per collector | $agent_series / $collector_series |"
 echo
 echo "warm_verify: $verify"
 echo "query, events per cluster: $counts"
 echo "query --cluster (Ballista, 2 executors): $cluster_same"
-echo "collector compact (${compact_s}s): $compact_out"
+echo "collector compact --open-hour (${compact_s}s): $compact_out"
+echo "collector retain (vacuum): $vacuum_out"
+echo "warm_verify after compaction and vacuum: $verify_compacted"

@@ -28,6 +28,8 @@ pub struct CompactOptions {
     /// An hour is compacted once it ended at least this long ago (late events still arrive for a
     /// while after an hour ends; compacting again later is fine, only less efficient).
     pub min_age: Duration,
+    /// Every hour with more than one file of a cluster, the one in progress included.
+    pub open_hour: bool,
     /// Size of the files written.
     pub target_file_size: u64,
     /// What "now" is (tests move it).
@@ -51,7 +53,12 @@ pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
     let mut table = warm_table::open(&url).await?;
     let min_age = ChronoDuration::from_std(options.min_age).context("--min-age is too large")?;
     let mut report = CompactReport::default();
-    for ((date, hour), clusters) in hours_to_compact(&table, options.now - min_age).await? {
+    let closed_before = if options.open_hour {
+        DateTime::<Utc>::MAX_UTC
+    } else {
+        options.now - min_age
+    };
+    for ((date, hour), clusters) in hours_to_compact(&table, closed_before).await? {
         let cluster_values: Vec<&str> = clusters.iter().map(String::as_str).collect();
         let filters = [
             ("date", FilterOp::Eq, FilterValue::Scalar(date.as_str())),

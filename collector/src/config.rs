@@ -89,6 +89,11 @@ pub struct CompactArgs {
     /// a later run compacts them too).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub min_age: Duration,
+    /// Also compact the hour in progress (whatever --min-age says): at a short --flush-interval
+    /// its small files pile up until it closes, and every reader loads them from the log. Its
+    /// later events add small files again; the next run merges them.
+    #[arg(long)]
+    pub open_hour: bool,
     /// Size of the files written, in bytes.
     #[arg(long, default_value_t = 128 * 1024 * 1024)]
     pub target_file_size: u64,

@@ -22,6 +22,7 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
             .block_on(crate::compact::run(&CompactOptions {
                 out: config.out.clone(),
                 min_age: args.min_age,
+                open_hour: args.open_hour,
                 target_file_size: args.target_file_size,
                 now,
             }))

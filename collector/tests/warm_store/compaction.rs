@@ -241,6 +241,15 @@ fn closed_hours_are_rewritten_sorted_and_nothing_else_moves() {
     assert_eq!(disk_files(&store.join(east)), 1);
     assert!(!stray.exists());
     assert_eq!(visible_rows(store), expected);
+
+    // `--open-hour`: the hour in progress too.
+    let summary = run(store, &["compact", "--open-hour"]);
+    assert!(
+        summary.contains("1 hours compacted (2 files rewritten into 1)"),
+        "{summary}"
+    );
+    assert_eq!(table_files(store, &current_dir).len(), 1);
+    assert_eq!(visible_rows(store), expected);
 }
 
 #[test]

@@ -112,6 +112,7 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
             collector::compact::run(&collector::compact::CompactOptions {
                 out,
                 min_age: Duration::from_secs(3600),
+                open_hour: false,
                 target_file_size: 128 << 20,
                 now: chrono::Utc::now() + chrono::Duration::hours(2),
             })

@@ -81,6 +81,7 @@ pub fn compact_and_vacuum(root: &Path) {
         collector::compact::run(&collector::compact::CompactOptions {
             out: out.clone(),
             min_age: std::time::Duration::from_secs(3600),
+            open_hour: false,
             target_file_size: 128 << 20,
             now,
         })
