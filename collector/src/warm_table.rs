@@ -386,13 +386,8 @@ pub async fn loaded_data_files(table: &DeltaTable) -> anyhow::Result<Vec<String>
     Ok(files)
 }
 
-/// The bytes of one data file of the table (a path from [`data_files`]).
-pub async fn read_file(url: &Url, relative: &str) -> anyhow::Result<bytes::Bytes> {
-    read_loaded_file(&DeltaTable::try_from_url(url.clone()).await?, relative).await
-}
-
-/// The bytes of one data file of a table already open (a path from [`loaded_data_files`]).
-pub async fn read_loaded_file(table: &DeltaTable, relative: &str) -> anyhow::Result<bytes::Bytes> {
+/// The bytes of one data file of an open table (a path from [`loaded_data_files`]).
+pub async fn read_file(table: &DeltaTable, relative: &str) -> anyhow::Result<bytes::Bytes> {
     let path = object_store::path::Path::from(relative);
     Ok(table.object_store().get(&path).await?.bytes().await?)
 }

@@ -51,54 +51,36 @@ impl S3Server {
 
     /// Creates a bucket.
     pub fn create_bucket(&self, bucket: &str) {
-        let url = format!("{}/{bucket}", self.endpoint);
+        self.put(bucket, Vec::new());
+    }
+
+    /// PUT `body` at `path` (`bucket` or `bucket/key`), which must succeed. Typed as bytes: given
+    /// a form-typed binary body (curl's default), moto's server hung.
+    fn put(&self, path: &str, body: Vec<u8>) {
+        let url = format!("{}/{path}", self.endpoint);
         let status = crate::run(async move {
             crate::http::client()
                 .put(url)
+                .header("content-type", "application/octet-stream")
+                .body(body)
                 .send()
                 .await
                 .unwrap()
                 .status()
         });
-        assert!(status.is_success(), "creating bucket {bucket}: {status}");
+        assert!(status.is_success(), "PUT {path}: {status}");
     }
 
     /// Uploads every file under `dir` as-is (a Delta table: log and all) to `s3://bucket/prefix/`,
     /// creating the bucket; returns that URL.
     pub fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) -> String {
-        fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, files);
-                } else {
-                    files.push(path);
-                }
-            }
-        }
         self.create_bucket(bucket);
-        let mut files = Vec::new();
-        walk(dir, &mut files);
-        for file in files {
-            let key = file
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let url = format!("{}/{bucket}/{prefix}/{key}", self.endpoint);
-            let body = std::fs::read(&file).unwrap();
-            // Typed as bytes: given a form-typed binary body (curl's default), moto's server hung.
-            let status = crate::run(async move {
-                crate::http::client()
-                    .put(url)
-                    .header("content-type", "application/octet-stream")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            });
-            assert!(status.is_success(), "uploading {key}: {status}");
+        for file in crate::files_under(dir) {
+            let key = file.strip_prefix(dir).unwrap().to_string_lossy();
+            self.put(
+                &format!("{bucket}/{prefix}/{key}"),
+                std::fs::read(&file).unwrap(),
+            );
         }
         format!("s3://{bucket}/{prefix}")
     }

@@ -45,8 +45,7 @@ fn main() -> anyhow::Result<()> {
         {
             if seen.insert(file.clone()) {
                 let now = chrono::Utc::now().timestamp_micros();
-                let bytes =
-                    runtime.block_on(collector::warm_table::read_loaded_file(&table, &file))?;
+                let bytes = runtime.block_on(collector::warm_table::read_file(&table, &file))?;
                 for micros in timestamps(bytes)? {
                     delays_ms.push((now - micros) as f64 / 1000.0);
                 }

@@ -148,7 +148,7 @@ fn partition_filters_skip_files_before_any_is_opened() {
     write_store(dir.path(), true);
     // Every data file of the table but those of one partition damaged: opening any of them fails
     // the query. Files come from the table's log (no listing), skipped by partition values.
-    for file in walk_files(dir.path()) {
+    for file in testkit::files_under(dir.path()) {
         let text = file.to_string_lossy();
         if text.ends_with(".parquet")
             && !text.contains("_delta_log")
@@ -186,19 +186,6 @@ fn partition_filters_skip_files_before_any_is_opened() {
         stderr.contains("the file is damaged or not Parquet"),
         "{stderr}"
     );
-}
-
-fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            all.extend(walk_files(&path));
-        } else {
-            all.push(path);
-        }
-    }
-    all
 }
 
 #[test]
