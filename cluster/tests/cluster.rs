@@ -1,8 +1,10 @@
-//! `query --cluster` on a real Ballista cluster: the project's scheduler and two executors as
-//! processes on loopback, over a warm store (a Delta table written as the collector writes it) on
-//! the moto S3 server, which every executor reads. The seeds' analyses give exactly the in-process answers
-//! over the same table; a bad statement is a clear error; an executor killed mid-query never
-//! gives a wrong answer (the statement runs again, or fails clearly).
+//! `query --cluster` and `query --cluster serve` on a real Ballista cluster: the project's
+//! scheduler and two executors as processes on loopback, over a warm store (a Delta table written
+//! as the collector writes it) on the moto S3 server, which every executor reads. The seeds'
+//! analyses give exactly the in-process answers over the same table, through the CLI and through
+//! psql and psycopg; a running server sees each new commit; a bad statement is a clear error; an
+//! executor killed mid-query never gives a wrong answer, to the CLI or to a server's client (the
+//! statement runs again, or fails clearly).
 #![allow(clippy::unwrap_used)]
 
 use chrono::{TimeZone, Utc};
@@ -233,7 +235,7 @@ fn wait_until_ready(cluster: &Cluster, store: &Store) {
         "the cluster's first answer",
         Duration::from_secs(90),
         || {
-            on_cluster(cluster, store, "SELECT 1 AS one")
+            on_cluster(cluster, store, "SELECT count(*) FROM logs")
                 .status
                 .success()
         },
@@ -303,6 +305,13 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
     // running when the scheduler drops the killed executor 10 s after the kill.
     let sql = "SELECT a.machine, count(*) AS n FROM logs a CROSS JOIN logs b \
                CROSS JOIN (SELECT * FROM logs LIMIT 300) c GROUP BY a.machine ORDER BY a.machine";
+    // The same statement through `query serve --cluster` at the same time.
+    let server = Serve::start(
+        &store.s3,
+        &["--cluster", &cluster.url, "--data", &store.url],
+    );
+    let mut through_server = psql_command(&server, &[sql]);
+    let served = std::thread::spawn(move || through_server.output().unwrap());
     let running = on_cluster_command(&cluster, &store, sql)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -312,9 +321,19 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
     cluster.executors[1].kill();
     let started = std::time::Instant::now();
     let ended = std::thread::spawn(move || running.wait_with_output().unwrap());
-    testkit::eventually("the query's end", Duration::from_secs(240), || {
-        ended.is_finished()
+    testkit::eventually("the statements' end", Duration::from_secs(300), || {
+        ended.is_finished() && served.is_finished()
     });
+    let served = served.join().unwrap();
+    let stdout = String::from_utf8_lossy(&served.stdout);
+    let stderr = String::from_utf8_lossy(&served.stderr);
+    eprintln!("served: {stdout}{stderr}\nserver: {}", server.log());
+    if stderr.is_empty() {
+        assert_eq!(stdout, "machine,n\nm1,12960000\nm2,12960000\nm3,12960000\n");
+    } else {
+        assert!(stderr.starts_with("ERROR:  "), "{stderr}");
+        assert!(stdout.is_empty(), "no partial answer: {stdout}");
+    }
     let output = ended.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -344,4 +363,173 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
         "SELECT count(*) AS n FROM logs",
     ));
     assert_eq!(counts, "n\n360\n");
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A running `query serve`, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Serve {
+    /// `query <args> serve` on a free loopback port, once it accepts connections.
+    fn start(s3: &S3Server, args: &[&str]) -> Serve {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = query_command(s3, args)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("QUERY_SERVE_PASSWORD", PASSWORD)
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        testkit::eventually("query serve listening", Duration::from_secs(60), || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "query serve exited ({status}): {}",
+                    std::fs::read_to_string(log.path()).unwrap()
+                );
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Serve { child, port, log }
+    }
+
+    fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=logs dbname=logs password='{PASSWORD}'",
+            self.port
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// psql (simple protocol) running `statements` on one session, CSV out, going on after errors.
+fn psql_command(server: &Serve, statements: &[&str]) -> Command {
+    let mut command = Command::new("psql");
+    command.args(["--csv", "-X", "-v", "ON_ERROR_STOP=0", &server.conninfo()]);
+    for sql in statements {
+        command.args(["-c", sql]);
+    }
+    command
+}
+
+/// Runs psql to its end (see [`psql_command`]).
+fn psql(server: &Serve, statements: &[&str]) -> Output {
+    psql_command(server, statements)
+        .output()
+        .expect("psql: run scripts/install-test-deps (Debian's postgresql-client)")
+}
+
+/// psycopg 3 (extended protocol, named prepared statements, server-side parameters) running
+/// `(sql, parameters)` on one session: one JSON line per statement.
+fn psycopg(server: &Serve, statements: &serde_json::Value) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut child = Command::new(format!("{root}/.cache/psycopg/bin/python"))
+        .arg(format!("{root}/query/tests/clients/psycopg_run.py"))
+        .arg(server.conninfo())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("psycopg: run scripts/install-test-deps");
+    use std::io::Write;
+    let input = serde_json::to_vec(statements).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    stdout_of(&child.wait_with_output().unwrap())
+}
+
+#[test]
+fn query_serve_on_the_cluster_answers_as_in_process_and_sees_each_new_commit() {
+    let store = Store::new();
+    let cluster = Cluster::start(&store.s3);
+    wait_until_ready(&cluster, &store);
+    let on_cluster = Serve::start(
+        &store.s3,
+        &["--cluster", &cluster.url, "--data", &store.url],
+    );
+    let in_process = Serve::start(&store.s3, &["--data", store.local()]);
+
+    // Simple protocol: every analysis answers as the in-process server does, row for row.
+    for sql in ANALYSES {
+        let there = stdout_of(&psql(&on_cluster, &[sql]));
+        let here = stdout_of(&psql(&in_process, &[sql]));
+        assert_eq!(there, here, "{sql}");
+        assert!(here.lines().count() > 1, "{sql} answers something: {here}");
+    }
+    // Extended protocol with parameters, as drivers send it.
+    let prepared = serde_json::json!([
+        [
+            "SELECT cluster, count(*) AS n FROM logs WHERE machine = %s AND status = %s \
+          GROUP BY cluster",
+            ["m3", 404]
+        ],
+        [
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM logs WHERE date = %s",
+            ["2026-03-02"]
+        ],
+    ]);
+    assert_eq!(
+        psycopg(&on_cluster, &prepared),
+        "{\"columns\": [\"cluster\", \"n\"], \"rows\": [[\"west\", 24]]}\n\
+         {\"columns\": [\"n\", \"ids\"], \"rows\": [[180, 180]]}\n"
+    );
+    // The catalog a client browses is the server's own (run in the server, not the cluster).
+    let tables = psql(
+        &on_cluster,
+        &["SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"],
+    );
+    assert_eq!(stdout_of(&tables), "table_name\nlogs\n");
+
+    // Bad statements are PostgreSQL errors and the session goes on.
+    let session = psql(
+        &on_cluster,
+        &[
+            "SELECT nope FROM logs",
+            "DROP TABLE logs",
+            "SELECT count(*) AS n FROM logs",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&session.stderr);
+    assert!(
+        stderr.contains("nope") && stderr.contains("read-only"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&session.stdout), "n\n360\n");
+
+    // The collector commits a week more while the server runs: the next statement sees it.
+    let mut more = records();
+    for r in &mut more {
+        r.timestamp += chrono::Duration::days(7);
+    }
+    let before = testkit::files_under(store.local.path());
+    write_delta(store.local.path(), &more);
+    let mut new_files = testkit::files_under(store.local.path());
+    new_files.retain(|file| !before.contains(file));
+    // Data files first, then the commit that adds them, as the collector writes.
+    new_files.sort_by_key(|file| file.to_string_lossy().contains("_delta_log"));
+    store
+        .s3
+        .upload(store.local.path(), &new_files, "logs", "warm");
+    let counts = psql(
+        &on_cluster,
+        &["SELECT count(*) AS n, count(DISTINCT date) AS days FROM logs"],
+    );
+    assert_eq!(
+        stdout_of(&counts),
+        "n,days\n720,4\n",
+        "{}",
+        on_cluster.log()
+    );
 }

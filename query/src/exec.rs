@@ -188,16 +188,6 @@ pub(crate) async fn execute(
         .await
         .map_err(|error| anyhow!("SQL error: {error}"))?;
     check_plan(&plan)?;
-    if let Some(watch) = ctx
-        .state()
-        .config()
-        .get_extension::<crate::cluster::ExecutorWatch>()
-    {
-        return Ok(Running {
-            rows: watch.run(ctx, plan).await?,
-            _progress: ScanProgress::start(bytes_read),
-        });
-    }
     let frame = ctx
         .execute_logical_plan(plan)
         .await

@@ -33,7 +33,7 @@ mod visible_files;
 use anyhow::{Context, bail};
 use cli::{Cli, Command};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sources::Source;
 use std::sync::Arc;
@@ -65,11 +65,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         bail!("--format parquet writes one result to --output: give the statement as an argument");
     }
     if let Some(Command::Serve(args)) = &cli.command {
-        if cli.cluster.is_some() {
-            bail!(
-                "query serve --cluster is not built yet: a cluster session reads the table version of its start, and a server must follow new commits; run query serve in-process"
-            );
-        }
         serve::init_log();
         let (ctx, _) = session(&cli, range, false).await?;
         serve::run(ctx, args).await?;
@@ -134,8 +129,10 @@ pub async fn session(
         cli.data.clone()
     };
     let bytes_read = Arc::new(AtomicU64::new(0));
+    let (config, runtime) = local_settings(cli)?;
     if let Some(cluster_url) = &cli.cluster {
-        return Ok((cluster::session(cluster_url, &sources).await?, bytes_read));
+        let ctx = cluster::session(cluster_url, &sources, config, runtime).await?;
+        return Ok((ctx, bytes_read));
     }
     let mut opened = Vec::new();
     for text in &sources {
@@ -158,6 +155,14 @@ pub async fn session(
         };
         opened.push(sources::open(&source, &bytes_read)?);
     }
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_udwf(log_pattern::udwf());
+    tables::register(&ctx, opened).await?;
+    Ok((ctx, bytes_read))
+}
+
+/// The settings statements run with in this process: DataFusion's, and the memory pool.
+fn local_settings(cli: &Cli) -> anyhow::Result<(SessionConfig, Arc<RuntimeEnv>)> {
     // DataFusion settings can be tuned with DATAFUSION_* variables (e.g.
     // DATAFUSION_EXECUTION_TARGET_PARTITIONS); statements cannot change them (SET is refused).
     let mut config = SessionConfig::from_env().context("a DATAFUSION_* variable")?;
@@ -181,8 +186,5 @@ pub async fn session(
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
         .with_memory_limit(usize::try_from(memory_limit).unwrap_or(usize::MAX), 1.0)
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config.with_information_schema(true), runtime);
-    ctx.register_udwf(log_pattern::udwf());
-    tables::register(&ctx, opened).await?;
-    Ok((ctx, bytes_read))
+    Ok((config.with_information_schema(true), runtime))
 }

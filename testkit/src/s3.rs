@@ -75,14 +75,20 @@ impl S3Server {
     /// creating the bucket; returns that URL.
     pub fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) -> String {
         self.create_bucket(bucket);
-        for file in crate::files_under(dir) {
+        self.upload(dir, &crate::files_under(dir), bucket, prefix);
+        format!("s3://{bucket}/{prefix}")
+    }
+
+    /// Uploads `files` (under `dir`) to `s3://bucket/prefix/` at their paths relative to `dir`,
+    /// in the order given (a Delta commit's data files before its log entry). Keys must be new.
+    pub fn upload(&self, dir: &Path, files: &[std::path::PathBuf], bucket: &str, prefix: &str) {
+        for file in files {
             let key = file.strip_prefix(dir).unwrap().to_string_lossy();
             self.put(
                 &format!("{bucket}/{prefix}/{key}"),
-                std::fs::read(&file).unwrap(),
+                std::fs::read(file).unwrap(),
             );
         }
-        format!("s3://{bucket}/{prefix}")
     }
 
     /// The `AWS_*` variables that point a client at this server.

@@ -15,7 +15,8 @@
 //! fetches results only from a finished job. Any executor of the first set missing from the
 //! second means the job may have been re-run in part: its answer is dropped.
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
+use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -27,10 +28,9 @@ use std::time::Duration;
 /// Times a statement is run when executors are lost during it.
 const ATTEMPTS: usize = 2;
 
-/// The scheduler's list of executors, kept in the session's configuration (an extension) so that
-/// running a statement finds it.
+/// The scheduler's list of executors, read around each statement the cluster runs.
 #[derive(Debug)]
-pub struct ExecutorWatch {
+pub(crate) struct ExecutorWatch {
     executors_url: String,
     http: reqwest::Client,
 }
@@ -51,7 +51,7 @@ impl ExecutorWatch {
     }
 
     /// The ids of the executors the scheduler holds now.
-    async fn executors(&self) -> anyhow::Result<BTreeSet<String>> {
+    pub(crate) async fn executors(&self) -> anyhow::Result<BTreeSet<String>> {
         let cannot = || {
             format!(
                 "cannot list the cluster's executors at {} (needed to tell a complete answer \
@@ -77,41 +77,39 @@ impl ExecutorWatch {
     }
 
     /// Runs `plan` on the cluster until an attempt ends with every executor it started with still
-    /// there; its rows are returned as a stream that begins with the first batch.
+    /// there; its rows are returned as a stream that begins with the first batch. Errors are the
+    /// cluster's, as they came.
     pub(crate) async fn run(
         &self,
         ctx: &SessionContext,
         plan: LogicalPlan,
-    ) -> anyhow::Result<SendableRecordBatchStream> {
+    ) -> Result<SendableRecordBatchStream> {
+        let listed = |listing: anyhow::Result<BTreeSet<String>>| {
+            listing.map_err(|error| DataFusionError::Execution(format!("{error:#}")))
+        };
         let mut attempt = 1;
         loop {
-            let before = self.executors().await?;
+            let before = listed(self.executors().await)?;
             if before.is_empty() {
-                bail!("the cluster has no executor: start query-executor processes");
+                return exec_err!("the cluster has no executor: start query-executor processes");
             }
-            let frame = ctx
+            let mut rows = ctx
                 .execute_logical_plan(plan.clone())
-                .await
-                .map_err(|error| anyhow!("SQL error: {error}"))?;
-            let mut rows = frame
+                .await?
                 .execute_stream()
-                .await
-                .map_err(|error| anyhow!("query failed: {error}"))?;
+                .await?;
             // The job has ended when the first batch, the end or an error comes.
             let first = rows.next().await;
-            let after = self.executors().await?;
+            let after = listed(self.executors().await)?;
             let lost: Vec<&String> = before.difference(&after).collect();
             if lost.is_empty() {
-                let first = match first {
-                    Some(Err(error)) => bail!("query failed: {error}"),
-                    other => other,
-                };
+                let first = first.transpose()?;
                 let schema = rows.schema();
-                let all = futures::stream::iter(first).chain(rows);
+                let all = futures::stream::iter(first.map(Ok)).chain(rows);
                 return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, all)));
             }
             if attempt == ATTEMPTS {
-                bail!(
+                return exec_err!(
                     "executors {lost:?} were lost while the statement ran ({ATTEMPTS} attempts): \
                      its answer could be wrong and is not shown; run it again when the cluster is \
                      steady"

@@ -49,13 +49,13 @@ pub(crate) struct FileListing {
 }
 
 impl FileListing {
-    /// The active files of the newest version of the Delta table at `url`.
-    pub(crate) async fn of_table(url: &url::Url) -> anyhow::Result<FileListing> {
+    /// The active files of the version `table` (the Delta table at `url`) has loaded.
+    pub(crate) async fn of_loaded(
+        table: &deltalake::DeltaTable,
+        url: &url::Url,
+    ) -> anyhow::Result<FileListing> {
         use anyhow::Context;
         use futures::TryStreamExt;
-        let table = deltalake::DeltaTable::try_from_url(url.clone())
-            .await
-            .with_context(|| format!("{url}: opening the Delta table"))?;
         let version = table.version().unwrap_or_default();
         let snapshot = table.snapshot()?.snapshot().clone();
         // Paths in the log are relative to the table; the scan wants them relative to the store.
