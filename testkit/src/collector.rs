@@ -87,6 +87,11 @@ impl Collector {
         self.process.exited()
     }
 
+    /// CPU time it has used so far (see [`Spawned::cpu_time`]).
+    pub fn cpu_time(&self) -> std::time::Duration {
+        self.process.cpu_time()
+    }
+
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.process.terminate()
