@@ -203,6 +203,7 @@ const ANALYSES: &[&str] = &[
      GROUP BY machine ORDER BY machine",
     "SELECT id, \"timestamp\", status FROM logs WHERE machine = 'm2' AND date = '2026-03-02' \
      AND hour = '01' ORDER BY \"timestamp\"",
+    "SELECT count(*) AS n, max(seq) AS last FROM logs WHERE date = '2030-01-01'",
     "SELECT cluster, pattern, count(*) AS n FROM (SELECT cluster, log_pattern(message) OVER \
      (PARTITION BY cluster ORDER BY \"timestamp\", machine, seq) AS pattern FROM logs) \
      GROUP BY cluster, pattern ORDER BY cluster, pattern",

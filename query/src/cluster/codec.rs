@@ -1,11 +1,9 @@
 //! How a plan over the warm store crosses from `query` to the Ballista scheduler: Ballista's own
 //! logical codec for everything, plus the one table provider it cannot know, the
-//! [`FileListingTable`] (encoded as its listing, JSON behind a tag; the client's
-//! [`LatestListing`] is encoded as the listing it holds, and decoded as a `FileListingTable`). The client, the project's
+//! [`FileListingTable`] (encoded as its listing, JSON behind a tag). The client, the project's
 //! scheduler and its executors all install this codec.
 
 use super::file_listing::{FileListing, FileListingTable};
-use super::latest_listing::LatestListing;
 use ballista_core::serde::BallistaLogicalExtensionCodec;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -63,18 +61,13 @@ impl LogicalExtensionCodec for LogsCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let listing = if let Some(table) = node.downcast_ref::<FileListingTable>() {
-            Arc::new(table.listing().clone())
-        } else if let Some(latest) = node.downcast_ref::<LatestListing>() {
-            // The listing its refresh before this statement loaded (`latest_listing.rs`).
-            latest.current()
-        } else {
+        let Some(table) = node.downcast_ref::<FileListingTable>() else {
             return self
                 .ballista
                 .try_encode_table_provider(table_ref, node, buf);
         };
         buf.extend_from_slice(TAG);
-        serde_json::to_writer(&mut *buf, listing.as_ref()).map_err(|e| {
+        serde_json::to_writer(&mut *buf, table.listing()).map_err(|e| {
             DataFusionError::Internal(format!("encoding the file listing of {table_ref}: {e}"))
         })
     }

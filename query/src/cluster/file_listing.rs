@@ -19,6 +19,7 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
 use logrecord::layout::Hour;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -93,7 +94,7 @@ impl FileListing {
     }
 }
 
-fn partition_fields() -> Vec<FieldRef> {
+pub(crate) fn partition_fields() -> Vec<FieldRef> {
     PARTITIONS
         .iter()
         .map(|name| Arc::new(Field::new(*name, DataType::Utf8, false)))
@@ -145,6 +146,15 @@ impl TableProvider for FileListingTable {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.listing.files.is_empty() {
+            // No partition to read (a statement's filters left none): one empty partition, as a
+            // plan with no partitions would be a stage with no tasks.
+            let schema = match projection {
+                Some(columns) => Arc::new(self.schema.project(columns)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
         let store = ObjectStoreUrl::parse(&self.listing.store)?;
         let table_schema = TableSchema::builder(crate::tables::warm_file_schema())
             .with_table_partition_cols(partition_fields())

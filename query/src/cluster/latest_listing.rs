@@ -2,31 +2,31 @@
 //! or `query serve` running for weeks) must not answer from the table version it started with:
 //! before each statement is sent to the cluster its listing is brought up to the table's newest
 //! version (an incremental read of the Delta log: only the commits made since), and the plan
-//! carries the listing current when it is sent (`codec.rs`). A statement therefore sees every
+//! carries that listing in place of this table (`planner.rs`). A statement therefore sees every
 //! commit made before it started, and one version from start to end, whichever protocol
 //! planned it: a statement prepared long ago is listed when it runs, not when it was prepared.
 
 use super::file_listing::{FileListing, FileListingTable};
+use super::partition_pruning::partition_filter;
 use anyhow::Context;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::Result;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The listing of the newest version of the warm store's Delta table.
 #[derive(Debug)]
 pub(crate) struct LatestListing {
     url: url::Url,
     schema: SchemaRef,
-    /// The table, locked while its log is read so that one statement refreshes at a time.
-    table: tokio::sync::Mutex<DeltaTable>,
-    /// The listing of the version loaded last, for the synchronous calls of encoding a plan.
-    current: Mutex<Arc<FileListing>>,
+    /// The table and the listing of the version it has loaded, locked while the log is read so
+    /// that one statement refreshes at a time.
+    loaded: tokio::sync::Mutex<(DeltaTable, Arc<FileListing>)>,
 }
 
 impl LatestListing {
@@ -40,37 +40,23 @@ impl LatestListing {
         Ok(LatestListing {
             url,
             schema,
-            table: tokio::sync::Mutex::new(table),
-            current: Mutex::new(Arc::new(listing)),
+            loaded: tokio::sync::Mutex::new((table, Arc::new(listing))),
         })
     }
 
-    /// The listing loaded last.
-    pub(crate) fn current(&self) -> Arc<FileListing> {
-        // A poisoned lock still holds a whole listing: the writer only swaps an Arc.
-        self.current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Reads the commits made since the version loaded and lists the newest version's files.
+    /// Reads the commits made since the version loaded; the newest version's listing.
     pub(crate) async fn refresh(&self) -> anyhow::Result<Arc<FileListing>> {
-        let mut table = self.table.lock().await;
+        let mut loaded = self.loaded.lock().await;
+        let (table, listing) = &mut *loaded;
         let before = table.version();
         table
             .update_incremental(None)
             .await
             .with_context(|| format!("{}: reading the Delta log", self.url))?;
-        if table.version() == before {
-            return Ok(self.current());
+        if table.version() != before {
+            *listing = Arc::new(FileListing::of_loaded(table, &self.url).await?);
         }
-        let listing = Arc::new(FileListing::of_loaded(&table, &self.url).await?);
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = listing.clone();
-        Ok(listing)
+        Ok(listing.clone())
     }
 }
 
@@ -84,8 +70,26 @@ impl TableProvider for LatestListing {
         TableType::Base
     }
 
-    /// Plans that read this table run on the cluster (`planner.rs`); a scan here, in the
-    /// client, reads the same files.
+    /// Filters on `date`, `hour` and `cluster` reach the scan, where they prune the listing sent
+    /// to the cluster (`partition_pruning.rs`); they are still applied to the rows.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if partition_filter(filter) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    /// Plans that read this table run on the cluster, over a listing put in its place
+    /// (`planner.rs`); a scan here, in the client, reads the same files.
     async fn scan(
         &self,
         state: &dyn Session,
@@ -93,7 +97,8 @@ impl TableProvider for LatestListing {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        FileListingTable::new(self.current().as_ref().clone())
+        let listing = self.loaded.lock().await.1.clone();
+        FileListingTable::new(listing.as_ref().clone())
             .scan(state, projection, filters, limit)
             .await
     }

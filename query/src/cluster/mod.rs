@@ -4,12 +4,14 @@
 //! functions ([`scalar_functions`], [`window_functions`]) and codec ([`LogsCodec`]) installed on
 //! every one of them, and S3 settings from the usual `AWS_*` variables. The warm store's table
 //! reaches them as a plain listing of its active files (`file_listing.rs` says why), brought to
-//! the table's newest version before each statement (`latest_listing.rs`).
+//! the table's newest version before each statement (`latest_listing.rs`) and cut to the
+//! partitions the statement reads (`partition_pruning.rs`).
 //!
 //! | stage | file |
 //! |---|---|
 //! | statement -> cluster (reads `logs`) or client (catalog) | `planner.rs` |
 //! | Delta table -> listing of its newest version | `latest_listing.rs`, `file_listing.rs` |
+//! | listing -> the files the statement's partition filters leave | `partition_pruning.rs` |
 //! | listing -> plan sent to the scheduler | `codec.rs` |
 //! | job -> rows, only if no executor was lost meanwhile | `executor_watch.rs` |
 
@@ -17,6 +19,7 @@ mod codec;
 mod executor_watch;
 mod file_listing;
 mod latest_listing;
+mod partition_pruning;
 mod planner;
 
 pub use codec::LogsCodec;

@@ -4,17 +4,20 @@
 //! (Ballista's own planner does the same for `information_schema`). It is the session's query
 //! planner, so every way a statement can come (the CLI, its prompt, `query serve`'s simple and
 //! extended protocols, cursors) takes the same path: the listing brought up to the table's newest
-//! version (`latest_listing.rs`), then the plan sent to the scheduler under the executor watch
+//! version (`latest_listing.rs`) and pruned by the statement's partition filters
+//! (`partition_pruning.rs`), then the plan sent to the scheduler under the executor watch
 //! (`executor_watch.rs`). The client only receives the rows.
 
 use super::executor_watch::ExecutorWatch;
+use super::file_listing::{FileListing, FileListingTable};
 use super::latest_listing::LatestListing;
+use super::partition_pruning::pruned;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
-use datafusion::datasource::source_as_provider;
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
@@ -66,6 +69,26 @@ fn reads_the_store(plan: &LogicalPlan) -> Result<bool> {
     Ok(found)
 }
 
+/// `plan` with every scan of the store reading `listing`, pruned by the scan's partition
+/// filters (`partition_pruning.rs`): the plain listing the cluster can decode (`codec.rs`).
+fn with_listing(plan: LogicalPlan, listing: &FileListing) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        let LogicalPlan::TableScan(mut scan) = node else {
+            return Ok(Transformed::no(node));
+        };
+        if source_as_provider(&scan.source)?
+            .downcast_ref::<LatestListing>()
+            .is_none()
+        {
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        }
+        let files = pruned(listing, &scan.table_name, &scan.filters)?;
+        scan.source = provider_as_source(Arc::new(FileListingTable::new(files)));
+        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+    })
+    .data()
+}
+
 #[async_trait]
 impl QueryPlanner for ClusterPlanner {
     async fn create_physical_plan(
@@ -112,11 +135,12 @@ impl PartitionStream for OnCluster {
         let cluster = self.cluster.clone();
         let plan = self.plan.clone();
         let rows = async move {
-            cluster
+            let listing = cluster
                 .listing
                 .refresh()
                 .await
                 .map_err(|error| DataFusionError::Execution(format!("{error:#}")))?;
+            let plan = with_listing(plan, &listing)?;
             cluster.watch.run(&cluster.remote, plan).await
         };
         Box::pin(RecordBatchStreamAdapter::new(
