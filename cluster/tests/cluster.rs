@@ -265,6 +265,18 @@ fn the_cluster_answers_every_analysis_exactly_as_query_in_process() {
         "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM logs",
     ));
     assert_eq!(counts, "n,ids\n360,360\n");
+    // A one-hour lookup sends the cluster that hour's files only (both clusters'), not the table's.
+    let explained = stdout_of(&on_cluster(
+        &cluster,
+        &store,
+        "EXPLAIN SELECT count(*) FROM logs WHERE date = '2026-03-02' AND hour = '01'",
+    ));
+    for wanted in ["hour=01/cluster=east", "hour=01/cluster=west"] {
+        assert!(explained.contains(wanted), "{wanted}: {explained}");
+    }
+    for pruned in ["date=2026-03-01", "hour=00", "hour=02"] {
+        assert!(!explained.contains(pruned), "{pruned}: {explained}");
+    }
 }
 
 #[test]
