@@ -63,7 +63,8 @@ pub(crate) fn pruned(
         .files
         .iter()
         .zip(keep)
-        .filter_map(|(file, kept)| kept.then(|| file.clone()))
+        .filter(|(_, kept)| *kept)
+        .map(|(file, _)| file.clone())
         .collect();
     Ok(FileListing {
         store: listing.store.clone(),
