@@ -20,7 +20,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, TableScan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -52,14 +52,18 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Whether `scan` reads the warm store's listing.
+fn scans_the_store(scan: &TableScan) -> bool {
+    source_as_provider(&scan.source)
+        .is_ok_and(|provider| provider.downcast_ref::<LatestListing>().is_some())
+}
+
 /// Whether `plan` (subqueries included) reads the warm store's listing.
 fn reads_the_store(plan: &LogicalPlan) -> Result<bool> {
     let mut found = false;
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
-            && source_as_provider(&scan.source)?
-                .downcast_ref::<LatestListing>()
-                .is_some()
+            && scans_the_store(scan)
         {
             found = true;
             return Ok(TreeNodeRecursion::Stop);
@@ -76,10 +80,7 @@ fn with_listing(plan: LogicalPlan, listing: &FileListing) -> Result<LogicalPlan>
         let LogicalPlan::TableScan(mut scan) = node else {
             return Ok(Transformed::no(node));
         };
-        if source_as_provider(&scan.source)?
-            .downcast_ref::<LatestListing>()
-            .is_none()
-        {
+        if !scans_the_store(&scan) {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         }
         let files = pruned(listing, &scan.table_name, &scan.filters)?;
