@@ -79,10 +79,13 @@ impl S3Server {
         format!("s3://{bucket}/{prefix}")
     }
 
-    /// Uploads `files` (under `dir`) to `s3://bucket/prefix/` at their paths relative to `dir`,
-    /// in the order given (a Delta commit's data files before its log entry). Keys must be new.
+    /// Uploads `files` (under `dir`) to `s3://bucket/prefix/` at their paths relative to `dir`:
+    /// data files first, then `_delta_log/` entries, as a writer commits (a reader never meets a
+    /// commit whose files are missing). Keys must be new.
     pub fn upload(&self, dir: &Path, files: &[std::path::PathBuf], bucket: &str, prefix: &str) {
-        for file in files {
+        let mut files = files.to_vec();
+        files.sort_by_key(|file| file.components().any(|c| c.as_os_str() == "_delta_log"));
+        for file in &files {
             let key = file.strip_prefix(dir).unwrap().to_string_lossy();
             self.put(
                 &format!("{bucket}/{prefix}/{key}"),

@@ -61,6 +61,18 @@ async fn every_info_event_of_every_agent_is_stored_exactly_once() {
     );
 }
 
+/// Measures a process's CPU time over 10 s and asserts it stayed under 1% of a core.
+async fn assert_under_one_percent_of_a_core(what: &str, cpu_time: impl Fn() -> Duration) {
+    let window = Duration::from_secs(10);
+    let before = cpu_time();
+    tokio::time::sleep(window).await;
+    let used = cpu_time() - before;
+    assert!(
+        used < window / 100,
+        "{what} used {used:?} of CPU in {window:?}"
+    );
+}
+
 /// An agent runs on every host: with nothing to ship it must sleep, not spin. (Before: rdkafka's
 /// timed poll busy-waited its last millisecond 20 times a second, 1.8% of a core per agent in a
 /// release build; now 0.4% in this debug build, the shipper's wait growing to 400 ms when idle.)
@@ -73,14 +85,8 @@ async fn an_idle_shipping_agent_uses_under_one_percent_of_a_core() {
     let agent = Agent::shipping_to(&brokers, &topic, "west", "host-1", data.path());
     agent.load(20).await;
     agent.wait_until_shipped().await;
-    let window = Duration::from_secs(10);
-    let before = agent.cpu_time();
-    tokio::time::sleep(window).await;
-    let used = agent.cpu_time() - before;
-    assert!(
-        used < window / 100,
-        "an idle agent shipping to Kafka used {used:?} of CPU in {window:?}"
-    );
+    assert_under_one_percent_of_a_core("an idle agent shipping to Kafka", || agent.cpu_time())
+        .await;
     assert_eq!(
         agent.scrape().await.value("agent_shipper_pending_events"),
         0.0,
@@ -105,14 +111,7 @@ async fn an_idle_collector_uses_under_one_percent_of_a_core() {
         Duration::from_secs(30),
         || collector.stderr().matches("partition assigned").count() == 4,
     );
-    let window = Duration::from_secs(10);
-    let before = collector.cpu_time();
-    tokio::time::sleep(window).await;
-    let used = collector.cpu_time() - before;
-    assert!(
-        used < window / 100,
-        "an idle collector used {used:?} of CPU in {window:?}"
-    );
+    assert_under_one_percent_of_a_core("an idle collector", || collector.cpu_time()).await;
 }
 
 #[tokio::test]

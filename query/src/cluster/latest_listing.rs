@@ -12,7 +12,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::Result;
+use datafusion::common::{Result, internal_err};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -88,18 +88,15 @@ impl TableProvider for LatestListing {
             .collect())
     }
 
-    /// Plans that read this table run on the cluster, over a listing put in its place
-    /// (`planner.rs`); a scan here, in the client, reads the same files.
+    /// Never planned in the client: the session's planner sends every plan that reads this
+    /// table to the cluster, with a listing in its place (`planner.rs`).
     async fn scan(
         &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let listing = self.loaded.lock().await.1.clone();
-        FileListingTable::new(listing.as_ref().clone())
-            .scan(state, projection, filters, limit)
-            .await
+        internal_err!("the warm store on a cluster is read by the cluster, not in the client")
     }
 }
