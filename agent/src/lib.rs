@@ -65,12 +65,13 @@ pub async fn run(
         limit.spawn_cleanup(shutdown.clone());
     }
     let faults = fault::Faults::new();
-    let app = http::router(AppState {
+    let app = http::router(AppState::new(http::SharedState {
         store: Arc::clone(&store),
         rate_limit,
         faults: Arc::clone(&faults),
         held: http::wait_for_change::HeldRequests::new(config.wait_for_change, shutdown.clone()),
-    });
+        request_log: telemetry.request_log.clone(),
+    }));
     let listeners = Listeners::bind(&config, telemetry.prometheus.as_ref(), faults).await?;
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
 

@@ -2,7 +2,7 @@
 //! event at `--log-level` and above) and a short human log on stderr.
 
 use crate::config::Config;
-use crate::logs::to_file::{FileLayer, FileWriter};
+use crate::logs::to_file::{FileLayer, FileWriter, REQUEST_TARGET, RequestLog};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
@@ -27,6 +27,8 @@ pub struct Telemetry {
     pub prometheus: Option<PrometheusHandle>,
     /// Count of events the log writer dropped (full queue or failed write).
     pub log_dropped: crate::logs::to_file::DroppedLines,
+    /// Where request events go; `None` when `--log-level` leaves them out.
+    pub(crate) request_log: Option<RequestLog>,
     log_writer: FileWriter,
 }
 
@@ -60,6 +62,9 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
             )
         },
     );
+    let request_log = file_filter
+        .would_enable(REQUEST_TARGET, &tracing::Level::INFO)
+        .then(|| file_layer.request_log());
     // stderr is for people starting the agent: lifecycle and problems, not one line per request.
     // RUST_LOG replaces this default.
     let console = service::console_log::layer("info,imds::request=off");
@@ -75,6 +80,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
     Ok(Telemetry {
         prometheus,
         log_dropped: log_writer.dropped.clone(),
+        request_log,
         log_writer,
     })
 }

@@ -11,6 +11,7 @@
 mod arrow_schema;
 pub mod durable;
 mod json_line;
+mod json_write;
 pub mod layout;
 mod level;
 pub mod lines_to_parquet;
@@ -130,15 +131,6 @@ pub struct LogRecordRef<'a> {
     pub fields: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
-impl LogRecordRef<'_> {
-    /// Appends the JSON line, newline included, to `out`.
-    pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        // Strings, numbers and a JSON map always serialize.
-        let _ = serde_json::to_writer(&mut *out, self);
-        out.push(b'\n');
-    }
-}
-
 impl Serialize for LogRecord {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.borrowed().serialize(serializer)
@@ -185,10 +177,10 @@ impl LogRecord {
 
     /// Serializes to one JSON line, newline included.
     pub fn to_json_line(&self) -> String {
-        // Serializing a struct of strings, numbers and a JSON map cannot fail.
-        let mut line = serde_json::to_string(self).unwrap_or_default();
-        line.push('\n');
-        line
+        let mut line = Vec::new();
+        self.borrowed().write_json_line(&mut line);
+        // Only UTF-8 strings and ASCII went in.
+        String::from_utf8(line).unwrap_or_default()
     }
 
     /// The timestamp format of the wire form and of every printed timestamp: RFC 3339, UTC,

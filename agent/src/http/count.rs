@@ -7,6 +7,7 @@
 
 use super::query::ImdsQuery;
 use super::routes::caller_of;
+use crate::logs::to_file::{RequestEvent, RequestLog};
 use crate::metrics::{
     REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES,
 };
@@ -41,19 +42,27 @@ pub(crate) fn endpoint_of(path: &str) -> &'static str {
 }
 
 /// The count stage around `inner` (the rest of the request's way to its answer).
-pub(crate) async fn observe<F, Fut>(mut request: Request, inner: F) -> Response
+pub(crate) async fn observe<F, Fut>(
+    mut request: Request,
+    request_log: Option<&RequestLog>,
+    inner: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
     let start = Instant::now();
-    let endpoint = endpoint_of(request.uri().path());
-    let query = ImdsQuery::parse(request.uri().query());
+    // Shares the request's bytes (no copy): the event's path is read from it after the answer.
+    let uri = request.uri().clone();
+    let endpoint = endpoint_of(uri.path());
+    let query = ImdsQuery::parse(uri.query());
     let (api_version_label, format_label) = (query.api_version_label(), query.format_label());
-    let api_version_raw = query.api_version_raw().map(str::to_owned);
+    let api_version_raw = match request_log {
+        Some(_) => query.api_version_raw().map(str::to_owned),
+        None => None,
+    };
     let held = query.waits_for_change();
     let method = request.method().clone();
-    let path = super::truncate(request.uri().path(), MAX_LOGGED_PATH).to_owned();
     let caller = caller_of(&request);
     request.extensions_mut().insert(query);
 
@@ -61,11 +70,11 @@ where
     let mut response = inner(request).await;
     let latency = start.elapsed();
 
-    // Formatted once, on the stack, for the header and the log event.
+    let request_id = uuid::Uuid::new_v4();
+    // Formatted once, on the stack.
     let mut id_text = uuid::Uuid::encode_buffer();
-    let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id_text);
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(request_id) {
+    if let Ok(id) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut id_text)) {
         headers.insert(REQUEST_ID, id);
     }
     headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
@@ -79,19 +88,19 @@ where
         (!held).then_some(latency),
         bytes,
     );
-    tracing::info!(
-        target: "imds::request",
-        request_id,
-        method = %method,
-        path = %path,
-        api_version = api_version_raw,
-        format = format_label,
-        status = status.as_u16(),
-        latency_us = latency.as_micros() as u64,
-        response_bytes = bytes,
-        caller = %caller,
-        "request served"
-    );
+    if let Some(log) = request_log {
+        log.write(&RequestEvent {
+            request_id,
+            method: method.as_str(),
+            path: super::truncate(uri.path(), MAX_LOGGED_PATH),
+            api_version: api_version_raw.as_deref(),
+            format: format_label,
+            status: status.as_u16(),
+            latency_us: latency.as_micros() as u64,
+            response_bytes: bytes,
+            caller,
+        });
+    }
     response
 }
 

@@ -2,7 +2,7 @@
 //! (`X-Forwarded-For`), then the per-caller rate limit, then the `Metadata: true` header on
 //! `/metadata/*`.
 
-use super::AppState;
+use super::SharedState;
 use super::error::ApiError;
 use super::routes::caller_of;
 use crate::metrics::THROTTLED_REQUESTS_TOTAL;
@@ -58,7 +58,7 @@ impl RateLimit {
 }
 
 /// The checks: `Err` is the answer to send instead of the route's.
-pub(crate) fn admit(state: &AppState, request: &Request) -> Result<(), ApiError> {
+pub(crate) fn admit(state: &SharedState, request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
     if headers.contains_key("x-forwarded-for") {
         return Err(ApiError::ForwardedFor);

@@ -26,9 +26,29 @@ use axum::routing::{any, get};
 use guard::RateLimit;
 use std::sync::Arc;
 
-/// What the handlers share.
+/// What the handlers share, behind one `Arc`: axum clones the state for every request (each
+/// `State` extractor), and cloning five shared parts one by one showed in the request path's
+/// profile (BENCHMARKS.md).
 #[derive(Debug, Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<SharedState>);
+
+impl AppState {
+    pub(crate) fn new(shared: SharedState) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub(crate) struct SharedState {
     pub store: Arc<MetadataStore>,
     /// `None` when the rate limit is off.
     pub rate_limit: Option<Arc<RateLimit>>,
@@ -36,6 +56,8 @@ pub(crate) struct AppState {
     pub faults: Arc<Faults>,
     /// Bounds of held `wait-for-change` requests, and the shutdown that releases them.
     pub held: Arc<wait_for_change::HeldRequests>,
+    /// Where each request's INFO event is written; `None` when the log level leaves it out.
+    pub request_log: Option<crate::logs::to_file::RequestLog>,
 }
 
 /// The metadata API router, every layer included.
@@ -76,11 +98,12 @@ pub(crate) fn router(state: AppState) -> Router {
 /// and the service inside it for every request, which showed in the request path's profile
 /// (BENCHMARKS.md).
 async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    count::observe(request, |request| async move {
+    let state = &*state;
+    count::observe(request, state.request_log.as_ref(), |request| async move {
         if let Some(injected) = fault::inject(&state.faults).await {
             return injected;
         }
-        match guard::admit(&state, &request) {
+        match guard::admit(state, &request) {
             Ok(()) => next.run(request).await,
             Err(error) => error.into_response(),
         }

@@ -37,10 +37,96 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// The layer writing [`LogRecord`] lines.
 #[derive(Debug)]
 pub(crate) struct FileLayer {
+    lines: LineSink,
+}
+
+/// The way into the file both the tracing layer and [`RequestLog`] take: the host identity every
+/// line carries, the queue, and the per-level event counters.
+#[derive(Debug, Clone)]
+struct LineSink {
     writer: LogQueue,
-    cluster: String,
-    machine: String,
+    cluster: Arc<str>,
+    machine: Arc<str>,
     events: [metrics::Counter; 5],
+}
+
+/// Room for a request event's line (about 330 bytes) without growing.
+const LINE_CAPACITY: usize = 512;
+
+impl LineSink {
+    /// Queues `record`'s line; a full queue drops it and counts it.
+    fn send(&self, record: &LogRecordRef<'_>) {
+        // The queued line is written in place: one allocation, no copy.
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        record.write_json_line(&mut line);
+        self.writer.send(line);
+        self.events[record.level as usize].increment(1);
+    }
+}
+
+/// Writes the one INFO event of each metadata request (target `imds::request`) straight into the
+/// local log, without going through tracing: the request path's profile showed tracing's dispatch,
+/// the field visitor's name matching and the formatting of each field into text as most of what
+/// the request event cost (BENCHMARKS.md). The line is the same record the layer writes for any
+/// other event, through the same queue, so `seq`, drops and the per-level counters are shared.
+/// It bypasses the stderr log, which leaves request events out anyway.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestLog {
+    lines: LineSink,
+}
+
+/// What a request event says, borrowed from the request and its response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestEvent<'a> {
+    /// The response's `x-ms-request-id`.
+    pub request_id: uuid::Uuid,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// As the caller sent it, when it did.
+    pub api_version: Option<&'a str>,
+    pub format: &'a str,
+    pub status: u16,
+    pub latency_us: u64,
+    pub response_bytes: u64,
+    pub caller: std::net::IpAddr,
+}
+
+/// The request event's target and message.
+pub(crate) const REQUEST_TARGET: &str = "imds::request";
+const REQUEST_MESSAGE: &str = "request served";
+
+impl RequestLog {
+    pub(crate) fn write(&self, event: &RequestEvent<'_>) {
+        // An IPv6 address is at most 45 characters (IPv4-mapped, with a zone-less tail).
+        let mut caller = [0u8; 48];
+        let caller_len = {
+            let mut cursor = std::io::Cursor::new(&mut caller[..]);
+            let _ = write!(cursor, "{}", event.caller);
+            cursor.position() as usize
+        };
+        let record = LogRecordRef {
+            id: uuid::Uuid::now_v7(),
+            // Stamped by the writer thread (SequencingWriter).
+            seq: 0,
+            timestamp: LogRecord::truncate_timestamp(Utc::now()),
+            level: Level::Info,
+            target: REQUEST_TARGET,
+            message: REQUEST_MESSAGE,
+            cluster: &self.lines.cluster,
+            machine: &self.lines.machine,
+            request_id: Some(event.request_id),
+            method: Some(event.method),
+            path: Some(event.path),
+            api_version: event.api_version,
+            format: Some(event.format),
+            status: Some(event.status),
+            latency_us: Some(event.latency_us),
+            response_bytes: Some(event.response_bytes),
+            caller: std::str::from_utf8(&caller[..caller_len]).ok(),
+            fields: None,
+        };
+        self.lines.send(&record);
+    }
 }
 
 /// The writer's handles: keep the guard alive until exit (dropping it flushes the file), read
@@ -88,43 +174,42 @@ impl FileLayer {
         let events =
             Level::ALL.map(|level| metrics::counter!(LOG_EVENTS_TOTAL, "level" => level.as_str()));
         let layer = FileLayer {
-            writer,
-            cluster: cluster.to_owned(),
-            machine: machine.to_owned(),
-            events,
+            lines: LineSink {
+                writer,
+                cluster: cluster.into(),
+                machine: machine.into(),
+                events,
+            },
         };
         Ok((layer, FileWriter { guard, dropped }))
+    }
+
+    /// The direct way in for request events (see [`RequestLog`]).
+    pub(crate) fn request_log(&self) -> RequestLog {
+        RequestLog {
+            lines: self.lines.clone(),
+        }
     }
 }
 
 impl<S: Subscriber> Layer<S> for FileLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        // Every request logs one event: the visitor's strings and the line are scratch space kept
-        // per thread and reused, so writing a line costs one allocation (the queued copy).
+        // The visitor's strings are scratch space kept per thread and reused, so writing a line
+        // costs one allocation (the queued line).
         thread_local! {
-            static SCRATCH: RefCell<(RecordVisitor, Vec<u8>)> = RefCell::default();
+            static SCRATCH: RefCell<RecordVisitor> = RefCell::default();
         }
         let level = level_of(*event.metadata().level());
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => {
-                let (visitor, line) = &mut *scratch;
-                self.write(event, level, visitor, line);
-            }
+            Ok(mut visitor) => self.write(event, level, &mut visitor),
             // An event logged while this thread writes one (nothing does today): fresh scratch.
-            Err(_) => self.write(event, level, &mut RecordVisitor::default(), &mut Vec::new()),
+            Err(_) => self.write(event, level, &mut RecordVisitor::default()),
         });
-        self.events[level as usize].increment(1);
     }
 }
 
 impl FileLayer {
-    fn write(
-        &self,
-        event: &Event<'_>,
-        level: Level,
-        visitor: &mut RecordVisitor,
-        line: &mut Vec<u8>,
-    ) {
+    fn write(&self, event: &Event<'_>, level: Level, visitor: &mut RecordVisitor) {
         visitor.clear();
         event.record(visitor);
         let record = LogRecordRef {
@@ -135,8 +220,8 @@ impl FileLayer {
             level,
             target: event.metadata().target(),
             message: &visitor.message,
-            cluster: &self.cluster,
-            machine: &self.machine,
+            cluster: &self.lines.cluster,
+            machine: &self.lines.machine,
             request_id: visitor.request_id,
             method: visitor.method.get(),
             path: visitor.path.get(),
@@ -148,10 +233,8 @@ impl FileLayer {
             caller: visitor.caller.get(),
             fields: (!visitor.fields.is_empty()).then_some(&visitor.fields),
         };
-        line.clear();
-        record.write_json_line(line);
-        // One message is one line; a full queue drops it and counts.
-        self.writer.send(line.clone());
+        // One message is one line.
+        self.lines.send(&record);
     }
 }
 
@@ -564,6 +647,79 @@ mod tests {
         );
         assert_eq!(debug.request_id, None);
         assert_ne!(records[0].id, records[1].id);
+    }
+
+    #[test]
+    fn request_events_written_directly_are_the_same_records_in_the_same_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
+        let requests = layer.request_log();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let request_id = uuid::Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before");
+            requests.write(&RequestEvent {
+                request_id,
+                method: "GET",
+                path: "/metadata/instance/compute/\"tag\"\n",
+                api_version: Some("2021-02-01"),
+                format: "text",
+                status: 200,
+                latency_us: 184,
+                response_bytes: 36,
+                caller: "::ffff:10.0.0.4"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .into(),
+            });
+            tracing::info!("after");
+        });
+        drop(writer.guard);
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let records: Vec<LogRecord> = text
+            .lines()
+            .map(|l| LogRecord::from_json_line(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.seq - records[0].seq)
+                .collect::<Vec<_>>(),
+            [0, 1, 2],
+            "one sequence, in the order written"
+        );
+        let request = &records[1];
+        let expected = LogRecord {
+            seq: request.seq,
+            id: request.id,
+            timestamp: request.timestamp,
+            level: Level::Info,
+            target: "imds::request".into(),
+            message: "request served".into(),
+            cluster: "west".into(),
+            machine: "host-1".into(),
+            request_id: Some(request_id),
+            method: Some("GET".into()),
+            path: Some("/metadata/instance/compute/\"tag\"\n".into()),
+            api_version: Some("2021-02-01".into()),
+            format: Some("text".into()),
+            status: Some(200),
+            latency_us: Some(184),
+            response_bytes: Some(36),
+            caller: Some("::ffff:10.0.0.4".into()),
+            fields: None,
+        };
+        assert_eq!(request, &expected);
+        assert_eq!(request.id.get_version_num(), 7);
+        assert!(
+            records[0].timestamp <= request.timestamp && request.timestamp <= records[2].timestamp
+        );
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Writes a [`LogRecordRef`] as its JSON line without serde's serializer: the agent writes one
+//! line per metadata request, and serde's generic machinery (a state per field, its string
+//! escaper taking every byte through a lookup) was the largest part of the request event's cost
+//! in the request path's profile (BENCHMARKS.md). The field names and their order are fixed, so
+//! the line is written straight out; strings are copied in runs between the bytes JSON must
+//! escape, which are escaped exactly as `serde_json` escapes them (a test compares the two).
+
+use crate::{LogRecordRef, timestamp_micros};
+
+impl LogRecordRef<'_> {
+    /// Appends the JSON line, newline included, to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"seq\":");
+        write_u64(out, self.seq);
+        out.extend_from_slice(b",\"id\":\"");
+        write_uuid(out, &self.id);
+        out.extend_from_slice(b"\",\"timestamp\":\"");
+        let mut stamp = [0u8; timestamp_micros::LEN];
+        // Digits and separators only: nothing to escape.
+        out.extend_from_slice(timestamp_micros::format(&self.timestamp, &mut stamp).as_bytes());
+        out.extend_from_slice(b"\",\"level\":\"");
+        out.extend_from_slice(self.level.as_str().as_bytes());
+        out.push(b'"');
+        string_field(out, "target", self.target);
+        string_field(out, "message", self.message);
+        string_field(out, "cluster", self.cluster);
+        string_field(out, "machine", self.machine);
+        if let Some(id) = &self.request_id {
+            out.extend_from_slice(b",\"request_id\":\"");
+            write_uuid(out, id);
+            out.push(b'"');
+        }
+        let optional_strings = [
+            ("method", self.method),
+            ("path", self.path),
+            ("api_version", self.api_version),
+            ("format", self.format),
+        ];
+        for (name, value) in optional_strings {
+            if let Some(value) = value {
+                string_field(out, name, value);
+            }
+        }
+        let numbers = [
+            ("status", self.status.map(u64::from)),
+            ("latency_us", self.latency_us),
+            ("response_bytes", self.response_bytes),
+        ];
+        for (name, value) in numbers {
+            if let Some(value) = value {
+                key(out, name);
+                write_u64(out, value);
+            }
+        }
+        if let Some(caller) = self.caller {
+            string_field(out, "caller", caller);
+        }
+        if let Some(fields) = self.fields {
+            key(out, "fields");
+            // A map of JSON values always serializes; the rare event with free fields keeps
+            // serde's writer for them.
+            let _ = serde_json::to_writer(&mut *out, fields);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `,"name":` (names are fixed ASCII without anything to escape).
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    key(out, name);
+    write_string(out, value);
+}
+
+fn write_u64(out: &mut Vec<u8>, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn write_uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
+    let mut text = uuid::Uuid::encode_buffer();
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+}
+
+/// A JSON string, quotes included, escaped as `serde_json` escapes: `"` and `\` with a
+/// backslash, the control characters with their short form or `\u00XX`, everything else
+/// (non-ASCII included) as it is.
+fn write_string(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    let bytes = value.as_bytes();
+    let mut run_start = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let short = match byte {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run_start..at]);
+        run_start = at + 1;
+        if short == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(short);
+        }
+    }
+    out.extend_from_slice(&bytes[run_start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::request_record;
+    use crate::{Level, LogRecordRef};
+    use chrono::{DateTime, Utc};
+
+    fn by_serde(record: &LogRecordRef<'_>) -> Vec<u8> {
+        let mut line = serde_json::to_vec(record).unwrap();
+        line.push(b'\n');
+        line
+    }
+
+    fn by_hand(record: &LogRecordRef<'_>) -> Vec<u8> {
+        let mut line = Vec::new();
+        record.write_json_line(&mut line);
+        line
+    }
+
+    #[test]
+    fn lines_are_byte_for_byte_what_serde_writes() {
+        let full = request_record();
+        let mut fields = serde_json::Map::new();
+        fields.insert("error".into(), "disk \"full\"\n".into());
+        fields.insert("attempt".into(), 3.into());
+        let awkward = [
+            "",
+            "plain",
+            "quote \" backslash \\ slash /",
+            "controls \u{0} \u{1} \u{8} \u{9} \u{a} \u{b} \u{c} \u{d} \u{1f} \u{7f}",
+            "non-ascii é ✓ 🦀 \u{2028} \u{2029} \u{fffd}",
+            "\"",
+            "ends with \\",
+        ];
+        for text in awkward {
+            let record = LogRecordRef {
+                seq: u64::MAX,
+                target: text,
+                message: text,
+                cluster: text,
+                machine: text,
+                method: Some(text),
+                path: Some(text),
+                api_version: Some(text),
+                format: Some(text),
+                caller: Some(text),
+                status: Some(u16::MAX),
+                latency_us: Some(0),
+                response_bytes: Some(1234567890),
+                fields: Some(&fields),
+                ..full.borrowed()
+            };
+            assert_eq!(
+                String::from_utf8(by_hand(&record)).unwrap(),
+                String::from_utf8(by_serde(&record)).unwrap(),
+                "{text:?}"
+            );
+        }
+        // Every optional field left out, another level and a time of day with leading zeros.
+        let bare = LogRecordRef {
+            seq: 0,
+            timestamp: DateTime::parse_from_rfc3339("2001-02-03T04:05:06.000007Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            level: Level::Warn,
+            request_id: None,
+            method: None,
+            path: None,
+            api_version: None,
+            format: None,
+            status: None,
+            latency_us: None,
+            response_bytes: None,
+            caller: None,
+            fields: None,
+            ..full.borrowed()
+        };
+        assert_eq!(by_hand(&bare), by_serde(&bare));
+        assert_eq!(by_hand(&full.borrowed()), by_serde(&full.borrowed()));
+    }
+}
