@@ -108,5 +108,7 @@ fn scrape_time_values(
             ::metrics::gauge!(metrics::METADATA_AGE_SECONDS).set(age.as_secs_f64());
         }
         ::metrics::counter!(metrics::LOG_DROPPED_EVENTS_TOTAL).absolute(dropped.dropped_lines());
+        ::metrics::gauge!(metrics::REQUESTS_IN_FLIGHT)
+            .set(http::count::requests_in_flight() as f64);
     })
 }

@@ -97,35 +97,48 @@ fn write_uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
     out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
 }
 
+/// What each byte becomes in a JSON string: 0 as it is, `u` as `\u00XX`, any other value as
+/// a backslash and that letter (serde_json's table).
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// A JSON string, quotes included, escaped as `serde_json` escapes: `"` and `\` with a
 /// backslash, the control characters with their short form or `\u00XX`, everything else
 /// (non-ASCII included) as it is.
 fn write_string(out: &mut Vec<u8>, value: &str) {
-    out.push(b'"');
     let bytes = value.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut run_start = 0;
     for (at, &byte) in bytes.iter().enumerate() {
-        let short = match byte {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            0x00..=0x1f => b'u',
-            _ => continue,
-        };
+        let escape = ESCAPE[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[run_start..at]);
         run_start = at + 1;
-        if short == b'u' {
+        if escape == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(byte >> 4)]);
             out.push(HEX[usize::from(byte & 0xf)]);
         } else {
             out.push(b'\\');
-            out.push(short);
+            out.push(escape);
         }
     }
     out.extend_from_slice(&bytes[run_start..]);

@@ -8,13 +8,12 @@
 use super::query::ImdsQuery;
 use super::routes::caller_of;
 use crate::logs::to_file::{RequestEvent, RequestLog};
-use crate::metrics::{
-    REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES,
-};
+use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES};
 use axum::body::HttpBody;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// `Server` header value.
@@ -104,20 +103,31 @@ where
     response
 }
 
-/// Holds the in-flight gauge up while a request is served, and brings it down even when the
+/// Requests being served now. A plain counter, published as `imds_requests_in_flight` at scrape
+/// time ([`requests_in_flight`]): a gauge handle moved on every request was two compare-and-swap
+/// loops on a float shared by every worker, plus the exporter's generation counter, for a value
+/// only a scrape reads.
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// The number of requests being served.
+pub(crate) fn requests_in_flight() -> u64 {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
+
+/// Holds the in-flight count up while a request is served, and brings it down even when the
 /// client goes away and the request future is dropped.
 struct InFlight;
 
 impl InFlight {
     fn enter() -> Self {
-        handles::in_flight().increment(1.0);
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         InFlight
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        handles::in_flight().decrement(1.0);
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -126,13 +136,10 @@ impl Drop for InFlight {
 /// the registry, which measured as a visible share of a request of a few microseconds. The label
 /// sets are bounded (see the module header), so the caches are too.
 mod handles {
-    use super::{
-        REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES,
-    };
-    use metrics::{Counter, Gauge, Histogram};
+    use super::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES};
+    use metrics::{Counter, Histogram};
     use std::cell::RefCell;
     use std::collections::HashMap;
-    use std::sync::OnceLock;
     use std::time::Duration;
 
     /// `(endpoint, api_version, format, status)`.
@@ -142,11 +149,6 @@ mod handles {
         static REQUESTS: RefCell<HashMap<Labels, Counter>> = RefCell::new(HashMap::new());
         static BY_ENDPOINT: RefCell<HashMap<&'static str, (Histogram, Histogram)>> =
             RefCell::new(HashMap::new());
-    }
-
-    pub(super) fn in_flight() -> &'static Gauge {
-        static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
-        IN_FLIGHT.get_or_init(|| metrics::gauge!(REQUESTS_IN_FLIGHT))
     }
 
     /// Counts one response; `latency` is `None` for a request that is not timed.

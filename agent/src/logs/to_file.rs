@@ -104,11 +104,12 @@ impl RequestLog {
             let _ = write!(cursor, "{}", event.caller);
             cursor.position() as usize
         };
+        let (id, timestamp) = id_and_time();
         let record = LogRecordRef {
-            id: uuid::Uuid::now_v7(),
+            id,
             // Stamped by the writer thread (SequencingWriter).
             seq: 0,
-            timestamp: LogRecord::truncate_timestamp(Utc::now()),
+            timestamp,
             level: Level::Info,
             target: REQUEST_TARGET,
             message: REQUEST_MESSAGE,
@@ -212,11 +213,12 @@ impl FileLayer {
     fn write(&self, event: &Event<'_>, level: Level, visitor: &mut RecordVisitor) {
         visitor.clear();
         event.record(visitor);
+        let (id, timestamp) = id_and_time();
         let record = LogRecordRef {
-            id: uuid::Uuid::now_v7(),
+            id,
             // Stamped by the writer thread (SequencingWriter).
             seq: 0,
-            timestamp: LogRecord::truncate_timestamp(Utc::now()),
+            timestamp,
             level,
             target: event.metadata().target(),
             message: &visitor.message,
@@ -236,6 +238,25 @@ impl FileLayer {
         // One message is one line.
         self.lines.send(&record);
     }
+}
+
+/// A new event's id and time from one clock read: the UUIDv7's time is the event's timestamp.
+/// Each thread keeps its own v7 context (ids from one thread increase even within a millisecond;
+/// `seq` orders the file), so ids are made without the process-wide lock of `Uuid::now_v7`.
+fn id_and_time() -> (uuid::Uuid, chrono::DateTime<Utc>) {
+    thread_local! {
+        static CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
+    }
+    let now = LogRecord::truncate_timestamp(Utc::now());
+    let seconds = u64::try_from(now.timestamp()).unwrap_or(0);
+    let id = CONTEXT.with(|context| {
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            context,
+            seconds,
+            now.timestamp_subsec_nanos(),
+        ))
+    });
+    (id, now)
 }
 
 /// Sits between the queue and the hourly files on the writer thread: replaces the `0` of each
