@@ -101,14 +101,15 @@ pub async fn run(
 fn scrape_time_values(
     store: Arc<MetadataStore>,
     telemetry: &Telemetry,
-) -> Arc<dyn Fn() + Send + Sync> {
+) -> Arc<dyn Fn(&mut String) + Send + Sync> {
     let dropped = telemetry.log_dropped.clone();
-    Arc::new(move || {
+    Arc::new(move |page: &mut String| {
         if let Some(age) = store.age() {
             ::metrics::gauge!(metrics::METADATA_AGE_SECONDS).set(age.as_secs_f64());
         }
         ::metrics::counter!(metrics::LOG_DROPPED_EVENTS_TOTAL).absolute(dropped.dropped_lines());
         ::metrics::gauge!(metrics::REQUESTS_IN_FLIGHT)
             .set(http::count::requests_in_flight() as f64);
+        http::request_metrics::scrape(page);
     })
 }

@@ -74,7 +74,7 @@ impl Listeners {
     pub(crate) async fn serve(
         self,
         app: Router,
-        refresh: Arc<dyn Fn() + Send + Sync>,
+        refresh: Arc<dyn Fn(&mut String) + Send + Sync>,
         shutdown: &CancellationToken,
     ) -> std::io::Result<()> {
         let with_callers =
@@ -83,8 +83,13 @@ impl Listeners {
         let metrics = async {
             match self.metrics {
                 Some((listener, handle)) => {
-                    service::exporter::serve(listener, handle, move || refresh(), shutdown.clone())
-                        .await
+                    service::exporter::serve(
+                        listener,
+                        handle,
+                        move |page: &mut String| refresh(page),
+                        shutdown.clone(),
+                    )
+                    .await
                 }
                 None => Ok(()),
             }

@@ -5,8 +5,8 @@
 //! `agent_build_info` gauge carrying identity. Label values are always bounded: the matched
 //! endpoint, a supported api-version or `unsupported`, a format, a status code, a log level.
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Unit, describe_counter, describe_gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Counter `{endpoint, api_version, format, status}`: metadata API responses.
 pub(crate) const REQUESTS_TOTAL: &str = "imds_requests_total";
@@ -90,13 +90,9 @@ pub(crate) const SIZE_BUCKETS: &[f64] = &[
 
 /// Installs the global Prometheus recorder and describes every metric.
 pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(REQUEST_DURATION_SECONDS.into()),
-            DURATION_BUCKETS,
-        )?
-        .set_buckets_for_metric(Matcher::Full(RESPONSE_SIZE_BYTES.into()), SIZE_BUCKETS)?
-        .install_recorder()?;
+    // The request histograms are kept and rendered by `http::request_metrics`, not the recorder.
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    crate::http::request_metrics::enable();
     describe();
     // Exists from the start, at 0: "nobody was throttled" rather than "no data".
     metrics::counter!(THROTTLED_REQUESTS_TOTAL).increment(0);
@@ -109,12 +105,6 @@ fn describe() {
         Unit::Count,
         "Metadata API responses by matched endpoint, api-version, format and status code."
     );
-    describe_histogram!(
-        REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Time from a request's arrival to its response being ready."
-    );
-    describe_histogram!(RESPONSE_SIZE_BYTES, Unit::Bytes, "Size of response bodies.");
     describe_gauge!(
         REQUESTS_IN_FLIGHT,
         Unit::Count,

@@ -47,7 +47,7 @@ pub async fn run(
     let metrics = tokio::spawn(service::exporter::serve(
         listener,
         prometheus,
-        || {},
+        |_: &mut String| {},
         shutdown.clone(),
     ));
     let consumer_stop = shutdown.clone();

@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 /// every observation until the next scrape).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Serves `/metrics` until shutdown. `refresh` sets the values computed at scrape time (gauges
-/// read from elsewhere) just before each page is rendered.
+/// Serves `/metrics` until shutdown. `refresh` runs just before each page is rendered: it sets
+/// the values computed at scrape time (gauges read from elsewhere) and appends to the page any
+/// series the recorder does not hold.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
-    refresh: impl Fn() + Clone + Send + Sync + 'static,
+    refresh: impl Fn(&mut String) + Clone + Send + Sync + 'static,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let upkeep = handle.clone();
@@ -33,8 +34,10 @@ pub async fn serve(
     let app = Router::new().route(
         "/metrics",
         get(move || {
-            refresh();
-            let body = handle.render();
+            let mut appended = String::new();
+            refresh(&mut appended);
+            let mut body = handle.render();
+            body.push_str(&appended);
             async move {
                 let content_type =
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

@@ -19,7 +19,7 @@
 
 use super::count::SERVER;
 use crate::config::ConnectionLimits;
-use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS, REQUESTS_TOTAL};
+use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
@@ -286,10 +286,7 @@ impl AsyncWrite for Watched {
         if self.replacement.is_none()
             && let Some(status) = automatic_error_status(buf)
         {
-            metrics::counter!(REQUESTS_TOTAL,
-                "endpoint" => "other", "api_version" => "none", "format" => "json",
-                "status" => status.to_string())
-            .increment(1);
+            super::request_metrics::count_response(("other", "none", "json", status));
             self.replacement = Some((json_error_response(status), 0, buf.len()));
         }
         let this = &mut *self;

@@ -8,7 +8,6 @@
 use super::query::ImdsQuery;
 use super::routes::caller_of;
 use crate::logs::to_file::{RequestEvent, RequestLog};
-use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES};
 use axum::body::HttpBody;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -80,7 +79,7 @@ where
     let status = response.status();
     let bytes = response.body().size_hint().exact().unwrap_or(0);
 
-    handles::count(
+    super::request_metrics::count(
         (endpoint, api_version_label, format_label, status.as_u16()),
         // A held wait-for-change request waits by design: its time would read as slowness to
         // the latency panels and alerts.
@@ -128,53 +127,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The request metrics' handles, looked up in the recorder once per label set and thread and kept:
-/// each `metrics::counter!` with labels builds a key (allocating the status text) and searches
-/// the registry, which measured as a visible share of a request of a few microseconds. The label
-/// sets are bounded (see the module header), so the caches are too.
-mod handles {
-    use super::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES};
-    use metrics::{Counter, Histogram};
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::time::Duration;
-
-    /// `(endpoint, api_version, format, status)`.
-    pub(super) type Labels = (&'static str, &'static str, &'static str, u16);
-
-    thread_local! {
-        static REQUESTS: RefCell<HashMap<Labels, Counter>> = RefCell::new(HashMap::new());
-        static BY_ENDPOINT: RefCell<HashMap<&'static str, (Histogram, Histogram)>> =
-            RefCell::new(HashMap::new());
-    }
-
-    /// Counts one response; `latency` is `None` for a request that is not timed.
-    pub(super) fn count(labels: Labels, latency: Option<Duration>, bytes: u64) {
-        REQUESTS.with_borrow_mut(|counters| {
-            counters
-                .entry(labels)
-                .or_insert_with(|| {
-                    let (endpoint, api_version, format, status) = labels;
-                    metrics::counter!(REQUESTS_TOTAL,
-                        "endpoint" => endpoint, "api_version" => api_version,
-                        "format" => format, "status" => status.to_string())
-                })
-                .increment(1);
-        });
-        BY_ENDPOINT.with_borrow_mut(|histograms| {
-            let (duration, size) = histograms.entry(labels.0).or_insert_with(|| {
-                (
-                    metrics::histogram!(REQUEST_DURATION_SECONDS, "endpoint" => labels.0),
-                    metrics::histogram!(RESPONSE_SIZE_BYTES, "endpoint" => labels.0),
-                )
-            });
-            if let Some(latency) = latency {
-                duration.record(latency.as_secs_f64());
-            }
-            size.record(bytes as f64);
-        });
     }
 }

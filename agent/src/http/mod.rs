@@ -12,6 +12,7 @@ pub(crate) mod error;
 pub(crate) mod guard;
 pub(crate) mod query;
 pub(crate) mod render;
+pub(crate) mod request_metrics;
 pub(crate) mod routes;
 pub(crate) mod wait_for_change;
 
