@@ -1,40 +1,120 @@
 //! The queue between the threads that log and the one that writes the local log: bounded, never
 //! blocking a sender (a full queue drops the line and counts it), and drained in batches.
 //!
+//! Each thread that logs appends its lines to a buffer of its own (a shard), which the writer
+//! thread swaps out for an empty one every [`BATCH_INTERVAL`]. Lines of one thread stay in their
+//! order; the writer stamps `seq` in the order it writes. Why shards: with one shared channel,
+//! every request event was an allocation freed on the writer's core, and both workers and the
+//! writer wrote the channel's indexes, whose cache lines then moved between cores on every line
+//! (BENCHMARKS.md); a shard's lock is only ever contended by the writer's swap.
+//!
 //! Written here rather than with `tracing-appender`'s non-blocking writer, whose worker blocks on
-//! the channel and so is woken for nearly every line under load: a futex wake and a context
-//! switch per request, the largest single cost of the request path's telemetry in a profile
-//! (BENCHMARKS.md). This writer sleeps [`BATCH_INTERVAL`] between drains while lines keep coming,
-//! so senders find no one to wake, and blocks only when the queue was found empty. A line reaches
-//! the file within about that interval.
+//! its channel and so is woken for nearly every line under load. This writer sleeps between
+//! drains while lines keep coming, and blocks only when it found every shard empty; the sender
+//! that then adds a line wakes it. A line reaches the file within about [`BATCH_INTERVAL`].
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-/// Longest a line waits in the queue while lines keep arriving.
+/// Longest a line waits in its shard while lines keep arriving.
 pub(crate) const BATCH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub(crate) struct LogQueue {
-    tx: Sender<Vec<u8>>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The shard of every thread that has logged through this queue.
+    shards: Mutex<Vec<Arc<Mutex<Shard>>>>,
+    /// Lines a shard holds at most.
+    capacity: usize,
+    dropped: AtomicU64,
+    /// Set by the writer before it blocks; the sender that finds it set wakes the writer.
+    writer_idle: AtomicBool,
+    wake: Sender<()>,
+    /// The writer has made its last drain: lines sent from now on are lost, and counted.
+    closed: AtomicBool,
+}
+
+/// Whole lines, back to back.
+#[derive(Debug, Default)]
+struct Shard {
+    bytes: Vec<u8>,
+    lines: usize,
+}
+
+thread_local! {
+    /// This thread's shard of each queue it has logged through (one, but for tests).
+    static SHARDS: RefCell<Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>> = RefCell::default();
+}
+
+/// A panic cannot leave a shard half-written (lines are written whole before `lines` counts
+/// them), so a poisoned lock still holds whole lines.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LogQueue {
-    /// Queues one line; a full queue drops it and counts it.
-    pub(crate) fn send(&self, line: Vec<u8>) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Queues the line `write` appends (one whole line, newline included); a full shard drops
+    /// it and counts it.
+    pub(crate) fn send_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let queued = SHARDS.with(|shards| {
+            // Only a line written while this thread writes one would find this borrowed;
+            // nothing logs from inside `write`.
+            let Ok(mut shards) = shards.try_borrow_mut() else {
+                return false;
+            };
+            let mut shard = lock(self.shard_of_this_thread(&mut shards));
+            // Checked under the shard's lock, which the writer's last drain takes after closing.
+            if shard.lines >= self.shared.capacity || self.shared.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            write(&mut shard.bytes);
+            shard.lines += 1;
+            true
+        });
+        if !queued {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // SeqCst pairs with the writer's: it either sees this line when it looks again after
+        // saying it is idle, or this sender sees it idle and wakes it.
+        if self.shared.writer_idle.load(Ordering::SeqCst)
+            && self.shared.writer_idle.swap(false, Ordering::SeqCst)
+        {
+            let _ = self.shared.wake.try_send(());
         }
     }
 
-    /// Lines dropped because the queue was full.
+    fn shard_of_this_thread<'a>(
+        &self,
+        shards: &'a mut Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>,
+    ) -> &'a Mutex<Shard> {
+        let this = Arc::as_ptr(&self.shared);
+        // A `Weak` keeps its queue's address from being reused, so the match is exact.
+        let at = match shards.iter().position(|(queue, _)| queue.as_ptr() == this) {
+            Some(at) => at,
+            None => {
+                shards.retain(|(queue, _)| queue.strong_count() > 0);
+                let shard = Arc::new(Mutex::new(Shard::default()));
+                lock(&self.shared.shards).push(Arc::clone(&shard));
+                shards.push((Arc::downgrade(&self.shared), shard));
+                shards.len() - 1
+            }
+        };
+        &shards[at].1
+    }
+
+    /// Lines dropped because a shard was full (or the writer had stopped).
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -42,82 +122,116 @@ impl LogQueue {
 #[derive(Debug)]
 pub(crate) struct WriterGuard {
     stop: Arc<AtomicBool>,
-    wake: Sender<Vec<u8>>,
+    wake: Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        // An empty line wakes a writer blocked on an empty queue; it is not written.
-        let _ = self.wake.try_send(Vec::new());
+        let _ = self.wake.try_send(());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// Starts the writer thread over `out` with room for `capacity` lines.
+/// Starts the writer thread over `out`, each logging thread's shard holding `capacity` lines.
 pub(crate) fn start<W: Write + Send + 'static>(
     out: W,
     capacity: usize,
 ) -> std::io::Result<(LogQueue, WriterGuard)> {
-    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    let (wake, woken) = crossbeam_channel::bounded(1);
+    let shared = Arc::new(Shared {
+        shards: Mutex::new(Vec::new()),
+        capacity: capacity.max(1),
+        dropped: AtomicU64::new(0),
+        writer_idle: AtomicBool::new(false),
+        wake: wake.clone(),
+        closed: AtomicBool::new(false),
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let stop = Arc::clone(&stop);
+        let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("agent-log-writer".into())
-            .spawn(move || write_until_stopped(out, &rx, &stop))?
+            .spawn(move || write_until_stopped(out, &shared, &woken, &stop))?
     };
     Ok((
-        LogQueue {
-            tx: tx.clone(),
-            dropped: Arc::new(AtomicU64::new(0)),
-        },
+        LogQueue { shared },
         WriterGuard {
             stop,
-            wake: tx,
+            wake,
             thread: Some(thread),
         },
     ))
 }
 
-fn write_until_stopped<W: Write>(mut out: W, rx: &Receiver<Vec<u8>>, stop: &AtomicBool) {
+fn write_until_stopped<W: Write>(
+    mut out: W,
+    shared: &Shared,
+    woken: &Receiver<()>,
+    stop: &AtomicBool,
+) {
+    let mut batch = Vec::new();
     loop {
-        let mut any = false;
-        for line in rx.try_iter() {
-            any |= !line.is_empty();
-            // Write errors are the writer's to count (a full disk); nothing to do here.
-            let _ = out.write_all(&line);
-        }
-        let _ = out.flush();
         if stop.load(Ordering::Acquire) {
-            for line in rx.try_iter() {
-                let _ = out.write_all(&line);
-            }
+            shared.closed.store(true, Ordering::Release);
+            drain(&mut out, shared, &mut batch);
             let _ = out.flush();
             return;
         }
-        if any {
+        if drain(&mut out, shared, &mut batch) {
+            let _ = out.flush();
             std::thread::sleep(BATCH_INTERVAL);
-        } else {
-            // Idle: block until the next line (or the stop's wake-up) instead of polling.
-            match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(line) => {
-                    let _ = out.write_all(&line);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+            continue;
         }
+        // Idle: say so, look once more (a line may have come just before), then block until a
+        // sender or the stop wakes this thread.
+        shared.writer_idle.store(true, Ordering::SeqCst);
+        if drain(&mut out, shared, &mut batch) {
+            shared.writer_idle.store(false, Ordering::SeqCst);
+            let _ = out.flush();
+            continue;
+        }
+        let _ = woken.recv_timeout(Duration::from_secs(1));
+        shared.writer_idle.store(false, Ordering::SeqCst);
     }
+}
+
+/// Writes every shard's lines, one `write_all` per line; `true` if there were any. `batch` is the
+/// spare buffer swapped into each shard in turn, so draining allocates nothing.
+fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Vec<u8>) -> bool {
+    let shards: Vec<Arc<Mutex<Shard>>> = {
+        let mut shards = lock(&shared.shards);
+        // A shard only the registry holds belongs to a thread that has ended.
+        shards.retain(|shard| Arc::strong_count(shard) > 1 || lock(shard).lines > 0);
+        shards.clone()
+    };
+    let mut any = false;
+    for shard in shards {
+        {
+            let mut shard = lock(&shard);
+            if shard.lines == 0 {
+                continue;
+            }
+            std::mem::swap(&mut shard.bytes, batch);
+            shard.lines = 0;
+        }
+        any = true;
+        // Write errors are the writer's to count (a full disk); nothing to do here.
+        for line in batch.split_inclusive(|&b| b == b'\n') {
+            let _ = out.write_all(line);
+        }
+        batch.clear();
+    }
+    any
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -132,28 +246,99 @@ mod tests {
         }
     }
 
+    fn line(text: String) -> impl FnOnce(&mut Vec<u8>) {
+        move |out: &mut Vec<u8>| out.extend_from_slice(text.as_bytes())
+    }
+
     #[test]
-    fn lines_are_written_in_order_and_a_full_queue_drops_and_counts() {
+    fn lines_are_written_in_order_and_a_full_shard_drops_and_counts() {
         let out = Shared::default();
         let (queue, guard) = start(out.clone(), 1000).unwrap();
         for i in 0..500 {
-            queue.send(format!("{i}\n").into_bytes());
+            queue.send_with(line(format!("{i}\n")));
         }
         drop(guard);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let expected: String = (0..500).map(|i| format!("{i}\n")).collect();
         assert_eq!(text, expected);
         assert_eq!(queue.dropped(), 0);
+        // The writer has stopped: a line now is lost, and counted.
+        queue.send_with(line("late\n".into()));
+        assert_eq!(queue.dropped(), 1);
 
-        // A queue of one that nobody drains fast enough drops the rest, counted.
-        let (tx, _rx) = crossbeam_channel::bounded(1);
-        let full = LogQueue {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        };
-        for _ in 0..3 {
-            full.send(b"x\n".to_vec());
+        // A shard of one line, sent to faster than the writer drains it, drops the rest.
+        let out = Shared::default();
+        let (small, guard) = start(out.clone(), 1).unwrap();
+        for i in 0..100 {
+            small.send_with(line(format!("{i}\n")));
         }
-        assert_eq!(full.dropped(), 2);
+        drop(guard);
+        let written = out
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        assert!(small.dropped() > 0);
+        assert_eq!(
+            written + small.dropped(),
+            100,
+            "every line written or counted"
+        );
+    }
+
+    #[test]
+    fn lines_of_many_threads_all_arrive_each_thread_in_order_and_an_idle_writer_wakes() {
+        let out = Shared::default();
+        let (queue, guard) = start(out.clone(), 100_000).unwrap();
+        // Let the writer find nothing and block first: the first lines must wake it.
+        std::thread::sleep(Duration::from_millis(50));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000 {
+                        queue.send_with(line(format!("{t} {i}\n")));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // Written without the stop's help: within the batch interval, not the idle timeout.
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        while out
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            < 20_000
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lines not written in time"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(guard);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let mut next = [0u32; 4];
+        for row in text.lines() {
+            let (t, i) = row.split_once(' ').unwrap();
+            let (t, i): (usize, u32) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[t], "thread {t}'s lines in order");
+            next[t] += 1;
+        }
+        assert_eq!(next, [5000; 4]);
+        assert_eq!(queue.dropped(), 0);
+        assert_eq!(
+            lock(&queue.shared.shards).len(),
+            0,
+            "the shards of threads that ended are let go once drained"
+        );
     }
 }
