@@ -94,7 +94,8 @@ where
             api_version: api_version_raw.as_deref(),
             format: format_label,
             status: status.as_u16(),
-            latency_us: latency.as_micros() as u64,
+            // Not `as_micros`: a 128-bit division, visible in the request path's profile.
+            latency_us: latency.as_secs() * 1_000_000 + u64::from(latency.subsec_micros()),
             response_bytes: bytes,
             caller,
         });

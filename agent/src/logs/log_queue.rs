@@ -43,11 +43,11 @@ struct Shared {
     closed: AtomicBool,
 }
 
-/// Whole lines, back to back.
+/// Whole lines, back to back, and where each ends (so the writer need not look for newlines).
 #[derive(Debug, Default)]
 struct Shard {
     bytes: Vec<u8>,
-    lines: usize,
+    ends: Vec<usize>,
 }
 
 thread_local! {
@@ -55,8 +55,8 @@ thread_local! {
     static SHARDS: RefCell<Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>> = RefCell::default();
 }
 
-/// A panic cannot leave a shard half-written (lines are written whole before `lines` counts
-/// them), so a poisoned lock still holds whole lines.
+/// A panic cannot leave a shard half-written (lines are written whole before their end is
+/// recorded), so a poisoned lock still holds whole lines.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -73,11 +73,14 @@ impl LogQueue {
             };
             let mut shard = lock(self.shard_of_this_thread(&mut shards));
             // Checked under the shard's lock, which the writer's last drain takes after closing.
-            if shard.lines >= self.shared.capacity || self.shared.closed.load(Ordering::Acquire) {
+            if shard.ends.len() >= self.shared.capacity
+                || self.shared.closed.load(Ordering::Acquire)
+            {
                 return false;
             }
             write(&mut shard.bytes);
-            shard.lines += 1;
+            let end = shard.bytes.len();
+            shard.ends.push(end);
             true
         });
         if !queued {
@@ -174,7 +177,7 @@ fn write_until_stopped<W: Write>(
     woken: &Receiver<()>,
     stop: &AtomicBool,
 ) {
-    let mut batch = Vec::new();
+    let mut batch = Shard::default();
     loop {
         if stop.load(Ordering::Acquire) {
             shared.closed.store(true, Ordering::Release);
@@ -201,30 +204,32 @@ fn write_until_stopped<W: Write>(
 }
 
 /// Writes every shard's lines, one `write_all` per line; `true` if there were any. `batch` is the
-/// spare buffer swapped into each shard in turn, so draining allocates nothing.
-fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Vec<u8>) -> bool {
+/// spare shard swapped with each shard in turn, so draining allocates nothing.
+fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard) -> bool {
     let shards: Vec<Arc<Mutex<Shard>>> = {
         let mut shards = lock(&shared.shards);
         // A shard only the registry holds belongs to a thread that has ended.
-        shards.retain(|shard| Arc::strong_count(shard) > 1 || lock(shard).lines > 0);
+        shards.retain(|shard| Arc::strong_count(shard) > 1 || !lock(shard).ends.is_empty());
         shards.clone()
     };
     let mut any = false;
     for shard in shards {
         {
             let mut shard = lock(&shard);
-            if shard.lines == 0 {
+            if shard.ends.is_empty() {
                 continue;
             }
-            std::mem::swap(&mut shard.bytes, batch);
-            shard.lines = 0;
+            std::mem::swap(&mut *shard, batch);
         }
         any = true;
-        // Write errors are the writer's to count (a full disk); nothing to do here.
-        for line in batch.split_inclusive(|&b| b == b'\n') {
-            let _ = out.write_all(line);
+        let mut start = 0;
+        for &end in &batch.ends {
+            // Write errors are the writer's to count (a full disk); nothing to do here.
+            let _ = out.write_all(&batch.bytes[start..end]);
+            start = end;
         }
-        batch.clear();
+        batch.bytes.clear();
+        batch.ends.clear();
     }
     any
 }
