@@ -66,7 +66,8 @@ pub struct Cli {
     #[arg(long, env = "AGENT_LOG_LEVEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
-    /// Log lines buffered for the log writer; beyond it new events are dropped and counted.
+    /// Log lines each logging thread may have waiting for the log writer; beyond it new events
+    /// are dropped and counted.
     #[arg(long, env = "AGENT_LOG_BUFFER_LINES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_buffer_lines: Option<usize>,
@@ -332,7 +333,7 @@ pub struct Config {
     pub rate_limit: Option<u32>,
     /// Lowest level written to the local log files.
     pub log_level: LevelFilter,
-    /// Capacity of the log writer's queue, in lines.
+    /// Lines each logging thread may have waiting for the log writer.
     pub log_buffer_lines: usize,
     /// The warm path's Kafka, when configured.
     pub kafka: Option<KafkaConfig>,

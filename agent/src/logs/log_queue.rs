@@ -50,9 +50,11 @@ struct Shard {
     ends: Vec<usize>,
 }
 
+/// A thread's shard of each queue it has logged through (one, but for tests).
+type ThreadShards = Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>;
+
 thread_local! {
-    /// This thread's shard of each queue it has logged through (one, but for tests).
-    static SHARDS: RefCell<Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>> = RefCell::default();
+    static SHARDS: RefCell<ThreadShards> = RefCell::default();
 }
 
 /// A panic cannot leave a shard half-written (lines are written whole before their end is
@@ -96,10 +98,7 @@ impl LogQueue {
         }
     }
 
-    fn shard_of_this_thread<'a>(
-        &self,
-        shards: &'a mut Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>,
-    ) -> &'a Mutex<Shard> {
+    fn shard_of_this_thread<'a>(&self, shards: &'a mut ThreadShards) -> &'a Mutex<Shard> {
         let this = Arc::as_ptr(&self.shared);
         // A `Weak` keeps its queue's address from being reused, so the match is exact.
         let at = match shards.iter().position(|(queue, _)| queue.as_ptr() == this) {
