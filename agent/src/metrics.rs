@@ -1,5 +1,5 @@
 //! Every metric of the hot path, named and documented in one place (the README's metric table
-//! mirrors this file), and the Prometheus recorder with the histogram buckets they need.
+//! mirrors this file), the request histograms' buckets, and the Prometheus recorder.
 //!
 //! Names follow Prometheus conventions: `_total` counters, `_seconds` and `_bytes` units, one
 //! `agent_build_info` gauge carrying identity. Label values are always bounded: the matched
@@ -75,6 +75,11 @@ pub(crate) const FAULT_LATENCY_SECONDS: &str = "imds_fault_latency_seconds";
 pub(crate) const FAULT_ERROR_RATIO: &str = "imds_fault_error_ratio";
 /// Gauge `{version, cluster, machine}`, always 1: which build runs where.
 pub(crate) const BUILD_INFO: &str = "agent_build_info";
+
+/// `# HELP` of the two request histograms, which `http/request_metrics.rs` renders itself (every
+/// other metric is described to the recorder in [`describe`]).
+pub(crate) const DURATION_HELP: &str = "Time from a request's arrival to its response being ready.";
+pub(crate) const SIZE_HELP: &str = "Size of response bodies.";
 
 /// Latency buckets from 10 µs to 5 s: a metadata answer from memory takes tens of microseconds,
 /// so fine low buckets are what make p90/p99 meaningful; the high ones catch stalls.

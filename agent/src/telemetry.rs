@@ -2,7 +2,8 @@
 //! event at `--log-level` and above) and a short human log on stderr.
 
 use crate::config::Config;
-use crate::logs::to_file::{FileLayer, FileWriter, REQUEST_TARGET, RequestLog};
+use crate::logs::request_log::{REQUEST_TARGET, RequestLog};
+use crate::logs::to_file::{FileLayer, FileWriter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;

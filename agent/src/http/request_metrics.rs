@@ -13,7 +13,8 @@
 //! Labels are bounded by construction (`count.rs`), so the shards are too.
 
 use crate::metrics::{
-    DURATION_BUCKETS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES, SIZE_BUCKETS,
+    DURATION_BUCKETS, DURATION_HELP, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES,
+    SIZE_BUCKETS, SIZE_HELP,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -23,10 +24,6 @@ use std::time::Duration;
 
 /// `(endpoint, api_version, format, status)`.
 pub(crate) type Labels = (&'static str, &'static str, &'static str, u16);
-
-/// `# HELP` of the two histograms (the counter's is described to the recorder).
-pub(crate) const DURATION_HELP: &str = "Time from a request's arrival to its response being ready.";
-pub(crate) const SIZE_HELP: &str = "Size of response bodies.";
 
 /// Off until the Prometheus recorder is installed: with metrics disabled nothing is counted.
 static ENABLED: AtomicBool = AtomicBool::new(false);

@@ -1,5 +1,5 @@
 //! The agent's logs at their source. `to_file.rs` writes every event to the hourly local files
-//! (`local_files.rs`), the write-ahead log that `to_kafka.rs` ships to the warm path and the
+//! (`local_files.rs`; request events come in directly through `request_log.rs`), the write-ahead log that `to_kafka.rs` ships to the warm path and the
 //! cold-path roller turns into Parquet. The shipper reads whole lines with `tail.rs` and moves its
 //! checkpoint by `ack_window.rs`.
 
@@ -9,6 +9,7 @@ pub(crate) mod hourly_file;
 mod kafka_producer;
 pub(crate) mod local_files;
 pub(crate) mod log_queue;
+pub(crate) mod request_log;
 pub mod roll_to_parquet;
 mod tail;
 pub(crate) mod to_file;

@@ -18,6 +18,7 @@
 
 use super::hourly_file::AppendLines;
 use super::log_queue::{LogQueue, WriterGuard};
+use super::request_log::RequestLog;
 use crate::metrics::LOG_EVENTS_TOTAL;
 use chrono::Utc;
 use logrecord::{Level, LogRecord, LogRecordRef};
@@ -40,10 +41,10 @@ pub(crate) struct FileLayer {
     lines: LineSink,
 }
 
-/// The way into the file both the tracing layer and [`RequestLog`] take: the host identity every
-/// line carries, the queue, and the per-level event counters.
+/// The way into the file both the tracing layer and the request log (`request_log.rs`) take:
+/// the host identity every line carries, the queue, and the per-level event counters.
 #[derive(Debug, Clone)]
-struct LineSink {
+pub(super) struct LineSink {
     writer: LogQueue,
     cluster: Arc<str>,
     machine: Arc<str>,
@@ -51,72 +52,42 @@ struct LineSink {
 }
 
 impl LineSink {
-    /// Queues `record`'s line (written straight into this thread's shard of the queue); a full
-    /// shard drops it and counts it.
-    fn send(&self, record: &LogRecordRef<'_>) {
-        self.writer.send_with(|out| record.write_json_line(out));
-        self.events[record.level as usize].increment(1);
-    }
-}
-
-/// Writes the one INFO event of each metadata request (target `imds::request`) straight into the
-/// local log, without going through tracing: the request path's profile showed tracing's dispatch,
-/// the field visitor's name matching and the formatting of each field into text as most of what
-/// the request event cost (BENCHMARKS.md). The line is the same record the layer writes for any
-/// other event, through the same queue, so `seq`, drops and the per-level counters are shared.
-/// It bypasses the stderr log, which leaves request events out anyway.
-#[derive(Debug, Clone)]
-pub(crate) struct RequestLog {
-    lines: LineSink,
-}
-
-/// What a request event says, borrowed from the request and its response.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestEvent<'a> {
-    /// The response's `x-ms-request-id`.
-    pub request_id: uuid::Uuid,
-    pub method: &'a str,
-    pub path: &'a str,
-    /// As the caller sent it, when it did.
-    pub api_version: Option<&'a str>,
-    pub format: &'a str,
-    pub status: u16,
-    pub latency_us: u64,
-    pub response_bytes: u64,
-    pub caller: std::net::IpAddr,
-}
-
-/// The request event's target and message.
-pub(crate) const REQUEST_TARGET: &str = "imds::request";
-const REQUEST_MESSAGE: &str = "request served";
-
-impl RequestLog {
-    pub(crate) fn write(&self, event: &RequestEvent<'_>) {
-        let mut caller = [0u8; 48];
-        let caller_len = write_address(&mut caller, event.caller);
+    /// A record of this host with a new id and the current time, and no other field; its `seq`
+    /// is stamped by the writer thread (`SequencingWriter`).
+    pub(super) fn record<'a>(
+        &'a self,
+        level: Level,
+        target: &'a str,
+        message: &'a str,
+    ) -> LogRecordRef<'a> {
         let (id, timestamp) = id_and_time();
-        let record = LogRecordRef {
+        LogRecordRef {
             id,
-            // Stamped by the writer thread (SequencingWriter).
             seq: 0,
             timestamp,
-            level: Level::Info,
-            target: REQUEST_TARGET,
-            message: REQUEST_MESSAGE,
-            cluster: &self.lines.cluster,
-            machine: &self.lines.machine,
-            request_id: Some(event.request_id),
-            method: Some(event.method),
-            path: Some(event.path),
-            api_version: event.api_version,
-            format: Some(event.format),
-            status: Some(event.status),
-            latency_us: Some(event.latency_us),
-            response_bytes: Some(event.response_bytes),
-            caller: std::str::from_utf8(&caller[..caller_len]).ok(),
+            level,
+            target,
+            message,
+            cluster: &self.cluster,
+            machine: &self.machine,
+            request_id: None,
+            method: None,
+            path: None,
+            api_version: None,
+            format: None,
+            status: None,
+            latency_us: None,
+            response_bytes: None,
+            caller: None,
             fields: None,
-        };
-        self.lines.send(&record);
+        }
+    }
+
+    /// Queues `record`'s line (written straight into this thread's shard of the queue); a full
+    /// shard drops it and counts it.
+    pub(super) fn send(&self, record: &LogRecordRef<'_>) {
+        self.writer.send_with(|out| record.write_json_line(out));
+        self.events[record.level as usize].increment(1);
     }
 }
 
@@ -177,16 +148,14 @@ impl FileLayer {
 
     /// The direct way in for request events (see [`RequestLog`]).
     pub(crate) fn request_log(&self) -> RequestLog {
-        RequestLog {
-            lines: self.lines.clone(),
-        }
+        RequestLog::new(self.lines.clone())
     }
 }
 
 impl<S: Subscriber> Layer<S> for FileLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        // The visitor's strings are scratch space kept per thread and reused, so writing a line
-        // costs one allocation (the queued line).
+        // The visitor's strings are scratch space kept per thread and reused: writing a line
+        // allocates nothing (it is written straight into this thread's shard of the queue).
         thread_local! {
             static SCRATCH: RefCell<RecordVisitor> = RefCell::default();
         }
@@ -203,17 +172,7 @@ impl FileLayer {
     fn write(&self, event: &Event<'_>, level: Level, visitor: &mut RecordVisitor) {
         visitor.clear();
         event.record(visitor);
-        let (id, timestamp) = id_and_time();
         let record = LogRecordRef {
-            id,
-            // Stamped by the writer thread (SequencingWriter).
-            seq: 0,
-            timestamp,
-            level,
-            target: event.metadata().target(),
-            message: &visitor.message,
-            cluster: &self.lines.cluster,
-            machine: &self.lines.machine,
             request_id: visitor.request_id,
             method: visitor.method.get(),
             path: visitor.path.get(),
@@ -224,43 +183,12 @@ impl FileLayer {
             response_bytes: visitor.response_bytes,
             caller: visitor.caller.get(),
             fields: (!visitor.fields.is_empty()).then_some(&visitor.fields),
+            ..self
+                .lines
+                .record(level, event.metadata().target(), &visitor.message)
         };
         // One message is one line.
         self.lines.send(&record);
-    }
-}
-
-/// `address` as text into `out` (an IPv6 address is at most 45 characters); its length. IPv4,
-/// every request's case, digit by digit: through `fmt`, it was a visible share of the event.
-fn write_address(out: &mut [u8; 48], address: std::net::IpAddr) -> usize {
-    match address {
-        std::net::IpAddr::V4(v4) => {
-            let mut at = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out[at] = b'.';
-                    at += 1;
-                }
-                let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
-                for digit in &digits[skip..] {
-                    out[at] = b'0' + digit;
-                    at += 1;
-                }
-            }
-            at
-        }
-        std::net::IpAddr::V6(v6) => {
-            let mut cursor = std::io::Cursor::new(&mut out[..]);
-            let _ = write!(cursor, "{v6}");
-            cursor.position() as usize
-        }
     }
 }
 
@@ -692,101 +620,6 @@ mod tests {
         );
         assert_eq!(debug.request_id, None);
         assert_ne!(records[0].id, records[1].id);
-    }
-
-    #[test]
-    fn request_events_written_directly_are_the_same_records_in_the_same_sequence() {
-        let dir = tempfile::tempdir().unwrap();
-        let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
-        let requests = layer.request_log();
-        let subscriber = tracing_subscriber::registry().with(layer);
-        let request_id = uuid::Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000);
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::info!("before");
-            requests.write(&RequestEvent {
-                request_id,
-                method: "GET",
-                path: "/metadata/instance/compute/\"tag\"\n",
-                api_version: Some("2021-02-01"),
-                format: "text",
-                status: 200,
-                latency_us: 184,
-                response_bytes: 36,
-                caller: "::ffff:10.0.0.4"
-                    .parse::<std::net::Ipv6Addr>()
-                    .unwrap()
-                    .into(),
-            });
-            tracing::info!("after");
-        });
-        drop(writer.guard);
-        let file = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        let text = std::fs::read_to_string(file.path()).unwrap();
-        let records: Vec<LogRecord> = text
-            .lines()
-            .map(|l| LogRecord::from_json_line(l).unwrap())
-            .collect();
-        assert_eq!(records.len(), 3);
-        assert_eq!(
-            records
-                .iter()
-                .map(|r| r.seq - records[0].seq)
-                .collect::<Vec<_>>(),
-            [0, 1, 2],
-            "one sequence, in the order written"
-        );
-        let request = &records[1];
-        let expected = LogRecord {
-            seq: request.seq,
-            id: request.id,
-            timestamp: request.timestamp,
-            level: Level::Info,
-            target: "imds::request".into(),
-            message: "request served".into(),
-            cluster: "west".into(),
-            machine: "host-1".into(),
-            request_id: Some(request_id),
-            method: Some("GET".into()),
-            path: Some("/metadata/instance/compute/\"tag\"\n".into()),
-            api_version: Some("2021-02-01".into()),
-            format: Some("text".into()),
-            status: Some(200),
-            latency_us: Some(184),
-            response_bytes: Some(36),
-            caller: Some("::ffff:10.0.0.4".into()),
-            fields: None,
-        };
-        assert_eq!(request, &expected);
-        assert_eq!(request.id.get_version_num(), 7);
-        assert!(
-            records[0].timestamp <= request.timestamp && request.timestamp <= records[2].timestamp
-        );
-    }
-
-    #[test]
-    fn addresses_are_written_as_their_display() {
-        for text in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.100.255",
-            "9.99.199.209",
-            "::1",
-            "::ffff:10.0.0.4",
-            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
-            "fe80::1ff:fe23:4567:890a",
-        ] {
-            let address: std::net::IpAddr = text.parse().unwrap();
-            let mut out = [0u8; 48];
-            let len = write_address(&mut out, address);
-            assert_eq!(
-                std::str::from_utf8(&out[..len]).unwrap(),
-                address.to_string()
-            );
-        }
     }
 
     #[test]
