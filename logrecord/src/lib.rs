@@ -203,18 +203,19 @@ pub(crate) mod timestamp_micros {
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub(crate) const LEN: usize = 27;
+    /// `YYYY-MM-DDTHH:MM:SS`.
+    const SECOND_LEN: usize = 19;
 
     /// Formats into `buffer` digit by digit: every log event is stamped, and chrono's `format`
-    /// interprets its pattern on each call (a measurable part of a request's log event). Years
-    /// outside 0..=9999 are printed by chrono (they cannot come from the clock).
+    /// interprets its pattern on each call (a measurable part of a request's log event). Events
+    /// come many to a second, so each thread keeps the text up to the second of the last one it
+    /// stamped, and only a new second goes through the calendar. Years outside 0..=9999 are
+    /// printed by chrono (they cannot come from the clock).
     pub(crate) fn format<'b>(ts: &DateTime<Utc>, buffer: &'b mut [u8; LEN]) -> &'b str {
         use chrono::{Datelike, Timelike};
-        let year = ts.year();
-        if !(0..=9999).contains(&year) {
-            let text = ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-            let n = text.len().min(LEN);
-            buffer[..n].copy_from_slice(&text.as_bytes()[..n]);
-            return std::str::from_utf8(&buffer[..n]).unwrap_or_default();
+        thread_local! {
+            static LAST_SECOND: std::cell::Cell<(i64, [u8; SECOND_LEN])> =
+                const { std::cell::Cell::new((i64::MIN, [0; SECOND_LEN])) };
         }
         let put = |buffer: &mut [u8; LEN], at: usize, digits: usize, value: u32| {
             let mut value = value;
@@ -224,14 +225,36 @@ pub(crate) mod timestamp_micros {
             }
         };
         *buffer = *b"0000-00-00T00:00:00.000000Z";
-        put(buffer, 0, 4, year as u32);
-        put(buffer, 5, 2, ts.month());
-        put(buffer, 8, 2, ts.day());
-        put(buffer, 11, 2, ts.hour());
-        put(buffer, 14, 2, ts.minute());
-        // A leap second's nanoseconds are >= 1e9: shown as second 60, as chrono does.
         let nanos = ts.nanosecond();
-        put(buffer, 17, 2, ts.second() + nanos / 1_000_000_000);
+        // A leap second's nanoseconds are >= 1e9: shown as second 60, as chrono does. It shares
+        // its `timestamp()` with the second before, so it is never cached.
+        let leap = nanos >= 1_000_000_000;
+        let second = ts.timestamp();
+        match LAST_SECOND.get() {
+            (cached, text) if cached == second && !leap => {
+                buffer[..SECOND_LEN].copy_from_slice(&text);
+            }
+            _ => {
+                let year = ts.year();
+                if !(0..=9999).contains(&year) {
+                    let text = ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+                    let n = text.len().min(LEN);
+                    buffer[..n].copy_from_slice(&text.as_bytes()[..n]);
+                    return std::str::from_utf8(&buffer[..n]).unwrap_or_default();
+                }
+                put(buffer, 0, 4, year as u32);
+                put(buffer, 5, 2, ts.month());
+                put(buffer, 8, 2, ts.day());
+                put(buffer, 11, 2, ts.hour());
+                put(buffer, 14, 2, ts.minute());
+                put(buffer, 17, 2, ts.second() + u32::from(leap));
+                if !leap {
+                    let mut text = [0; SECOND_LEN];
+                    text.copy_from_slice(&buffer[..SECOND_LEN]);
+                    LAST_SECOND.set((second, text));
+                }
+            }
+        }
         put(buffer, 20, 6, (nanos % 1_000_000_000) / 1000);
         // Only ASCII digits and separators were written.
         std::str::from_utf8(buffer).unwrap_or_default()
@@ -255,12 +278,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_leap_second_formats_as_second_60_between_its_neighbours() {
+        let day = chrono::NaiveDate::from_ymd_opt(2016, 12, 31).unwrap();
+        let at = |nanos| day.and_hms_nano_opt(23, 59, 59, nanos).unwrap().and_utc();
+        for (ts, text) in [
+            (at(999_999_000), "2016-12-31T23:59:59.999999Z"),
+            (at(1_500_000_000), "2016-12-31T23:59:60.500000Z"),
+            (at(0), "2016-12-31T23:59:59.000000Z"),
+        ] {
+            assert_eq!(LogRecord::format_timestamp(&ts), text);
+            assert_eq!(
+                text,
+                ts.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                "as chrono"
+            );
+        }
+    }
+
+    #[test]
     fn timestamps_format_as_chrono_would() {
         for text in [
             "2024-02-29T23:59:59.123456Z",
             "1970-01-01T00:00:00.000000Z",
             "9999-12-31T23:59:59.999999Z",
             "2026-12-01T09:05:07.000042Z",
+            // The same second again, the next one, a day and a year later (the per-thread
+            // cache of the second's text must follow), then back.
+            "2026-12-01T09:05:07.999999Z",
+            "2026-12-01T09:05:08.000000Z",
+            "2026-12-02T09:05:08.000001Z",
+            "2027-12-02T09:05:08.000001Z",
+            "2026-12-01T09:05:07.500000Z",
         ] {
             let ts = DateTime::parse_from_rfc3339(text)
                 .unwrap()

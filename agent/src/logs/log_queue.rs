@@ -12,8 +12,14 @@
 //! its channel and so is woken for nearly every line under load. This writer sleeps between
 //! drains while lines keep coming, and blocks only when it found every shard empty; the sender
 //! that then adds a line wakes it. A line reaches the file within about [`BATCH_INTERVAL`].
+//!
+//! Lines are counted by level in their shard too, and the writer hands each batch's counts to
+//! its `count` callback (`agent_log_events_total`): a counter shared by the logging threads was
+//! one more cache line moving between cores per request (BENCHMARKS.md). A line a full shard
+//! drops is not counted here; the sender counts it (`send_with` says so).
 
 use crossbeam_channel::{Receiver, Sender};
+use logrecord::Level;
 use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,7 +54,12 @@ struct Shared {
 struct Shard {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// Lines by level (`Level as usize`).
+    levels: [u64; Level::ALL.len()],
 }
+
+/// What the writer calls with each batch's line count of a level.
+pub(crate) type CountLines = Box<dyn Fn(Level, u64) + Send>;
 
 /// A thread's shard of each queue it has logged through (one, but for tests).
 type ThreadShards = Vec<(Weak<Shared>, Arc<Mutex<Shard>>)>;
@@ -64,9 +75,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LogQueue {
-    /// Queues the line `write` appends (one whole line, newline included); a full shard drops
-    /// it and counts it.
-    pub(crate) fn send_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Queues the line `write` appends (one whole line, newline included) and counts it under
+    /// `level`; `false` when a full shard dropped it (counted as dropped, not under its level).
+    #[must_use]
+    pub(crate) fn send_with(&self, level: Level, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let queued = SHARDS.with(|shards| {
             // Only a line written while this thread writes one would find this borrowed;
             // nothing logs from inside `write`.
@@ -83,11 +95,12 @@ impl LogQueue {
             write(&mut shard.bytes);
             let end = shard.bytes.len();
             shard.ends.push(end);
+            shard.levels[level as usize] += 1;
             true
         });
         if !queued {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         // SeqCst pairs with the writer's: it either sees this line when it looks again after
         // saying it is idle, or this sender sees it idle and wakes it.
@@ -96,6 +109,7 @@ impl LogQueue {
         {
             let _ = self.shared.wake.try_send(());
         }
+        true
     }
 
     fn shard_of_this_thread<'a>(&self, shards: &'a mut ThreadShards) -> &'a Mutex<Shard> {
@@ -138,10 +152,12 @@ impl Drop for WriterGuard {
     }
 }
 
-/// Starts the writer thread over `out`, each logging thread's shard holding `capacity` lines.
+/// Starts the writer thread over `out`, each logging thread's shard holding `capacity` lines;
+/// the writer reports the lines of each batch by level to `count`.
 pub(crate) fn start<W: Write + Send + 'static>(
     out: W,
     capacity: usize,
+    count: CountLines,
 ) -> std::io::Result<(LogQueue, WriterGuard)> {
     let (wake, woken) = crossbeam_channel::bounded(1);
     let shared = Arc::new(Shared {
@@ -158,7 +174,7 @@ pub(crate) fn start<W: Write + Send + 'static>(
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("agent-log-writer".into())
-            .spawn(move || write_until_stopped(out, &shared, &woken, &stop))?
+            .spawn(move || write_until_stopped(out, &shared, &woken, &stop, &count))?
     };
     Ok((
         LogQueue { shared },
@@ -175,16 +191,18 @@ fn write_until_stopped<W: Write>(
     shared: &Shared,
     woken: &Receiver<()>,
     stop: &AtomicBool,
+    count: &CountLines,
 ) {
     let mut batch = Shard::default();
+    let mut drain_all = |out: &mut W| drain(out, shared, &mut batch, count);
     loop {
         if stop.load(Ordering::Acquire) {
             shared.closed.store(true, Ordering::Release);
-            drain(&mut out, shared, &mut batch);
+            drain_all(&mut out);
             let _ = out.flush();
             return;
         }
-        if drain(&mut out, shared, &mut batch) {
+        if drain_all(&mut out) {
             let _ = out.flush();
             std::thread::sleep(BATCH_INTERVAL);
             continue;
@@ -192,7 +210,7 @@ fn write_until_stopped<W: Write>(
         // Idle: say so, look once more (a line may have come just before), then block until a
         // sender or the stop wakes this thread.
         shared.writer_idle.store(true, Ordering::SeqCst);
-        if drain(&mut out, shared, &mut batch) {
+        if drain_all(&mut out) {
             shared.writer_idle.store(false, Ordering::SeqCst);
             let _ = out.flush();
             continue;
@@ -202,9 +220,9 @@ fn write_until_stopped<W: Write>(
     }
 }
 
-/// Writes every shard's lines, one `write_all` per line; `true` if there were any. `batch` is the
-/// spare shard swapped with each shard in turn, so draining allocates nothing.
-fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard) -> bool {
+/// Writes every shard's lines, one `write_all` per line, and counts them; `true` if there were
+/// any. `batch` is the spare shard swapped with each shard in turn, so draining allocates nothing.
+fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard, count: &CountLines) -> bool {
     let shards: Vec<Arc<Mutex<Shard>>> = {
         let mut shards = lock(&shared.shards);
         // A shard only the registry holds belongs to a thread that has ended.
@@ -221,6 +239,12 @@ fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard) -> bool {
             std::mem::swap(&mut *shard, batch);
         }
         any = true;
+        for level in Level::ALL {
+            let lines = std::mem::take(&mut batch.levels[level as usize]);
+            if lines > 0 {
+                count(level, lines);
+            }
+        }
         let mut start = 0;
         for &end in &batch.ends {
             // Write errors are the writer's to count (a full disk); nothing to do here.
@@ -250,6 +274,16 @@ mod tests {
         }
     }
 
+    /// A count callback and the lines it was told of, by level.
+    fn counter() -> (CountLines, Arc<Mutex<[u64; 5]>>) {
+        let counted = Arc::new(Mutex::new([0u64; 5]));
+        let into = Arc::clone(&counted);
+        let count: CountLines = Box::new(move |level, lines| {
+            into.lock().unwrap()[level as usize] += lines;
+        });
+        (count, counted)
+    }
+
     fn line(text: String) -> impl FnOnce(&mut Vec<u8>) {
         move |out: &mut Vec<u8>| out.extend_from_slice(text.as_bytes())
     }
@@ -257,24 +291,30 @@ mod tests {
     #[test]
     fn lines_are_written_in_order_and_a_full_shard_drops_and_counts() {
         let out = Shared::default();
-        let (queue, guard) = start(out.clone(), 1000).unwrap();
+        let (count, counted) = counter();
+        let (queue, guard) = start(out.clone(), 1000, count).unwrap();
         for i in 0..500 {
-            queue.send_with(line(format!("{i}\n")));
+            let level = if i % 5 == 0 { Level::Warn } else { Level::Info };
+            assert!(queue.send_with(level, line(format!("{i}\n"))));
         }
         drop(guard);
+        assert_eq!(*counted.lock().unwrap(), [0, 0, 400, 100, 0]);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let expected: String = (0..500).map(|i| format!("{i}\n")).collect();
         assert_eq!(text, expected);
         assert_eq!(queue.dropped(), 0);
-        // The writer has stopped: a line now is lost, and counted.
-        queue.send_with(line("late\n".into()));
+        // The writer has stopped: a line now is lost, and counted as dropped.
+        assert!(!queue.send_with(Level::Info, line("late\n".into())));
         assert_eq!(queue.dropped(), 1);
+        assert_eq!(*counted.lock().unwrap(), [0, 0, 400, 100, 0]);
 
         // A shard of one line, sent to faster than the writer drains it, drops the rest.
         let out = Shared::default();
-        let (small, guard) = start(out.clone(), 1).unwrap();
+        let (count, counted) = counter();
+        let (small, guard) = start(out.clone(), 1, count).unwrap();
+        let mut refused = 0;
         for i in 0..100 {
-            small.send_with(line(format!("{i}\n")));
+            refused += u64::from(!small.send_with(Level::Info, line(format!("{i}\n"))));
         }
         drop(guard);
         let written = out
@@ -285,17 +325,20 @@ mod tests {
             .filter(|&&b| b == b'\n')
             .count() as u64;
         assert!(small.dropped() > 0);
+        assert_eq!(small.dropped(), refused);
         assert_eq!(
             written + small.dropped(),
             100,
             "every line written or counted"
         );
+        assert_eq!(counted.lock().unwrap()[2], written, "written lines counted");
     }
 
     #[test]
     fn lines_of_many_threads_all_arrive_each_thread_in_order_and_an_idle_writer_wakes() {
         let out = Shared::default();
-        let (queue, guard) = start(out.clone(), 100_000).unwrap();
+        let (count, counted) = counter();
+        let (queue, guard) = start(out.clone(), 100_000, count).unwrap();
         // Let the writer find nothing and block first: the first lines must wake it.
         std::thread::sleep(Duration::from_millis(50));
         let threads: Vec<_> = (0..4)
@@ -303,7 +346,7 @@ mod tests {
                 let queue = queue.clone();
                 std::thread::spawn(move || {
                     for i in 0..5000 {
-                        queue.send_with(line(format!("{t} {i}\n")));
+                        let _ = queue.send_with(Level::Info, line(format!("{t} {i}\n")));
                     }
                 })
             })
@@ -339,6 +382,7 @@ mod tests {
         }
         assert_eq!(next, [5000; 4]);
         assert_eq!(queue.dropped(), 0);
+        assert_eq!(counted.lock().unwrap()[2], 20_000);
         assert_eq!(
             lock(&queue.shared.shards).len(),
             0,

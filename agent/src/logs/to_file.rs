@@ -20,8 +20,8 @@ use super::hourly_file::AppendLines;
 use super::log_queue::{LogQueue, WriterGuard};
 use super::request_log::RequestLog;
 use crate::metrics::LOG_EVENTS_TOTAL;
-use chrono::Utc;
-use logrecord::{Level, LogRecord, LogRecordRef};
+use chrono::{Timelike, Utc};
+use logrecord::{Level, LogRecordRef};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -84,10 +84,14 @@ impl LineSink {
     }
 
     /// Queues `record`'s line (written straight into this thread's shard of the queue); a full
-    /// shard drops it and counts it.
+    /// shard drops it and counts it. Queued lines are counted by the writer, per batch.
     pub(super) fn send(&self, record: &LogRecordRef<'_>) {
-        self.writer.send_with(|out| record.write_json_line(out));
-        self.events[record.level as usize].increment(1);
+        if !self
+            .writer
+            .send_with(record.level, |out| record.write_json_line(out))
+        {
+            self.events[record.level as usize].increment(1);
+        }
     }
 }
 
@@ -128,13 +132,17 @@ impl FileLayer {
         let first_seq = last_seq_in(dir).map_or(0, |seq| seq + 1).max(unix_micros());
         let write_failed = Arc::new(AtomicU64::new(0));
         let buffered = SequencingWriter::new(appender, first_seq, Arc::clone(&write_failed));
-        let (writer, guard) = super::log_queue::start(buffered, buffered_lines)?;
+        let events =
+            Level::ALL.map(|level| metrics::counter!(LOG_EVENTS_TOTAL, "level" => level.as_str()));
+        let count_queued = {
+            let events = events.clone();
+            Box::new(move |level: Level, lines: u64| events[level as usize].increment(lines))
+        };
+        let (writer, guard) = super::log_queue::start(buffered, buffered_lines, count_queued)?;
         let dropped = DroppedLines {
             queue: writer.clone(),
             write_failed,
         };
-        let events =
-            Level::ALL.map(|level| metrics::counter!(LOG_EVENTS_TOTAL, "level" => level.as_str()));
         let layer = FileLayer {
             lines: LineSink {
                 writer,
@@ -194,21 +202,36 @@ impl FileLayer {
 
 /// A new event's id and time from one clock read: the UUIDv7's time is the event's timestamp.
 /// Each thread keeps its own v7 context (ids from one thread increase even within a millisecond;
-/// `seq` orders the file), so ids are made without the process-wide lock of `Uuid::now_v7`.
+/// `seq` orders the file), so ids are made without the process-wide lock of `Uuid::now_v7`. The
+/// calendar date of the last second is kept per thread too: `Utc::now()` works it out from the
+/// day count on every call, and that showed in the request event's profile.
 fn id_and_time() -> (uuid::Uuid, chrono::DateTime<Utc>) {
     thread_local! {
         static CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
+        static LAST_SECOND: std::cell::Cell<Option<(u64, chrono::NaiveDateTime)>> =
+            const { std::cell::Cell::new(None) };
     }
-    let now = LogRecord::truncate_timestamp(Utc::now());
-    let seconds = u64::try_from(now.timestamp()).unwrap_or(0);
-    let id = CONTEXT.with(|context| {
-        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            context,
-            seconds,
-            now.timestamp_subsec_nanos(),
-        ))
-    });
-    (id, now)
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (seconds, micros) = (since_epoch.as_secs(), since_epoch.subsec_micros());
+    let nanos = micros * 1000;
+    let second = match LAST_SECOND.get() {
+        Some((cached, at)) if cached == seconds => at,
+        _ => {
+            let at = i64::try_from(seconds)
+                .ok()
+                .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                .unwrap_or_default()
+                .naive_utc();
+            LAST_SECOND.set(Some((seconds, at)));
+            at
+        }
+    };
+    let timestamp = second.with_nanosecond(nanos).unwrap_or(second).and_utc();
+    let id = CONTEXT
+        .with(|context| uuid::Uuid::new_v7(uuid::Timestamp::from_unix(context, seconds, nanos)));
+    (id, timestamp)
 }
 
 /// Sits between the queue and the hourly files on the writer thread: replaces the `0` of each
@@ -482,6 +505,7 @@ impl Visit for RecordVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logrecord::LogRecord;
 
     /// A file that takes `room` more bytes of whole lines, then fails like a full disk.
     struct SmallDisk {
@@ -620,6 +644,35 @@ mod tests {
         );
         assert_eq!(debug.request_id, None);
         assert_ne!(records[0].id, records[1].id);
+    }
+
+    #[test]
+    fn ids_and_times_follow_the_clock_across_seconds_in_microseconds() {
+        // Across more than one second (the date of the last second is kept per thread).
+        let end = Utc::now() + chrono::TimeDelta::milliseconds(1300);
+        let mut seconds_seen = std::collections::BTreeSet::new();
+        while Utc::now() < end {
+            let before = LogRecord::truncate_timestamp(Utc::now());
+            let (id, timestamp) = id_and_time();
+            let after = Utc::now();
+            assert!(
+                before <= timestamp && timestamp <= after,
+                "{timestamp} in the clock's range"
+            );
+            assert_eq!(timestamp.timestamp_subsec_nanos() % 1000, 0, "microseconds");
+            let (id_seconds, id_nanos) = id.get_timestamp().unwrap().to_unix();
+            assert_eq!(
+                (id_seconds, id_nanos / 1_000_000),
+                (
+                    timestamp.timestamp() as u64,
+                    timestamp.timestamp_subsec_millis()
+                ),
+                "the id's time is the event's"
+            );
+            seconds_seen.insert(timestamp.timestamp());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(seconds_seen.len() >= 2, "{seconds_seen:?}");
     }
 
     #[test]
