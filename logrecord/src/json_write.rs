@@ -126,31 +126,32 @@ fn write_string(out: &mut Vec<u8>, value: &str) {
     let mut run_start = 0;
     let mut at = 0;
     while at < bytes.len() {
-        // Eight bytes at a time past those with nothing to escape (nearly every string).
-        if let Some(word) = bytes.get(at..at + 8)
+        // Eight bytes at a time past those with nothing to escape (nearly every string), then
+        // byte by byte through the word that has one, or the last few bytes.
+        while let Some(word) = bytes.get(at..at + 8)
             && !needs_escape(u64::from_le_bytes(word.try_into().unwrap_or_default()))
         {
             at += 8;
-            continue;
         }
-        let byte = bytes[at];
-        let escape = ESCAPE[usize::from(byte)];
-        if escape == 0 {
-            at += 1;
-            continue;
+        let word_end = (at + 8).min(bytes.len());
+        for (at, &byte) in bytes.iter().enumerate().take(word_end).skip(at) {
+            let escape = ESCAPE[usize::from(byte)];
+            if escape == 0 {
+                continue;
+            }
+            out.extend_from_slice(&bytes[run_start..at]);
+            run_start = at + 1;
+            if escape == b'u' {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            } else {
+                out.push(b'\\');
+                out.push(escape);
+            }
         }
-        out.extend_from_slice(&bytes[run_start..at]);
-        at += 1;
-        run_start = at;
-        if escape == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
-        } else {
-            out.push(b'\\');
-            out.push(escape);
-        }
+        at = word_end;
     }
     out.extend_from_slice(&bytes[run_start..]);
     out.push(b'"');

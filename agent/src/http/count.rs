@@ -56,7 +56,7 @@ where
     let query = ImdsQuery::parse(uri.query());
     let (api_version_label, format_label) = (query.api_version_label(), query.format_label());
     let api_version_raw = match request_log {
-        Some(_) => query.api_version_raw().map(str::to_owned),
+        Some(_) => query.api_version_raw(),
         None => None,
     };
     let held = query.waits_for_change();

@@ -15,11 +15,13 @@ use std::time::Duration;
 /// Query parameters read at most; a request with more is refused (Azure's clients send 2-3).
 pub(crate) const MAX_PARAMETERS: usize = 32;
 
-/// Raw parameters of interest, as the caller sent them.
+/// Raw parameters of interest, as the caller sent them. The api-version and format every request
+/// carries are resolved while parsing, so the common request copies no text (the count layer
+/// parses every request; BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ImdsQuery {
-    api_version: Option<String>,
-    format: Option<String>,
+    api_version: Option<Sent<usize>>,
+    format: Option<Sent<Format>>,
     extended: Option<String>,
     wait_for_change: Option<String>,
     last_etag: Option<String>,
@@ -28,6 +30,14 @@ pub(crate) struct ImdsQuery {
     duplicate: Option<String>,
     /// More than [`MAX_PARAMETERS`] parameters were sent.
     too_many: bool,
+}
+
+/// A parameter's value: one the agent knows (a supported api-version by its position in
+/// [`api_version::SUPPORTED`], a format), or what was sent instead.
+#[derive(Debug, Clone)]
+enum Sent<T> {
+    Known(T),
+    Other(String),
 }
 
 /// A `wait-for-change=true` request: hold it until the caller's document is not `last_etag`.
@@ -68,32 +78,41 @@ pub(crate) struct ValidQuery {
 impl ImdsQuery {
     pub(crate) fn parse(raw: Option<&str>) -> Self {
         let mut query = ImdsQuery::default();
-        let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+        let mut distinct = 0;
+        // Names other than those read, kept to find their duplicates (clients rarely send any).
+        let mut others: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            if seen.len() == MAX_PARAMETERS {
+            if distinct == MAX_PARAMETERS {
                 query.too_many = true;
                 break;
             }
-            if seen.contains(&name) {
-                query
-                    .duplicate
-                    .get_or_insert_with(|| name.clone().into_owned());
-                continue;
-            }
-            let slot = match name.as_ref() {
-                "api-version" => &mut query.api_version,
-                "format" => &mut query.format,
-                "extended" => &mut query.extended,
-                "wait-for-change" => &mut query.wait_for_change,
-                "last-etag" => &mut query.last_etag,
-                "timeout-sec" => &mut query.timeout_sec,
+            let first = match name.as_ref() {
+                "api-version" => first(&mut query.api_version, || {
+                    match api_version::index_of(&value) {
+                        Some(index) => Sent::Known(index),
+                        None => Sent::Other(value.into_owned()),
+                    }
+                }),
+                "format" => first(&mut query.format, || match value.as_ref() {
+                    "json" => Sent::Known(Format::Json),
+                    "text" => Sent::Known(Format::Text),
+                    _ => Sent::Other(value.into_owned()),
+                }),
+                "extended" => first(&mut query.extended, || value.into_owned()),
+                "wait-for-change" => first(&mut query.wait_for_change, || value.into_owned()),
+                "last-etag" => first(&mut query.last_etag, || value.into_owned()),
+                "timeout-sec" => first(&mut query.timeout_sec, || value.into_owned()),
+                _ if others.contains(&name) => false,
                 _ => {
-                    seen.push(name);
-                    continue;
+                    others.push(name.clone());
+                    true
                 }
             };
-            *slot = Some(value.into_owned());
-            seen.push(name);
+            if first {
+                distinct += 1;
+            } else {
+                query.duplicate.get_or_insert_with(|| name.into_owned());
+            }
         }
         query
     }
@@ -140,10 +159,10 @@ impl ImdsQuery {
         if let Some(name) = &self.duplicate {
             return Err(ApiError::DuplicateParameter(name.clone()));
         }
-        self.api_version
-            .as_deref()
-            .and_then(api_version::index_of)
-            .ok_or(ApiError::InvalidApiVersion)
+        match self.api_version {
+            Some(Sent::Known(index)) => Ok(index),
+            _ => Err(ApiError::InvalidApiVersion),
+        }
     }
 
     /// `wait-for-change=true`: the request may be held (the count layer keeps held requests out
@@ -155,30 +174,48 @@ impl ImdsQuery {
     }
 
     fn format(&self) -> Result<Format, ApiError> {
-        match self.format.as_deref() {
-            None | Some("json") => Ok(Format::Json),
-            Some("text") => Ok(Format::Text),
-            Some(other) => Err(ApiError::InvalidFormat(other.to_owned())),
+        match &self.format {
+            None => Ok(Format::Json),
+            Some(Sent::Known(format)) => Ok(*format),
+            Some(Sent::Other(other)) => Err(ApiError::InvalidFormat(other.clone())),
         }
     }
 
     /// Bounded label value for metrics: a supported version, `unsupported`, or `none`.
     pub(crate) fn api_version_label(&self) -> &'static str {
-        match self.api_version.as_deref() {
+        match self.api_version {
             None => "none",
-            Some(v) => api_version::lookup(v).unwrap_or("unsupported"),
+            Some(Sent::Known(index)) => api_version::SUPPORTED[index],
+            Some(Sent::Other(_)) => "unsupported",
         }
     }
 
     /// Bounded label value for metrics: `json` (the default), `text`, or `invalid`.
     pub(crate) fn format_label(&self) -> &'static str {
-        self.format().map(Format::as_str).unwrap_or("invalid")
+        match self.format {
+            None => Format::Json.as_str(),
+            Some(Sent::Known(format)) => format.as_str(),
+            Some(Sent::Other(_)) => "invalid",
+        }
     }
 
-    /// The api-version as sent, for the log (bounded in length).
-    pub(crate) fn api_version_raw(&self) -> Option<&str> {
-        self.api_version.as_deref().map(|v| super::truncate(v, 64))
+    /// The api-version as sent, for the log (bounded in length); a supported one is not copied.
+    pub(crate) fn api_version_raw(&self) -> Option<std::borrow::Cow<'static, str>> {
+        match &self.api_version {
+            None => None,
+            Some(Sent::Known(index)) => Some(api_version::SUPPORTED[*index].into()),
+            Some(Sent::Other(sent)) => Some(super::truncate(sent, 64).to_owned().into()),
+        }
     }
+}
+
+/// Puts the value `make` gives in an empty `slot`; `false` (a duplicate) when it held one.
+fn first<T>(slot: &mut Option<T>, make: impl FnOnce() -> T) -> bool {
+    if slot.is_some() {
+        return false;
+    }
+    *slot = Some(make());
+    true
 }
 
 /// `true`/`false` in any case, absent = false; anything else names the parameter in a 400.
@@ -233,6 +270,32 @@ mod tests {
         assert_eq!(xml.format_label(), "invalid");
         let ext = ImdsQuery::parse(Some("api-version=2021-02-01&extended=maybe"));
         assert!(matches!(ext.validate(), Err(ApiError::InvalidExtended(_))));
+    }
+
+    #[test]
+    fn a_duplicate_is_named_the_first_value_stays_and_the_sent_version_is_kept_for_the_log() {
+        let unknown = ImdsQuery::parse(Some("foo=1&api-version=2021-02-01&foo=2"));
+        assert!(matches!(unknown.validate(), Err(ApiError::DuplicateParameter(n)) if n == "foo"));
+        let twice = ImdsQuery::parse(Some("api-version=2021-02-01&api-version=bogus&format=text"));
+        assert!(
+            matches!(twice.validate(), Err(ApiError::DuplicateParameter(n)) if n == "api-version")
+        );
+        assert_eq!(
+            (twice.api_version_label(), twice.format_label()),
+            ("2021-02-01", "text")
+        );
+        // A supported version is logged as sent without a copy; anything else up to 64 bytes.
+        let supported = ImdsQuery::parse(Some("api-version=2021%2D02%2D01")).api_version_raw();
+        assert!(matches!(
+            supported,
+            Some(std::borrow::Cow::Borrowed("2021-02-01"))
+        ));
+        let long = ImdsQuery::parse(Some(&format!("api-version={}", "x".repeat(100))));
+        assert_eq!(long.api_version_raw().as_deref(), Some(&*"x".repeat(64)));
+        assert_eq!(
+            ImdsQuery::parse(Some("format=text")).api_version_raw(),
+            None
+        );
     }
 
     #[test]
