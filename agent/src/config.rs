@@ -66,8 +66,8 @@ pub struct Cli {
     #[arg(long, env = "AGENT_LOG_LEVEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
-    /// Log lines each logging thread may have waiting for the log writer; beyond it new events
-    /// are dropped and counted.
+    /// Log lines that may wait for the log writer, all logging threads together; beyond it new
+    /// events are dropped and counted.
     #[arg(long, env = "AGENT_LOG_BUFFER_LINES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_buffer_lines: Option<usize>,
@@ -333,7 +333,7 @@ pub struct Config {
     pub rate_limit: Option<u32>,
     /// Lowest level written to the local log files.
     pub log_level: LevelFilter,
-    /// Lines each logging thread may have waiting for the log writer.
+    /// Lines that may wait for the log writer, all logging threads together.
     pub log_buffer_lines: usize,
     /// The warm path's Kafka, when configured.
     pub kafka: Option<KafkaConfig>,

@@ -13,21 +13,29 @@
 //! drains while lines keep coming, and blocks only when it found every shard empty; the sender
 //! that then adds a line wakes it. A line reaches the file within about [`BATCH_INTERVAL`].
 //!
+//! The bound is one for the whole process: a shard takes room for lines from a shared budget in
+//! chunks of up to [`CHUNK_LINES`] (one atomic operation per chunk, not per line), and the writer
+//! gives room back when it has written a batch, along with whatever a shard had taken and not
+//! used. However many threads log, at most `capacity` lines wait in memory.
+//!
 //! Lines are counted by level in their shard too, and the writer hands each batch's counts to
 //! its `count` callback (`agent_log_events_total`): a counter shared by the logging threads was
-//! one more cache line moving between cores per request (BENCHMARKS.md). A line a full shard
+//! one more cache line moving between cores per request (BENCHMARKS.md). A line a full queue
 //! drops is not counted here; the sender counts it (`send_with` says so).
 
 use crossbeam_channel::{Receiver, Sender};
 use logrecord::Level;
 use std::cell::RefCell;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 /// Longest a line waits in its shard while lines keep arriving.
 pub(crate) const BATCH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Room for lines a shard takes from the shared budget at once.
+const CHUNK_LINES: usize = 256;
 
 /// The sending side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
@@ -39,8 +47,9 @@ pub(crate) struct LogQueue {
 struct Shared {
     /// The shard of every thread that has logged through this queue.
     shards: Mutex<Vec<Arc<Mutex<Shard>>>>,
-    /// Lines a shard holds at most.
-    capacity: usize,
+    /// Room for lines not yet taken by a shard: lines waiting in memory, queued or being written,
+    /// plus room shards hold, never exceed the queue's capacity.
+    room: AtomicUsize,
     dropped: AtomicU64,
     /// Set by the writer before it blocks; the sender that finds it set wakes the writer.
     writer_idle: AtomicBool,
@@ -56,6 +65,8 @@ struct Shard {
     ends: Vec<usize>,
     /// Lines by level (`Level as usize`).
     levels: [u64; Level::ALL.len()],
+    /// Room taken from the budget and not used yet.
+    room: usize,
 }
 
 /// What the writer calls with each batch's line count of a level.
@@ -76,7 +87,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LogQueue {
     /// Queues the line `write` appends (one whole line, newline included) and counts it under
-    /// `level`; `false` when a full shard dropped it (counted as dropped, not under its level).
+    /// `level`; `false` when the queue was full and dropped it (counted as dropped, not under its
+    /// level).
     #[must_use]
     pub(crate) fn send_with(&self, level: Level, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let queued = SHARDS.with(|shards| {
@@ -87,11 +99,16 @@ impl LogQueue {
             };
             let mut shard = lock(self.shard_of_this_thread(&mut shards));
             // Checked under the shard's lock, which the writer's last drain takes after closing.
-            if shard.ends.len() >= self.shared.capacity
-                || self.shared.closed.load(Ordering::Acquire)
-            {
+            if self.shared.closed.load(Ordering::Acquire) {
                 return false;
             }
+            if shard.room == 0 {
+                shard.room = self.shared.take_room();
+                if shard.room == 0 {
+                    return false;
+                }
+            }
+            shard.room -= 1;
             write(&mut shard.bytes);
             let end = shard.bytes.len();
             shard.ends.push(end);
@@ -128,9 +145,26 @@ impl LogQueue {
         &shards[at].1
     }
 
-    /// Lines dropped because a shard was full (or the writer had stopped).
+    /// Lines dropped because the queue was full (or the writer had stopped).
     pub(crate) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    /// Room for up to [`CHUNK_LINES`] lines from the budget; 0 when it has none.
+    fn take_room(&self) -> usize {
+        self.room
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |room| {
+                (room > 0).then(|| room - room.min(CHUNK_LINES))
+            })
+            .map_or(0, |room| room.min(CHUNK_LINES))
+    }
+
+    fn give_room(&self, lines: usize) {
+        if lines > 0 {
+            self.room.fetch_add(lines, Ordering::AcqRel);
+        }
     }
 }
 
@@ -152,8 +186,8 @@ impl Drop for WriterGuard {
     }
 }
 
-/// Starts the writer thread over `out`, each logging thread's shard holding `capacity` lines;
-/// the writer reports the lines of each batch by level to `count`.
+/// Starts the writer thread over `out`, with room for `capacity` lines waiting in memory across
+/// all logging threads; the writer reports the lines of each batch by level to `count`.
 pub(crate) fn start<W: Write + Send + 'static>(
     out: W,
     capacity: usize,
@@ -162,7 +196,7 @@ pub(crate) fn start<W: Write + Send + 'static>(
     let (wake, woken) = crossbeam_channel::bounded(1);
     let shared = Arc::new(Shared {
         shards: Mutex::new(Vec::new()),
-        capacity: capacity.max(1),
+        room: AtomicUsize::new(capacity.max(1)),
         dropped: AtomicU64::new(0),
         writer_idle: AtomicBool::new(false),
         wake: wake.clone(),
@@ -225,14 +259,24 @@ fn write_until_stopped<W: Write>(
 fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard, count: &CountLines) -> bool {
     let shards: Vec<Arc<Mutex<Shard>>> = {
         let mut shards = lock(&shared.shards);
-        // A shard only the registry holds belongs to a thread that has ended.
-        shards.retain(|shard| Arc::strong_count(shard) > 1 || !lock(shard).ends.is_empty());
+        // A shard only the registry holds belongs to a thread that has ended: its room goes back.
+        shards.retain(|shard| {
+            let mut locked = lock(shard);
+            if Arc::strong_count(shard) > 1 || !locked.ends.is_empty() {
+                return true;
+            }
+            shared.give_room(std::mem::take(&mut locked.room));
+            false
+        });
         shards.clone()
     };
     let mut any = false;
     for shard in shards {
         {
             let mut shard = lock(&shard);
+            // Room taken and not used goes back each batch: a thread that stops logging keeps
+            // none, and a busy one takes a chunk again with its next line.
+            shared.give_room(std::mem::take(&mut shard.room));
             if shard.ends.is_empty() {
                 continue;
             }
@@ -251,6 +295,7 @@ fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard, count: &Coun
             let _ = out.write_all(&batch.bytes[start..end]);
             start = end;
         }
+        shared.give_room(batch.ends.len());
         batch.bytes.clear();
         batch.ends.clear();
     }
@@ -284,12 +329,40 @@ mod tests {
         (count, counted)
     }
 
+    /// Output whose writes wait until the gate is opened.
+    #[derive(Clone, Default)]
+    struct Gated {
+        out: Shared,
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl Gated {
+        fn open(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut open = self.open.0.lock().unwrap();
+            while !*open {
+                open = self.open.1.wait(open).unwrap();
+            }
+            drop(open);
+            self.out.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn line(text: String) -> impl FnOnce(&mut Vec<u8>) {
         move |out: &mut Vec<u8>| out.extend_from_slice(text.as_bytes())
     }
 
     #[test]
-    fn lines_are_written_in_order_and_a_full_shard_drops_and_counts() {
+    fn lines_are_written_in_order_and_a_full_queue_drops_and_counts() {
         let out = Shared::default();
         let (count, counted) = counter();
         let (queue, guard) = start(out.clone(), 1000, count).unwrap();
@@ -308,7 +381,7 @@ mod tests {
         assert_eq!(queue.dropped(), 1);
         assert_eq!(*counted.lock().unwrap(), [0, 0, 400, 100, 0]);
 
-        // A shard of one line, sent to faster than the writer drains it, drops the rest.
+        // A queue of one line, sent to faster than the writer drains it, drops the rest.
         let out = Shared::default();
         let (count, counted) = counter();
         let (small, guard) = start(out.clone(), 1, count).unwrap();
@@ -332,6 +405,56 @@ mod tests {
             "every line written or counted"
         );
         assert_eq!(counted.lock().unwrap()[2], written, "written lines counted");
+    }
+
+    #[test]
+    fn at_most_capacity_lines_wait_in_memory_however_many_threads_log() {
+        // The writer is stuck on its first write (a stalled disk) while 8 threads log 1000 lines
+        // each into a queue of 1000: the bound is the process's, not each thread's.
+        let gated = Gated::default();
+        let (count, counted) = counter();
+        let (queue, guard) = start(gated.clone(), 1000, count).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let queue = queue.clone();
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .filter(|i| queue.send_with(Level::Info, line(format!("{t} {i}\n"))))
+                        .count() as u64
+                })
+            })
+            .collect();
+        let accepted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(
+            accepted <= 1000,
+            "{accepted} lines waiting in a queue of 1000"
+        );
+        assert!(accepted >= 256, "{accepted}: the first chunk at least");
+        assert_eq!(
+            accepted + queue.dropped(),
+            8000,
+            "every line queued or dropped"
+        );
+
+        // Once the disk moves again, every accepted line is written, and room comes back.
+        gated.open();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while counted.lock().unwrap()[2] < accepted {
+            assert!(std::time::Instant::now() < deadline, "lines not written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(BATCH_INTERVAL * 4);
+        assert!(queue.send_with(Level::Info, line("after\n".into())));
+        drop(guard);
+        let written = gated
+            .out
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        assert_eq!(written as u64, accepted + 1);
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl LineSink {
     }
 
     /// Queues `record`'s line (written straight into this thread's shard of the queue); a full
-    /// shard drops it and counts it. Queued lines are counted by the writer, per batch.
+    /// queue drops it and counts it. Queued lines are counted by the writer, per batch.
     pub(super) fn send(&self, record: &LogRecordRef<'_>) {
         if !self
             .writer
