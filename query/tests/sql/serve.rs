@@ -555,6 +555,9 @@ fn connections_statements_and_logins_are_bounded() {
     });
 
     // A statement over its time is cancelled with 57014 within the timeout, and the session goes on.
+    // The client is built first (on a fresh checkout `go build` takes seconds): the clock is the
+    // statement's, not the build's.
+    pgx_run();
     let started = Instant::now();
     let results = pgx(
         &server.url(),
