@@ -44,11 +44,6 @@ pub const SUPPORTED: &[&str] = &[
     "2025-04-07",
 ];
 
-/// The supported version equal to `requested`, as a static label value.
-pub fn lookup(requested: &str) -> Option<&'static str> {
-    index_of(requested).map(|i| SUPPORTED[i])
-}
-
 /// The position of `requested` in [`SUPPORTED`] (versions are ISO dates, so the list is sorted).
 pub fn index_of(requested: &str) -> Option<usize> {
     SUPPORTED.binary_search(&requested).ok()
@@ -71,10 +66,11 @@ mod tests {
         assert_eq!(SUPPORTED.len(), 35);
         assert_eq!(newest(3), ["2025-04-07", "2024-07-17", "2024-03-15"]);
         // Both were refused before the list was made Azure's exactly (cloud-init asks 2021-08-01).
-        assert_eq!(lookup("2021-08-01"), Some("2021-08-01"));
-        assert_eq!(lookup("2024-03-15"), Some("2024-03-15"));
+        let found = |requested| index_of(requested).map(|i| SUPPORTED[i]);
+        assert_eq!(found("2021-08-01"), Some("2021-08-01"));
+        assert_eq!(found("2024-03-15"), Some("2024-03-15"));
         assert_eq!(index_of("2017-03-01"), Some(0));
-        assert_eq!(lookup("2021-02-01"), Some("2021-02-01"));
-        assert_eq!(lookup("2021-02-1"), None);
+        assert_eq!(found("2021-02-01"), Some("2021-02-01"));
+        assert_eq!(found("2021-02-1"), None);
     }
 }

@@ -134,13 +134,13 @@ fn write_string(out: &mut Vec<u8>, value: &str) {
             at += 8;
         }
         let word_end = (at + 8).min(bytes.len());
-        for (at, &byte) in bytes.iter().enumerate().take(word_end).skip(at) {
+        for (i, &byte) in bytes.iter().enumerate().take(word_end).skip(at) {
             let escape = ESCAPE[usize::from(byte)];
             if escape == 0 {
                 continue;
             }
-            out.extend_from_slice(&bytes[run_start..at]);
-            run_start = at + 1;
+            out.extend_from_slice(&bytes[run_start..i]);
+            run_start = i + 1;
             if escape == b'u' {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");

@@ -55,10 +55,7 @@ where
     let endpoint = endpoint_of(uri.path());
     let query = ImdsQuery::parse(uri.query());
     let (api_version_label, format_label) = (query.api_version_label(), query.format_label());
-    let api_version_raw = match request_log {
-        Some(_) => query.api_version_raw(),
-        None => None,
-    };
+    let api_version_raw = request_log.and_then(|_| query.api_version_raw());
     let held = query.waits_for_change();
     let method = request.method().clone();
     let caller = caller_of(&request);

@@ -1,7 +1,7 @@
 //! The agent's logs at their source. `to_file.rs` writes every event to the hourly local files
-//! (`local_files.rs`; request events come in directly through `request_log.rs`), the write-ahead log that `to_kafka.rs` ships to the warm path and the
-//! cold-path roller turns into Parquet. The shipper reads whole lines with `tail.rs` and moves its
-//! checkpoint by `ack_window.rs`.
+//! (`local_files.rs`; request events come in directly through `request_log.rs`), the write-ahead
+//! log that `to_kafka.rs` ships to the warm path and the cold-path roller turns into Parquet. The
+//! shipper reads whole lines with `tail.rs` and moves its checkpoint by `ack_window.rs`.
 
 mod ack_window;
 pub(crate) mod checkpoint;
