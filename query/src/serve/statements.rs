@@ -29,7 +29,10 @@ use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -352,6 +355,25 @@ impl Statements {
     }
 }
 
+/// A statement's start (planning, and `execute`, where DataFusion spawns a task per input
+/// partition of a merge) polled with the statements' runtime entered: the tasks it spawns run
+/// there. Spawned on the runtime serving connections, a join computing without yielding held
+/// its workers, and the deadline that cancels the statement fired seconds late (6.8 s for a
+/// 2 s timeout in a debug build).
+struct OnCompute<'a, T> {
+    compute: tokio::runtime::Handle,
+    start: Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+}
+
+impl<T> Future for OnCompute<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let _entered = self.compute.enter();
+        self.start.as_mut().poll(cx)
+    }
+}
+
 /// Rows encoded ahead of the client: enough to keep the socket busy, few enough to hold little.
 const ROWS_IN_FLIGHT: usize = 256;
 
@@ -389,7 +411,14 @@ impl SimpleQueryHandler for Statements {
         let deadline = self.deadline(client);
         let responses = tokio::time::timeout_at(
             deadline,
-            SimpleQueryHandler::do_query(self.inner.as_ref(), client, query),
+            OnCompute {
+                compute: self.compute.clone(),
+                start: Box::pin(SimpleQueryHandler::do_query(
+                    self.inner.as_ref(),
+                    client,
+                    query,
+                )),
+            },
         )
         .await
         .map_err(|_| canceled())??;
@@ -425,7 +454,15 @@ impl ExtendedQueryHandler for Statements {
         let deadline = self.deadline(client);
         let response = tokio::time::timeout_at(
             deadline,
-            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows),
+            OnCompute {
+                compute: self.compute.clone(),
+                start: Box::pin(ExtendedQueryHandler::do_query(
+                    self.inner.as_ref(),
+                    client,
+                    portal,
+                    max_rows,
+                )),
+            },
         )
         .await
         .map_err(|_| canceled())??;

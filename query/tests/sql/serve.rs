@@ -554,11 +554,10 @@ fn connections_statements_and_logins_are_bounded() {
         psql(&server.conninfo(), &["SELECT 1"]).status.success()
     });
 
-    // A statement over its time is cancelled with 57014 within the timeout, and the session goes on.
-    // The client is built first (on a fresh checkout `go build` takes seconds): the clock is the
-    // statement's, not the build's.
-    pgx_run();
-    let started = Instant::now();
+    // A statement over its time is cancelled with 57014 at its deadline, though the join computes
+    // without yielding, and the session goes on. The client times the statement itself: the
+    // cancelled join keeps its compute thread until its batch is done (seconds in a debug build),
+    // which delays the next statement, not the cancellation.
     let results = pgx(
         &server.url(),
         &[
@@ -567,10 +566,10 @@ fn connections_statements_and_logins_are_bounded() {
         ],
     );
     assert_eq!(error_code(&results[0]), "57014");
+    let cancelled_after = results[0]["ms"].as_u64().unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
+        (2000..5000).contains(&cancelled_after),
+        "cancelled after {cancelled_after} ms, with a 2 s statement timeout"
     );
     assert_eq!(client_rows(&results[1]), vec![vec![serde_json::json!(3.0)]]);
     drop(second.stdin.take());

@@ -3,7 +3,8 @@
 //
 // Usage: pgx_run CONNECTION_URL < statements.json   (a JSON array of SQL strings)
 // Output, one line per statement: {"columns":[...],"rows":[[...],...]} or
-// {"error":{"code":"SQLSTATE","message":"..."}}. Values: numbers as numbers, times as
+// {"error":{"code":"SQLSTATE","message":"..."}}, each with "ms", the statement's time from
+// sending it to its last row or error. Values: numbers as numbers, times as
 // milliseconds since the epoch, text as text, NULL as null.
 package main
 
@@ -23,6 +24,7 @@ type result struct {
 	Columns []string           `json:"columns,omitempty"`
 	Rows    [][]any            `json:"rows,omitempty"`
 	Error   *map[string]string `json:"error,omitempty"`
+	Ms      int64              `json:"ms"`
 }
 
 func value(v any) any {
@@ -92,7 +94,10 @@ func main() {
 	defer conn.Close(ctx)
 	out := json.NewEncoder(os.Stdout)
 	for _, sql := range statements {
-		if err := out.Encode(run(ctx, conn, sql)); err != nil {
+		started := time.Now()
+		result := run(ctx, conn, sql)
+		result.Ms = time.Since(started).Milliseconds()
+		if err := out.Encode(result); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
