@@ -3,6 +3,12 @@
 //! the version it started with. This provider loads the commits made since (an incremental read
 //! of the log: only the new JSON entries) when the snapshot is older than [`MAX_STALENESS`], and
 //! plans each scan on the newest snapshot. A statement sees one version from start to end.
+//!
+//! The snapshot is delta-rs's lazy one: opening the table reads the protocol and metadata, not
+//! the list of files. Each scan replays the log's file actions with the statement's filters
+//! (delta-kernel skips the files whose partition values or statistics rule them out while it
+//! reads the checkpoint), so a one-hour lookup does not first load months of file entries with
+//! their statistics: that eager load was most of such a lookup's time (BENCHMARKS.md).
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -11,7 +17,9 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use deltalake::DeltaTable;
+use deltalake::delta_datafusion::TableProviderBuilder;
+use deltalake::kernel::Snapshot;
+use deltalake::logstore::LogStoreRef;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,19 +32,44 @@ pub const MAX_STALENESS: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct LatestDelta {
     schema: SchemaRef,
-    /// The table, locked while its log is read so that one reader refreshes at a time.
-    table: tokio::sync::Mutex<(DeltaTable, Instant)>,
+    log_store: LogStoreRef,
+    /// The snapshot and when it was read, locked while the log is read so that one reader
+    /// refreshes at a time.
+    snapshot: tokio::sync::Mutex<(Arc<Snapshot>, Instant)>,
     /// The provider of the newest snapshot, for the synchronous calls of planning.
     current: Mutex<Arc<dyn TableProvider>>,
 }
 
+fn external(error: deltalake::DeltaTableError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+async fn provider_of(
+    log_store: &LogStoreRef,
+    snapshot: &Arc<Snapshot>,
+) -> Result<Arc<dyn TableProvider>> {
+    let scan = TableProviderBuilder::default()
+        .with_log_store(log_store.clone())
+        .with_snapshot(snapshot.clone())
+        .build()
+        .await?;
+    Ok(Arc::new(scan))
+}
+
 impl LatestDelta {
-    /// A provider over the table's newest version, refreshed when it is older than MAX_STALENESS.
-    pub async fn new(table: DeltaTable) -> Result<Self> {
-        let provider = table.table_provider().await?;
+    /// A provider over the newest version of the table in `log_store`, refreshed when it is
+    /// older than MAX_STALENESS.
+    pub async fn open(log_store: LogStoreRef) -> Result<Self> {
+        let snapshot = Arc::new(
+            Snapshot::try_new(log_store.as_ref(), None)
+                .await
+                .map_err(external)?,
+        );
+        let provider = provider_of(&log_store, &snapshot).await?;
         Ok(Self {
             schema: provider.schema(),
-            table: tokio::sync::Mutex::new((table, Instant::now())),
+            log_store,
+            snapshot: tokio::sync::Mutex::new((snapshot, Instant::now())),
             current: Mutex::new(provider),
         })
     }
@@ -51,27 +84,28 @@ impl LatestDelta {
 
     /// The provider of the newest snapshot, reading the log if the one held is stale.
     async fn fresh(&self) -> Result<Arc<dyn TableProvider>> {
-        let mut guard = self.table.lock().await;
-        let (table, loaded) = &mut *guard;
+        let mut guard = self.snapshot.lock().await;
+        let (snapshot, loaded) = &mut *guard;
         if loaded.elapsed() < MAX_STALENESS {
             return Ok(self.current());
         }
-        let before = table.version();
-        table
-            .update_incremental(None)
+        let newer = snapshot
+            .clone()
+            .update(self.log_store.engine(None), None)
             .await
-            .map_err(|error| DataFusionError::External(Box::new(error)))?;
+            .map_err(external)?;
         *loaded = Instant::now();
-        if table.version() == before {
+        if newer.version() == snapshot.version() {
             return Ok(self.current());
         }
-        let provider = table.table_provider().await?;
+        let provider = provider_of(&self.log_store, &newer).await?;
         if provider.schema() != self.schema {
             return Err(DataFusionError::Plan(format!(
-                "the Delta table's schema changed at version {:?}; restart to read it",
-                table.version()
+                "the Delta table's schema changed at version {}; restart to read it",
+                newer.version()
             )));
         }
+        *snapshot = newer;
         *self
             .current
             .lock()

@@ -146,14 +146,16 @@ async fn delta_tables(
     let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
     for source in sources {
         let url = url::Url::parse(source.table_url.as_str())?;
-        let table = deltalake::DeltaTable::try_from_url(url.clone())
-            .await
-            .with_context(|| format!("{url}: opening the Delta table"))?;
+        // Not loaded: `LatestDelta` reads the snapshot it needs (lazy, without the files).
+        let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
         // Data files are read through the checked, counted store registered for the URL;
         // delta-rs keeps it (it only registers one where none is).
         ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
         table.update_datafusion_session(&ctx.state())?;
-        providers.push(Arc::new(LatestDelta::new(table).await?));
+        let latest = LatestDelta::open(table.log_store())
+            .await
+            .with_context(|| format!("{url}: opening the Delta table"))?;
+        providers.push(Arc::new(latest));
     }
     if providers.len() == 1 {
         return Ok(providers.remove(0));
