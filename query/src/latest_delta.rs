@@ -4,11 +4,16 @@
 //! of the log: only the new JSON entries) when the snapshot is older than [`MAX_STALENESS`], and
 //! plans each scan on the newest snapshot. A statement sees one version from start to end.
 //!
-//! The snapshot is delta-rs's lazy one: opening the table reads the protocol and metadata, not
-//! the list of files. Each scan replays the log's file actions with the statement's filters
-//! (delta-kernel skips the files whose partition values or statistics rule them out while it
-//! reads the checkpoint), so a one-hour lookup does not first load months of file entries with
-//! their statistics: that eager load was most of such a lookup's time (BENCHMARKS.md).
+//! Two ways to hold the snapshot, chosen by how many statements will use it:
+//! - one statement (`query SQL`): delta-rs's lazy snapshot. Opening the table reads the protocol
+//!   and metadata, not the list of files; the scan replays the log's file actions with the
+//!   statement's filters (delta-kernel skips the files whose partition values or statistics rule
+//!   them out as it reads the checkpoint), so a one-hour lookup does not first load months of
+//!   file entries with their statistics: that load was most of such a lookup's time
+//!   (BENCHMARKS.md);
+//! - a session (`query serve`, the prompt): the files loaded once with their statistics and
+//!   kept up to date from the new commits, so a statement plans from memory instead of replaying
+//!   the whole log.
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -17,9 +22,9 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use deltalake::DeltaTable;
 use deltalake::delta_datafusion::TableProviderBuilder;
-use deltalake::kernel::Snapshot;
-use deltalake::logstore::LogStoreRef;
+use deltalake::kernel::{Snapshot, Version};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,14 +33,29 @@ use std::time::{Duration, Instant};
 /// second however many statements run.
 pub const MAX_STALENESS: Duration = Duration::from_secs(1);
 
+/// How the table's snapshot is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    /// Read at each scan, with its filters (one statement).
+    PerScan,
+    /// Loaded once, then updated from new commits (many statements).
+    Kept,
+}
+
+#[derive(Debug)]
+enum Held {
+    PerScan(Arc<Snapshot>),
+    Kept(DeltaTable),
+}
+
 /// A Delta table whose scans are planned on its newest snapshot.
 #[derive(Debug)]
 pub struct LatestDelta {
     schema: SchemaRef,
-    log_store: LogStoreRef,
+    table: DeltaTable,
     /// The snapshot and when it was read, locked while the log is read so that one reader
     /// refreshes at a time.
-    snapshot: tokio::sync::Mutex<(Arc<Snapshot>, Instant)>,
+    held: tokio::sync::Mutex<(Held, Instant)>,
     /// The provider of the newest snapshot, for the synchronous calls of planning.
     current: Mutex<Arc<dyn TableProvider>>,
 }
@@ -44,32 +64,46 @@ fn external(error: deltalake::DeltaTableError) -> DataFusionError {
     DataFusionError::External(Box::new(error))
 }
 
-async fn provider_of(
-    log_store: &LogStoreRef,
-    snapshot: &Arc<Snapshot>,
-) -> Result<Arc<dyn TableProvider>> {
-    let scan = TableProviderBuilder::default()
-        .with_log_store(log_store.clone())
-        .with_snapshot(snapshot.clone())
-        .build()
-        .await?;
-    Ok(Arc::new(scan))
+impl Held {
+    async fn provider(&self, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+        let builder = match self {
+            Held::PerScan(snapshot) => TableProviderBuilder::default()
+                .with_log_store(table.log_store())
+                .with_snapshot(snapshot.clone()),
+            Held::Kept(loaded) => loaded.table_provider(),
+        };
+        Ok(Arc::new(builder.build().await?))
+    }
+
+    fn version(&self) -> Option<Version> {
+        match self {
+            Held::PerScan(snapshot) => Some(snapshot.version()),
+            Held::Kept(loaded) => loaded.version(),
+        }
+    }
 }
 
 impl LatestDelta {
-    /// A provider over the newest version of the table in `log_store`, refreshed when it is
+    /// A provider over the newest version of `table` (built, not loaded), refreshed when it is
     /// older than MAX_STALENESS.
-    pub async fn open(log_store: LogStoreRef) -> Result<Self> {
-        let snapshot = Arc::new(
-            Snapshot::try_new(log_store.as_ref(), None)
-                .await
-                .map_err(external)?,
-        );
-        let provider = provider_of(&log_store, &snapshot).await?;
+    pub async fn open(table: DeltaTable, files: Files) -> Result<Self> {
+        let held = match files {
+            Files::PerScan => Held::PerScan(Arc::new(
+                Snapshot::try_new(table.log_store().as_ref(), None)
+                    .await
+                    .map_err(external)?,
+            )),
+            Files::Kept => {
+                let mut loaded = table.clone();
+                loaded.load().await.map_err(external)?;
+                Held::Kept(loaded)
+            }
+        };
+        let provider = held.provider(&table).await?;
         Ok(Self {
             schema: provider.schema(),
-            log_store,
-            snapshot: tokio::sync::Mutex::new((snapshot, Instant::now())),
+            table,
+            held: tokio::sync::Mutex::new((held, Instant::now())),
             current: Mutex::new(provider),
         })
     }
@@ -84,28 +118,33 @@ impl LatestDelta {
 
     /// The provider of the newest snapshot, reading the log if the one held is stale.
     async fn fresh(&self) -> Result<Arc<dyn TableProvider>> {
-        let mut guard = self.snapshot.lock().await;
-        let (snapshot, loaded) = &mut *guard;
+        let mut guard = self.held.lock().await;
+        let (held, loaded) = &mut *guard;
         if loaded.elapsed() < MAX_STALENESS {
             return Ok(self.current());
         }
-        let newer = snapshot
-            .clone()
-            .update(self.log_store.engine(None), None)
-            .await
-            .map_err(external)?;
+        let before = held.version();
+        match held {
+            Held::PerScan(snapshot) => {
+                *snapshot = snapshot
+                    .clone()
+                    .update(self.table.log_store().engine(None), None)
+                    .await
+                    .map_err(external)?;
+            }
+            Held::Kept(table) => table.update_incremental(None).await.map_err(external)?,
+        }
         *loaded = Instant::now();
-        if newer.version() == snapshot.version() {
+        if held.version() == before {
             return Ok(self.current());
         }
-        let provider = provider_of(&self.log_store, &newer).await?;
+        let provider = held.provider(&self.table).await?;
         if provider.schema() != self.schema {
             return Err(DataFusionError::Plan(format!(
-                "the Delta table's schema changed at version {}; restart to read it",
-                newer.version()
+                "the Delta table's schema changed at version {:?}; restart to read it",
+                held.version()
             )));
         }
-        *snapshot = newer;
         *self
             .current
             .lock()

@@ -35,6 +35,7 @@ use cli::{Cli, Command};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use latest_delta::Files;
 use sources::Source;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -66,11 +67,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     if let Some(Command::Serve(args)) = &cli.command {
         serve::init_log();
-        let (ctx, _) = session(&cli, range, false).await?;
+        let (ctx, _) = session(&cli, range, false, Files::Kept).await?;
         serve::run(ctx, args).await?;
         return Ok(true);
     }
-    let (ctx, bytes_read) = session(&cli, range, true).await?;
+    // One statement reads the Delta log with its own filters; a prompt keeps the files loaded.
+    let files = if sql.is_some() {
+        Files::PerScan
+    } else {
+        Files::Kept
+    };
+    let (ctx, bytes_read) = session(&cli, range, true, files).await?;
     match sql {
         Some(sql) => {
             let running = exec::execute(&ctx, &sql, &bytes_read).await?;
@@ -117,11 +124,13 @@ async fn left_out(
 
 /// The session statements run in: table `logs` over `--data`, within the memory limit; and the
 /// bytes its scans read (for the progress display). Agent sources are fetched for `range`
-/// first, if `agents_allowed` (a server would serve a copy that never changes).
+/// first, if `agents_allowed` (a server would serve a copy that never changes). A Delta
+/// table's files are held as `files` says.
 pub async fn session(
     cli: &Cli,
     range: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
     agents_allowed: bool,
+    files: Files,
 ) -> anyhow::Result<(SessionContext, Arc<AtomicU64>)> {
     let sources = if cli.data.is_empty() {
         vec!["data/warm".to_owned()]
@@ -157,7 +166,7 @@ pub async fn session(
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udwf(log_pattern::udwf());
-    tables::register(&ctx, opened).await?;
+    tables::register(&ctx, opened, files).await?;
     Ok((ctx, bytes_read))
 }
 

@@ -17,7 +17,7 @@
 //! cast, so filters reach the scan (the view is inlined into each statement's plan): partition
 //! pruning and file skipping by statistics.
 
-use crate::latest_delta::LatestDelta;
+use crate::latest_delta::{Files, LatestDelta};
 use crate::sources::Opened;
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -142,17 +142,18 @@ pub(crate) fn logs_view(
 async fn delta_tables(
     ctx: &SessionContext,
     sources: Vec<Opened>,
+    files: Files,
 ) -> anyhow::Result<Arc<dyn TableProvider>> {
     let mut providers: Vec<Arc<dyn TableProvider>> = Vec::new();
     for source in sources {
         let url = url::Url::parse(source.table_url.as_str())?;
-        // Not loaded: `LatestDelta` reads the snapshot it needs (lazy, without the files).
+        // Not loaded: `LatestDelta` reads the snapshot as `files` says.
         let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
         // Data files are read through the checked, counted store registered for the URL;
         // delta-rs keeps it (it only registers one where none is).
         ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
         table.update_datafusion_session(&ctx.state())?;
-        let latest = LatestDelta::open(table.log_store())
+        let latest = LatestDelta::open(table, files)
             .await
             .with_context(|| format!("{url}: opening the Delta table"))?;
         providers.push(Arc::new(latest));
@@ -188,8 +189,13 @@ pub(crate) fn warm_file_schema() -> SchemaRef {
     ))
 }
 
-/// Registers `logs` over `sources` (all of one layout).
-pub(crate) async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyhow::Result<Layout> {
+/// Registers `logs` over `sources` (all of one layout); a Delta table's files held as `files`
+/// says (per scan for one statement, kept for a session).
+pub(crate) async fn register(
+    ctx: &SessionContext,
+    sources: Vec<Opened>,
+    files: Files,
+) -> anyhow::Result<Layout> {
     let mut layout = None;
     let mut urls = Vec::new();
     let mut delta_sources = Vec::new();
@@ -212,7 +218,7 @@ pub(crate) async fn register(ctx: &SessionContext, sources: Vec<Opened>) -> anyh
     }
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
-        let files = delta_tables(ctx, delta_sources).await?;
+        let files = delta_tables(ctx, delta_sources, files).await?;
         ctx.register_table(
             "logs",
             Arc::new(logs_view(files, &["date", "hour", "cluster"])?),

@@ -5,6 +5,7 @@
 
 mod fixtures;
 mod hostile_input;
+mod latest_delta;
 mod query_cli;
 mod remote_sources;
 mod serve;
