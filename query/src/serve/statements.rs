@@ -294,6 +294,14 @@ impl std::fmt::Debug for Statements {
 }
 
 impl Statements {
+    /// `start` polled with the statements' runtime entered (see [`OnCompute`]).
+    fn on_compute<'a, T>(&self, start: impl Future<Output = T> + Send + 'a) -> OnCompute<'a, T> {
+        OnCompute {
+            compute: self.compute.clone(),
+            start: Box::pin(start),
+        }
+    }
+
     /// The statement's deadline: the server's timeout, or the client's when shorter.
     fn deadline(&self, client: &impl ClientInfo) -> Instant {
         let client_timeout = client
@@ -411,14 +419,11 @@ impl SimpleQueryHandler for Statements {
         let deadline = self.deadline(client);
         let responses = tokio::time::timeout_at(
             deadline,
-            OnCompute {
-                compute: self.compute.clone(),
-                start: Box::pin(SimpleQueryHandler::do_query(
-                    self.inner.as_ref(),
-                    client,
-                    query,
-                )),
-            },
+            self.on_compute(SimpleQueryHandler::do_query(
+                self.inner.as_ref(),
+                client,
+                query,
+            )),
         )
         .await
         .map_err(|_| canceled())??;
@@ -454,15 +459,12 @@ impl ExtendedQueryHandler for Statements {
         let deadline = self.deadline(client);
         let response = tokio::time::timeout_at(
             deadline,
-            OnCompute {
-                compute: self.compute.clone(),
-                start: Box::pin(ExtendedQueryHandler::do_query(
-                    self.inner.as_ref(),
-                    client,
-                    portal,
-                    max_rows,
-                )),
-            },
+            self.on_compute(ExtendedQueryHandler::do_query(
+                self.inner.as_ref(),
+                client,
+                portal,
+                max_rows,
+            )),
         )
         .await
         .map_err(|_| canceled())??;
