@@ -25,6 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::TableProviderBuilder;
 use deltalake::kernel::{Snapshot, Version};
+use deltalake::logstore::LogStoreRef;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ enum Held {
 #[derive(Debug)]
 pub struct LatestDelta {
     schema: SchemaRef,
-    table: DeltaTable,
+    log_store: LogStoreRef,
     /// The snapshot and when it was read, locked while the log is read so that one reader
     /// refreshes at a time.
     held: tokio::sync::Mutex<(Held, Instant)>,
@@ -65,10 +66,10 @@ fn external(error: deltalake::DeltaTableError) -> DataFusionError {
 }
 
 impl Held {
-    async fn provider(&self, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    async fn provider(&self, log_store: &LogStoreRef) -> Result<Arc<dyn TableProvider>> {
         let builder = match self {
             Held::PerScan(snapshot) => TableProviderBuilder::default()
-                .with_log_store(table.log_store())
+                .with_log_store(log_store.clone())
                 .with_snapshot(snapshot.clone()),
             Held::Kept(loaded) => loaded.table_provider(),
         };
@@ -86,23 +87,23 @@ impl Held {
 impl LatestDelta {
     /// A provider over the newest version of `table` (built, not loaded), refreshed when it is
     /// older than MAX_STALENESS.
-    pub async fn open(table: DeltaTable, files: Files) -> Result<Self> {
+    pub async fn open(mut table: DeltaTable, files: Files) -> Result<Self> {
+        let log_store = table.log_store();
         let held = match files {
             Files::PerScan => Held::PerScan(Arc::new(
-                Snapshot::try_new(table.log_store().as_ref(), None)
+                Snapshot::try_new(log_store.as_ref(), None)
                     .await
                     .map_err(external)?,
             )),
             Files::Kept => {
-                let mut loaded = table.clone();
-                loaded.load().await.map_err(external)?;
-                Held::Kept(loaded)
+                table.load().await.map_err(external)?;
+                Held::Kept(table)
             }
         };
-        let provider = held.provider(&table).await?;
+        let provider = held.provider(&log_store).await?;
         Ok(Self {
             schema: provider.schema(),
-            table,
+            log_store,
             held: tokio::sync::Mutex::new((held, Instant::now())),
             current: Mutex::new(provider),
         })
@@ -128,7 +129,7 @@ impl LatestDelta {
             Held::PerScan(snapshot) => {
                 *snapshot = snapshot
                     .clone()
-                    .update(self.table.log_store().engine(None), None)
+                    .update(self.log_store.engine(None), None)
                     .await
                     .map_err(external)?;
             }
@@ -138,7 +139,7 @@ impl LatestDelta {
         if held.version() == before {
             return Ok(self.current());
         }
-        let provider = held.provider(&self.table).await?;
+        let provider = held.provider(&self.log_store).await?;
         if provider.schema() != self.schema {
             return Err(DataFusionError::Plan(format!(
                 "the Delta table's schema changed at version {:?}; restart to read it",

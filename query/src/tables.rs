@@ -218,10 +218,10 @@ pub(crate) async fn register(
     }
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
-        let files = delta_tables(ctx, delta_sources, files).await?;
+        let table = delta_tables(ctx, delta_sources, files).await?;
         ctx.register_table(
             "logs",
-            Arc::new(logs_view(files, &["date", "hour", "cluster"])?),
+            Arc::new(logs_view(table, &["date", "hour", "cluster"])?),
         )?;
         return Ok(layout);
     }

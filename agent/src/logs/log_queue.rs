@@ -260,12 +260,16 @@ fn drain<W: Write>(out: &mut W, shared: &Shared, batch: &mut Shard, count: &Coun
     let shards: Vec<Arc<Mutex<Shard>>> = {
         let mut shards = lock(&shared.shards);
         // A shard only the registry holds belongs to a thread that has ended: its room goes back.
+        // A live thread's shard is not locked here: the loop below takes its lock anyway.
         shards.retain(|shard| {
-            let mut locked = lock(shard);
-            if Arc::strong_count(shard) > 1 || !locked.ends.is_empty() {
+            if Arc::strong_count(shard) > 1 {
                 return true;
             }
-            shared.give_room(std::mem::take(&mut locked.room));
+            let mut ended = lock(shard);
+            if !ended.ends.is_empty() {
+                return true;
+            }
+            shared.give_room(std::mem::take(&mut ended.room));
             false
         });
         shards.clone()
