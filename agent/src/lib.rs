@@ -65,7 +65,7 @@ pub async fn run(
         limit.spawn_cleanup(shutdown.clone());
     }
     let faults = fault::Faults::new();
-    let app = http::router(AppState::new(http::SharedState {
+    let app = http::MetadataApi::new(AppState::new(http::SharedState {
         store: Arc::clone(&store),
         rate_limit,
         faults: Arc::clone(&faults),

@@ -73,7 +73,7 @@ impl Listeners {
     /// (then cancels `shutdown` so the others stop too).
     pub(crate) async fn serve(
         self,
-        app: Router,
+        app: crate::http::MetadataApi,
         refresh: Arc<dyn Fn(&mut String) + Send + Sync>,
         shutdown: &CancellationToken,
     ) -> std::io::Result<()> {

@@ -17,10 +17,10 @@
 //! (a 4xx head without this service's `server` header) and sends the service's JSON error shape
 //! instead, so every error the API sends is JSON.
 
+use super::MetadataApi;
 use super::count::SERVER;
 use crate::config::ConnectionLimits;
 use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS};
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -35,7 +35,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 /// Waiting for a request's first byte.
 const IDLE: u8 = 0;
@@ -118,10 +117,12 @@ impl Registry {
 /// progress finish (the caller bounds that wait).
 pub(crate) async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: MetadataApi,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    // Shared by the connections: a request clones one `Arc`, not the API's parts.
+    let app = Arc::new(app);
     let registry = Arc::new(Registry {
         conns: Mutex::new(HashMap::new()),
         epoch: Instant::now(),
@@ -177,7 +178,7 @@ pub(crate) async fn serve(
         tasks.spawn(serve_connection(
             stream,
             addr,
-            app.clone(),
+            Arc::clone(&app),
             Arc::clone(&registry),
             next_id,
             conn,
@@ -194,7 +195,7 @@ pub(crate) async fn serve(
 async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
-    app: Router,
+    app: Arc<MetadataApi>,
     registry: Arc<Registry>,
     id: u64,
     conn: Arc<Conn>,
@@ -212,13 +213,13 @@ async fn serve_connection(
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             registry.set(&conn, BUSY);
             request.extensions_mut().insert(ConnectInfo(addr));
-            let answer = app.clone().oneshot(request.map(axum::body::Body::new));
+            let app = Arc::clone(&app);
             let conn = Arc::clone(&conn);
             let registry = Arc::clone(&registry);
             async move {
-                let response = answer.await;
+                let response = app.answer(request.map(axum::body::Body::new)).await;
                 registry.set(&conn, IDLE);
-                response
+                Ok::<_, std::convert::Infallible>(response)
             }
         })
     };

@@ -3,8 +3,8 @@
 //! Request flow: `connections.rs` (bounded connections) -> `count.rs` (request id, Server header,
 //! metrics, request event) -> `../fault.rs` (the operator's injected latency or errors, off by
 //! default) -> `guard.rs` (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query
-//! validation, document lookup) -> `render.rs` (JSON or text). The first three stages run as one
-//! layer ([`front`]).
+//! validation, document lookup) -> `render.rs` (JSON or text). The three stages in front of the
+//! routes run as one function ([`MetadataApi::answer`]), called by the connection's service.
 
 pub(crate) mod connections;
 pub(crate) mod count;
@@ -19,13 +19,13 @@ pub(crate) mod wait_for_change;
 use crate::fault::{self, Faults};
 use crate::metadata::MetadataStore;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use guard::RateLimit;
 use std::sync::Arc;
+use tower::ServiceExt;
 
 /// What the handlers share, behind one `Arc`: axum clones the state for every request (each
 /// `State` extractor), and cloning five shared parts one by one showed in the request path's
@@ -61,8 +61,44 @@ pub(crate) struct SharedState {
     pub request_log: Option<crate::logs::request_log::RequestLog>,
 }
 
-/// The metadata API router, every layer included.
-pub(crate) fn router(state: AppState) -> Router {
+/// The metadata API: the stages in front of the routes, and the routes.
+#[derive(Debug, Clone)]
+pub(crate) struct MetadataApi {
+    state: AppState,
+    routes: Router,
+}
+
+impl MetadataApi {
+    pub(crate) fn new(state: AppState) -> Self {
+        MetadataApi {
+            routes: routes(state.clone()),
+            state,
+        }
+    }
+
+    /// Count, fault switch and guard, in that order, then the route. A plain call rather than an
+    /// axum `from_fn` layer: that layer cloned its state and the routes behind it and boxed a
+    /// future for every request, which showed in the request path's profile (BENCHMARKS.md).
+    pub(crate) async fn answer(&self, request: Request) -> Response {
+        let state = &*self.state;
+        count::observe(request, state.request_log.as_ref(), |request| async move {
+            if let Some(injected) = fault::inject(&state.faults).await {
+                return injected;
+            }
+            match guard::admit(state, &request) {
+                Ok(()) => match self.routes.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                Err(error) => error.into_response(),
+            }
+        })
+        .await
+    }
+}
+
+/// The routes alone: the stages in front of them are [`MetadataApi::answer`]'s.
+fn routes(state: AppState) -> Router {
     // `get` alone would answer HEAD too; the contract is GET only.
     let instance = || {
         get(routes::instance)
@@ -91,25 +127,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 .fallback(routes::method_not_allowed),
         )
         .fallback(routes::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
-}
-
-/// Count, fault switch and guard, in that order, as one layer: each axum layer clones its state
-/// and the service inside it for every request, which showed in the request path's profile
-/// (BENCHMARKS.md).
-async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let state = &*state;
-    count::observe(request, state.request_log.as_ref(), |request| async move {
-        if let Some(injected) = fault::inject(&state.faults).await {
-            return injected;
-        }
-        match guard::admit(state, &request) {
-            Ok(()) => next.run(request).await,
-            Err(error) => error.into_response(),
-        }
-    })
-    .await
 }
 
 /// A JSON response body with Azure's content type.
