@@ -3,7 +3,8 @@
 //! scripts/install-test-deps, read a table the collector filled from real agents through Kafka,
 //! over and over while `collector compact`'s code (its clock moved past the agents' hour) rewrites
 //! it, and every read holds exactly the events
-//! the agents logged at INFO and above: same count, every id once.
+//! the agents logged at INFO and above: same count, every id once. They start from a checkpoint
+//! with typed statistics, as the collector writes them.
 
 use crate::store::{TwoClusters, assert_exactly_once, wait_for_rows};
 
@@ -97,6 +98,15 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
     let stored = wait_for_rows(out.path(), events.len(), Duration::from_secs(60));
     assert!(pipeline.collector.terminate().success());
     assert_exactly_once(&stored, &events);
+    // A checkpoint, as the collector writes one every `CHECKPOINT_INTERVAL` commits, with typed
+    // statistics (`stats_parsed`): the engines start from it, then replay compaction's commit.
+    let url = collector::warm_table::location(out.path().to_str().unwrap()).unwrap();
+    testkit::run(async move {
+        let table = collector::warm_table::open(&url).await.unwrap();
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .unwrap();
+    });
     let files_before = crate::store::store_files(out.path()).len();
     assert!(files_before > 4, "{files_before} files: nothing to compact");
 

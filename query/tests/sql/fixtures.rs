@@ -73,6 +73,31 @@ pub fn write_delta(root: &Path, records: &[logrecord::LogRecord], commits: usize
     }
 }
 
+/// Writes a checkpoint of the Delta table at `root`, as the collector does every
+/// `CHECKPOINT_INTERVAL` commits, and returns the fields of its `add` column.
+pub fn checkpoint(root: &Path) -> Vec<String> {
+    let url = collector::warm_table::location(root.to_str().unwrap()).unwrap();
+    let version = testkit::run(async move {
+        let table = collector::warm_table::open(&url).await.unwrap();
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .unwrap();
+        table.version().unwrap()
+    });
+    let path = root.join(format!("_delta_log/{version:020}.checkpoint.parquet"));
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .schema()
+        .clone();
+    match schema.field_with_name("add").unwrap().data_type() {
+        datafusion::arrow::datatypes::DataType::Struct(fields) => {
+            fields.iter().map(|f| f.name().clone()).collect()
+        }
+        other => panic!("the checkpoint's add column is {other:?}"),
+    }
+}
+
 /// Compacts every closed hour of the Delta table at `root`, then vacuums every file no longer in it.
 pub fn compact_and_vacuum(root: &Path) {
     let out = root.to_str().unwrap().to_owned();

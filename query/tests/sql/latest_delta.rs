@@ -1,6 +1,7 @@
 //! `LatestDelta`, the provider of table `logs` over a Delta table, in both of its ways of holding
 //! the snapshot: each statement counts the rows of the newest version once the snapshot is older
-//! than `MAX_STALENESS`, and a filter on partition and data columns answers the same.
+//! than `MAX_STALENESS`, and a filter on partition and data columns answers the same, read from a
+//! checkpoint with typed statistics (`stats_parsed`) and from the JSON commits after it.
 
 use datafusion::arrow::array::{Array, Int64Array};
 use datafusion::prelude::SessionContext;
@@ -25,6 +26,10 @@ fn both_ways_of_holding_the_snapshot_answer_from_the_newest_version() {
     for files in [Files::PerScan, Files::Kept] {
         let store = tempfile::tempdir().unwrap();
         crate::fixtures::write_delta(store.path(), &crate::fixtures::records(), 2);
+        let add = crate::fixtures::checkpoint(store.path());
+        for typed in ["stats_parsed", "partitionValues_parsed"] {
+            assert!(add.contains(&typed.to_owned()), "checkpoint's add: {add:?}");
+        }
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let ctx = SessionContext::new();
         runtime.block_on(async {
