@@ -23,6 +23,7 @@ import argparse
 import csv
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,6 +176,8 @@ def duck_run(store, sql):
 for days in [int(d) for d in args.days.split(",")]:
     store = os.path.join(args.work, f"loggen-delta-{days}d-50m")
     if not os.path.exists(os.path.join(store, ".complete")):
+        # A half-written store (or one written by hand) would get a second copy of the rows.
+        shutil.rmtree(store, ignore_errors=True)
         subprocess.run([args.loggen_bin, "--days", str(days), "--machines", "50",
                         "--events-per-hour", "100", "--out", store, "--seed", "1",
                         "--format", "delta"], check=True)
