@@ -14,6 +14,8 @@
 //! - a session (`query serve`, the prompt): the files loaded once with their statistics and
 //!   kept up to date from the new commits, so a statement plans from memory instead of replaying
 //!   the whole log.
+//!
+//! Only the filters that can skip files reach delta-rs's scan (`file_skipping.rs`).
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -53,6 +55,8 @@ enum Held {
 #[derive(Debug)]
 pub struct LatestDelta {
     schema: SchemaRef,
+    /// The table's partition columns: filters on them alone always go to the scan.
+    partition_columns: &'static [&'static str],
     log_store: LogStoreRef,
     /// The snapshot and when it was read, locked while the log is read so that one reader
     /// refreshes at a time.
@@ -85,9 +89,13 @@ impl Held {
 }
 
 impl LatestDelta {
-    /// A provider over the newest version of `table` (built, not loaded), refreshed when it is
-    /// older than MAX_STALENESS.
-    pub async fn open(mut table: DeltaTable, files: Files) -> Result<Self> {
+    /// A provider over the newest version of `table` (built, not loaded, partitioned by
+    /// `partition_columns`), refreshed when it is older than MAX_STALENESS.
+    pub async fn open(
+        mut table: DeltaTable,
+        partition_columns: &'static [&'static str],
+        files: Files,
+    ) -> Result<Self> {
         let log_store = table.log_store();
         let held = match files {
             Files::PerScan => Held::PerScan(Arc::new(
@@ -103,6 +111,7 @@ impl LatestDelta {
         let provider = held.provider(&log_store).await?;
         Ok(Self {
             schema: provider.schema(),
+            partition_columns,
             log_store,
             held: tokio::sync::Mutex::new((held, Instant::now())),
             current: Mutex::new(provider),
@@ -168,7 +177,18 @@ impl TableProvider for LatestDelta {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.current().supports_filters_pushdown(filters)
+        let delta = self.current().supports_filters_pushdown(filters)?;
+        Ok(filters
+            .iter()
+            .zip(delta)
+            .map(|(filter, delta)| {
+                if crate::file_skipping::skips_files(filter, self.partition_columns) {
+                    delta
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
     }
 
     async fn scan(

@@ -18,6 +18,7 @@ pub mod cluster;
 mod drilldown;
 mod exec;
 mod fetch;
+mod file_skipping;
 pub mod latest_delta;
 mod local_reads;
 mod log_pattern;

@@ -138,6 +138,9 @@ pub(crate) fn logs_view(
     Ok(ViewTable::new(plan, None))
 }
 
+/// The warm store's Delta partition columns, in directory order.
+const DELTA_PARTITIONS: &[&str] = &["date", "hour", "cluster"];
+
 /// The Delta tables at `sources` (all of them, as one).
 async fn delta_tables(
     ctx: &SessionContext,
@@ -153,7 +156,7 @@ async fn delta_tables(
         // delta-rs keeps it (it only registers one where none is).
         ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
         table.update_datafusion_session(&ctx.state())?;
-        let latest = LatestDelta::open(table, files)
+        let latest = LatestDelta::open(table, DELTA_PARTITIONS, files)
             .await
             .with_context(|| format!("{url}: opening the Delta table"))?;
         providers.push(Arc::new(latest));
@@ -219,10 +222,7 @@ pub(crate) async fn register(
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
         let table = delta_tables(ctx, delta_sources, files).await?;
-        ctx.register_table(
-            "logs",
-            Arc::new(logs_view(table, &["date", "hour", "cluster"])?),
-        )?;
+        ctx.register_table("logs", Arc::new(logs_view(table, DELTA_PARTITIONS)?))?;
         return Ok(layout);
     }
     let mut partitions = vec![

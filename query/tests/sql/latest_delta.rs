@@ -40,7 +40,9 @@ fn both_ways_of_holding_the_snapshot_answer_from_the_newest_version() {
                 .build()
                 .unwrap();
             table.update_datafusion_session(&ctx.state()).unwrap();
-            let latest = LatestDelta::open(table, files).await.unwrap();
+            let latest = LatestDelta::open(table, &["date", "hour", "cluster"], files)
+                .await
+                .unwrap();
             ctx.register_table("logs", Arc::new(latest)).unwrap();
         });
         let all = "SELECT count(*) FROM logs";
