@@ -1,5 +1,5 @@
-//! The outermost route layer: gives every response its `x-ms-request-id` and `Server` headers,
-//! counts it on the hot path, and writes the one INFO request event of the local log.
+//! The outermost stage of a request: gives every response its `x-ms-request-id` and `Server`
+//! headers, counts it on the hot path, and writes the one INFO request event of the local log.
 //!
 //! Labels are bounded by construction: the endpoint is one of three fixed names (never the raw
 //! path), the api-version a supported value or `unsupported`/`none`, the format one of three.
