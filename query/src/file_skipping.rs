@@ -4,9 +4,11 @@
 //! pays off for a selective filter; for one that keeps most rows (`path IS NOT NULL`, a regular
 //! expression) it decodes the filter's columns in a pass of their own and doubled the time of a
 //! scan of months (BENCHMARKS.md). So only filters that can skip files go down: those on
-//! partition columns alone, and comparisons of a column with constants (`=`, `<`, `>=`, `IN`,
-//! `BETWEEN`, and `AND`/`OR` of them), which the statistics decide. DataFusion applies every
-//! other filter above the scan, as it does for plain Parquet by default.
+//! partition columns alone, comparisons of a column with constants (`=`, `<`, `>=`, `IN`,
+//! `BETWEEN`, and `AND`/`OR` of them), which the statistics decide, and a function of one column
+//! equal to (or `IN`) constants, such as an id lookup through the view's `uuid_text`, which keeps
+//! few rows. DataFusion applies every other filter above the scan, as it does for plain Parquet
+//! by default.
 
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
@@ -30,17 +32,30 @@ fn compares_with_constants(filter: &Expr) -> bool {
             Operator::And | Operator::Or => {
                 compares_with_constants(left) && compares_with_constants(right)
             }
-            Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+            Operator::Eq => {
+                (of_one_column(left) && is_constant(right))
+                    || (is_constant(left) && of_one_column(right))
+            }
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 (is_column(left) && is_constant(right)) || (is_constant(left) && is_column(right))
             }
             _ => false,
         },
-        Expr::InList(InList { expr, list, .. }) => is_column(expr) && list.iter().all(is_constant),
+        Expr::InList(InList { expr, list, .. }) => {
+            of_one_column(expr) && list.iter().all(is_constant)
+        }
         Expr::Between(Between {
             expr, low, high, ..
         }) => is_column(expr) && is_constant(low) && is_constant(high),
         _ => false,
     }
+}
+
+/// A column, or a function of one column alone (the `logs` view's `uuid_text(request_id)`):
+/// equal to a constant, it keeps few rows, so delta-rs's row filter pays off even where the
+/// statistics cannot skip a file.
+fn of_one_column(expr: &Expr) -> bool {
+    is_column(expr) || (expr.column_refs().len() == 1 && !expr.is_volatile())
 }
 
 fn is_column(expr: &Expr) -> bool {
@@ -65,7 +80,7 @@ fn is_constant(expr: &Expr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::functions::expr_fn::regexp_like;
+    use datafusion::functions::expr_fn::{lower, regexp_like};
     use datafusion::logical_expr::{col, lit};
 
     const PARTITIONS: &[&str] = &["date", "hour", "cluster"];
@@ -84,6 +99,9 @@ mod tests {
             // Anything on partition columns alone decides which directories are read.
             col("date").like(lit("2026-01-%")),
             col("hour").is_not_null(),
+            // An id lookup through the view: few rows pass.
+            lower(col("request_id")).eq(lit("4fa4fc1c")),
+            lower(col("request_id")).in_list(vec![lit("a"), lit("b")], false),
         ];
         for filter in &down {
             assert!(skips_files(filter, PARTITIONS), "{filter}");
@@ -95,6 +113,8 @@ mod tests {
             col("status").eq(col("latency_us")),
             col("machine").eq(lit("a")).or(col("path").is_null()),
             col("date").eq(col("machine")),
+            lower(col("path")).gt(lit("a")),
+            lower(col("path")).not_eq(lit("a")),
         ];
         for filter in &above {
             assert!(!skips_files(filter, PARTITIONS), "{filter}");
