@@ -136,6 +136,16 @@ pub async fn open_or_create(url: &Url) -> anyhow::Result<DeltaTable> {
     bail!("{url}: cannot create or load the Delta table")
 }
 
+/// Writes a checkpoint of the table's newest version now (commits write one every
+/// `CHECKPOINT_INTERVAL`), and returns that version.
+pub async fn checkpoint(url: &Url) -> anyhow::Result<u64> {
+    let table = open(url).await?;
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .with_context(|| format!("writing a checkpoint of {url}"))?;
+    table.version().context("a table without a version")
+}
+
 /// Opens an existing table (maintenance, readers).
 pub async fn open(url: &Url) -> anyhow::Result<DeltaTable> {
     open_with(url, HashMap::new()).await

@@ -138,8 +138,8 @@ pub(crate) fn logs_view(
     Ok(ViewTable::new(plan, None))
 }
 
-/// The warm store's Delta partition columns, in directory order.
-const DELTA_PARTITIONS: &[&str] = &["date", "hour", "cluster"];
+/// The partition columns of the warm store (hive directories or Delta table), in order.
+pub(crate) const WARM_PARTITIONS: [&str; 3] = ["date", "hour", "cluster"];
 
 /// The Delta tables at `sources` (all of them, as one).
 async fn delta_tables(
@@ -156,7 +156,7 @@ async fn delta_tables(
         // delta-rs keeps it (it only registers one where none is).
         ctx.register_object_store(source.table_url.object_store().as_ref(), source.store);
         table.update_datafusion_session(&ctx.state())?;
-        let latest = LatestDelta::open(table, DELTA_PARTITIONS, files)
+        let latest = LatestDelta::open(table, &WARM_PARTITIONS, files)
             .await
             .with_context(|| format!("{url}: opening the Delta table"))?;
         providers.push(Arc::new(latest));
@@ -222,7 +222,7 @@ pub(crate) async fn register(
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
         let table = delta_tables(ctx, delta_sources, files).await?;
-        ctx.register_table("logs", Arc::new(logs_view(table, DELTA_PARTITIONS)?))?;
+        ctx.register_table("logs", Arc::new(logs_view(table, &WARM_PARTITIONS)?))?;
         return Ok(layout);
     }
     let mut partitions = vec![
@@ -246,7 +246,7 @@ pub(crate) async fn register(
     let files = ListingTable::try_new(config)?;
     let partitions: &[&str] = match layout {
         Layout::Cold => &["date", "hour"],
-        _ => &["date", "hour", "cluster"],
+        _ => &WARM_PARTITIONS,
     };
     ctx.register_table("logs", Arc::new(logs_view(Arc::new(files), partitions)?))?;
     Ok(layout)

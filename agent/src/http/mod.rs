@@ -62,7 +62,7 @@ pub(crate) struct SharedState {
 }
 
 /// The metadata API: the stages in front of the routes, and the routes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct MetadataApi {
     state: AppState,
     routes: Router,
@@ -86,10 +86,8 @@ impl MetadataApi {
                 return injected;
             }
             match guard::admit(state, &request) {
-                Ok(()) => match self.routes.clone().oneshot(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
+                Ok(()) => (self.routes.clone().oneshot(request).await)
+                    .unwrap_or_else(|never| match never {}),
                 Err(error) => error.into_response(),
             }
         })

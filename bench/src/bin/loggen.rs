@@ -108,11 +108,7 @@ fn main() -> anyhow::Result<()> {
     if args.format == Format::Delta {
         // As a table the collector fills has one (every 100 commits): readers start from it.
         let url = collector::warm_table::location(&args.out.to_string_lossy())?;
-        tokio::runtime::Runtime::new()?.block_on(async {
-            let table = collector::warm_table::open(&url).await?;
-            deltalake::checkpoints::create_checkpoint(&table, None).await?;
-            anyhow::Ok(())
-        })?;
+        tokio::runtime::Runtime::new()?.block_on(collector::warm_table::checkpoint(&url))?;
     }
     eprintln!(
         "loggen: {rows} rows in {:.1} s",

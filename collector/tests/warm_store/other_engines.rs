@@ -101,12 +101,7 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
     // A checkpoint, as the collector writes one every `CHECKPOINT_INTERVAL` commits, with typed
     // statistics (`stats_parsed`): the engines start from it, then replay compaction's commit.
     let url = collector::warm_table::location(out.path().to_str().unwrap()).unwrap();
-    testkit::run(async move {
-        let table = collector::warm_table::open(&url).await.unwrap();
-        deltalake::checkpoints::create_checkpoint(&table, None)
-            .await
-            .unwrap();
-    });
+    testkit::run(async move { collector::warm_table::checkpoint(&url).await }).unwrap();
     let files_before = crate::store::store_files(out.path()).len();
     assert!(files_before > 4, "{files_before} files: nothing to compact");
 

@@ -7,6 +7,7 @@
 //! datafusion-proto serializes to the executors natively. The listing itself crosses from client
 //! to scheduler as JSON in the logical plan (`codec.rs`).
 
+use crate::tables::WARM_PARTITIONS;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::Session;
@@ -23,9 +24,6 @@ use datafusion::physical_plan::empty::EmptyExec;
 use logrecord::layout::Hour;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// The partition columns of the warm store, in order.
-pub(crate) const PARTITIONS: [&str; 3] = ["date", "hour", "cluster"];
 
 /// One active data file of the table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +93,7 @@ impl FileListing {
 }
 
 pub(crate) fn partition_fields() -> Vec<FieldRef> {
-    PARTITIONS
+    WARM_PARTITIONS
         .iter()
         .map(|name| Arc::new(Field::new(*name, DataType::Utf8, false)))
         .collect()

@@ -25,6 +25,7 @@ mod planner;
 pub use codec::LogsCodec;
 
 use crate::sources::{self, Source};
+use crate::tables::WARM_PARTITIONS;
 use anyhow::{Context, bail};
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::execution::SessionStateBuilder;
@@ -32,7 +33,6 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{ScalarUDF, WindowUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use executor_watch::ExecutorWatch;
-use file_listing::PARTITIONS;
 use latest_listing::LatestListing;
 use planner::{Cluster, ClusterPlanner};
 use std::sync::Arc;
@@ -112,7 +112,7 @@ pub(crate) async fn session(
     }
     ctx.register_table(
         "logs",
-        Arc::new(crate::tables::logs_view(listing, &PARTITIONS)?),
+        Arc::new(crate::tables::logs_view(listing, &WARM_PARTITIONS)?),
     )?;
     Ok(ctx)
 }

@@ -7,7 +7,8 @@
 //! which are the same for every row of the file, so no row the statement reads is dropped. The
 //! filters stay in the plan and run on the cluster as well.
 
-use super::file_listing::{FileListing, PARTITIONS, partition_fields};
+use super::file_listing::{FileListing, partition_fields};
+use crate::tables::WARM_PARTITIONS;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{DFSchema, DataFusionError, Result, TableReference};
@@ -22,7 +23,7 @@ pub(crate) fn partition_filter(filter: &Expr) -> bool {
     filter
         .column_refs()
         .iter()
-        .all(|column| PARTITIONS.contains(&column.name.as_str()))
+        .all(|column| WARM_PARTITIONS.contains(&column.name.as_str()))
 }
 
 /// The files of `listing` for which every one of `filters` (over the columns of the scan named
@@ -33,7 +34,7 @@ pub(crate) fn pruned(
     filters: &[Expr],
 ) -> Result<FileListing> {
     let schema = Schema::new(partition_fields());
-    let columns: Vec<ArrayRef> = (0..PARTITIONS.len())
+    let columns: Vec<ArrayRef> = (0..WARM_PARTITIONS.len())
         .map(|i| {
             let values = listing.files.iter().map(|f| f.partitions[i].as_str());
             Arc::new(StringArray::from_iter_values(values)) as ArrayRef

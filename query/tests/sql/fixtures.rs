@@ -77,13 +77,8 @@ pub fn write_delta(root: &Path, records: &[logrecord::LogRecord], commits: usize
 /// `CHECKPOINT_INTERVAL` commits, and returns the fields of its `add` column.
 pub fn checkpoint(root: &Path) -> Vec<String> {
     let url = collector::warm_table::location(root.to_str().unwrap()).unwrap();
-    let version = testkit::run(async move {
-        let table = collector::warm_table::open(&url).await.unwrap();
-        deltalake::checkpoints::create_checkpoint(&table, None)
-            .await
-            .unwrap();
-        table.version().unwrap()
-    });
+    let version =
+        testkit::run(async move { collector::warm_table::checkpoint(&url).await }).unwrap();
     let path = root.join(format!("_delta_log/{version:020}.checkpoint.parquet"));
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
