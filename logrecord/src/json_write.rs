@@ -10,6 +10,24 @@ use crate::{LogRecordRef, timestamp_micros};
 impl LogRecordRef<'_> {
     /// Appends the JSON line, newline included, to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // Room for the whole line of a request event at once: the fixed part (names, numbers,
+        // ids, timestamp) is under 320 bytes; escapes may still grow it past this.
+        let strings = [self.target, self.message, self.cluster, self.machine]
+            .iter()
+            .chain(
+                [
+                    self.method,
+                    self.path,
+                    self.api_version,
+                    self.format,
+                    self.caller,
+                ]
+                .iter()
+                .flatten(),
+            )
+            .map(|s| s.len())
+            .sum::<usize>();
+        out.reserve(320 + strings);
         out.extend_from_slice(b"{\"seq\":");
         write_u64(out, self.seq);
         out.extend_from_slice(b",\"id\":\"");
@@ -21,42 +39,26 @@ impl LogRecordRef<'_> {
         out.extend_from_slice(b"\",\"level\":\"");
         out.extend_from_slice(self.level.as_str().as_bytes());
         out.push(b'"');
-        string_field(out, "target", self.target);
-        string_field(out, "message", self.message);
-        string_field(out, "cluster", self.cluster);
-        string_field(out, "machine", self.machine);
+        // Each name is a constant with its punctuation (`,"name":`), one fixed-size copy each.
+        string_field(out, b",\"target\":", self.target);
+        string_field(out, b",\"message\":", self.message);
+        string_field(out, b",\"cluster\":", self.cluster);
+        string_field(out, b",\"machine\":", self.machine);
         if let Some(id) = &self.request_id {
             out.extend_from_slice(b",\"request_id\":\"");
             write_uuid(out, id);
             out.push(b'"');
         }
-        let optional_strings = [
-            ("method", self.method),
-            ("path", self.path),
-            ("api_version", self.api_version),
-            ("format", self.format),
-        ];
-        for (name, value) in optional_strings {
-            if let Some(value) = value {
-                string_field(out, name, value);
-            }
-        }
-        let numbers = [
-            ("status", self.status.map(u64::from)),
-            ("latency_us", self.latency_us),
-            ("response_bytes", self.response_bytes),
-        ];
-        for (name, value) in numbers {
-            if let Some(value) = value {
-                key(out, name);
-                write_u64(out, value);
-            }
-        }
-        if let Some(caller) = self.caller {
-            string_field(out, "caller", caller);
-        }
+        optional_string(out, b",\"method\":", self.method);
+        optional_string(out, b",\"path\":", self.path);
+        optional_string(out, b",\"api_version\":", self.api_version);
+        optional_string(out, b",\"format\":", self.format);
+        optional_number(out, b",\"status\":", self.status.map(u64::from));
+        optional_number(out, b",\"latency_us\":", self.latency_us);
+        optional_number(out, b",\"response_bytes\":", self.response_bytes);
+        optional_string(out, b",\"caller\":", self.caller);
         if let Some(fields) = self.fields {
-            key(out, "fields");
+            out.extend_from_slice(b",\"fields\":");
             // A map of JSON values always serializes; the rare event with free fields keeps
             // serde's writer for them.
             let _ = serde_json::to_writer(&mut *out, fields);
@@ -65,16 +67,23 @@ impl LogRecordRef<'_> {
     }
 }
 
-/// `,"name":` (names are fixed ASCII without anything to escape).
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+/// `key` is `,"name":`: fixed ASCII with nothing to escape.
+fn string_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+    out.extend_from_slice(key);
+    write_string(out, value);
 }
 
-fn string_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    key(out, name);
-    write_string(out, value);
+fn optional_string(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
+    if let Some(value) = value {
+        string_field(out, key, value);
+    }
+}
+
+fn optional_number(out: &mut Vec<u8>, key: &[u8], value: Option<u64>) {
+    if let Some(value) = value {
+        out.extend_from_slice(key);
+        write_u64(out, value);
+    }
 }
 
 fn write_u64(out: &mut Vec<u8>, value: u64) {

@@ -358,9 +358,15 @@ async fn fault_injection_is_admin_only_visible_and_real() {
     let records = agent.wait_for_log("the fault switch events", |records| {
         records.iter().filter(|r| r.target == "imds::fault").count() == 3
     });
-    let switches: Vec<_> = records
+    // In the order they happened: `seq` orders one thread's lines, and the three requests may
+    // have been served by different worker threads whose lines reached one batch of the writer.
+    let mut switches: Vec<_> = records
         .iter()
         .filter(|r| r.target == "imds::fault")
+        .collect();
+    switches.sort_by_key(|r| r.timestamp);
+    let switches: Vec<_> = switches
+        .iter()
         .map(|r| (r.level.to_string(), r.message.clone()))
         .collect();
     assert_eq!(
