@@ -10,13 +10,16 @@
 //! At scrape time the counter's totals are handed to the recorder (`Counter::absolute`), so
 //! the exporter renders it as before; the two histograms are rendered here, in the Prometheus text
 //! format, with the buckets of `crate::metrics` (the exporter has no way to take bucket counts).
-//! Labels are bounded by construction (`count.rs`), so the shards are too.
+//! Labels are bounded by construction (`count.rs`), so the shards are too. The shards' maps hash
+//! with foldhash, not the standard library's SipHash: keys are our own constants, never a
+//! caller's bytes, and SipHash over three label strings was a visible share of each request.
 
 use crate::metrics::{
     DURATION_BUCKETS, DURATION_HELP, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RESPONSE_SIZE_BYTES,
     SIZE_BUCKETS, SIZE_HELP,
 };
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
