@@ -15,6 +15,10 @@
    a fresh connection per run (view creation, glob, scan), which leaves out its interpreter's
    start: the comparison is conservative for `query`. Medians of --runs runs after one warm-up
    each; answers checked equal between the two.
+3. With --day-files (needs pyarrow): the same rows again, one file per day and cluster instead of
+   per hour and cluster (24x fewer files, the same bytes), the analyses but the lookup on both
+   engines: how much of either engine's time is per file, and whether a coarser layout moves the
+   ratio between them.
 
 Usage: python bench/duckdb_compare.py --query-bin B --roll-bin B --loggen-bin B --work DIR
 Prints markdown tables (bench/duckdb_compare.sh runs it with the release binaries).
@@ -39,6 +43,8 @@ parser.add_argument("--work", required=True)
 parser.add_argument("--runs", type=int, default=3)
 parser.add_argument("--raw-bytes", type=int, default=1_000_000_000)
 parser.add_argument("--days", default="30,90")
+# Also run the analyses on a copy of each store with one file per day and cluster (pyarrow).
+parser.add_argument("--day-files", action="store_true")
 args = parser.parse_args()
 os.makedirs(args.work, exist_ok=True)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -173,21 +179,40 @@ def duck_run(store, sql):
     return [["" if v is None else str(v) for v in row] for row in rows]
 
 
-for days in [int(d) for d in args.days.split(",")]:
-    store = os.path.join(args.work, f"loggen-delta-{days}d-50m")
-    if not os.path.exists(os.path.join(store, ".complete")):
-        # A half-written store (or one written by hand) would get a second copy of the rows.
-        shutil.rmtree(store, ignore_errors=True)
-        subprocess.run([args.loggen_bin, "--days", str(days), "--machines", "50",
-                        "--events-per-hour", "100", "--out", store, "--seed", "1",
-                        "--format", "delta"], check=True)
-        open(os.path.join(store, ".complete"), "w").close()
-    total_rows = days * 24 * 50 * 100
-    print(f"\n### {days} days x 50 machines x 100 events/hour ({total_rows:,} rows)\n")
+def write_day_files(hour_store, day_store):
+    """The rows of `hour_store` again, one file per day and cluster (`date=D/hour=00/cluster=C`),
+    sorted by time, with the collector's encodings: zstd, dictionaries but for the ids, `seq`
+    and `timestamp`, which are delta-encoded. Written by pyarrow, read by both engines alike."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    by_day_and_cluster = {}
+    for root, _, names in os.walk(hour_store):
+        parts = dict(p.split("=", 1) for p in root.split(os.sep) if "=" in p)
+        if "cluster" not in parts:
+            continue  # the root, `date=`/`hour=` directories, the log's checkpoints
+        for name in names:
+            if name.endswith(".parquet"):
+                key = (parts["date"], parts["cluster"])
+                by_day_and_cluster.setdefault(key, []).append(os.path.join(root, name))
+    not_dictionary = {"id", "request_id", "seq", "timestamp"}
+    for (date, cluster), files in sorted(by_day_and_cluster.items()):
+        rows = pa.concat_tables([pq.read_table(f) for f in sorted(files)]).sort_by("timestamp")
+        out = os.path.join(day_store, f"date={date}", "hour=00", f"cluster={cluster}")
+        os.makedirs(out, exist_ok=True)
+        pq.write_table(rows, os.path.join(out, "part-0.parquet"), compression="zstd",
+                       use_dictionary=[c for c in rows.column_names if c not in not_dictionary],
+                       column_encoding={"seq": "DELTA_BINARY_PACKED",
+                                        "timestamp": "DELTA_BINARY_PACKED"},
+                       row_group_size=1 << 20)
+    open(os.path.join(day_store, ".complete"), "w").close()
+
+
+def compare(store, label, queries):
+    print(f"\n{label}\n")
     print("| analysis | query (s) | DuckDB (s) | DuckDB / query | rows out | answers |")
     print("|---|---|---|---|---|---|")
     sum_ours = sum_duck = 0.0
-    for name, sql, duck_sql in QUERIES:
+    for name, sql, duck_sql in queries:
         t_ours, ours_rows = median_of(lambda: our_run(store, sql))
         t_duck, duck_rows = median_of(lambda: duck_run(store, duck_sql or sql))
         sum_ours += t_ours
@@ -198,3 +223,25 @@ for days in [int(d) for d in args.days.split(",")]:
             same = "same count" if len(ours_rows) == len(duck_rows) else "DIFFER"
         print(f"| {name} | {t_ours:.3f} | {t_duck:.3f} | {t_duck / t_ours:.2f}x | {len(ours_rows)} | {same} |")
     print(f"| **total** | **{sum_ours:.2f}** | **{sum_duck:.2f}** | **{sum_duck / sum_ours:.2f}x** | | |")
+    print(f"\n`query`'s total time: {sum_ours / sum_duck:.2f}x DuckDB's")
+
+
+for days in [int(d) for d in args.days.split(",")]:
+    store = os.path.join(args.work, f"loggen-delta-{days}d-50m")
+    if not os.path.exists(os.path.join(store, ".complete")):
+        # A half-written store (or one written by hand) would get a second copy of the rows.
+        shutil.rmtree(store, ignore_errors=True)
+        subprocess.run([args.loggen_bin, "--days", str(days), "--machines", "50",
+                        "--events-per-hour", "100", "--out", store, "--seed", "1",
+                        "--format", "delta"], check=True)
+        open(os.path.join(store, ".complete"), "w").close()
+    total_rows = days * 24 * 50 * 100
+    compare(store, f"### {days} days x 50 machines x 100 events/hour ({total_rows:,} rows)", QUERIES)
+    if args.day_files:
+        day_store = os.path.join(args.work, f"loggen-days-{days}d-50m")
+        if not os.path.exists(os.path.join(day_store, ".complete")):
+            shutil.rmtree(day_store, ignore_errors=True)
+            write_day_files(store, day_store)
+        # The lookup names an hour, which these files no longer have as a partition.
+        compare(day_store, f"### The same {days} days, one file per day and cluster (hive, no Delta log)",
+                [q for q in QUERIES if q[0] != "one machine, one hour"])
