@@ -129,8 +129,9 @@ const ESCAPE: [u8; 256] = {
 /// backslash, the control characters with their short form or `\u00XX`, everything else
 /// (non-ASCII included) as it is.
 fn write_string(out: &mut Vec<u8>, value: &str) {
+    // No reserve of its own: the line reserved room for every string unescaped, and escapes
+    // (rare) grow the buffer as they go.
     let bytes = value.as_bytes();
-    out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut run_start = 0;
     let mut at = 0;
