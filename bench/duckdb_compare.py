@@ -204,7 +204,6 @@ def write_day_files(hour_store, day_store):
                        column_encoding={"seq": "DELTA_BINARY_PACKED",
                                         "timestamp": "DELTA_BINARY_PACKED"},
                        row_group_size=1 << 20)
-    open(os.path.join(day_store, ".complete"), "w").close()
 
 
 def compare(store, label, queries):
@@ -226,22 +225,26 @@ def compare(store, label, queries):
     print(f"\n`query`'s total time: {sum_ours / sum_duck:.2f}x DuckDB's")
 
 
+def ensure_store(store, write):
+    """Writes `store` with `write(store)` unless a finished one (its `.complete` marker) is there:
+    a half-written store, or one written by hand, would get a second copy of the rows."""
+    if os.path.exists(os.path.join(store, ".complete")):
+        return
+    shutil.rmtree(store, ignore_errors=True)
+    write(store)
+    open(os.path.join(store, ".complete"), "w").close()
+
+
 for days in [int(d) for d in args.days.split(",")]:
     store = os.path.join(args.work, f"loggen-delta-{days}d-50m")
-    if not os.path.exists(os.path.join(store, ".complete")):
-        # A half-written store (or one written by hand) would get a second copy of the rows.
-        shutil.rmtree(store, ignore_errors=True)
-        subprocess.run([args.loggen_bin, "--days", str(days), "--machines", "50",
-                        "--events-per-hour", "100", "--out", store, "--seed", "1",
-                        "--format", "delta"], check=True)
-        open(os.path.join(store, ".complete"), "w").close()
+    ensure_store(store, lambda out: subprocess.run(
+        [args.loggen_bin, "--days", str(days), "--machines", "50", "--events-per-hour", "100",
+         "--out", out, "--seed", "1", "--format", "delta"], check=True))
     total_rows = days * 24 * 50 * 100
     compare(store, f"### {days} days x 50 machines x 100 events/hour ({total_rows:,} rows)", QUERIES)
     if args.day_files:
         day_store = os.path.join(args.work, f"loggen-days-{days}d-50m")
-        if not os.path.exists(os.path.join(day_store, ".complete")):
-            shutil.rmtree(day_store, ignore_errors=True)
-            write_day_files(store, day_store)
+        ensure_store(day_store, lambda out: write_day_files(store, out))
         # The lookup names an hour, which these files no longer have as a partition.
         compare(day_store, f"### The same {days} days, one file per day and cluster (hive, no Delta log)",
                 [q for q in QUERIES if q[0] != "one machine, one hour"])
