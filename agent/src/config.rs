@@ -8,6 +8,7 @@ use clap::CommandFactory;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use service::config::duration;
+use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,18 +80,56 @@ pub struct Cli {
     #[arg(long, env = "AGENT_KAFKA_TOPIC")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_topic: Option<String>,
+    /// How the shipper reaches Kafka: plaintext (development on loopback), ssl (mutual TLS) or
+    /// sasl_ssl (SCRAM-SHA-512 over TLS).
+    #[arg(long, env = "AGENT_KAFKA_SECURITY_PROTOCOL", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_security_protocol: Option<Protocol>,
+    /// PEM file of the CA that signed the brokers' certificates (default: the system's CAs).
+    #[arg(long, env = "AGENT_KAFKA_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_ca_file: Option<PathBuf>,
+    /// PEM file of this agent's client certificate (ssl: mutual TLS).
+    #[arg(long, env = "AGENT_KAFKA_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (mode 600: refused if others can read it).
+    #[arg(long, env = "AGENT_KAFKA_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_key_file: Option<PathBuf>,
+    /// SCRAM-SHA-512 user (sasl_ssl).
+    #[arg(long, env = "AGENT_KAFKA_SASL_USERNAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_sasl_username: Option<String>,
+    /// File holding the SCRAM password (mode 600), read again when it changes; or the password in
+    /// AGENT_KAFKA_SASL_PASSWORD (never a flag: arguments are visible in `ps`).
+    #[arg(long, env = "AGENT_KAFKA_SASL_PASSWORD_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
     /// Address of the admin API (log access from a dev box); off when not given. Needs a token.
     #[arg(long, env = "AGENT_ADMIN_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<SocketAddr>,
-    /// Bearer token of the admin API (prefer --admin-token-file: arguments are visible in `ps`).
-    #[arg(long, env = "AGENT_ADMIN_TOKEN", conflicts_with = "admin_token_file")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_token: Option<String>,
-    /// File holding the admin API's bearer token.
+    /// File holding the admin API's logs token (mode 600; at least 16 characters): it lists and
+    /// fetches this host's logs. Or the token in AGENT_ADMIN_TOKEN (never a flag: arguments are
+    /// visible in `ps`).
     #[arg(long, env = "AGENT_ADMIN_TOKEN_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the admin API's fault token (mode 600), the only one that may switch fault
+    /// injection (`/fault`); or AGENT_ADMIN_FAULT_TOKEN. Without it `/fault` is refused.
+    #[arg(long, env = "AGENT_ADMIN_FAULT_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_fault_token_file: Option<PathBuf>,
+    /// PEM certificate chain of the admin API (HTTPS; reloaded when the file changes). Required
+    /// when --admin-listen is not a loopback address.
+    #[arg(long, env = "AGENT_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of --admin-tls-cert (mode 600; reloaded when the file changes).
+    #[arg(long, env = "AGENT_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tls_key: Option<PathBuf>,
     /// How long raw hourly log files are kept after their hour (once rolled and shipped).
     #[arg(long, env = "AGENT_RETAIN_RAW", value_parser = humantime::parse_duration)]
     #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
@@ -158,9 +197,17 @@ pub struct Settings {
     log_buffer_lines: usize,
     kafka_brokers: Option<String>,
     kafka_topic: String,
+    kafka_security_protocol: Protocol,
+    kafka_ca_file: Option<PathBuf>,
+    kafka_cert_file: Option<PathBuf>,
+    kafka_key_file: Option<PathBuf>,
+    kafka_sasl_username: Option<String>,
+    kafka_sasl_password_file: Option<PathBuf>,
     admin_listen: Option<SocketAddr>,
-    admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
+    admin_fault_token_file: Option<PathBuf>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
     #[serde(with = "duration")]
     retain_raw: Duration,
     #[serde(with = "duration")]
@@ -197,9 +244,17 @@ impl Default for Settings {
             log_buffer_lines: 128_000,
             kafka_brokers: None,
             kafka_topic: "imds.logs".into(),
+            kafka_security_protocol: Protocol::Plaintext,
+            kafka_ca_file: None,
+            kafka_cert_file: None,
+            kafka_key_file: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password_file: None,
             admin_listen: None,
-            admin_token: None,
             admin_token_file: None,
+            admin_fault_token_file: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
             retain_raw: Duration::from_secs(48 * 3600),
             retain_parquet: Duration::from_secs(90 * 86_400),
             max_disk_bytes: 0,
@@ -294,24 +349,63 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// The warm path's topic.
     pub topic: String,
+    /// How the shipper authenticates and checks the brokers.
+    pub security: KafkaSecurity,
 }
 
-/// Where the admin API listens and the token it requires.
-#[derive(Clone, PartialEq)]
+/// Where the admin API listens, the tokens it requires and its TLS.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     /// Its address (never the metadata API's).
     pub listen: SocketAddr,
-    /// The bearer token callers must present (at least 16 characters).
-    pub token: String,
+    /// The logs token and the fault token (each at least 16 characters, never the same).
+    pub(crate) tokens: crate::admin::AdminTokens,
+    /// Certificate chain and key files (HTTPS); `None` only on loopback.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
-impl std::fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("listen", &self.listen)
-            .field("token", &"<redacted>")
-            .finish()
+/// Secrets the agent takes from its environment only (never flags: arguments are visible in
+/// `ps`), read once by [`Config::from_cli`].
+#[derive(Debug, Default)]
+struct EnvSecrets {
+    kafka_password: Option<Secret>,
+    admin_token: Option<Secret>,
+    admin_fault_token: Option<Secret>,
+}
+
+impl EnvSecrets {
+    fn read() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+        };
+        EnvSecrets {
+            kafka_password: var("AGENT_KAFKA_SASL_PASSWORD"),
+            admin_token: var("AGENT_ADMIN_TOKEN"),
+            admin_fault_token: var("AGENT_ADMIN_FAULT_TOKEN"),
+        }
     }
+}
+
+/// A token from its file (private, checked) or the environment; `None` when neither is given.
+fn token(
+    file: Option<PathBuf>,
+    env: Option<Secret>,
+    flag: &str,
+    variable: &str,
+) -> anyhow::Result<Option<Secret>> {
+    let token = match (file, env) {
+        (Some(_), Some(_)) => bail!("{flag} and {variable} are both set: give one"),
+        (Some(path), None) => service::secrets::read_secret(&path, flag)?,
+        (None, Some(secret)) => secret,
+        (None, None) => return Ok(None),
+    };
+    if token.expose().trim().len() < 16 {
+        bail!("the token of {flag} / {variable} must be at least 16 characters");
+    }
+    Ok(Some(Secret::new(token.expose().trim().to_owned())))
 }
 
 /// Validated configuration of the agent.
@@ -357,10 +451,10 @@ impl Config {
     /// Layers the settings (defaults < `--config` file < environment < flags) and validates them.
     pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
         let settings: Settings = service::config::layered(cli.config.as_deref(), &cli)?;
-        Self::from_settings(settings)
+        Self::from_settings(settings, EnvSecrets::read())
     }
 
-    fn from_settings(s: Settings) -> anyhow::Result<Self> {
+    fn from_settings(s: Settings, secrets: EnvSecrets) -> anyhow::Result<Self> {
         let source = match (s.metadata, s.metadata_url) {
             (Some(_), Some(_)) => {
                 bail!("--metadata and --metadata-url are exclusive: give one source")
@@ -390,27 +484,48 @@ impl Config {
         let admin = match s.admin_listen {
             None => None,
             Some(admin_listen) => {
-                let token = match (s.admin_token, s.admin_token_file) {
-                    (Some(token), _) => token,
-                    (None, Some(path)) => std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading --admin-token-file {}", path.display()))?
-                        .trim()
-                        .to_owned(),
-                    (None, None) => bail!(
-                        "--admin-listen needs --admin-token or --admin-token-file: the admin API never runs unauthenticated"
-                    ),
-                };
-                if token.len() < 16 {
-                    bail!("the admin token must be at least 16 characters");
+                let logs = token(
+                    s.admin_token_file,
+                    secrets.admin_token,
+                    "--admin-token-file",
+                    "AGENT_ADMIN_TOKEN",
+                )?
+                .context(
+                    "--admin-listen needs --admin-token-file (or AGENT_ADMIN_TOKEN): the admin API never runs unauthenticated",
+                )?;
+                let fault = token(
+                    s.admin_fault_token_file,
+                    secrets.admin_fault_token,
+                    "--admin-fault-token-file",
+                    "AGENT_ADMIN_FAULT_TOKEN",
+                )?;
+                if fault.as_ref() == Some(&logs) {
+                    bail!(
+                        "the admin fault token is the logs token: give fault injection a token of its own"
+                    );
                 }
                 if admin_listen == listen && listen.port() != 0 {
                     bail!(
                         "--admin-listen and --listen are both {listen}: VMs must not reach the admin API"
                     );
                 }
+                let tls = match (s.admin_tls_cert, s.admin_tls_key) {
+                    (Some(cert), Some(key)) => {
+                        service::secrets::private_file(&key, "--admin-tls-key")?;
+                        Some((cert, key))
+                    }
+                    (None, None) => None,
+                    _ => bail!("--admin-tls-cert and --admin-tls-key go together"),
+                };
+                if tls.is_none() && !admin_listen.ip().is_loopback() {
+                    bail!(
+                        "--admin-listen {admin_listen} is not a loopback address and the admin API has no TLS: tokens and host logs would cross the network in clear; give --admin-tls-cert and --admin-tls-key (or listen on 127.0.0.1)"
+                    );
+                }
                 Some(AdminConfig {
                     listen: admin_listen,
-                    token,
+                    tokens: crate::admin::AdminTokens { logs, fault },
+                    tls,
                 })
             }
         };
@@ -430,13 +545,25 @@ impl Config {
             rate_limit: Some(s.rate_limit).filter(|&rps| rps > 0),
             log_level,
             log_buffer_lines: s.log_buffer_lines.max(1),
-            kafka: s
-                .kafka_brokers
-                .filter(|b| !b.trim().is_empty())
-                .map(|brokers| KafkaConfig {
+            kafka: match s.kafka_brokers.filter(|b| !b.trim().is_empty()) {
+                None => None,
+                Some(brokers) => Some(KafkaConfig {
                     brokers,
                     topic: s.kafka_topic,
+                    security: KafkaSecurity::new(
+                        KafkaSecuritySettings {
+                            protocol: s.kafka_security_protocol,
+                            ca_file: s.kafka_ca_file,
+                            cert_file: s.kafka_cert_file,
+                            key_file: s.kafka_key_file,
+                            sasl_username: s.kafka_sasl_username,
+                            sasl_password_file: s.kafka_sasl_password_file,
+                            sasl_password: secrets.kafka_password,
+                        },
+                        "--kafka-",
+                    )?,
                 }),
+            },
             admin,
             retention: crate::logs::roll_to_parquet::Retention {
                 raw: s.retain_raw,

@@ -72,7 +72,8 @@ pub async fn run(
         held: http::wait_for_change::HeldRequests::new(config.wait_for_change, shutdown.clone()),
         request_log: telemetry.request_log.clone(),
     }));
-    let listeners = Listeners::bind(&config, telemetry.prometheus.as_ref(), faults).await?;
+    let listeners =
+        Listeners::bind(&config, telemetry.prometheus.as_ref(), faults, &shutdown).await?;
     tracing::info!(cluster = %config.cluster, machine = %config.machine, version = VERSION, source = ?config.source, "agent started");
 
     let deadline = async {

@@ -8,9 +8,9 @@ use crate::fault::Faults;
 use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Bound listeners, ready to serve.
@@ -19,7 +19,23 @@ pub(crate) struct Listeners {
     api: TcpListener,
     limits: ConnectionLimits,
     metrics: Option<(TcpListener, PrometheusHandle)>,
-    admin: Option<(TcpListener, Router)>,
+    admin: Option<AdminListener>,
+}
+
+/// The admin API's listener, routes and TLS (none on loopback).
+struct AdminListener {
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for AdminListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminListener")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Listeners {
@@ -28,6 +44,7 @@ impl Listeners {
         config: &Config,
         prometheus: Option<&PrometheusHandle>,
         faults: Arc<Faults>,
+        shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let api = TcpListener::bind(config.listen)
             .await
@@ -51,13 +68,23 @@ impl Listeners {
                 let listener = TcpListener::bind(admin.listen)
                     .await
                     .with_context(|| format!("binding the admin API to {}", admin.listen))?;
-                tracing::info!(addr = %listener.local_addr()?, "admin listening");
-                let state = admin::AdminState {
-                    token: admin.token.as_str().into(),
-                    data_dir: config.data_dir.clone(),
-                    faults,
+                let tls = match &admin.tls {
+                    Some((cert, key)) => Some(admin::tls_acceptor(
+                        cert.clone(),
+                        key.clone(),
+                        shutdown.clone(),
+                    )?),
+                    None => None,
                 };
-                Some((listener, admin::router(state)))
+                // `addr` last: the start-up line's contract with scripts and tests.
+                tracing::info!(tls = tls.is_some(), fault_token = admin.tokens.fault.is_some(), addr = %listener.local_addr()?, "admin listening");
+                let state =
+                    admin::AdminState::new(admin.tokens.clone(), config.data_dir.clone(), faults);
+                Some(AdminListener {
+                    listener,
+                    router: admin::router(state),
+                    tls,
+                })
             }
             None => None,
         };
@@ -77,8 +104,6 @@ impl Listeners {
         refresh: Arc<dyn Fn(&mut String) + Send + Sync>,
         shutdown: &CancellationToken,
     ) -> std::io::Result<()> {
-        let with_callers =
-            |router: Router| router.into_make_service_with_connect_info::<SocketAddr>();
         let api = crate::http::connections::serve(self.api, app, self.limits, shutdown.clone());
         let metrics = async {
             match self.metrics {
@@ -96,11 +121,11 @@ impl Listeners {
         };
         let admin = async {
             match self.admin {
-                Some((listener, router)) => {
-                    axum::serve(listener, with_callers(router))
-                        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                        .await
-                }
+                Some(AdminListener {
+                    listener,
+                    router,
+                    tls,
+                }) => admin::serve(listener, router, tls, shutdown.clone()).await,
                 None => Ok(()),
             }
         };

@@ -51,6 +51,15 @@ pub(crate) const SHIPPER_LAST_DELIVERY_SECONDS: &str =
 pub(crate) const SHIPPER_SKIPPED_LINES_TOTAL: &str = "agent_shipper_skipped_lines_total";
 /// Counter `{reason}`: events Kafka can never take (too large), kept in the cold path only.
 pub(crate) const SHIPPER_DROPPED_EVENTS_TOTAL: &str = "agent_shipper_dropped_events_total";
+/// Counter `{reason}`: admin API requests refused before they reached a route: `missing` or
+/// `wrong` token, a token of the other `scope`, `throttled` (too many failures from its address).
+pub(crate) const ADMIN_AUTH_FAILURES_TOTAL: &str = "agent_admin_auth_failures_total";
+/// Counter `{reason}`: admin API connections closed unserved: at the `cap`, or a TLS
+/// `handshake` that failed or timed out.
+pub(crate) const ADMIN_CONNECTIONS_REFUSED_TOTAL: &str = "agent_admin_connections_refused_total";
+/// Counter `{kind}`: Kafka refused the shipper: `authentication` (user or password),
+/// `tls` (a certificate refused either way), `authorization` (an ACL), `other`.
+pub(crate) const SHIPPER_KAFKA_ERRORS_TOTAL: &str = "agent_shipper_kafka_errors_total";
 /// Counter: log files removed (by retention) before they were shipped.
 pub(crate) const SHIPPER_LOST_FILES_TOTAL: &str = "agent_shipper_lost_files_total";
 /// Counter: hourly log files rolled into Parquet.
@@ -194,6 +203,21 @@ fn describe() {
         SHIPPER_DROPPED_EVENTS_TOTAL,
         Unit::Count,
         "Events Kafka can never take, kept in the cold path only."
+    );
+    describe_counter!(
+        ADMIN_AUTH_FAILURES_TOTAL,
+        Unit::Count,
+        "Admin API requests refused by authentication, by reason: missing, wrong, scope, throttled."
+    );
+    describe_counter!(
+        ADMIN_CONNECTIONS_REFUSED_TOTAL,
+        Unit::Count,
+        "Admin API connections closed unserved, by reason: cap, handshake."
+    );
+    describe_counter!(
+        SHIPPER_KAFKA_ERRORS_TOTAL,
+        Unit::Count,
+        "Errors Kafka reported to the shipper, by kind: authentication, tls, authorization, other."
     );
     describe_counter!(
         SHIPPER_LOST_FILES_TOTAL,

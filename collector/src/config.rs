@@ -7,6 +7,7 @@ use clap::CommandFactory;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use service::config::duration;
+use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol, Secret};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,32 @@ pub struct Cli {
     #[arg(long, env = "COLLECTOR_KAFKA_BROKERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_brokers: Option<String>,
+    /// How the collector reaches Kafka: plaintext (development on loopback), ssl (mutual TLS) or
+    /// sasl_ssl (SCRAM-SHA-512 over TLS).
+    #[arg(long, env = "COLLECTOR_KAFKA_SECURITY_PROTOCOL", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_security_protocol: Option<Protocol>,
+    /// PEM file of the CA that signed the brokers' certificates (default: the system's CAs).
+    #[arg(long, env = "COLLECTOR_KAFKA_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_ca_file: Option<PathBuf>,
+    /// PEM file of this collector's client certificate (ssl: mutual TLS).
+    #[arg(long, env = "COLLECTOR_KAFKA_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (mode 600: refused if others can read it).
+    #[arg(long, env = "COLLECTOR_KAFKA_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_key_file: Option<PathBuf>,
+    /// SCRAM-SHA-512 user (sasl_ssl).
+    #[arg(long, env = "COLLECTOR_KAFKA_SASL_USERNAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_sasl_username: Option<String>,
+    /// File holding the SCRAM password (mode 600); or the password in COLLECTOR_KAFKA_SASL_PASSWORD
+    /// (never a flag: arguments are visible in `ps`).
+    #[arg(long, env = "COLLECTOR_KAFKA_SASL_PASSWORD_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
     /// Topic the agents ship to.
     #[arg(long, env = "COLLECTOR_TOPIC")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +144,12 @@ pub struct RetainArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     kafka_brokers: String,
+    kafka_security_protocol: Protocol,
+    kafka_ca_file: Option<PathBuf>,
+    kafka_cert_file: Option<PathBuf>,
+    kafka_key_file: Option<PathBuf>,
+    kafka_sasl_username: Option<String>,
+    kafka_sasl_password_file: Option<PathBuf>,
     topic: String,
     group: String,
     instance_id: Option<String>,
@@ -132,6 +165,12 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             kafka_brokers: "127.0.0.1:9092".into(),
+            kafka_security_protocol: Protocol::Plaintext,
+            kafka_ca_file: None,
+            kafka_cert_file: None,
+            kafka_key_file: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password_file: None,
             topic: "imds.logs".into(),
             group: "imds-collector".into(),
             instance_id: None,
@@ -153,6 +192,8 @@ pub fn command() -> clap::Command {
 pub struct Config {
     /// Kafka bootstrap servers.
     pub brokers: String,
+    /// How the collector authenticates to Kafka and checks the brokers.
+    pub security: KafkaSecurity,
     /// The topic the agents ship to.
     pub topic: String,
     /// The consumer group.
@@ -189,8 +230,24 @@ impl Config {
         if s.max_batch_rows == 0 {
             bail!("--max-batch-rows must be above zero");
         }
+        let security = KafkaSecurity::new(
+            KafkaSecuritySettings {
+                protocol: s.kafka_security_protocol,
+                ca_file: s.kafka_ca_file,
+                cert_file: s.kafka_cert_file,
+                key_file: s.kafka_key_file,
+                sasl_username: s.kafka_sasl_username,
+                sasl_password_file: s.kafka_sasl_password_file,
+                sasl_password: std::env::var("COLLECTOR_KAFKA_SASL_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(Secret::new),
+            },
+            "--kafka-",
+        )?;
         Ok(Config {
             brokers: s.kafka_brokers,
+            security,
             topic: s.topic,
             group: s.group,
             instance_id: s.instance_id,

@@ -11,7 +11,9 @@
 
 use crate::batch::{Outcome, PartitionBatch};
 use crate::config::Config;
-use crate::metrics::{CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, REPLAYED_SKIPPED_TOTAL};
+use crate::metrics::{
+    CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, KAFKA_ERRORS_TOTAL, REPLAYED_SKIPPED_TOTAL,
+};
 use crate::to_delta::TableWriter;
 use crate::warm_table;
 use crate::writer::{Job, Writer, WriterHandle};
@@ -20,7 +22,7 @@ use deltalake::DeltaTable;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -104,6 +106,30 @@ impl ClientContext for GroupContext {
             }
         }
     }
+
+    /// Errors of the connection itself (librdkafka retries them): a refused login, certificate
+    /// or ACL is said in the log and counted.
+    fn error(&self, error: KafkaError, reason: &str) {
+        count_kafka_error(&error, reason);
+    }
+}
+
+/// Logs and counts an error Kafka reported to the consumer, by kind: a refused password or
+/// certificate, an ACL denial.
+fn count_kafka_error(error: &KafkaError, reason: &str) {
+    let kind = service::kafka_security::error_kind(error, reason);
+    metrics::counter!(KAFKA_ERRORS_TOTAL, "kind" => kind).increment(1);
+    let hint = match kind {
+        "authentication" => "Kafka refused the collector's user or password",
+        "tls" => "TLS with Kafka failed (a certificate refused either way, or not TLS at all)",
+        "authorization" => "Kafka's ACLs refuse the collector this topic or group",
+        _ => "Kafka reported an error",
+    };
+    if kind == "other" {
+        tracing::warn!(kind, %error, reason, "{hint}");
+    } else {
+        tracing::error!(kind, %error, reason, "{hint}");
+    }
 }
 
 impl ConsumerContext for GroupContext {
@@ -176,6 +202,7 @@ pub(crate) fn consume(
     let writer_handle = WriterHandle::default();
     let fenced = Arc::new(Mutex::new(Vec::new()));
     let mut client = ClientConfig::new();
+    config.security.apply(&mut client)?;
     if let Some(id) = &config.instance_id {
         client.set("group.instance.id", id);
     }
@@ -245,7 +272,9 @@ pub(crate) fn consume(
                 };
                 count(batch.add(message.offset(), message.payload()));
             }
-            Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+            // Already logged and counted by `GroupContext::error` (rdkafka hands the event to
+            // the context before `poll` returns it).
+            Some(Err(error)) => tracing::debug!(%error, "consumer error"),
             None => {}
         }
         let due = batches
@@ -342,9 +371,12 @@ fn seek_fenced(
 
 /// Kafka and the topic must exist before anything is created in the store.
 fn check_topic(config: &Config) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .create()?;
+    config
+        .security
+        .warn_if_exposed(&config.brokers, "collector");
+    let mut client = ClientConfig::new();
+    config.security.apply(&mut client)?;
+    let consumer: BaseConsumer = client.set("bootstrap.servers", &config.brokers).create()?;
     let metadata = consumer
         .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
         .with_context(|| {
@@ -357,6 +389,18 @@ fn check_topic(config: &Config) -> anyhow::Result<()> {
         Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
             tracing::info!(topic = %config.topic, partitions = topic.partitions().len(), "topic found");
             Ok(())
+        }
+        Some(topic)
+            if topic.error().is_some_and(|e| {
+                RDKafkaErrorCode::from(e) == RDKafkaErrorCode::TopicAuthorizationFailed
+            }) =>
+        {
+            metrics::counter!(KAFKA_ERRORS_TOTAL, "kind" => "authorization").increment(1);
+            bail!(
+                "Kafka's ACLs do not let {} describe topic {:?}: the collector's principal needs Read and Describe on it",
+                config.security.principal().unwrap_or("this client"),
+                config.topic
+            )
         }
         _ => bail!(
             "topic {:?} does not exist on {}: create it first",

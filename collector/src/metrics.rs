@@ -16,6 +16,9 @@ pub(crate) const DEAD_LETTERED_TOTAL: &str = "collector_dead_lettered_total";
 pub(crate) const DUPLICATES_DROPPED_TOTAL: &str = "collector_duplicates_dropped_total";
 /// Counter: messages skipped because the store already holds their offset (collector replays).
 pub(crate) const REPLAYED_SKIPPED_TOTAL: &str = "collector_replayed_messages_skipped_total";
+/// Counter `{kind}`: errors Kafka reported to the consumer: `authentication`, `tls`,
+/// `authorization` (an ACL), `other`.
+pub(crate) const KAFKA_ERRORS_TOTAL: &str = "collector_kafka_errors_total";
 /// Gauge `{partition}`: messages in the partition not yet consumed by this group.
 pub(crate) const CONSUMER_LAG: &str = "collector_consumer_lag";
 /// Histogram, seconds: time to write and commit one flush.
@@ -88,6 +91,11 @@ pub(crate) fn describe() {
         REPLAYED_SKIPPED_TOTAL,
         Unit::Count,
         "Messages skipped because the store already holds their offset."
+    );
+    describe_counter!(
+        KAFKA_ERRORS_TOTAL,
+        Unit::Count,
+        "Errors Kafka reported to the consumer, by kind: authentication, tls, authorization, other."
     );
     describe_gauge!(
         CONSUMER_LAG,

@@ -18,7 +18,8 @@ pub struct Cli {
     /// A store: a local directory of date=YYYY-MM-DD/hour=HH[/cluster=C] partitions, an object
     /// store URL `s3://bucket/prefix` (credentials, region and endpoint from the usual AWS_*
     /// variables, e.g. AWS_ENDPOINT and AWS_ALLOW_HTTP=true for MinIO), or an agent's admin API
-    /// `http://host:port` (with --token; the hours needed are fetched into --cache-dir first).
+    /// `https://host:port` (with --token-file and --ca-file; `http://` on loopback; the hours
+    /// needed are fetched into --cache-dir first).
     /// Repeatable or comma-separated, all of one layout. [default: ./data/warm]
     #[arg(
         long = "data",
@@ -39,9 +40,13 @@ pub struct Cli {
     /// Write the result here instead of standard output (required for parquet).
     #[arg(long, env = "QUERY_OUTPUT", global = true)]
     pub output: Option<PathBuf>,
-    /// Bearer token of the agents' admin API, for `http://` sources.
-    #[arg(long, env = "QUERY_TOKEN", global = true, hide_env_values = true)]
-    pub token: Option<String>,
+    /// File holding the logs token of the agents' admin API (mode 600), for agent sources; or
+    /// the token in QUERY_TOKEN (never a flag: arguments are visible in `ps`).
+    #[arg(long, env = "QUERY_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the agents' admin API certificates, for `https://` sources.
+    #[arg(long, env = "QUERY_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// For agent sources: fetch the hours of this last period (`query logs` fetches its own range).
     #[arg(long, env = "QUERY_FETCH_SINCE", global = true, default_value = "24h", value_parser = humantime::parse_duration)]
     pub fetch_since: std::time::Duration,

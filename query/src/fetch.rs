@@ -1,5 +1,8 @@
-//! Agent sources (`--data http://host:port --token T`): the hours a query needs are fetched from
-//! the agent's admin API into a local cache, with a progress bar on stderr, and queried there.
+//! Agent sources (`--data https://host:port --token-file F --ca-file CA`): the hours a query
+//! needs are fetched from the agent's admin API into a local cache, with a progress bar on
+//! stderr, and queried there. The agent's certificate is checked against the CA file (TLS 1.2
+//! or later, rustls); plain `http://` is taken only for a loopback address, as the agent only
+//! serves it there.
 //!
 //! Per hour of the range: the rolled Parquet file when the agent has one (kept in the cache and
 //! not fetched again while its size is unchanged), else the raw hourly log (the open hour, or one
@@ -10,6 +13,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use logrecord::layout::{Hour, Offered};
+use service::secrets::Secret;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,24 +33,95 @@ enum Wanted {
     Raw(Offered),
 }
 
-/// Fetches the hours of `from..=to` from the agent at `base` into the cache; returns the cache
-/// directory of that agent (a cold-path layout `date=/hour=/*.parquet`).
-pub(crate) async fn fetch(
-    base: &url::Url,
-    token: &str,
+/// One agent's admin API: its address, the logs token, and an HTTP client that trusts only the
+/// given CA.
+#[derive(Debug)]
+pub(crate) struct AgentClient {
+    base: url::Url,
+    token: Secret,
+    client: reqwest::Client,
+}
+
+impl AgentClient {
+    /// The client for `base`, with the token from `token_file` (or `QUERY_TOKEN`) and, for
+    /// `https://`, the CA in `ca_file`.
+    pub(crate) fn new(
+        base: url::Url,
+        token_file: Option<&Path>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let token = match token_file {
+            Some(path) => service::secrets::read_secret(path, "--token-file")?,
+            None => std::env::var("QUERY_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new)
+                .context(
+                    "agent sources need the admin API's logs token: --token-file or QUERY_TOKEN",
+                )?,
+        };
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(10));
+        match base.scheme() {
+            "https" => {
+                let ca_file = ca_file.with_context(|| {
+                    format!("{base}: https agent sources need --ca-file (the CA that signed the agents' admin API certificates)")
+                })?;
+                let pem = std::fs::read(ca_file)
+                    .with_context(|| format!("--ca-file {}", ca_file.display()))?;
+                let ca = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                    format!("--ca-file {}: not a PEM certificate", ca_file.display())
+                })?;
+                builder = builder
+                    .use_rustls_tls()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca)
+                    .min_tls_version(reqwest::tls::Version::TLS_1_2)
+                    .https_only(true);
+            }
+            _ => {
+                let loopback = match base.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+                    None => false,
+                };
+                if !loopback {
+                    bail!(
+                        "{base}: plain http sends the token and the logs in clear; use the agent's https:// address with --ca-file"
+                    );
+                }
+            }
+        }
+        Ok(AgentClient {
+            base,
+            token,
+            client: builder.build()?,
+        })
+    }
+
+    /// Fetches the hours of `from..=to` into the cache; returns the cache directory of this
+    /// agent (a cold-path layout `date=/hour=/*.parquet`).
+    pub(crate) async fn fetch(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cache_root: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        fetch(self, from, to, cache_root).await
+    }
+}
+
+async fn fetch(
+    agent: &AgentClient,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     cache_root: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()?;
+    let base = &agent.base;
     let listing: Listing = serde_json::from_str(
-        &get(&client, &join(base, "logs")?, token)
-            .await?
-            .text()
-            .await?,
+        &get(agent, &join(base, "logs")?).await?.text().await?,
     )
     .with_context(|| format!("{base}: the admin API's listing is not what query expects"))?;
 
@@ -122,7 +197,7 @@ pub(crate) async fn fetch(
         match want {
             Wanted::Rolled(file) => {
                 let target = dir.join(cached_name(file));
-                download(&client, base, token, file, &target, &bar).await?;
+                download(agent, file, &target, &bar).await?;
                 // The rolled hour replaces any earlier snapshot of its raw file.
                 if let Some(hour_dir) = target.parent() {
                     for entry in std::fs::read_dir(hour_dir)?.flatten() {
@@ -138,7 +213,7 @@ pub(crate) async fn fetch(
             }
             Wanted::Raw(file) => {
                 let temp = tempfile::NamedTempFile::new_in(&dir)?;
-                download(&client, base, token, file, temp.path(), &bar).await?;
+                download(agent, file, temp.path(), &bar).await?;
                 convert_raw(temp.path(), &dir, file)?;
             }
         }
@@ -183,21 +258,23 @@ fn join(base: &url::Url, path: &str) -> anyhow::Result<url::Url> {
     Ok(base.join(path)?)
 }
 
-async fn get(
-    client: &reqwest::Client,
-    url: &url::Url,
-    token: &str,
-) -> anyhow::Result<reqwest::Response> {
-    let response = client
+async fn get(agent: &AgentClient, url: &url::Url) -> anyhow::Result<reqwest::Response> {
+    let response = agent
+        .client
         .get(url.clone())
-        .bearer_auth(token)
+        .bearer_auth(agent.token.expose())
         .send()
         .await
-        .with_context(|| format!("{url}: cannot reach the agent's admin API"))?;
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "{url}: cannot reach the agent's admin API: {}",
+                error_chain(&error)
+            )
+        })?;
     match response.status().as_u16() {
         200 => Ok(response),
         401 | 403 => bail!(
-            "{url}: the agent refused the token ({}): pass the admin token with --token or QUERY_TOKEN",
+            "{url}: the agent refused the token ({}): pass its logs token with --token-file or QUERY_TOKEN",
             response.status()
         ),
         _ => {
@@ -210,20 +287,19 @@ async fn get(
 
 /// Streams one file into `target` (through a temporary beside it, renamed when complete).
 async fn download(
-    client: &reqwest::Client,
-    base: &url::Url,
-    token: &str,
+    agent: &AgentClient,
     file: &Offered,
     target: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
+    let base = &agent.base;
     // Names are the agent's own listing entries; each path segment is percent-encoded.
     let mut url = join(base, "logs/")?;
     url.path_segments_mut()
         .map_err(|()| anyhow::anyhow!("{base}: not a base URL"))?
         .pop_if_empty()
         .extend(file.name.split('/'));
-    let mut response = get(client, &url, token).await?;
+    let mut response = get(agent, &url).await?;
     let dir = logrecord::durable::directory_of(target);
     std::fs::create_dir_all(dir)?;
     let mut temp = tempfile::Builder::new()
@@ -248,6 +324,19 @@ async fn download(
     temp.as_file().sync_all()?;
     temp.persist(target)?;
     Ok(())
+}
+
+/// An error and its sources in one line: reqwest's own message says only "error sending
+/// request"; the reason (a certificate not trusted, for another name, expired) is deeper.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Converts a fetched raw hourly log to Parquet in the cache (lines that are not records, such

@@ -151,15 +151,16 @@ pub async fn session(
                 "{text}: query serve reads stores (a directory or s3://); query an agent's API with the CLI"
             ),
             Source::Agent(url) => {
-                let token = cli
-                    .token
-                    .as_deref()
-                    .context("agent sources need the admin token: --token or QUERY_TOKEN")?;
+                let agent = fetch::AgentClient::new(
+                    url,
+                    cli.token_file.as_deref(),
+                    cli.ca_file.as_deref(),
+                )?;
                 let cache = cli
                     .cache_dir
                     .clone()
                     .unwrap_or_else(sources::default_cache_dir);
-                Source::Local(fetch::fetch(&url, token, range.0, range.1, &cache).await?)
+                Source::Local(agent.fetch(range.0, range.1, &cache).await?)
             }
             other => other,
         };

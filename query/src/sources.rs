@@ -1,5 +1,5 @@
 //! What `--data` can name: a local directory, an object store URL (`s3://bucket/prefix`), or an
-//! agent's admin API (`http://host:port`, whose files are fetched into a local cache first, see
+//! agent's admin API (`https://host:port`, or `http://` on loopback, whose files are fetched into a local cache first, see
 //! `fetch.rs`). Each becomes an object store (wrapped so listings show data files only) and a
 //! table URL inside it.
 
@@ -41,14 +41,11 @@ impl Source {
                 let prefix = url.path().trim_matches('/').to_owned();
                 Ok(Source::S3 { bucket, prefix })
             }
-            "http" => Ok(Source::Agent(
+            "http" | "https" => Ok(Source::Agent(
                 url::Url::parse(text).with_context(|| format!("{text}: not a URL"))?,
             )),
-            "https" => bail!(
-                "{text}: agents' admin API is served over http (put it behind your TLS tunnel and use its http:// address)"
-            ),
             other => bail!(
-                "{text}: unsupported source scheme {other}:// (use a directory, s3:// or http://)"
+                "{text}: unsupported source scheme {other}:// (use a directory, s3://, or an agent's https://)"
             ),
         }
     }

@@ -21,8 +21,8 @@ const ALERTMANAGER: &str = "http://127.0.0.1:19095";
 const BLACKBOX: &str = "http://127.0.0.1:19115";
 /// Every port the stack listens on (see scripts/stack and deploy/targets/native).
 const PORTS: &[u16] = &[
-    19092, 19093, 19465, 18081, 18082, 18083, 19461, 19462, 19463, 19471, 19472, 19473, 19090,
-    19095, 19115, 15433, 15050, 15051, 15052, 15053, 15054,
+    19193, 19194, 19195, 19465, 18081, 18082, 18083, 19461, 19462, 19463, 19471, 19472, 19473,
+    19090, 19095, 19115, 15433, 15050, 15051, 15052, 15053, 15054,
 ];
 /// How fast a fault must be firing (the bound; the rule timings aim well under it).
 const FIRING_WITHIN: Duration = Duration::from_secs(30);
@@ -93,8 +93,9 @@ impl Stack {
         output
     }
 
-    fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("admin-token")).unwrap()
+    /// The token of the agents' fault switch.
+    fn fault_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("admin-fault-token")).unwrap()
     }
 
     /// Pids of every process the stack started, Kafka's included.
@@ -314,7 +315,7 @@ fn as_grafana_sends(expr: &str) -> String {
 #[test]
 fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     let stack = Stack::up();
-    let token = stack.admin_token();
+    let token = stack.fault_token();
 
     // Up: every target scraped, traffic counted for every machine, the collector writing.
     testkit::eventually("every scrape target up", Duration::from_secs(60), || {

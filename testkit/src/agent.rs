@@ -169,12 +169,25 @@ impl Agent {
         machine: &str,
         data_dir: &Path,
     ) -> Agent {
+        Agent::shipping_with(brokers, topic, (cluster, machine), data_dir, &[])
+    }
+
+    /// [`Agent::shipping_to`] with more flags (e.g. Kafka security), `identity` being
+    /// `(cluster, machine)`.
+    pub fn shipping_with(
+        brokers: &str,
+        topic: &str,
+        identity: (&str, &str),
+        data_dir: &Path,
+        extra: &[String],
+    ) -> Agent {
         Agent::builder()
             .without_identity()
             .data_dir(data_dir)
             .args(["--rate-limit", "0", "--kafka-brokers", brokers])
-            .args(["--kafka-topic", topic, "--cluster", cluster])
-            .args(["--machine", machine])
+            .args(["--kafka-topic", topic, "--cluster", identity.0])
+            .args(["--machine", identity.1])
+            .args(extra.iter().cloned())
             .start()
     }
 

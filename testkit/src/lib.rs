@@ -2,7 +2,7 @@
 //! real `agent` and `collector` binaries started on port 0 ([`agent`], [`collector`]), the Kafka
 //! broker `scripts/kafka` runs ([`kafka`]), a moto S3 server ([`s3`]), the agent's local log and
 //! shipper checkpoint read back ([`agent_log`]), Prometheus pages parsed ([`scrape`]), raw HTTP
-//! ([`http`]), a tmpfs that fills up or turns read-only ([`disk`]), and the one way a test waits
+//! ([`http`]), a tmpfs that fills up or turns read-only ([`disk`]), certificates ([`tls`]), and the one way a test waits
 //! for something: [`eventually`].
 //!
 //! A failed `unwrap` here is a failed test, which is what a harness should do with the unexpected.
@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod process;
 pub mod s3;
 pub mod scrape;
+pub mod tls;
 
 pub use agent::{API_VERSION, Agent, AgentBuilder};
 pub use collector::Collector;

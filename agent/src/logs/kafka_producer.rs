@@ -1,13 +1,16 @@
 //! The warm shipper's Kafka producer: idempotent, acks=all, messages that never expire, delivery
-//! reports collected for the shipper thread to read (its acknowledgement window), and
-//! librdkafka's own log lines forwarded into the agent's log.
+//! reports collected for the shipper thread to read (its acknowledgement window), librdkafka's
+//! own log lines forwarded into the agent's log, and the errors Kafka reports (a refused
+//! password or certificate, an ACL) logged and counted by kind.
 
+use crate::metrics::SHIPPER_KAFKA_ERRORS_TOTAL;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use service::kafka_security::{KafkaSecurity, error_kind};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Says at start whether the topic is there; either way the shipper runs, and what it cannot
 /// send yet waits on disk.
@@ -35,9 +38,16 @@ pub(super) fn check_topic(producer: &BaseProducer<Acks>, brokers: &str, topic: &
     }
 }
 
-/// A producer to `brokers` named after `machine`.
-pub(super) fn producer(brokers: &str, machine: &str) -> anyhow::Result<BaseProducer<Acks>> {
-    Ok(ClientConfig::new()
+/// A producer to `brokers` named after `machine`, authenticated as `security` says (its password
+/// file read now).
+pub(super) fn producer(
+    brokers: &str,
+    machine: &str,
+    security: &KafkaSecurity,
+) -> anyhow::Result<BaseProducer<Acks>> {
+    let mut client = ClientConfig::new();
+    security.apply(&mut client)?;
+    Ok(client
         .set("bootstrap.servers", brokers)
         .set("client.id", format!("imds-agent-{machine}"))
         .set("enable.idempotence", "true")
@@ -55,15 +65,56 @@ pub(super) fn producer(brokers: &str, machine: &str) -> anyhow::Result<BaseProdu
         .create_with_context(Acks::default())?)
 }
 
-/// Delivery reports, collected on the shipper thread by `poll`.
+/// Delivery reports, collected on the shipper thread by `poll`; and the last error event seen.
 #[derive(Default)]
-pub(super) struct Acks(pub(super) Mutex<Vec<(usize, Result<(), KafkaError>)>>);
+pub(super) struct Acks(
+    pub(super) Mutex<Vec<(usize, Result<(), KafkaError>)>>,
+    Mutex<Option<(String, Instant)>>,
+);
 
 impl ClientContext for Acks {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         forward_librdkafka_log(level, facility, message);
     }
+
+    /// Errors of the connection itself (librdkafka retries them on its own): a refused password
+    /// or certificate is said in the log and counted, so an operator sees why the backlog grows.
+    /// rdkafka 0.39's `BaseProducer::poll` hands each error event to this callback twice (once
+    /// in `Client::poll_event`, once in its own loop): the second, identical call is skipped.
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{error} {reason}");
+        if let Ok(mut last) = self.1.lock() {
+            if last
+                .as_ref()
+                .is_some_and(|(seen, at)| *seen == text && at.elapsed() < REPEAT_WINDOW)
+            {
+                return;
+            }
+            *last = Some((text, Instant::now()));
+        }
+        count_kafka_error(&error, reason);
+    }
 }
+
+/// Logs and counts an error Kafka reported to the shipper, by kind.
+pub(super) fn count_kafka_error(error: &KafkaError, reason: &str) {
+    let kind = error_kind(error, reason);
+    metrics::counter!(SHIPPER_KAFKA_ERRORS_TOTAL, "kind" => kind).increment(1);
+    let hint = match kind {
+        "authentication" => "Kafka refused the shipper's user or password",
+        "tls" => "TLS with Kafka failed (a certificate refused either way, or not TLS at all)",
+        "authorization" => "Kafka's ACLs refuse the shipper this topic",
+        _ => "Kafka reported an error",
+    };
+    if kind == "other" {
+        tracing::warn!(kind, %error, reason, "{hint}; events wait on disk");
+    } else {
+        tracing::error!(kind, %error, reason, "{hint}; events wait on disk");
+    }
+}
+
+/// Within this, an error event identical to the last one is the same event seen again.
+const REPEAT_WINDOW: Duration = Duration::from_millis(50);
 
 /// librdkafka's own log lines, as tracing events of target `librdkafka`.
 fn forward_librdkafka_log(level: RDKafkaLogLevel, facility: &str, message: &str) {

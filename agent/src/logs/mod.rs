@@ -34,6 +34,7 @@ impl LogThreads {
             let shipper = to_kafka::ShipperConfig {
                 brokers: kafka.brokers.clone(),
                 topic: kafka.topic.clone(),
+                security: kafka.security.clone(),
                 machine: config.machine.clone(),
                 log_dir: config.log_dir(),
                 checkpoint: config.shipper_checkpoint(),

@@ -15,7 +15,7 @@
 
 use super::ack_window::AckWindow;
 use super::checkpoint::Checkpoint;
-use super::kafka_producer::{Acks, check_topic, producer};
+use super::kafka_producer::{Acks, check_topic, count_kafka_error, producer};
 use super::local_files;
 use super::tail::Tail;
 use crate::metrics::{
@@ -26,6 +26,7 @@ use crate::metrics::{
 use logrecord::Level;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use service::kafka_security::{KafkaSecurity, error_kind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_PENDING: usize = 200_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+/// How often the credential files are compared with those the producer was made with.
+const CREDENTIALS_EVERY: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// With nothing logged and nothing awaiting Kafka, the wait doubles up to this: an idle host's
 /// agent wakes a few times a second, and its next event ships at most this late.
@@ -50,6 +53,8 @@ const SHUTDOWN_QUIET: Duration = Duration::from_millis(100);
 pub(crate) struct ShipperConfig {
     pub brokers: String,
     pub topic: String,
+    /// How the producer authenticates; its files are watched for replacement.
+    pub security: KafkaSecurity,
     /// Message key: one machine's events stay in one partition, in order.
     pub machine: String,
     pub log_dir: PathBuf,
@@ -62,7 +67,7 @@ pub(crate) fn start(
     config: ShipperConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let producer = producer(&config.brokers, &config.machine)?;
+    let producer = producer(&config.brokers, &config.machine, &config.security)?;
     let start = Checkpoint::load(&config.checkpoint)?;
     // Counters exist from the start, at 0: a dashboard or alert sees "no errors", not "no data".
     for counter in [
@@ -74,7 +79,8 @@ pub(crate) fn start(
         metrics::counter!(counter).increment(0);
     }
     let handle = std::thread::Builder::new().name("agent-shipper".into()).spawn(move || {
-        tracing::info!(brokers = %config.brokers, topic = %config.topic, checkpoint = ?start, "shipper started");
+        tracing::info!(brokers = %config.brokers, topic = %config.topic, security_protocol = ?config.security.protocol(), user = config.security.principal(), checkpoint = ?start, "shipper started");
+        config.security.warn_if_exposed(&config.brokers, "agent shipper");
         let mut shipper = Shipper::new(config, producer, start);
         check_topic(&shipper.producer, &shipper.config.brokers, &shipper.config.topic);
         shipper.run(&shutdown);
@@ -96,6 +102,8 @@ struct Shipper {
     last_backlog: Instant,
     /// Delays before the next resends; a new series after each delivery.
     retry_backoff: backon::ExponentialBackoff,
+    /// The credential files' fingerprint the producer was made with, and when it was compared.
+    credentials: (u64, Instant),
 }
 
 #[derive(serde::Deserialize)]
@@ -115,7 +123,9 @@ impl Shipper {
             last_store: Instant::now(),
             last_backlog: Instant::now() - BACKLOG_EVERY,
             retry_backoff: new_backoff(),
+            credentials: (0, Instant::now()),
         };
+        shipper.credentials.0 = shipper.config.security.fingerprint();
         shipper.rewind();
         shipper
     }
@@ -130,6 +140,7 @@ impl Shipper {
             }
             self.store_checkpoint(false);
             self.report_backlog();
+            self.follow_credentials();
             let progressed = if self.window.len() < MAX_PENDING {
                 self.ship_some()
             } else {
@@ -229,19 +240,66 @@ impl Shipper {
         failure.map_or(Ok(()), Err)
     }
 
+    /// A replaced password, key or certificate file takes effect without a restart: a producer
+    /// made with the old ones may never connect (librdkafka retries a refused login forever, and
+    /// messages never expire here), so a new one resends from the checkpoint. The collector
+    /// drops what arrives twice.
+    fn follow_credentials(&mut self) {
+        if self.credentials.1.elapsed() < CREDENTIALS_EVERY {
+            return;
+        }
+        let fingerprint = self.config.security.fingerprint();
+        self.credentials = (self.credentials.0, Instant::now());
+        if fingerprint == self.credentials.0 {
+            return;
+        }
+        match producer(
+            &self.config.brokers,
+            &self.config.machine,
+            &self.config.security,
+        ) {
+            Ok(producer) => {
+                tracing::info!(
+                    pending = self.window.len(),
+                    "Kafka credentials changed; reconnecting and resending from the checkpoint"
+                );
+                self.producer = producer;
+                self.credentials.0 = fingerprint;
+                self.window.clear();
+                self.rewind();
+            }
+            // A half-written or too-open file: keep the producer there is, try at the next look.
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "Kafka credentials changed but cannot be used")
+            }
+        }
+    }
+
     /// After a failed delivery: count it, wait, and resend everything after the checkpoint with a
     /// fresh producer. The collector drops what arrives twice.
     fn recover(&mut self, error: &KafkaError, shutdown: &CancellationToken) {
         metrics::counter!(SHIPPER_SEND_ERRORS_TOTAL).increment(1);
+        if error_kind(error, "") != "other" {
+            count_kafka_error(error, "delivery failed");
+        }
         let wait = self.retry_backoff.next().unwrap_or(MAX_RETRY_BACKOFF);
         tracing::error!(%error, retry_in_ms = wait.as_millis() as u64, "shipping to Kafka failed; resending from the checkpoint");
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             std::thread::sleep(IDLE_POLL);
         }
-        match producer(&self.config.brokers, &self.config.machine) {
-            Ok(producer) => self.producer = producer,
-            Err(error) => tracing::error!(%error, "cannot create a Kafka producer"),
+        match producer(
+            &self.config.brokers,
+            &self.config.machine,
+            &self.config.security,
+        ) {
+            Ok(producer) => {
+                self.producer = producer;
+                self.credentials.0 = self.config.security.fingerprint();
+            }
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot create a Kafka producer")
+            }
         }
         self.window.clear();
         self.rewind();

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use testkit::{Agent, http::client, http::raw_request};
 
 const TOKEN: &str = "s3cret-admin-token-for-tests";
+const FAULT_TOKEN: &str = "s3cret-fault-token-for-tests";
 
 fn start_with_old_hour() -> (Agent, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
@@ -15,11 +16,11 @@ fn start_with_old_hour() -> (Agent, tempfile::TempDir) {
     std::fs::write(logs.join("agent.2025-05-05-05.log"), format!("{line}\n")).unwrap();
     let agent = Agent::builder()
         .data_dir(data.path())
+        .env("AGENT_ADMIN_TOKEN", TOKEN)
+        .env("AGENT_ADMIN_FAULT_TOKEN", FAULT_TOKEN)
         .args([
             "--admin-listen",
             "127.0.0.1:0",
-            "--admin-token",
-            TOKEN,
             "--retain-raw",
             "100000h",
             "--retain-parquet",
@@ -206,7 +207,7 @@ async fn links_are_neither_listed_nor_served_and_large_bodies_are_json_413() {
 
     let response = client()
         .put(admin_url(&agent, "/fault"))
-        .header("Authorization", &auth)
+        .header("Authorization", format!("Bearer {FAULT_TOKEN}"))
         .body(vec![b' '; 100_000])
         .send()
         .await
@@ -248,7 +249,9 @@ fn the_admin_api_never_runs_without_a_token() {
 #[tokio::test]
 async fn fault_injection_is_admin_only_visible_and_real() {
     let agent = Agent::builder()
-        .args(["--admin-listen", "127.0.0.1:0", "--admin-token", TOKEN])
+        .env("AGENT_ADMIN_TOKEN", TOKEN)
+        .env("AGENT_ADMIN_FAULT_TOKEN", FAULT_TOKEN)
+        .args(["--admin-listen", "127.0.0.1:0"])
         .start();
     let admin = |method: reqwest::Method, token: &str| {
         client()
@@ -256,7 +259,10 @@ async fn fault_injection_is_admin_only_visible_and_real() {
             .header("Authorization", format!("Bearer {token}"))
     };
 
-    let off = admin(reqwest::Method::GET, TOKEN).send().await.unwrap();
+    let off = admin(reqwest::Method::GET, FAULT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(off.status(), 200);
     assert_eq!(
         off.json::<Value>().await.unwrap(),
@@ -273,6 +279,19 @@ async fn fault_injection_is_admin_only_visible_and_real() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+    // The logs token reads logs only: fault injection needs a token of its own.
+    let out_of_scope = admin(reqwest::Method::PUT, TOKEN)
+        .body(r#"{"latency_ms": 100}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out_of_scope.status(), 403);
+    assert!(
+        out_of_scope.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/fault needs the fault token")
+    );
     let on_metadata_port = client()
         .put(agent.url("/fault"))
         .header("Metadata", "true")
@@ -296,7 +315,7 @@ async fn fault_injection_is_admin_only_visible_and_real() {
         (r#"{"latency": 5}"#, "unknown field `latency`"),
         ("not json", "invalid fault"),
     ] {
-        let response = admin(reqwest::Method::PUT, TOKEN)
+        let response = admin(reqwest::Method::PUT, FAULT_TOKEN)
             .body(body)
             .send()
             .await
@@ -311,7 +330,7 @@ async fn fault_injection_is_admin_only_visible_and_real() {
     assert_eq!(agent.instance("", "").await.status(), 200);
 
     // Latency: every metadata request waits at least the injected time.
-    let set = admin(reqwest::Method::PUT, TOKEN)
+    let set = admin(reqwest::Method::PUT, FAULT_TOKEN)
         .body(r#"{"latency_ms": 300}"#)
         .send()
         .await
@@ -330,7 +349,7 @@ async fn fault_injection_is_admin_only_visible_and_real() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     // Errors: with a ratio of 1 every request is a 500 with a JSON body saying why.
-    admin(reqwest::Method::PUT, TOKEN)
+    admin(reqwest::Method::PUT, FAULT_TOKEN)
         .body(r#"{"error_ratio": 1}"#)
         .send()
         .await
@@ -349,7 +368,10 @@ async fn fault_injection_is_admin_only_visible_and_real() {
     assert_eq!(scrape.sum("imds_requests_total", &[r#"status="500""#]), 5.0);
 
     // Cleared: requests are fast and fine again, the gauges back at 0, and the switch logged.
-    let cleared = admin(reqwest::Method::DELETE, TOKEN).send().await.unwrap();
+    let cleared = admin(reqwest::Method::DELETE, FAULT_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cleared.status(), 200);
     assert_eq!(cleared.json::<Value>().await.unwrap()["active"], false);
     assert_eq!(agent.instance("", "").await.status(), 200);

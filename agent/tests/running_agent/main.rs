@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod admin_tls;
 mod api_contract;
 mod azure_client;
 mod azure_compat;

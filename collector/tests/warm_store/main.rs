@@ -5,5 +5,6 @@
 
 mod compaction;
 mod other_engines;
+mod secured;
 mod store;
 mod warm_path;

@@ -12,6 +12,7 @@ const TOKEN: &str = "remote-query-token-0123456789";
 
 fn query(args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_query"))
+        .env("QUERY_TOKEN", TOKEN)
         .arg("--cache-dir")
         .arg(cache)
         .args(args)
@@ -36,11 +37,10 @@ fn agent_with_an_old_hour(lines: usize) -> Agent {
     std::fs::write(logs.join("agent.2025-05-05-05.log"), text).unwrap();
     let agent = Agent::builder()
         .data_dir(&data)
+        .env("AGENT_ADMIN_TOKEN", TOKEN)
         .args([
             "--admin-listen",
             "127.0.0.1:0",
-            "--admin-token",
-            TOKEN,
             "--retain-raw",
             "1h",
             "--retain-parquet",
@@ -79,8 +79,6 @@ fn an_agents_hours_are_fetched_once_and_queried_with_the_open_hour() {
     let args = [
         "--data",
         &url,
-        "--token",
-        TOKEN,
         "--fetch-since",
         "20000days",
         "--format",
@@ -128,8 +126,6 @@ fn an_agents_hours_are_fetched_once_and_queried_with_the_open_hour() {
             "logs",
             "--data",
             &url,
-            "--token",
-            TOKEN,
             "--cluster",
             "test-cluster",
             "--since",
@@ -145,13 +141,21 @@ fn an_agents_hours_are_fetched_once_and_queried_with_the_open_hour() {
         "the old hour is outside the last hour: {logs}"
     );
 
-    // A wrong token: refused, with what to do.
+    // A wrong token (from a private file): refused, with what to do.
+    let wrong = tempfile::tempdir().unwrap();
+    let wrong_token = wrong.path().join("token");
+    std::fs::write(&wrong_token, "wrong-token-wrong-token\n").unwrap();
+    std::fs::set_permissions(
+        &wrong_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let refused = query(
         &[
             "--data",
             &url,
-            "--token",
-            "wrong-token-wrong-token",
+            "--token-file",
+            wrong_token.to_str().unwrap(),
             "SELECT 1",
         ],
         cache.path(),
@@ -218,4 +222,80 @@ fn an_s3_delta_store_answers_like_the_same_local_store() {
         }
     }
     assert_eq!(from_s3, expected);
+}
+
+/// An agent's admin API over HTTPS: fetched with its CA; a certificate from another CA or for
+/// another name is refused with the reason, and so are https without a CA and http off loopback.
+#[test]
+fn an_agent_over_https_is_trusted_only_through_its_ca() {
+    use testkit::tls::certificate;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(certs.path(), "admin", &[]);
+    let (wrong_cert, wrong_key) =
+        certificate(certs.path(), "elsewhere", &["DNS:elsewhere.example"]);
+    let other_ca = tempfile::tempdir().unwrap();
+    certificate(other_ca.path(), "unrelated", &[]);
+    let start = |cert: &Path, key: &Path| {
+        Agent::builder()
+            .env("AGENT_ADMIN_TOKEN", TOKEN)
+            .args(["--admin-listen", "127.0.0.1:0", "--admin-tls-cert"])
+            .arg(cert.to_str().unwrap())
+            .arg("--admin-tls-key")
+            .arg(key.to_str().unwrap())
+            .start()
+    };
+    let agent = start(&cert, &key);
+    let url = format!("https://{}", agent.admin.unwrap());
+    let cache = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("ca.pem");
+    let sql = "SELECT count(*) > 0 AS logged FROM logs WHERE message = 'agent started'";
+    let ok = query(
+        &[
+            "--data",
+            &url,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--format",
+            "csv",
+            sql,
+        ],
+        cache.path(),
+    );
+    assert_eq!(stdout(&ok), "logged\ntrue\n");
+
+    let refused = |args: &[&str], expected: &str| {
+        let output = query(args, cache.path());
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains(TOKEN), "{stderr}");
+    };
+    let unrelated_ca = other_ca.path().join("ca.pem");
+    refused(
+        &[
+            "--data",
+            &url,
+            "--ca-file",
+            unrelated_ca.to_str().unwrap(),
+            sql,
+        ],
+        "UnknownIssuer",
+    );
+    refused(&["--data", &url, sql], "need --ca-file");
+    let misnamed = start(&wrong_cert, &wrong_key);
+    let misnamed_url = format!("https://{}", misnamed.admin.unwrap());
+    refused(
+        &[
+            "--data",
+            &misnamed_url,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            sql,
+        ],
+        "certificate not valid for name",
+    );
+    refused(
+        &["--data", "http://192.0.2.1:9000", sql],
+        "plain http sends the token and the logs in clear",
+    );
 }

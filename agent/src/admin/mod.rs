@@ -1,7 +1,8 @@
 //! Log access from a dev box: an admin listener (`--admin-listen`), never the metadata port (VMs
-//! must not read host logs), that requires `Authorization: Bearer <token>` and lists and serves
-//! this host's raw hourly logs and their Parquet files, and switches fault injection
-//! (`GET|PUT|DELETE /fault`, see `fault.rs`).
+//! must not read host logs), over HTTPS (`tls.rs`; plain HTTP only on loopback) with bounded
+//! connections (`serve.rs`), that requires `Authorization: Bearer <token>` of the right scope
+//! (`auth.rs`: the logs token lists and serves this host's raw hourly logs and their Parquet
+//! files; the fault token switches fault injection, `GET|PUT|DELETE /fault`, see `fault.rs`).
 //!
 //! Paths are never built from what the client sends: the agent enumerates its own files and serves
 //! one only if the requested name is exactly one of them, so traversal (`..`, encoded or not,
@@ -9,6 +10,14 @@
 //! and a file is opened without following links and checked again on the open handle: a link
 //! named like an hourly log (to `/etc/shadow`, say) is neither listed nor served. Every access,
 //! allowed or refused, is logged (target `imds::admin`).
+
+mod auth;
+mod serve;
+mod tls;
+
+pub(crate) use auth::AdminTokens;
+pub(crate) use serve::serve;
+pub(crate) use tls::acceptor as tls_acceptor;
 
 use crate::fault::{FaultSpec, Faults};
 use crate::logs::local_files;
@@ -24,7 +33,6 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// Largest request body the admin API reads.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -32,7 +40,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// What the admin listener serves, and to whom.
 #[derive(Debug, Clone)]
 pub(crate) struct AdminState {
-    pub token: Arc<str>,
+    pub gate: Arc<auth::Gate>,
     pub data_dir: PathBuf,
     pub faults: Arc<Faults>,
 }
@@ -72,21 +80,33 @@ pub(crate) fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Bearer token check, and the access log.
+impl AdminState {
+    /// The admin API's state: who may do what, where the files are, the fault switch.
+    pub(crate) fn new(tokens: AdminTokens, data_dir: PathBuf, faults: Arc<Faults>) -> Self {
+        AdminState {
+            gate: Arc::new(auth::Gate::new(tokens)),
+            data_dir,
+            faults,
+        }
+    }
+}
+
+/// Bearer token and scope check, the brake on failed attempts, and the access log.
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     let caller = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     let path = crate::http::truncate(request.uri().path(), 512).to_owned();
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let response = match presented {
-        None => {
+    let scope = auth::Scope::of_path(request.uri().path());
+    let response = match state.gate.check(caller, presented, scope) {
+        Ok(()) => next.run(request).await,
+        Err(auth::Refusal::Missing) => {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "missing bearer token: send Authorization: Bearer <admin token>",
@@ -96,11 +116,31 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
-        // Constant time: how long the comparison takes does not reveal how much of a guess matched.
-        Some(token) if !bool::from(token.as_bytes().ct_eq(state.token.as_bytes())) => {
-            error(StatusCode::FORBIDDEN, "wrong bearer token")
+        Err(auth::Refusal::Wrong) => error(StatusCode::FORBIDDEN, "wrong bearer token"),
+        Err(auth::Refusal::OutOfScope) => error(
+            StatusCode::FORBIDDEN,
+            match scope {
+                auth::Scope::Fault => {
+                    "this token reads logs; /fault needs the fault token (--admin-fault-token-file)"
+                }
+                auth::Scope::Logs => "this token switches faults; /logs needs the logs token",
+            },
+        ),
+        Err(auth::Refusal::Throttled(wait)) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many failed attempts from this address: {} within {} s; try again later",
+                    auth::MAX_FAILURES,
+                    auth::FAILURE_WINDOW.as_secs()
+                ),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+            response
         }
-        Some(_) => next.run(request).await,
     };
     tracing::info!(target: "imds::admin", %caller, path = %path, status = response.status().as_u16(), "admin access");
     response
