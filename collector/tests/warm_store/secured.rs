@@ -211,6 +211,33 @@ async fn certificates_either_side_refuses_are_loud_and_lose_nothing() {
     );
 }
 
+/// A client that speaks plaintext to the TLS listener (a wrong `--kafka-security-protocol`) is
+/// refused by the broker; the agent says so, keeps its backlog, and serves metadata.
+#[tokio::test]
+async fn a_plaintext_client_on_a_tls_listener_is_refused_and_loses_nothing() {
+    let kafka = secure();
+    let topic = secured_topic("plaintext").await;
+    let data = tempfile::tempdir().unwrap();
+    let mut agent = Agent::shipping_to(&kafka.sasl_ssl, &topic, "west", "host-1", data.path());
+    agent.load(5).await;
+    eventually_async(
+        "the shipper counting the refused connection",
+        Duration::from_secs(30),
+        || async {
+            agent
+                .scrape()
+                .await
+                .sum("agent_shipper_kafka_errors_total", &[])
+                > 0.0
+        },
+    )
+    .await;
+    agent.load(5).await;
+    assert_backlog_kept(&agent).await;
+    assert!(agent.terminate().success());
+    assert_eq!(testkit::kafka::topic_message_count(&brokers(), &topic), 0);
+}
+
 /// Least privilege, against the real broker's ACLs: an agent's credentials cannot read the topic
 /// (nor run a collector: nothing is committed to the table), a collector's cannot write to it.
 #[tokio::test]
