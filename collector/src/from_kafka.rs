@@ -17,7 +17,7 @@ use crate::metrics::{
 use crate::to_delta::TableWriter;
 use crate::warm_table;
 use crate::writer::{Job, Writer, WriterHandle};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use deltalake::DeltaTable;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -113,6 +113,17 @@ impl ClientContext for GroupContext {
         count_kafka_error(&error, reason);
     }
 }
+
+/// A client whose errors are logged and counted (the start-up check's).
+struct ErrorsCounted;
+
+impl ClientContext for ErrorsCounted {
+    fn error(&self, error: KafkaError, reason: &str) {
+        count_kafka_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for ErrorsCounted {}
 
 /// Logs and counts an error Kafka reported to the consumer, by kind: a refused password or
 /// certificate, an ACL denial.
@@ -376,15 +387,23 @@ fn check_topic(config: &Config) -> anyhow::Result<()> {
         .warn_if_exposed(&config.brokers, "collector");
     let mut client = ClientConfig::new();
     config.security.apply(&mut client)?;
-    let consumer: BaseConsumer = client.set("bootstrap.servers", &config.brokers).create()?;
-    let metadata = consumer
-        .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
-        .with_context(|| {
-            format!(
-                "cannot reach Kafka at {} (start it with scripts/kafka start)",
+    let consumer: BaseConsumer<ErrorsCounted> = client
+        .set("bootstrap.servers", &config.brokers)
+        .create_with_context(ErrorsCounted)?;
+    let metadata = match consumer.fetch_metadata(Some(&config.topic), Duration::from_secs(10)) {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            // The reason (a refused login or certificate) is in the client's error events, which
+            // only a poll hands to `ErrorsCounted`: logged and counted before the exit.
+            for _ in 0..10 {
+                let _ = consumer.poll(Duration::from_millis(20));
+            }
+            return Err(anyhow::Error::new(error).context(format!(
+                "cannot reach Kafka at {}, or it refused this client (the error above says which; a local broker starts with scripts/kafka start)",
                 config.brokers
-            )
-        })?;
+            )));
+        }
+    };
     match metadata.topics().iter().find(|t| t.name() == config.topic) {
         Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
             tracing::info!(topic = %config.topic, partitions = topic.partitions().len(), "topic found");

@@ -323,3 +323,37 @@ async fn an_agents_credentials_cannot_read_and_a_collectors_cannot_write() {
         Some(RDKafkaErrorCode::TopicAuthorizationFailed)
     );
 }
+
+/// A collector refused at start (a wrong password) stops with the reason, touching nothing.
+#[tokio::test]
+async fn a_collector_refused_at_start_says_why_and_creates_nothing() {
+    let kafka = secure();
+    let topic = secured_topic("collector-refused").await;
+    let credentials = kafka.credentials("imds-collector");
+    credentials.replace("password", b"not-the-password\n");
+    let (brokers, args) = credentials.sasl_ssl();
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(testkit::process::workspace_binary("collector"))
+        .args(["--kafka-brokers", &brokers, "--topic", &topic])
+        .args([
+            "--group",
+            &collector_group(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Kafka refused the collector's user or password")
+            && stderr.contains("or it refused this client"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    assert!(!out.path().join("_delta_log").exists());
+}

@@ -46,8 +46,8 @@ impl Login {
     /// from [`PASSWORD_ENV`].
     pub(crate) fn load(user: &str, password_file: Option<&Path>) -> anyhow::Result<Self> {
         let password = match password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("--password-file {}", path.display()))?
+            Some(path) => service::secrets::read_secret(path, "--password-file")?
+                .expose()
                 .lines()
                 .next()
                 .unwrap_or_default()
@@ -103,6 +103,7 @@ pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAccept
     if chain.is_empty() {
         bail!("--tls-cert {}: no certificate in it", cert.display());
     }
+    service::secrets::private_file(key, "--tls-key")?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("--tls-key {}: no PEM private key in it", key.display()))?;
     let config = ServerConfig::builder()
@@ -228,5 +229,24 @@ impl StartupHandler for Startup {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_password_file_other_users_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "a-password-of-the-server\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = format!("{:#}", Login::load("logs", Some(&file)).unwrap_err());
+        assert!(error.contains("accessible by other users"), "{error}");
+        assert!(!error.contains("a-password-of-the-server"), "{error}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Login::load("logs", Some(&file)).is_ok());
     }
 }

@@ -220,13 +220,19 @@ fn writes_are_refused_and_bad_sql_is_a_clear_error() {
     let nothing = query(empty.path(), &["SELECT 1"]);
     assert_eq!(nothing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("no date=YYYY-MM-DD partitions"));
-    for (source, message) in [
-        ("ftp://host/x", "unsupported source scheme ftp://"),
-        ("https://host:1", "served over http"),
-        ("http://127.0.0.1:1", "need the admin token"),
+    for (source, token, message) in [
+        ("ftp://host/x", "", "unsupported source scheme ftp://"),
+        ("https://host:1", "", "need the admin API's logs token"),
+        ("http://127.0.0.1:1", "", "need the admin API's logs token"),
+        (
+            "https://127.0.0.1:1",
+            "a-token-of-16-chars",
+            "need --ca-file",
+        ),
     ] {
         let refused = Command::new(env!("CARGO_BIN_EXE_query"))
             .args(["--data", source, "SELECT 1"])
+            .env("QUERY_TOKEN", token)
             .output()
             .unwrap();
         assert_eq!(refused.status.code(), Some(1), "{source}");
