@@ -12,6 +12,16 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# A Prometheus page's value of one series, the time now, and how long until a counter reaches a
+# target (`wait_metric ADDR NAME TARGET` prints the seconds waited).
+metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
+now() { date +%s.%N; }
+wait_metric() { # addr name target -> seconds waited
+    local start
+    start=$(now)
+    until [ "$(metric "$1" "$2" | awk '{ printf "%d", $1 }')" -ge "$3" ] 2>/dev/null; do sleep 0.05; done
+    awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'
+}
 # kcat (Debian), the benchmarks' Kafka producer peer and bulk loader.
 need_kcat() {
     command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }

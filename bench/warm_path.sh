@@ -28,14 +28,6 @@ kafka start
 for topic in bench.kcat bench.ship; do kafka topic $topic 1; done
 kafka topic bench.live 4
 
-metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
-now() { date +%s.%N; }
-wait_metric() { # addr name target -> seconds waited
-    local start
-    start=$(now)
-    until [ "$(metric "$1" "$2" | awk '{ printf "%d", $1 }')" -ge "$3" ] 2>/dev/null; do sleep 0.05; done
-    awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'
-}
 
 # Named for the current hour: the agent's roller leaves an open hour alone, so the shipper is
 # measured by itself (a closed hour would be rolled to Parquet on the other core meanwhile).

@@ -34,14 +34,6 @@ flags() {
     ssl) echo "--kafka-brokers 127.0.0.1:$((PORT + 3)) --kafka-security-protocol ssl --kafka-ca-file $secrets/ca.pem --kafka-cert-file $secrets/$who.pem --kafka-key-file $secrets/$who.key" ;;
     esac
 }
-metric() { curl -sf "http://$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
-now() { date +%s.%N; }
-wait_metric() { # addr name target -> seconds waited
-    local start
-    start=$(now)
-    until [ "$(metric "$1" "$2" | awk '{ printf "%d", $1 }')" -ge "$3" ] 2>/dev/null; do sleep 0.05; done
-    awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'
-}
 
 BATCH=50000
 full=$((N / BATCH * BATCH))

@@ -128,19 +128,7 @@ impl ConsumerContext for ErrorsCounted {}
 /// Logs and counts an error Kafka reported to the consumer, by kind: a refused password or
 /// certificate, an ACL denial.
 fn count_kafka_error(error: &KafkaError, reason: &str) {
-    let kind = service::kafka_security::error_kind(error, reason);
-    metrics::counter!(KAFKA_ERRORS_TOTAL, "kind" => kind).increment(1);
-    let hint = match kind {
-        "authentication" => "Kafka refused the collector's user or password",
-        "tls" => "TLS with Kafka failed (a certificate refused either way, or not TLS at all)",
-        "authorization" => "Kafka's ACLs refuse the collector this topic or group",
-        _ => "Kafka reported an error",
-    };
-    if kind == "other" {
-        tracing::warn!(kind, %error, reason, "{hint}");
-    } else {
-        tracing::error!(kind, %error, reason, "{hint}");
-    }
+    service::kafka_security::report_error(KAFKA_ERRORS_TOTAL, "collector", error, reason);
 }
 
 impl ConsumerContext for GroupContext {

@@ -272,6 +272,26 @@ pub fn error_kind(error: &KafkaError, reason: &str) -> &'static str {
     }
 }
 
+/// Logs an error Kafka reported to `client` (`shipper`, `collector`) and counts it in `counter`
+/// with its [`error_kind`] as the `kind` label: ERROR for a refused login, certificate or ACL, WARN
+/// for the rest (a broker down, which librdkafka retries).
+pub fn report_error(counter: &'static str, client: &str, error: &KafkaError, reason: &str) {
+    let kind = error_kind(error, reason);
+    metrics::counter!(counter, "kind" => kind).increment(1);
+    match kind {
+        "authentication" => {
+            tracing::error!(kind, %error, reason, "Kafka refused the {client}'s user or password")
+        }
+        "tls" => {
+            tracing::error!(kind, %error, reason, "TLS with Kafka failed for the {client} (a certificate refused either way, or not TLS at all)")
+        }
+        "authorization" => {
+            tracing::error!(kind, %error, reason, "Kafka's ACLs refuse the {client} this topic or group")
+        }
+        _ => tracing::warn!(kind, %error, reason, "Kafka reported an error to the {client}"),
+    }
+}
+
 fn readable(path: &Path, what: &str) -> anyhow::Result<()> {
     std::fs::File::open(path)
         .map(drop)

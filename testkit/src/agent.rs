@@ -77,6 +77,16 @@ impl AgentBuilder {
         self
     }
 
+    /// The admin API on a free loopback port over HTTPS with this certificate and key; its logs
+    /// token `token` (passed in the environment, as secrets are).
+    pub fn admin_https(self, cert: &Path, key: &Path, token: &str) -> Self {
+        self.env("AGENT_ADMIN_TOKEN", token)
+            .args(["--admin-listen", "127.0.0.1:0", "--admin-tls-cert"])
+            .arg(cert.to_str().unwrap())
+            .arg("--admin-tls-key")
+            .arg(key.to_str().unwrap())
+    }
+
     /// Do not pass `--cluster test-cluster --machine test-host`.
     pub fn without_identity(mut self) -> Self {
         self.identity = false;

@@ -8,7 +8,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
-use service::kafka_security::{KafkaSecurity, error_kind};
+use service::kafka_security::{KafkaSecurity, report_error};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -96,21 +96,9 @@ impl ClientContext for Acks {
     }
 }
 
-/// Logs and counts an error Kafka reported to the shipper, by kind.
+/// Logs and counts an error Kafka reported to the shipper, by kind (events wait on disk).
 pub(super) fn count_kafka_error(error: &KafkaError, reason: &str) {
-    let kind = error_kind(error, reason);
-    metrics::counter!(SHIPPER_KAFKA_ERRORS_TOTAL, "kind" => kind).increment(1);
-    let hint = match kind {
-        "authentication" => "Kafka refused the shipper's user or password",
-        "tls" => "TLS with Kafka failed (a certificate refused either way, or not TLS at all)",
-        "authorization" => "Kafka's ACLs refuse the shipper this topic",
-        _ => "Kafka reported an error",
-    };
-    if kind == "other" {
-        tracing::warn!(kind, %error, reason, "{hint}; events wait on disk");
-    } else {
-        tracing::error!(kind, %error, reason, "{hint}; events wait on disk");
-    }
+    report_error(SHIPPER_KAFKA_ERRORS_TOTAL, "shipper", error, reason);
 }
 
 /// Within this, an error event identical to the last one is the same event seen again.

@@ -13,12 +13,8 @@ const FAULT_TOKEN: &str = "tls-admin-fault-token-0123";
 
 fn https_agent(cert: &Path, key: &Path) -> Agent {
     Agent::builder()
-        .env("AGENT_ADMIN_TOKEN", TOKEN)
         .env("AGENT_ADMIN_FAULT_TOKEN", FAULT_TOKEN)
-        .args(["--admin-listen", "127.0.0.1:0", "--admin-tls-cert"])
-        .arg(cert.to_str().unwrap())
-        .arg("--admin-tls-key")
-        .arg(key.to_str().unwrap())
+        .admin_https(cert, key, TOKEN)
         .start()
 }
 

@@ -235,15 +235,7 @@ fn an_agent_over_https_is_trusted_only_through_its_ca() {
         certificate(certs.path(), "elsewhere", &["DNS:elsewhere.example"]);
     let other_ca = tempfile::tempdir().unwrap();
     certificate(other_ca.path(), "unrelated", &[]);
-    let start = |cert: &Path, key: &Path| {
-        Agent::builder()
-            .env("AGENT_ADMIN_TOKEN", TOKEN)
-            .args(["--admin-listen", "127.0.0.1:0", "--admin-tls-cert"])
-            .arg(cert.to_str().unwrap())
-            .arg("--admin-tls-key")
-            .arg(key.to_str().unwrap())
-            .start()
-    };
+    let start = |cert: &Path, key: &Path| Agent::builder().admin_https(cert, key, TOKEN).start();
     let agent = start(&cert, &key);
     let url = format!("https://{}", agent.admin.unwrap());
     let cache = tempfile::tempdir().unwrap();
