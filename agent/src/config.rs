@@ -8,7 +8,8 @@ use clap::CommandFactory;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use service::config::duration;
-use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol, Secret};
+use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol};
+use service::secrets::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -550,18 +551,15 @@ impl Config {
                 Some(brokers) => Some(KafkaConfig {
                     brokers,
                     topic: s.kafka_topic,
-                    security: KafkaSecurity::new(
-                        KafkaSecuritySettings {
-                            protocol: s.kafka_security_protocol,
-                            ca_file: s.kafka_ca_file,
-                            cert_file: s.kafka_cert_file,
-                            key_file: s.kafka_key_file,
-                            sasl_username: s.kafka_sasl_username,
-                            sasl_password_file: s.kafka_sasl_password_file,
-                            sasl_password: secrets.kafka_password,
-                        },
-                        "--kafka-",
-                    )?,
+                    security: KafkaSecurity::new(KafkaSecuritySettings {
+                        protocol: s.kafka_security_protocol,
+                        ca_file: s.kafka_ca_file,
+                        cert_file: s.kafka_cert_file,
+                        key_file: s.kafka_key_file,
+                        sasl_username: s.kafka_sasl_username,
+                        sasl_password_file: s.kafka_sasl_password_file,
+                        sasl_password: secrets.kafka_password,
+                    })?,
                 }),
             },
             admin,

@@ -7,7 +7,8 @@ use clap::CommandFactory;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use service::config::duration;
-use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol, Secret};
+use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol};
+use service::secrets::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -230,21 +231,18 @@ impl Config {
         if s.max_batch_rows == 0 {
             bail!("--max-batch-rows must be above zero");
         }
-        let security = KafkaSecurity::new(
-            KafkaSecuritySettings {
-                protocol: s.kafka_security_protocol,
-                ca_file: s.kafka_ca_file,
-                cert_file: s.kafka_cert_file,
-                key_file: s.kafka_key_file,
-                sasl_username: s.kafka_sasl_username,
-                sasl_password_file: s.kafka_sasl_password_file,
-                sasl_password: std::env::var("COLLECTOR_KAFKA_SASL_PASSWORD")
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .map(Secret::new),
-            },
-            "--kafka-",
-        )?;
+        let security = KafkaSecurity::new(KafkaSecuritySettings {
+            protocol: s.kafka_security_protocol,
+            ca_file: s.kafka_ca_file,
+            cert_file: s.kafka_cert_file,
+            key_file: s.kafka_key_file,
+            sasl_username: s.kafka_sasl_username,
+            sasl_password_file: s.kafka_sasl_password_file,
+            sasl_password: std::env::var("COLLECTOR_KAFKA_SASL_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+        })?;
         Ok(Config {
             brokers: s.kafka_brokers,
             security,

@@ -13,11 +13,10 @@ use anyhow::{Context, bail};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-pub use crate::secrets::{Secret, private_file, read_secret};
+use crate::secrets::{Secret, private_file, read_secret};
 
 /// The security protocol, spelled as librdkafka and Kafka spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -97,10 +96,10 @@ impl KafkaSecurity {
     }
 
     /// Validates `settings`: what each protocol needs is there, nothing is set that the protocol
-    /// would ignore, files exist and secrets are private. `flag_prefix` is how the binary spells
-    /// the flags (`--kafka-` or `--`), for the messages.
-    pub fn new(settings: KafkaSecuritySettings, flag_prefix: &str) -> anyhow::Result<Self> {
-        let p = flag_prefix;
+    /// would ignore, files exist and secrets are private. Messages name the flags as every
+    /// binary spells them (`--kafka-...`).
+    pub fn new(settings: KafkaSecuritySettings) -> anyhow::Result<Self> {
+        let p = "--kafka-";
         let s = settings;
         let protocol = s.protocol;
         if protocol == Protocol::Plaintext {
@@ -212,7 +211,6 @@ impl KafkaSecurity {
     /// credentials were replaced and clients should be made anew. Unreadable files count as
     /// empty (the next client creation says why).
     pub fn fingerprint(&self) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut files: Vec<&Path> = self.ca_file.iter().map(PathBuf::as_path).collect();
         if let Some((cert, key)) = &self.cert_and_key {
             files.extend([cert.as_path(), key.as_path()]);
@@ -220,10 +218,7 @@ impl KafkaSecurity {
         if let Some((_, Password::File(path))) = &self.sasl {
             files.push(path);
         }
-        for file in files {
-            std::fs::read(file).unwrap_or_default().hash(&mut hasher);
-        }
-        hasher.finish()
+        crate::secrets::contents_fingerprint(&files)
     }
 
     /// Says, as a warning, when plaintext is used with a broker that is not on loopback: events
@@ -324,12 +319,7 @@ mod tests {
             file(dir.path(), "k.pem", 0o600),
         );
         let password = file(dir.path(), "password", 0o600);
-        let error = |settings| {
-            format!(
-                "{:#}",
-                KafkaSecurity::new(settings, "--kafka-").unwrap_err()
-            )
-        };
+        let error = |settings| format!("{:#}", KafkaSecurity::new(settings).unwrap_err());
         assert!(
             error(KafkaSecuritySettings {
                 ca_file: Some(cert.clone()),
@@ -352,16 +342,13 @@ mod tests {
             })
             .contains("needs --kafka-sasl-password-file")
         );
-        let sasl = KafkaSecurity::new(
-            KafkaSecuritySettings {
-                protocol: Protocol::SaslSsl,
-                ca_file: Some(cert.clone()),
-                sasl_username: Some("imds-agent".into()),
-                sasl_password_file: Some(password.clone()),
-                ..Default::default()
-            },
-            "--kafka-",
-        )
+        let sasl = KafkaSecurity::new(KafkaSecuritySettings {
+            protocol: Protocol::SaslSsl,
+            ca_file: Some(cert.clone()),
+            sasl_username: Some("imds-agent".into()),
+            sasl_password_file: Some(password.clone()),
+            ..Default::default()
+        })
         .unwrap();
         let mut client = ClientConfig::new();
         sasl.apply(&mut client).unwrap();
@@ -369,15 +356,12 @@ mod tests {
         assert_eq!(client.get("sasl.password"), Some("secret-value"));
         assert_eq!(client.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
         assert!(!format!("{sasl:?}").contains("secret-value"));
-        let mtls = KafkaSecurity::new(
-            KafkaSecuritySettings {
-                protocol: Protocol::Ssl,
-                cert_file: Some(cert),
-                key_file: Some(key),
-                ..Default::default()
-            },
-            "--",
-        )
+        let mtls = KafkaSecurity::new(KafkaSecuritySettings {
+            protocol: Protocol::Ssl,
+            cert_file: Some(cert),
+            key_file: Some(key),
+            ..Default::default()
+        })
         .unwrap();
         let before = mtls.fingerprint();
         let mut client = ClientConfig::new();
@@ -395,15 +379,12 @@ mod tests {
     fn secrets_readable_by_others_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let open = file(dir.path(), "password", 0o644);
-        let error = KafkaSecurity::new(
-            KafkaSecuritySettings {
-                protocol: Protocol::SaslSsl,
-                sasl_username: Some("u".into()),
-                sasl_password_file: Some(open.clone()),
-                ..Default::default()
-            },
-            "--",
-        )
+        let error = KafkaSecurity::new(KafkaSecuritySettings {
+            protocol: Protocol::SaslSsl,
+            sasl_username: Some("u".into()),
+            sasl_password_file: Some(open.clone()),
+            ..Default::default()
+        })
         .unwrap_err();
         let message = format!("{error:#}");
         assert!(

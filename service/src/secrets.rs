@@ -4,6 +4,7 @@
 //! is redacted, and error messages name the file, not what is in it.
 
 use anyhow::{Context, bail};
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 /// A secret string whose `Debug` never shows it.
@@ -58,4 +59,14 @@ pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<Secret> {
         bail!("{what} {} is empty", path.display());
     }
     Ok(Secret::new(value))
+}
+
+/// A hash of the contents of `files` (an unreadable one counts as empty): compared with an earlier
+/// one, it says whether credentials were replaced and should be loaded again.
+pub fn contents_fingerprint(files: &[&Path]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in files {
+        std::fs::read(file).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
 }

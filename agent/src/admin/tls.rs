@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,9 +122,5 @@ fn certified_key(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Resul
 }
 
 fn fingerprint(cert: &std::path::Path, key: &std::path::Path) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for path in [cert, key] {
-        std::fs::read(path).unwrap_or_default().hash(&mut hasher);
-    }
-    hasher.finish()
+    service::secrets::contents_fingerprint(&[cert, key])
 }

@@ -102,8 +102,10 @@ struct Shipper {
     last_backlog: Instant,
     /// Delays before the next resends; a new series after each delivery.
     retry_backoff: backon::ExponentialBackoff,
-    /// The credential files' fingerprint the producer was made with, and when it was compared.
-    credentials: (u64, Instant),
+    /// The credential files' fingerprint the producer was made with.
+    credentials: u64,
+    /// When the credential files were last compared with it.
+    credentials_checked: Instant,
 }
 
 #[derive(serde::Deserialize)]
@@ -123,9 +125,10 @@ impl Shipper {
             last_store: Instant::now(),
             last_backlog: Instant::now() - BACKLOG_EVERY,
             retry_backoff: new_backoff(),
-            credentials: (0, Instant::now()),
+            credentials: 0,
+            credentials_checked: Instant::now(),
         };
-        shipper.credentials.0 = shipper.config.security.fingerprint();
+        shipper.credentials = shipper.config.security.fingerprint();
         shipper.rewind();
         shipper
     }
@@ -245,32 +248,17 @@ impl Shipper {
     /// messages never expire here), so a new one resends from the checkpoint. The collector
     /// drops what arrives twice.
     fn follow_credentials(&mut self) {
-        if self.credentials.1.elapsed() < CREDENTIALS_EVERY {
+        if self.credentials_checked.elapsed() < CREDENTIALS_EVERY {
             return;
         }
-        let fingerprint = self.config.security.fingerprint();
-        self.credentials = (self.credentials.0, Instant::now());
-        if fingerprint == self.credentials.0 {
-            return;
-        }
-        match producer(
-            &self.config.brokers,
-            &self.config.machine,
-            &self.config.security,
-        ) {
-            Ok(producer) => {
-                tracing::info!(
-                    pending = self.window.len(),
-                    "Kafka credentials changed; reconnecting and resending from the checkpoint"
-                );
-                self.producer = producer;
-                self.credentials.0 = fingerprint;
-                self.window.clear();
-                self.rewind();
-            }
-            // A half-written or too-open file: keep the producer there is, try at the next look.
-            Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "Kafka credentials changed but cannot be used")
+        self.credentials_checked = Instant::now();
+        if self.config.security.fingerprint() != self.credentials {
+            tracing::info!(
+                pending = self.window.len(),
+                "Kafka credentials changed; reconnecting and resending from the checkpoint"
+            );
+            if self.replace_producer() {
+                self.resend_from_checkpoint();
             }
         }
     }
@@ -288,6 +276,14 @@ impl Shipper {
         while Instant::now() < deadline && !shutdown.is_cancelled() {
             std::thread::sleep(IDLE_POLL);
         }
+        self.replace_producer();
+        self.resend_from_checkpoint();
+    }
+
+    /// A new producer with the credential files as they are now; `false` (the old one kept) when
+    /// one cannot be made, e.g. from a half-written or too-open file.
+    fn replace_producer(&mut self) -> bool {
+        let fingerprint = self.config.security.fingerprint();
         match producer(
             &self.config.brokers,
             &self.config.machine,
@@ -295,12 +291,18 @@ impl Shipper {
         ) {
             Ok(producer) => {
                 self.producer = producer;
-                self.credentials.0 = self.config.security.fingerprint();
+                self.credentials = fingerprint;
+                true
             }
             Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "cannot create a Kafka producer")
+                tracing::error!(error = %format!("{error:#}"), "cannot create a Kafka producer");
+                false
             }
         }
+    }
+
+    /// Forgets what was sent and not acknowledged and reads again from the checkpoint.
+    fn resend_from_checkpoint(&mut self) {
         self.window.clear();
         self.rewind();
     }
