@@ -273,19 +273,30 @@ async fn get(agent: &AgentClient, url: &url::Url) -> anyhow::Result<reqwest::Res
         })?;
     match response.status().as_u16() {
         200 => Ok(response),
-        401 | 403 => bail!(
-            "{url}: the agent refused the token ({}): pass its logs token with --token-file or QUERY_TOKEN",
-            response.status()
-        ),
-        _ => {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            bail!("{url}: {status}: {body}")
-        }
+        _ => Err(refusal(url, response).await),
     }
 }
 
-/// Streams one file into `target` (through a temporary beside it, renamed when complete).
+/// The error for an answer other than the file or listing asked for.
+async fn refusal(url: &url::Url, response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    if matches!(status.as_u16(), 401 | 403) {
+        return anyhow::anyhow!(
+            "{url}: the agent refused the token ({status}): pass its logs token with --token-file or QUERY_TOKEN"
+        );
+    }
+    let body = response.text().await.unwrap_or_default();
+    anyhow::anyhow!("{url}: {status}: {}", service::text::bounded(&body, 512))
+}
+
+/// Attempts at one file before giving up: a download cut this many times in a row is an error.
+const DOWNLOAD_ATTEMPTS: u32 = 4;
+
+/// Streams one file into `target`, resuming where a cut download stopped. The bytes so far are
+/// kept beside the target in a hidden `.partial-<name>` (with the agent's `ETag` for them in
+/// `.partial-<name>.etag`), so a download cut mid-file (a dropped connection, a killed `query`)
+/// continues from there with `Range` and `If-Range`, in this run or the next: a file that
+/// changed meanwhile comes whole, never spliced. Renamed to `target` when complete.
 async fn download(
     agent: &AgentClient,
     file: &Offered,
@@ -299,31 +310,126 @@ async fn download(
         .map_err(|()| anyhow::anyhow!("{base}: not a base URL"))?
         .pop_if_empty()
         .extend(file.name.split('/'));
-    let mut response = get(agent, &url).await?;
     let dir = logrecord::durable::directory_of(target);
     std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(logrecord::parquet_file::TEMP_PREFIX)
-        .tempfile_in(dir)?;
-    let mut written = 0u64;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .with_context(|| format!("{url}: download cut"))?
-    {
-        temp.write_all(&chunk)?;
-        written += chunk.len() as u64;
-        bar.inc(chunk.len() as u64);
-    }
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let partial = dir.join(format!(".partial-{name}"));
+    let etag_file = dir.join(format!(".partial-{name}.etag"));
+    let mut attempt = 0;
+    let written = loop {
+        attempt += 1;
+        match download_once(agent, &url, &partial, &etag_file, bar).await {
+            Ok(written) => break written,
+            Err(Failure::Refused(error)) => return Err(error),
+            Err(Failure::Cut(error)) if attempt >= DOWNLOAD_ATTEMPTS => {
+                return Err(error.context(format!(
+                    "{url}: download cut {DOWNLOAD_ATTEMPTS} times; the bytes so far are kept and the next run resumes"
+                )));
+            }
+            Err(Failure::Cut(error)) => {
+                tracing::warn!(%url, attempt, error = %format!("{error:#}"), "download cut; resuming");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+            }
+        }
+    };
     if file.kind == "parquet" && written != file.bytes {
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(&etag_file);
         bail!(
             "{url}: got {written} bytes, the listing said {}",
             file.bytes
         );
     }
-    temp.as_file().sync_all()?;
-    temp.persist(target)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, target)?;
+    let _ = std::fs::remove_file(&etag_file);
     Ok(())
+}
+
+/// Why one attempt at a download stopped.
+enum Failure {
+    /// The agent answered with an error: trying again gets the same.
+    Refused(anyhow::Error),
+    /// The connection failed or the body was cut: the next attempt resumes.
+    Cut(anyhow::Error),
+}
+
+/// One request for the rest of a file; returns the size of the complete file in `partial`.
+async fn download_once(
+    agent: &AgentClient,
+    url: &url::Url,
+    partial: &Path,
+    etag_file: &Path,
+    bar: &ProgressBar,
+) -> Result<u64, Failure> {
+    let have = std::fs::metadata(partial).map_or(0, |m| m.len());
+    let etag = std::fs::read_to_string(etag_file).ok();
+    let mut request = agent
+        .client
+        .get(url.clone())
+        .bearer_auth(agent.token.expose());
+    if have > 0
+        && let Some(etag) = &etag
+    {
+        request = request
+            .header(reqwest::header::RANGE, format!("bytes={have}-"))
+            .header(reqwest::header::IF_RANGE, etag.as_str());
+    }
+    let mut response = request.send().await.map_err(|error| {
+        Failure::Cut(anyhow::anyhow!(
+            "{url}: cannot reach the agent's admin API: {}",
+            error_chain(&error)
+        ))
+    })?;
+    let resumed = match response.status().as_u16() {
+        206 => true,
+        200 => false,
+        // The kept bytes are no longer a prefix of the file (it shrank or was replaced): start
+        // again from nothing.
+        416 => {
+            let _ = std::fs::remove_file(partial);
+            let _ = std::fs::remove_file(etag_file);
+            return Err(Failure::Cut(anyhow::anyhow!(
+                "{url}: the kept part of the file is stale"
+            )));
+        }
+        _ => return Err(Failure::Refused(refusal(url, response).await)),
+    };
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resumed)
+        .truncate(!resumed)
+        .open(partial)
+        .map_err(|e| Failure::Refused(e.into()))?;
+    let mut written = if resumed { have } else { 0 };
+    if resumed {
+        bar.inc(have);
+    }
+    match response.headers().get(reqwest::header::ETAG) {
+        Some(tag) => std::fs::write(etag_file, tag.as_bytes()),
+        None => std::fs::remove_file(etag_file).or(Ok(())),
+    }
+    .map_err(|e| Failure::Refused(e.into()))?;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                out.write_all(&chunk)
+                    .map_err(|e| Failure::Refused(e.into()))?;
+                written += chunk.len() as u64;
+                bar.inc(chunk.len() as u64);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                return Err(Failure::Cut(anyhow::anyhow!(
+                    "{url}: download cut: {}",
+                    error_chain(&error)
+                )));
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// An error and its sources in one line: reqwest's own message says only "error sending

@@ -13,3 +13,4 @@ pub mod kafka_security;
 pub mod retry;
 pub mod secrets;
 pub mod shutdown;
+pub mod text;

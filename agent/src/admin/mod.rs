@@ -8,10 +8,13 @@
 //! one only if the requested name is exactly one of them, so traversal (`..`, encoded or not,
 //! absolute paths) finds nothing. Only regular files reached without a symbolic link are listed,
 //! and a file is opened without following links and checked again on the open handle: a link
-//! named like an hourly log (to `/etc/shadow`, say) is neither listed nor served. Every access,
+//! named like an hourly log (to `/etc/shadow`, say) is neither listed nor served; nor is a hard
+//! link, or a file another user owns. Downloads honour `Range` (`ranges.rs`), so a cut one
+//! resumes where it stopped. Every access,
 //! allowed or refused, is logged (target `imds::admin`).
 
 mod auth;
+mod ranges;
 mod serve;
 mod tls;
 
@@ -22,7 +25,6 @@ pub(crate) use tls::acceptor as tls_acceptor;
 use crate::fault::{FaultSpec, Faults};
 use crate::logs::local_files;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -142,6 +144,11 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
             response
         }
     };
+    let mut response = response;
+    response.headers_mut().insert(
+        header::SERVER,
+        HeaderValue::from_static(crate::http::count::SERVER),
+    );
     tracing::info!(target: "imds::admin", %caller, path = %path, status = response.status().as_u16(), "admin access");
     response
 }
@@ -178,30 +185,24 @@ async fn fetch(State(state): State<AdminState>, request: Request) -> Response {
             &format!("no such log file: {}", crate::http::truncate(&name, 256)),
         );
     };
-    match open_regular_no_follow(&file.path) {
-        Ok(handle) => {
-            let handle = tokio::fs::File::from_std(handle);
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
-            let content_type = if file.entry.kind == "raw" {
-                "application/x-ndjson"
-            } else {
-                "application/vnd.apache.parquet"
-            };
-            (
-                [
-                    (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                    (header::CONTENT_LENGTH, HeaderValue::from(file.entry.bytes)),
-                ],
-                body,
-            )
-                .into_response()
+    // Removed by retention between the listing and the open, or replaced by something that is
+    // not the agent's own file: not found either way (the reason goes to the access log).
+    let (handle, meta) = match open_own_file(&file.path) {
+        Ok(opened) => opened,
+        Err(reason) => {
+            tracing::info!(target: "imds::admin", file = %file.entry.name, %reason, "admin file refused");
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no such log file: {}", file.entry.name),
+            );
         }
-        // Removed by retention between the listing and the open.
-        Err(_) => error(
-            StatusCode::NOT_FOUND,
-            &format!("no such log file: {}", file.entry.name),
-        ),
-    }
+    };
+    let content_type = if file.entry.kind == "raw" {
+        "application/x-ndjson"
+    } else {
+        "application/vnd.apache.parquet"
+    };
+    ranges::serve_file(handle, &meta, content_type, request.headers()).await
 }
 
 async fn show_fault(State(state): State<AdminState>) -> Response {
@@ -264,25 +265,39 @@ fn fault_response(spec: FaultSpec) -> Response {
         .into_response()
 }
 
-/// Opens a file for reading without following a link in its last component, and only if it is a
-/// regular file (checked on the handle, so nothing swapped in after the listing is served).
-fn open_regular_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens one of the agent's own files for reading: without following a link in its last
+/// component, and only if the opened handle is a regular file with one link, owned by the
+/// agent's user. Checked on the handle, so nothing swapped in after the listing is served, and a
+/// hard link to a file outside the log directory (made by someone who can write there) is not.
+fn open_own_file(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+    let meta = file.metadata()?;
+    if let Some(why) = not_own_file(&meta) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
-/// The size of `path` if it is a regular file reached from `data_dir` through real directories
-/// only: no component below `data_dir` is a symbolic link.
+/// Why a file is not one the agent wrote and may serve, if it is not.
+fn not_own_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        Some("not a regular file")
+    } else if meta.nlink() != 1 {
+        Some("a file with more than one link (a hard link)")
+    } else if meta.uid() != rustix::process::geteuid().as_raw() {
+        Some("not owned by the agent's user")
+    } else {
+        None
+    }
+}
+
+/// The size of `path` if it is one of the agent's own files (see [`not_own_file`]) reached from
+/// `data_dir` through real directories only: no component below `data_dir` is a symbolic link.
 fn plain_file_size(data_dir: &Path, path: &Path) -> Option<u64> {
     let relative = path.strip_prefix(data_dir).ok()?;
     let mut at = data_dir.to_owned();
@@ -293,7 +308,7 @@ fn plain_file_size(data_dir: &Path, path: &Path) -> Option<u64> {
         let wanted = if components.peek().is_some() {
             meta.is_dir()
         } else {
-            meta.is_file()
+            not_own_file(&meta).is_none()
         };
         if !wanted {
             return None;

@@ -3,8 +3,10 @@
 //! agent down: at most [`MAX_CONNECTIONS`] at once (more are closed at accept and counted), a
 //! handshake must finish within [`HANDSHAKE_TIMEOUT`], a request head within
 //! [`HEADER_TIMEOUT`]. The metadata API has its own listener and bounds; nothing here touches
-//! them.
+//! them. What hyper's parser refuses is answered as JSON, like every other error
+//! (`../http/parser_errors.rs`).
 
+use crate::http::parser_errors::JsonParserErrors;
 use crate::metrics::ADMIN_CONNECTIONS_REFUSED_TOTAL;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -63,10 +65,10 @@ pub(crate) async fn serve(
         tasks.spawn(async move {
             let _slot = slot;
             match tls {
-                None => connection(stream, peer, router, shutdown).await,
+                None => connection(JsonParserErrors::new(stream, ignore), peer, router, shutdown).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, peer, router, shutdown).await,
+                        Ok(Ok(stream)) => connection(JsonParserErrors::new(stream, ignore), peer, router, shutdown).await,
                         Ok(Err(error)) => {
                             metrics::counter!(ADMIN_CONNECTIONS_REFUSED_TOTAL, "reason" => "handshake").increment(1);
                             tracing::info!(target: "imds::admin", caller = %peer.ip(), %error, "admin TLS handshake failed");
@@ -85,6 +87,9 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// The admin API keeps no per-status counter: a parser error is only answered (as JSON).
+fn ignore(_status: u16) {}
+
 /// One HTTP/1.1 connection, its caller's address given to the routes as axum's `ConnectInfo`.
 async fn connection<S>(stream: S, peer: SocketAddr, router: Router, shutdown: CancellationToken)
 where
@@ -95,9 +100,12 @@ where
         request
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // A request head is a path and a token: 64 KiB is plenty, and bounds each connection's buffer.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_header_size(64 * 1024)
+        .max_buf_size(96 * 1024);
     let connection =
         builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(connection);

@@ -12,13 +12,10 @@
 //! - **Header-read timeout** (`--header-read-timeout`): from a request's first byte, its whole head
 //!   must arrive within that time.
 //!
-//! hyper answers requests it cannot parse (400, 414 URI too long, 431 headers too large) itself,
-//! with an empty body and no hook to change it. The connection's writer recognises those answers
-//! (a 4xx head without this service's `server` header) and sends the service's JSON error shape
-//! instead, so every error the API sends is JSON.
+//! hyper's own answers to requests it cannot parse are rewritten as JSON (`parser_errors.rs`).
 
 use super::MetadataApi;
-use super::count::SERVER;
+use super::parser_errors::JsonParserErrors;
 use crate::config::ConnectionLimits;
 use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS};
 use axum::extract::ConnectInfo;
@@ -202,10 +199,9 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let io = TokioIo::new(Watched {
-        inner: stream,
+        inner: JsonParserErrors::new(stream, count_parser_error),
         conn: Arc::clone(&conn),
         registry: Arc::clone(&registry),
-        replacement: None,
     });
     let service = {
         let conn = Arc::clone(&conn);
@@ -253,14 +249,12 @@ async fn serve_connection(
     }
 }
 
-/// The socket, watched: a first byte while idle starts the header-read clock, and hyper's own
-/// bodyless error answers are replaced by JSON ones.
+/// The socket, watched: a first byte while idle starts the header-read clock (hyper's bodyless
+/// error answers are replaced by JSON ones by the wrapper inside).
 struct Watched {
-    inner: TcpStream,
+    inner: JsonParserErrors<TcpStream>,
     conn: Arc<Conn>,
     registry: Arc<Registry>,
-    /// A JSON answer being written in place of hyper's: (bytes, written so far, hyper's length).
-    replacement: Option<(Vec<u8>, usize, usize)>,
 }
 
 impl AsyncRead for Watched {
@@ -284,31 +278,7 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.replacement.is_none()
-            && let Some(status) = automatic_error_status(buf)
-        {
-            super::request_metrics::count_response(("other", "none", "json", status));
-            self.replacement = Some((json_error_response(status), 0, buf.len()));
-        }
-        let this = &mut *self;
-        match &mut this.replacement {
-            None => Pin::new(&mut this.inner).poll_write(cx, buf),
-            Some((bytes, written, reported)) => {
-                while *written < bytes.len() {
-                    match Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]) {
-                        Poll::Ready(Ok(0)) => {
-                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                        }
-                        Poll::Ready(Ok(n)) => *written += n,
-                        other => return other,
-                    }
-                }
-                // Everything after the replaced head (there is nothing: those answers have no
-                // body) is passed through.
-                let reported = *reported;
-                Poll::Ready(Ok(reported.min(buf.len())))
-            }
-        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -320,72 +290,7 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// The status of an answer hyper wrote on its own: a 4xx head without our `server` header.
-fn automatic_error_status(buf: &[u8]) -> Option<u16> {
-    let rest = buf.strip_prefix(b"HTTP/1.1 4")?;
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = &buf[..head_end];
-    let has_server = head
-        .split(|&b| b == b'\n')
-        .any(|line| line.len() >= 7 && line[..7].eq_ignore_ascii_case(b"server:"));
-    if has_server {
-        return None;
-    }
-    let digits = std::str::from_utf8(rest.get(..2)?).ok()?;
-    Some(400 + digits.parse::<u16>().ok()?)
-}
-
-fn json_error_response(status: u16) -> Vec<u8> {
-    let (reason, message) = match status {
-        414 => ("URI Too Long", "Bad request. The request line is too long"),
-        431 => (
-            "Request Header Fields Too Large",
-            "Bad request. The request headers are too large",
-        ),
-        _ => (
-            "Bad Request",
-            "Bad request. The request is not valid HTTP/1.1",
-        ),
-    };
-    let body = serde_json::json!({ "error": message }).to_string();
-    let mut id = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
-    format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nx-ms-request-id: {id}\r\nserver: {SERVER}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_hypers_own_answers_are_recognised() {
-        let hyper_431 =
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
-        assert_eq!(automatic_error_status(hyper_431), Some(431));
-        assert_eq!(
-            automatic_error_status(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"),
-            Some(400)
-        );
-        let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nserver: IMDS/0.1.0\r\n\r\n{}";
-        assert_eq!(automatic_error_status(ours), None);
-        assert_eq!(automatic_error_status(b"HTTP/1.1 200 OK\r\n\r\n"), None);
-        let response = String::from_utf8(json_error_response(414)).unwrap();
-        assert!(response.starts_with("HTTP/1.1 414 URI Too Long\r\n"));
-        let body = response.split("\r\n\r\n").nth(1).unwrap();
-        let length: usize = response
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(body.len(), length);
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(body).unwrap()["error"],
-            "Bad request. The request line is too long"
-        );
-    }
+/// Counts a parser error answered with JSON like any other answer.
+fn count_parser_error(status: u16) {
+    super::request_metrics::count_response(("other", "none", "json", status));
 }

@@ -10,6 +10,7 @@ pub(crate) mod connections;
 pub(crate) mod count;
 pub(crate) mod error;
 pub(crate) mod guard;
+pub(crate) mod parser_errors;
 pub(crate) mod query;
 pub(crate) mod render;
 pub(crate) mod request_metrics;
@@ -139,14 +140,4 @@ pub(crate) fn json_body(body: Vec<u8>) -> impl IntoResponse {
     )
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub(crate) use service::text::truncate;

@@ -227,6 +227,168 @@ async fn links_are_neither_listed_nor_served_and_large_bodies_are_json_413() {
     );
 }
 
+async fn listed_names(agent: &Agent) -> Vec<String> {
+    let listing: Value = client()
+        .get(admin_url(agent, "/logs"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listing["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn hard_links_and_files_of_other_users_are_neither_listed_nor_served() {
+    let (agent, data) = start_with_old_hour();
+    // Beside the data directory (one filesystem, so a hard link can be made): a file the agent
+    // must never serve, hard-linked into the log directory under an hourly log's name.
+    let outside = tempfile::tempdir_in(data.path().parent().unwrap()).unwrap();
+    let secret = outside.path().join("shadow");
+    std::fs::write(&secret, "root:$6$secret").unwrap();
+    std::fs::hard_link(&secret, data.path().join("logs/agent.2099-01-01-00.log")).unwrap();
+    // A file named like an hourly log that another user owns (made by root here; the tests run
+    // as root in CI, and without root the chown is skipped with a note).
+    let foreign = data.path().join("logs/agent.2099-01-01-01.log");
+    std::fs::write(&foreign, "root:$6$secret\n").unwrap();
+    let chowned = std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).is_ok();
+    if !chowned {
+        eprintln!("not root: the other-user case is not exercised");
+    }
+    let names = listed_names(&agent).await;
+    assert!(
+        names.contains(&"logs/agent.2025-05-05-05.log".to_owned()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("2099")), "{names:?}");
+    for name in [
+        "logs/agent.2099-01-01-00.log",
+        "logs/agent.2099-01-01-01.log",
+    ] {
+        let response = client()
+            .get(admin_url(&agent, &format!("/logs/{name}")))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{name}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({ "error": format!("no such log file: {name}") })
+        );
+    }
+}
+
+#[tokio::test]
+async fn downloads_honour_range_and_if_range_and_parser_errors_are_json() {
+    let (agent, _data) = start_with_old_hour();
+    let auth = format!("Bearer {TOKEN}");
+    let url = admin_url(&agent, "/logs/logs/agent.2025-05-05-05.log");
+    let whole = client()
+        .get(&url)
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let etag = whole.headers()["etag"].to_str().unwrap().to_owned();
+    let whole = whole.bytes().await.unwrap();
+    let size = whole.len();
+    assert!(size > 100, "{size}");
+
+    // The rest of a cut download, while the file is the same one.
+    let rest = client()
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("Range", "bytes=10-")
+        .header("If-Range", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 206);
+    assert_eq!(
+        rest.headers()["content-range"],
+        format!("bytes 10-{}/{size}", size - 1).as_str()
+    );
+    assert_eq!(
+        rest.headers()["content-length"],
+        (size - 10).to_string().as_str()
+    );
+    assert_eq!(rest.bytes().await.unwrap(), whole[10..]);
+    let tail = client()
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("Range", "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap(), whole[size - 5..]);
+
+    // A tag from another version of the file: the whole file.
+    let changed = client()
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("Range", "bytes=10-")
+        .header("If-Range", "\"not-this-file\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.bytes().await.unwrap(), whole);
+
+    // Past the end: 416, with the size, and no file bytes.
+    let past = client()
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("Range", format!("bytes={size}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    assert_eq!(
+        past.headers()["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+    let body: Value = past.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        format!("range not satisfiable: the file has {size} bytes")
+    );
+
+    // What hyper's parser refuses is JSON too: a NUL in the path, a huge header, a bad method.
+    let admin = agent.admin.unwrap();
+    let huge = format!(
+        "GET /logs HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    for (request, status) in [
+        (
+            b"GET /logs HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (huge.into_bytes(), 431),
+        (b"G(T /logs HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+    ] {
+        let (got, body) = raw_request(admin, &request);
+        assert_eq!(got, status, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            body["error"].as_str().unwrap().starts_with("Bad request."),
+            "{body}"
+        );
+    }
+}
+
 #[test]
 fn the_admin_api_never_runs_without_a_token() {
     let output = std::process::Command::new(testkit::process::workspace_binary("agent"))

@@ -120,6 +120,56 @@ fn an_agents_hours_are_fetched_once_and_queried_with_the_open_hour() {
         fetched_at
     );
 
+    // A download cut halfway (its first half kept, with the agent's tag for it) resumes with a
+    // range request, and the file comes out byte for byte.
+    let original_bytes = std::fs::read(&original).unwrap();
+    let etag = testkit::block_on(async {
+        testkit::http::client()
+            .get(format!(
+                "{url}/logs/parquet/date=2025-05-05/hour=05/test-host.2025-05-05-05.parquet"
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    });
+    std::fs::remove_file(&cached).unwrap();
+    let hour_dir = cached.parent().unwrap();
+    let half = original_bytes.len() / 2;
+    std::fs::write(
+        hour_dir.join(".partial-test-host.2025-05-05-05.parquet"),
+        &original_bytes[..half],
+    )
+    .unwrap();
+    std::fs::write(
+        hour_dir.join(".partial-test-host.2025-05-05-05.parquet.etag"),
+        &etag,
+    )
+    .unwrap();
+    let resumed = per_hour(&query(&args, cache.path()));
+    assert_eq!(resumed[0], hours[0]);
+    assert_eq!(std::fs::read(&cached).unwrap(), original_bytes);
+    assert_eq!(
+        testkit::files_under(hour_dir).len(),
+        1,
+        "no partial file is left: {:?}",
+        testkit::files_under(hour_dir)
+    );
+    testkit::eventually(
+        "the resumed fetch in the access log",
+        Duration::from_secs(5),
+        || {
+            agent.stderr().lines().any(|l| {
+                l.contains("path=/logs/parquet/date=2025-05-05/hour=05/")
+                    && l.contains("status=206")
+            })
+        },
+    );
+
     // The drill-down over an agent: its own range is fetched; the agent's start is in it.
     let logs = stdout(&query(
         &[
