@@ -8,6 +8,7 @@ use clap::CommandFactory;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use service::config::duration;
+use service::config::within;
 use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol};
 use service::secrets::Secret;
 use std::net::SocketAddr;
@@ -296,6 +297,9 @@ pub struct WaitLimits {
     pub max_wait: Duration,
 }
 
+/// Lines the log buffer may hold at most: at a few hundred bytes a line, about 2-3 GB.
+const MAX_LOG_BUFFER_LINES: usize = 10_000_000;
+
 /// `value`, refused at zero (it would close every connection or request at once).
 fn positive(name: &str, value: Duration) -> anyhow::Result<Duration> {
     if value.is_zero() {
@@ -545,7 +549,12 @@ impl Config {
             machine,
             rate_limit: Some(s.rate_limit).filter(|&rps| rps > 0),
             log_level,
-            log_buffer_lines: s.log_buffer_lines.max(1),
+            log_buffer_lines: within(
+                "--log-buffer-lines",
+                s.log_buffer_lines,
+                1,
+                MAX_LOG_BUFFER_LINES,
+            )?,
             kafka: match s.kafka_brokers.filter(|b| !b.trim().is_empty()) {
                 None => None,
                 Some(brokers) => Some(KafkaConfig {
@@ -568,10 +577,10 @@ impl Config {
                 parquet: s.retain_parquet,
                 max_disk_bytes: Some(s.max_disk_bytes).filter(|&b| b > 0),
             },
-            roll_threads: s.roll_threads.map_or_else(
-                || std::thread::available_parallelism().map_or(1, usize::from),
-                usize::from,
-            ),
+            roll_threads: match s.roll_threads {
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+                Some(threads) => usize::from(within("--roll-threads", threads, 1, 1024)?),
+            },
             metrics_enabled: !s.disable_metrics,
             shutdown_timeout: s.shutdown_timeout,
             connections: ConnectionLimits {
@@ -580,7 +589,7 @@ impl Config {
                 idle_timeout: positive("--idle-timeout", s.idle_timeout)?,
             },
             wait_for_change: WaitLimits {
-                max_held: s.max_held_requests as usize,
+                max_held: within("--max-held-requests", s.max_held_requests, 1, 65_536)? as usize,
                 max_wait: positive("--max-wait", s.max_wait)?,
             },
         })

@@ -122,8 +122,8 @@ pub struct CompactArgs {
     /// later events add small files again; the next run merges them.
     #[arg(long)]
     pub open_hour: bool,
-    /// Size of the files written, in bytes.
-    #[arg(long, default_value_t = 128 * 1024 * 1024)]
+    /// Size of the files written, in bytes (1 MiB to 16 GiB).
+    #[arg(long, default_value_t = 128 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 34))]
     pub target_file_size: u64,
 }
 
@@ -228,9 +228,7 @@ impl Config {
         if s.flush_interval.is_zero() {
             bail!("--flush-interval must be above zero");
         }
-        if s.max_batch_rows == 0 {
-            bail!("--max-batch-rows must be above zero");
-        }
+        service::config::within("--max-batch-rows", s.max_batch_rows, 1, 10_000_000)?;
         let security = KafkaSecurity::new(KafkaSecuritySettings {
             protocol: s.kafka_security_protocol,
             ca_file: s.kafka_ca_file,
@@ -299,5 +297,26 @@ mod tests {
         assert!(
             format!("{:#}", Config::from_cli(bad).unwrap_err()).contains("not a valid Kafka topic")
         );
+    }
+
+    #[test]
+    fn zero_or_absurd_sizes_are_refused() {
+        for (rows, expected) in [
+            (
+                "0",
+                "--max-batch-rows 0 is out of bounds: give a value from 1 to 10000000",
+            ),
+            ("20000000", "--max-batch-rows 20000000 is out of bounds"),
+        ] {
+            let cli = Cli::try_parse_from(["collector", "--max-batch-rows", rows]).unwrap();
+            let error = format!("{:#}", Config::from_cli(cli).unwrap_err());
+            assert!(error.contains(expected), "{error}");
+        }
+        for size in ["0", "1000", "99999999999999"] {
+            let error = Cli::try_parse_from(["collector", "compact", "--target-file-size", size])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("--target-file-size"), "{error}");
+        }
     }
 }

@@ -123,7 +123,7 @@ pub struct ServeArgs {
     #[arg(long, env = "QUERY_SERVE_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
     /// Sessions at once; one more is refused with "too many clients".
-    #[arg(long, env = "QUERY_SERVE_MAX_CONNECTIONS", default_value_t = 64)]
+    #[arg(long, env = "QUERY_SERVE_MAX_CONNECTIONS", default_value_t = 64, value_parser = service::config::count_within::<1, 10_000>)]
     pub max_connections: usize,
     /// Longest a statement may run, rows sent included (a client's `SET statement_timeout`
     /// can only shorten it).
@@ -164,7 +164,7 @@ pub struct LogsArgs {
     /// Which lines.
     pub selection: Selection,
     /// At most this many rows.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = service::config::count_within::<1, 1_000_000>)]
     pub limit: usize,
 }
 
@@ -175,7 +175,7 @@ pub struct PatternsArgs {
     /// Which lines.
     pub selection: Selection,
     /// At most this many templates, commonest first.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = service::config::count_within::<1, 100_000>)]
     pub limit: usize,
 }
 
@@ -226,5 +226,27 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("99999999999T").is_err());
         assert!(default_memory_limit() > 0);
+    }
+
+    #[test]
+    fn zero_or_absurd_counts_are_refused() {
+        for args in [
+            &["query", "serve", "--max-connections", "0"][..],
+            &["query", "logs", "--cluster", "c", "--limit", "0"],
+            &[
+                "query",
+                "patterns",
+                "--cluster",
+                "c",
+                "--limit",
+                "100000000",
+            ],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(
+                error.contains("is out of bounds: give a value from"),
+                "{args:?}: {error}"
+            );
+        }
     }
 }

@@ -31,6 +31,28 @@ where
     })
 }
 
+/// `value` of the size or count setting `name` if it lies within `min..=max`, else an error that
+/// names the setting and its bounds: a zero or absurd size is refused at start, not discovered
+/// when it silently drops events or exhausts memory.
+pub fn within<T>(name: &str, value: T, min: T, max: T) -> anyhow::Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if value < min || value > max {
+        anyhow::bail!("{name} {value} is out of bounds: give a value from {min} to {max}");
+    }
+    Ok(value)
+}
+
+/// A clap value parser for a count from `MIN` to `MAX` (a flag with no file key).
+pub fn count_within<const MIN: usize, const MAX: usize>(text: &str) -> Result<usize, String> {
+    let value: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    within("the value", value, MIN, MAX).map_err(|e| e.to_string())
+}
+
 /// `command` with the help of each flag that has a default ending in `[default: <value>]`,
 /// taken from `defaults` (serialized as the file would spell it).
 pub fn with_defaults(mut command: clap::Command, defaults: &impl Serialize) -> clap::Command {

@@ -132,6 +132,21 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             &["--metadata", "/x", "--metadata-url", "http://h/d"],
             "cannot be used with",
         ),
+        // A zero or absurd size or count: refused, never silently rounded.
+        (
+            &["--log-buffer-lines", "0"],
+            "--log-buffer-lines 0 is out of bounds: give a value from 1 to 10000000",
+        ),
+        (
+            &["--log-buffer-lines", "99999999999"],
+            "--log-buffer-lines 99999999999 is out of bounds",
+        ),
+        (
+            &["--max-held-requests", "0"],
+            "--max-held-requests 0 is out of bounds: give a value from 1 to 65536",
+        ),
+        (&["--max-connections", "0"], "--max-connections"),
+        (&["--roll-threads", "5000"], "--roll-threads"),
     ];
     for (args, expected) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_agent"))
