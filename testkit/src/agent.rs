@@ -296,6 +296,11 @@ impl Agent {
         self.process.cpu_time()
     }
 
+    /// Resident memory now and at its peak, bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        self.process.memory()
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         self.process.kill();

@@ -130,13 +130,13 @@ fn routes(state: AppState) -> Router {
 }
 
 /// A JSON response body with Azure's content type.
-pub(crate) fn json_body(body: Vec<u8>) -> impl IntoResponse {
+pub(crate) fn json_body(body: impl Into<axum::body::Bytes>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         )],
-        body,
+        body.into(),
     )
 }
 

@@ -50,6 +50,13 @@ pub(crate) fn walk<'a>(
     })
 }
 
+impl Node<'_> {
+    /// Whether the node is an object or an array (the only nodes JSON can render).
+    pub(crate) fn is_container(&self) -> bool {
+        matches!(self.value, Value::Object(_) | Value::Array(_))
+    }
+}
+
 fn is_plain_index(segment: &str) -> bool {
     !segment.is_empty()
         && segment.bytes().all(|b| b.is_ascii_digit())

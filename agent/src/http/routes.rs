@@ -42,7 +42,23 @@ pub(crate) async fn instance(
         response.headers_mut().insert(header::ETAG, etag);
         return Ok(response);
     }
-    let body = render::render(&node, valid.format)?;
+    // Rendered once for every caller asking the same at once (a large document would otherwise
+    // be held once per caller); a leaf asked as JSON is refused before any rendering.
+    if valid.format == Format::Json && !node.is_container() {
+        return Err(ApiError::LeafNeedsText);
+    }
+    let key = format!(
+        "{}|{}|{}|{}",
+        valid.version_index,
+        valid.extended,
+        valid.format.as_str(),
+        segments.join("/")
+    );
+    let body = document.shared_answer(&key, || {
+        render::render(&node, valid.format)
+            .unwrap_or_default()
+            .into()
+    });
     let mut response = match valid.format {
         Format::Json => json_body(body).into_response(),
         Format::Text => (

@@ -30,6 +30,25 @@ pub struct Document {
     /// The document as served at each api-version older than the newest field of
     /// [`by_version::FIELDS`], made on first use (most callers ask the same few versions).
     older: Box<[OnceLock<Value>]>,
+    /// Large answers rendered from this document, shared by every caller that asks the same.
+    answers: SharedAnswers,
+}
+
+/// Answers of at least this many bytes are kept once rendered; smaller ones are cheap to render
+/// again and are only shared by the callers that asked at the same moment.
+const KEPT_ANSWER_MIN_BYTES: usize = 64 * 1024;
+/// Bytes of kept answers per document at most (a 16 MiB document: its few large views).
+const KEPT_ANSWERS_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Rendered answers, one render per key however many callers ask at once: without it a
+/// 15.9 MB document asked by 200 callers at once was rendered 200 times over, taking the agent
+/// from 0.9 to 3 GB. A key being rendered has one cell that every caller waits on; once rendered
+/// it stays only if large, within [`KEPT_ANSWERS_MAX_BYTES`] (what callers can make it hold is
+/// bounded by the document: only paths that exist are rendered).
+#[derive(Debug, Default)]
+struct SharedAnswers {
+    cells: Mutex<HashMap<String, Arc<OnceLock<axum::body::Bytes>>>>,
+    kept_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Document {
@@ -45,7 +64,50 @@ impl Document {
         let older = (0..by_version::newest_field_version())
             .map(|_| OnceLock::new())
             .collect();
-        Document { value, etag, older }
+        Document {
+            value,
+            etag,
+            older,
+            answers: SharedAnswers::default(),
+        }
+    }
+
+    /// The answer for `key` (the view, path and format asked), rendered by `render` once for
+    /// every caller asking it at the same time, and kept for later ones if large.
+    pub fn shared_answer(
+        &self,
+        key: &str,
+        render: impl FnOnce() -> axum::body::Bytes,
+    ) -> axum::body::Bytes {
+        use std::sync::atomic::Ordering;
+        let cell = {
+            let Ok(mut cells) = self.answers.cells.lock() else {
+                return render();
+            };
+            Arc::clone(cells.entry(key.to_owned()).or_default())
+        };
+        let mut rendered_here = false;
+        let answer = cell
+            .get_or_init(|| {
+                rendered_here = true;
+                render()
+            })
+            .clone();
+        if rendered_here {
+            let keep = answer.len() >= KEPT_ANSWER_MIN_BYTES
+                && self
+                    .answers
+                    .kept_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |kept| {
+                        (kept + answer.len() <= KEPT_ANSWERS_MAX_BYTES)
+                            .then_some(kept + answer.len())
+                    })
+                    .is_ok();
+            if !keep && let Ok(mut cells) = self.answers.cells.lock() {
+                cells.remove(key);
+            }
+        }
+        answer
     }
 
     /// The `ETag` header of this document version.

@@ -225,3 +225,68 @@ fn requests_hyper_refuses_get_json_errors_too() {
     }
     assert_eq!(normal_request(agent.api).0, 200);
 }
+
+#[tokio::test]
+async fn a_large_document_asked_by_many_callers_at_once_is_rendered_once() {
+    // A 15 MB document (under the 16 MiB cap): 120,000 tags of about 120 bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let tags: Vec<Value> = (0..120_000)
+        .map(|i| json!({"name": format!("tag-{i:06}"), "value": "v".repeat(96)}))
+        .collect();
+    let document = json!({"compute": {"name": "big", "tagsList": tags}, "network": {}});
+    let text = document.to_string();
+    assert!(
+        text.len() > 15_000_000 && text.len() < 16 << 20,
+        "{}",
+        text.len()
+    );
+    let path = dir.path().join("instance.json");
+    std::fs::write(&path, &text).unwrap();
+    let agent = Agent::builder()
+        .args(["--rate-limit", "0", "--metadata", path.to_str().unwrap()])
+        .start();
+    let url = agent.url("/metadata/instance?api-version=2021-02-01");
+    // One answer first: the document is loaded and its parsed form in memory.
+    let first = testkit::http::client()
+        .get(&url)
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let expected_len = first.bytes().await.unwrap().len();
+    let (before, _) = agent.memory();
+
+    let callers: Vec<_> = (0..200)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut response = testkit::http::client()
+                    .get(url)
+                    .header("Metadata", "true")
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let mut bytes = 0;
+                // Read and dropped chunk by chunk: the test itself holds no 200 copies.
+                while let Some(chunk) = response.chunk().await.unwrap() {
+                    bytes += chunk.len();
+                }
+                (status, bytes)
+            })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), (200, expected_len));
+    }
+    let (_, peak) = agent.memory();
+    // One shared 15 MB answer plus per-connection buffers; rendered per caller it was 3 GB.
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 400 << 20,
+        "200 callers grew the agent by {} MB (from {} MB)",
+        grown >> 20,
+        before >> 20
+    );
+}
