@@ -11,11 +11,14 @@ use crate::progress::ScanProgress;
 use anyhow::{anyhow, bail};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Statement, visit_expressions};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Statement, TableFactor, Visit, Visitor, visit_expressions,
+};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -29,6 +32,12 @@ pub(crate) const MAX_STATEMENT_BYTES: usize = 1 << 20;
 pub(crate) const MAX_OPERATORS: usize = 1000;
 /// Deepest nesting of parentheses in one statement.
 pub(crate) const MAX_PARENTHESES: usize = 256;
+/// Most query blocks (`SELECT`s: union branches, subqueries) in one statement. Planning time
+/// grows faster than linearly with them: 10,000 `UNION ALL` branches took 70 s to plan, a
+/// 500-way cross join of one-row subqueries 47 s, all of it before any limit on running applies.
+pub(crate) const MAX_QUERY_BLOCKS: usize = 256;
+/// Most relations (tables, subqueries, table functions: each FROM item and JOIN) in one statement.
+pub(crate) const MAX_RELATIONS: usize = 64;
 
 /// Refuses, from its tokens alone, a statement that could nest deeper than the planner handles.
 fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
@@ -39,7 +48,7 @@ fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return Ok(());
     };
-    let (mut operators, mut open, mut deepest) = (0usize, 0usize, 0usize);
+    let (mut operators, mut open, mut deepest, mut blocks) = (0usize, 0usize, 0usize, 0usize);
     for token in &tokens {
         match token {
             Token::LParen => {
@@ -74,6 +83,7 @@ fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
             {
                 operators += 1
             }
+            Token::Word(word) if word.keyword == Keyword::SELECT => blocks += 1,
             _ => {}
         }
     }
@@ -82,6 +92,11 @@ fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
     }
     if deepest > MAX_PARENTHESES {
         bail!("parentheses are nested {deepest} deep; the limit is {MAX_PARENTHESES}");
+    }
+    if blocks > MAX_QUERY_BLOCKS {
+        bail!(
+            "the statement has {blocks} SELECTs (union branches and subqueries); the limit is {MAX_QUERY_BLOCKS}"
+        );
     }
     Ok(())
 }
@@ -113,9 +128,31 @@ pub(crate) enum Refused {
     Misused(String),
 }
 
-/// Refuses `log_pattern()` called without `OVER`: it is a window function (`log_pattern.rs`),
-/// and DataFusion would only answer "Invalid function 'log_pattern'".
+/// Counts the relations of a statement (each FROM item and each JOIN's relation).
+#[derive(Default)]
+struct Relations(usize);
+
+impl Visitor for Relations {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<()> {
+        self.0 += 1;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Refuses a statement with more relations than [`MAX_RELATIONS`], and `log_pattern()` called
+/// without `OVER`: it is a window function (`log_pattern.rs`), and DataFusion would only answer
+/// "Invalid function 'log_pattern'".
 pub(crate) fn check_statement(statement: &Statement) -> Result<(), Refused> {
+    let mut relations = Relations::default();
+    let _ = statement.visit(&mut relations);
+    if relations.0 > MAX_RELATIONS {
+        return Err(Refused::TooLarge(format!(
+            "the statement reads {} relations (tables, subqueries, joins); the limit is {MAX_RELATIONS}",
+            relations.0
+        )));
+    }
     let misused = visit_expressions(statement, |expr| match expr {
         SqlExpr::Function(function)
             if function.over.is_none()
@@ -150,9 +187,10 @@ pub(crate) fn check_text(sql: &str) -> Result<(), Refused> {
     bounded_nesting(sql).map_err(|error| Refused::TooLarge(error.to_string()))
 }
 
-/// Refuses a plan that would change something or whose expressions nest too deep: decided on
-/// the plan, not on error text. Shared by the CLI and `query serve`.
-pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), Refused> {
+/// Refuses a plan that would change something, whose expressions nest too deep, or that joins
+/// `logs` with itself without an equality (see [`unbounded_join`]): decided on the plan, not on
+/// error text. Shared by the CLI and `query serve`.
+pub(crate) fn check_plan(state: &SessionState, plan: &LogicalPlan) -> Result<(), Refused> {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -165,7 +203,51 @@ pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), Refused> {
             "an expression is nested {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"
         )));
     }
+    // The optimizer turns `FROM a, b WHERE a.k = b.k` into an equality join: only what is left
+    // without one after it counts. A plan it cannot optimize gets its error when it runs.
+    // On a cluster the join runs in the executors, within their own memory; the bound is this
+    // process's.
+    let on_cluster = state
+        .config()
+        .options()
+        .extensions
+        .get::<ballista_core::config::BallistaConfig>()
+        .is_some();
+    if !on_cluster
+        && let Ok(optimized) = state.optimize(plan)
+        && unbounded_join(&optimized)
+    {
+        return Err(Refused::TooLarge(
+            "a join of logs with logs without an equality condition (a cross join, or a join on \
+             an inequality) cannot be bounded by the memory limit: join on a column (a.machine = \
+             b.machine), or read one side through a subquery with a LIMIT"
+                .to_owned(),
+        ));
+    }
     Ok(())
+}
+
+/// Whether the plan joins two inputs that both read `logs` without an equality key. DataFusion
+/// runs such a join as a nested loop that cannot spill, holding one side whole, and what its
+/// output stages hold is not all in the memory pool: a ten-way cross join of `logs` grew to
+/// 4.5 GB under a 1 GB limit and aborted. A side with a LIMIT is bounded and allowed.
+fn unbounded_join(plan: &LogicalPlan) -> bool {
+    let has = |side: &LogicalPlan, wanted: fn(&LogicalPlan) -> bool| {
+        side.exists(|node| Ok(wanted(node))).unwrap_or(false)
+    };
+    let reads_logs_unbounded = |side: &LogicalPlan| {
+        has(side, |node| {
+            matches!(node, LogicalPlan::TableScan(scan)
+                if scan.table_name.table() == crate::tables::TABLE && scan.fetch.is_none())
+        }) && !has(side, |node| matches!(node, LogicalPlan::Limit(_)))
+    };
+    plan.exists(|node| {
+        Ok(matches!(node, LogicalPlan::Join(join)
+            if join.on.is_empty()
+                && reads_logs_unbounded(&join.left)
+                && reads_logs_unbounded(&join.right)))
+    })
+    .unwrap_or(false)
 }
 
 /// Plans and starts the statement, or says why it was refused or failed. A long scan shows
@@ -187,7 +269,7 @@ pub(crate) async fn execute(
         .statement_to_plan(statement)
         .await
         .map_err(|error| anyhow!("SQL error: {error}"))?;
-    check_plan(&plan)?;
+    check_plan(&state, &plan)?;
     let frame = ctx
         .execute_logical_plan(plan)
         .await
@@ -256,5 +338,32 @@ mod tests {
         assert!(bounded_nesting(&in_list).is_ok());
         // Operators inside strings are not operators.
         assert!(bounded_nesting(&format!("SELECT '{}'", "+".repeat(5000))).is_ok());
+    }
+
+    #[test]
+    fn plan_size_is_bounded_in_query_blocks_and_relations() {
+        let unions = |n: usize| vec!["SELECT 1"; n].join(" UNION ALL ");
+        assert!(check_text(&unions(MAX_QUERY_BLOCKS)).is_ok());
+        assert_eq!(
+            check_text(&unions(10_000)).unwrap_err().to_string(),
+            "refused: the statement has 10000 SELECTs (union branches and subqueries); the limit is 256"
+        );
+        let relations = |n: usize| {
+            let from: Vec<String> = (0..n).map(|i| format!("logs t{i}")).collect();
+            format!("SELECT count(*) FROM {}", from.join(", "))
+        };
+        let parse = |sql: &str| {
+            use datafusion::sql::sqlparser::{dialect::GenericDialect, parser::Parser};
+            Parser::parse_sql(&GenericDialect {}, sql)
+                .unwrap()
+                .remove(0)
+        };
+        assert!(check_statement(&parse(&relations(MAX_RELATIONS))).is_ok());
+        assert_eq!(
+            check_statement(&parse(&relations(500)))
+                .unwrap_err()
+                .to_string(),
+            "refused: the statement reads 500 relations (tables, subqueries, joins); the limit is 64"
+        );
     }
 }

@@ -33,6 +33,9 @@ use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use std::sync::Arc;
 
+/// The one table statements read.
+pub(crate) const TABLE: &str = "logs";
+
 /// Where a source's partitions are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Layout {
@@ -132,7 +135,7 @@ pub(crate) fn logs_view(
         schema.field_with_name(name)?;
         columns.push(col(Column::from_name(*name)).alias(*name));
     }
-    let plan = LogicalPlanBuilder::scan("logs", provider_as_source(files), None)?
+    let plan = LogicalPlanBuilder::scan(TABLE, provider_as_source(files), None)?
         .project(columns)?
         .build()?;
     Ok(ViewTable::new(plan, None))
@@ -222,7 +225,7 @@ pub(crate) async fn register(
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
         let table = delta_tables(ctx, delta_sources, files).await?;
-        ctx.register_table("logs", Arc::new(logs_view(table, &WARM_PARTITIONS)?))?;
+        ctx.register_table(TABLE, Arc::new(logs_view(table, &WARM_PARTITIONS)?))?;
         return Ok(layout);
     }
     let mut partitions = vec![
@@ -248,6 +251,6 @@ pub(crate) async fn register(
         Layout::Cold => &["date", "hour"],
         _ => &WARM_PARTITIONS,
     };
-    ctx.register_table("logs", Arc::new(logs_view(Arc::new(files), partitions)?))?;
+    ctx.register_table(TABLE, Arc::new(logs_view(Arc::new(files), partitions)?))?;
     Ok(layout)
 }

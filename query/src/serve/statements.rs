@@ -149,12 +149,12 @@ impl Guard {
     async fn plan(statement: &Statement, ctx: &SessionContext) -> PgWireResult<LogicalPlan> {
         exec::check_text(&statement.to_string()).map_err(refused)?;
         exec::check_statement(statement).map_err(refused)?;
-        let plan = ctx
-            .state()
+        let state = ctx.state();
+        let plan = state
             .statement_to_plan(ParsedStatement::Statement(Box::new(statement.clone())))
             .await
             .map_err(to_pg)?;
-        exec::check_plan(&plan).map_err(refused)?;
+        exec::check_plan(&state, &plan).map_err(refused)?;
         Ok(plan)
     }
 }

@@ -131,6 +131,30 @@ fn deep_and_huge_statements_are_refused_before_planning() {
         &query(dir.path(), &[&nested]),
         "parentheses are nested 5000 deep",
     );
+    // Plans too large to plan in bounded time: many union branches, many relations.
+    let unions = vec!["SELECT 1"; 5_000].join(" UNION ALL ");
+    let started = Instant::now();
+    failed_with(
+        &query(dir.path(), &[&unions]),
+        "refused: the statement has 5000 SELECTs (union branches and subqueries); the limit is 256",
+    );
+    let subqueries: Vec<String> = (0..500).map(|i| format!("(SELECT 1) t{i}")).collect();
+    failed_with(
+        &query(
+            dir.path(),
+            &[&format!("SELECT count(*) FROM {}", subqueries.join(", "))],
+        ),
+        "refused: the statement has 501 SELECTs",
+    );
+    let tables: Vec<String> = (0..100).map(|i| format!("logs t{i}")).collect();
+    failed_with(
+        &query(
+            dir.path(),
+            &[&format!("SELECT count(*) FROM {}", tables.join(", "))],
+        ),
+        "refused: the statement reads 100 relations (tables, subqueries, joins); the limit is 64",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
     // At the limit it runs.
     let at_limit = format!("SELECT {} AS n", vec!["1"; 200].join("+"));
     assert_eq!(
@@ -216,6 +240,30 @@ fn results_stream_and_memory_is_bounded() {
             ],
         ),
         "Resources exhausted",
+    );
+    // A join of logs with logs that no memory limit can bound (nested loops that cannot spill,
+    // output not all accounted): refused before it runs. With an equality, or one side
+    // limited, it runs.
+    let ten_way: Vec<String> = (0..10).map(|i| format!("logs t{i}")).collect();
+    for cross in [
+        format!("SELECT count(*) FROM {}", ten_way.join(", ")),
+        "SELECT count(*) FROM logs a JOIN logs b ON a.seq < b.seq".to_owned(),
+    ] {
+        failed_with(
+            &query(dir.path(), &["--memory-limit", "1G", &cross]),
+            "refused: a join of logs with logs without an equality condition",
+        );
+    }
+    assert_eq!(
+        stdout(&query(
+            dir.path(),
+            &[
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM logs a, logs b WHERE a.machine = b.machine",
+            ],
+        )),
+        "n\n100\n"
     );
     let bad_limit = query(dir.path(), &["--memory-limit", "lots", "SELECT 1"]);
     assert_eq!(bad_limit.status.code(), Some(2));
