@@ -258,6 +258,7 @@ pub(crate) async fn execute(
     bytes_read: &Arc<AtomicU64>,
 ) -> anyhow::Result<Running> {
     check_text(sql)?;
+    crate::damaged::statement_started();
     let state = ctx.state();
     let statement = state
         .sql_to_statement(sql, &state.config().options().sql_parser.dialect)

@@ -69,6 +69,40 @@ fn external(error: deltalake::DeltaTableError) -> DataFusionError {
     DataFusionError::External(Box::new(error))
 }
 
+/// Refuses a zero-length commit file in the log after version `after` (all of them without
+/// one): delta-rs takes an empty commit for a commit with no actions, so a writer cut off
+/// mid-write (or a damaged copy) would silently drop that version's files from every answer.
+async fn no_empty_commits(log_store: &LogStoreRef, after: Option<Version>) -> Result<()> {
+    use futures::TryStreamExt;
+    let store = log_store.object_store(None);
+    let log = object_store::path::Path::from("_delta_log");
+    let listing = match after {
+        Some(version) => {
+            let offset = log.clone().join(format!("{version:020}.json"));
+            store.list_with_offset(Some(&log), &offset)
+        }
+        None => store.list(Some(&log)),
+    };
+    let entries: Vec<object_store::ObjectMeta> = listing
+        .try_collect()
+        .await
+        .map_err(|error| DataFusionError::External(Box::new(error)))?;
+    if let Some(empty) = entries.iter().find(|entry| {
+        entry.size == 0
+            && entry
+                .location
+                .filename()
+                .is_some_and(|name| name.ends_with(".json") && !name.starts_with('_'))
+    }) {
+        return Err(DataFusionError::Execution(format!(
+            "{}: the Delta commit is empty (0 bytes): the log is damaged, a writer was cut off \
+             mid-write or the file was truncated; the table cannot be read as of this version",
+            empty.location
+        )));
+    }
+    Ok(())
+}
+
 impl Held {
     async fn provider(&self, log_store: &LogStoreRef) -> Result<Arc<dyn TableProvider>> {
         let builder = match self {
@@ -97,6 +131,7 @@ impl LatestDelta {
         files: Files,
     ) -> Result<Self> {
         let log_store = table.log_store();
+        no_empty_commits(&log_store, None).await?;
         let held = match files {
             Files::PerScan => Held::PerScan(Arc::new(
                 Snapshot::try_new(log_store.as_ref(), None)
@@ -148,6 +183,7 @@ impl LatestDelta {
         if held.version() == before {
             return Ok(self.current());
         }
+        no_empty_commits(&self.log_store, before).await?;
         let provider = held.provider(&self.log_store).await?;
         if provider.schema() != self.schema {
             return Err(DataFusionError::Plan(format!(

@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod damaged;
 mod drilldown;
 mod exec;
 mod fetch;
@@ -43,6 +44,33 @@ use std::sync::atomic::AtomicU64;
 
 /// Stack of the runtimes' workers, which evaluate (recursively) what was planned.
 pub const WORKER_STACK_BYTES: usize = 64 << 20;
+
+/// Longest error message shown: a damaged commit's error can repeat its input (200 KB).
+const ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// What the user is told of `error`: a reader's caught panic as the damaged file it read, and
+/// at most [`ERROR_MESSAGE_BYTES`] of it.
+pub fn user_message(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}");
+    let text = damaged::explain(&text).unwrap_or(text);
+    service::text::bounded(&without_backtraces(&text), ERROR_MESSAGE_BYTES)
+}
+
+/// `text` without the backtrace frames some errors carry in their message (delta-kernel's, when
+/// RUST_BACKTRACE is set): `   3: function` and `at file:line` lines.
+fn without_backtraces(text: &str) -> String {
+    let frame = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with("at ")
+            || line
+                .split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    text.lines()
+        .filter(|line| !(line.starts_with(' ') && frame(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Runs the command line; `Ok(false)` when statements read from stdin failed.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -81,8 +109,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let (ctx, bytes_read) = session(&cli, range, true, files).await?;
     match sql {
         Some(sql) => {
-            let running = exec::execute(&ctx, &sql, &bytes_read).await?;
-            print::write(running.rows, cli.format, cli.output.as_deref()).await?;
+            let answered = async {
+                let running = exec::execute(&ctx, &sql, &bytes_read).await?;
+                print::write(running.rows, cli.format, cli.output.as_deref()).await
+            };
+            if let Err(error) = answered.await {
+                let text = format!("{error:#}");
+                return Err(match damaged::diagnose(&text).await {
+                    Some(damage) => anyhow::anyhow!(damage),
+                    // The Delta log is replayed as the scan runs: say which table's log failed.
+                    None if text.contains("Kernel error") || text.contains("DeltaTable error") => {
+                        error.context(format!("reading the Delta log of {}", cli.data.join(", ")))
+                    }
+                    None => error,
+                });
+            }
             if let Some(Command::Logs(args)) = &cli.command {
                 left_out(&ctx, args, now, &bytes_read).await?;
             }

@@ -16,6 +16,7 @@ const PLANNER_STACK_BYTES: usize = 512 << 20;
 
 fn main() -> ExitCode {
     let cli = query::cli::Cli::parse();
+    query::damaged::install_panic_hook();
     let planner = std::thread::Builder::new()
         .name("query".into())
         .stack_size(PLANNER_STACK_BYTES)
@@ -30,7 +31,8 @@ fn main() -> ExitCode {
     let outcome = match planner.map(|thread| thread.join()) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_panic)) => Err(anyhow::anyhow!(
-            "internal error (a bug in query or a library it uses): the statement's thread panicked"
+            "the statement's thread panicked: {}",
+            query::damaged::explain("panicked").unwrap_or_default()
         )),
         Err(error) => Err(anyhow::anyhow!("cannot start a thread: {error}")),
     };
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("query: {error:#}");
+            eprintln!("query: {}", query::user_message(&error));
             ExitCode::FAILURE
         }
     }

@@ -48,7 +48,11 @@ async fn run_one(
     match result {
         Ok(_rows) => true,
         Err(error) => {
-            eprintln!("query: {error:#}");
+            let error = match crate::damaged::diagnose(&format!("{error:#}")).await {
+                Some(damage) => anyhow::anyhow!(damage),
+                None => error,
+            };
+            eprintln!("query: {}", crate::user_message(&error));
             false
         }
     }

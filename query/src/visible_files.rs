@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use datafusion::arrow::datatypes::DataType;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -109,7 +110,65 @@ fn footer_fits(location: &Path, data: &[u8], size: u64) -> Result<()> {
             "its footer gives {metadata_len} bytes of metadata in a {size}-byte file"
         )));
     }
+    // A read holding the whole metadata (readers ask for it in one read, or the footer first
+    // and then the metadata with it): decoded and its columns checked here.
+    let metadata_end = data.len() - FOOTER as usize;
+    if let Some(start) = metadata_end.checked_sub(metadata_len as usize) {
+        schema_fits(&data[start..metadata_end]).map_err(damaged)?;
+    }
     Ok(())
+}
+
+/// The file's schema, decoded from its metadata, has each log record column it holds in a type
+/// of that column: decoding a crafted Arrow schema made arrow-ipc panic (caught here: an error
+/// naming the file), and a file with an int64 `timestamp` or a text `seq` would be cast to the
+/// table's types without a word, giving wrong answers.
+fn schema_fits(metadata: &[u8]) -> std::result::Result<(), String> {
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let decoded = crate::damaged::catch(|| {
+        let metadata = ParquetMetaDataReader::decode_metadata(metadata)
+            .map_err(|error| format!("its metadata does not decode: {error}"))?;
+        let file = metadata.file_metadata();
+        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map_err(|error| format!("its schema does not decode: {error}"))
+    });
+    let schema = match decoded {
+        Ok(Ok(schema)) => schema,
+        Ok(Err(why)) => return Err(why),
+        Err(panic) => return Err(format!("its metadata does not decode ({panic})")),
+    };
+    let record = logrecord::schema();
+    for field in schema.fields() {
+        let Ok(wanted) = record.field_with_name(field.name()) else {
+            continue;
+        };
+        if !same_column_type(wanted.data_type(), field.data_type()) {
+            return Err(format!(
+                "column {} is {} where a log record has {}",
+                field.name(),
+                field.data_type(),
+                wanted.data_type()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file's column type `stored` holds the log record's `wanted` type as written by the
+/// agent, the collector's Delta table (ids as binary, counts signed) or another engine (text and
+/// binary in their large or view forms, any timestamp unit in UTC).
+fn same_column_type(wanted: &DataType, stored: &DataType) -> bool {
+    use DataType::*;
+    match (wanted, stored) {
+        (Utf8, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Utf8, Dictionary(_, values)) => matches!(**values, Utf8 | LargeUtf8 | Utf8View),
+        (FixedSizeBinary(16), FixedSizeBinary(16) | Binary | LargeBinary | BinaryView) => true,
+        (Timestamp(..), Timestamp(_, Some(zone))) => {
+            matches!(zone.as_ref(), "UTC" | "+00:00" | "Z" | "Etc/UTC")
+        }
+        (UInt64, UInt64 | Int64) | (UInt16, UInt16 | Int32 | Int16 | UInt32) => true,
+        _ => wanted == stored,
+    }
 }
 
 /// The first path segment `name=value` whose value is not valid for that partition column, as
@@ -135,9 +194,14 @@ impl VisibleFiles {
     /// on an empty Parquet file.
     fn check(&self, objects: Vec<ObjectMeta>) -> Result<Vec<ObjectMeta>> {
         let mut kept = Vec::with_capacity(objects.len());
+        let mut links = std::collections::HashMap::new();
         for object in objects {
             if let Some(dir) = bad_partition(object.location.as_ref()) {
-                self.warn_once(dir);
+                self.warn_once(dir, "not a date=YYYY-MM-DD/hour=HH partition");
+                continue;
+            }
+            if let Some(link) = self.linked_partition(&object.location, &mut links) {
+                self.warn_once(link, "a symbolic link (not followed)");
                 continue;
             }
             if object.size == 0 && object.location.as_ref().ends_with(".parquet") {
@@ -155,17 +219,44 @@ impl VisibleFiles {
         Ok(kept)
     }
 
-    fn warn_once(&self, dir: String) {
+    fn warn_once(&self, dir: String, why: &str) {
         let first = self
             .warned
             .lock()
             .map(|mut w| w.insert(dir.clone()))
             .unwrap_or(false);
         if first {
-            eprintln!(
-                "query: warning: skipping {dir}: not a date=YYYY-MM-DD/hour=HH partition, its files are not read"
-            );
+            eprintln!("query: warning: skipping {dir}: {why}, its files are not read");
         }
+    }
+
+    /// On the local file system, the first partition directory (`name=value`) on the way to
+    /// `location`, or the file itself, that is a symbolic link. The local store follows links
+    /// when it lists, so a partition linked to another (or to its own parent) was listed, and
+    /// read, twice: every row counted twice. `seen` caches the directories looked at.
+    fn linked_partition(
+        &self,
+        location: &Path,
+        seen: &mut std::collections::HashMap<std::path::PathBuf, bool>,
+    ) -> Option<String> {
+        let local = self.local.as_ref()?;
+        let file = local.path_to_filesystem(location).ok()?;
+        let mut on_the_way: Vec<&std::path::Path> = file
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| {
+                dir.file_name()
+                    .is_some_and(|name| name.to_string_lossy().contains('='))
+            })
+            .collect();
+        on_the_way.reverse();
+        on_the_way.push(&file);
+        on_the_way.into_iter().find_map(|path| {
+            let linked = *seen.entry(path.to_owned()).or_insert_with(|| {
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+            });
+            linked.then(|| path.display().to_string())
+        })
     }
 }
 
@@ -220,8 +311,12 @@ impl ObjectStore for VisibleFiles {
         };
         self.bytes_read
             .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
-        if result.range.end == result.meta.size && location.as_ref().ends_with(".parquet") {
-            return check_footer(result).await;
+        if location.as_ref().ends_with(".parquet") {
+            crate::damaged::reading(location.as_ref());
+            crate::damaged::note_read(&self.inner, location);
+            if result.range.end == result.meta.size {
+                return check_footer(result).await;
+            }
         }
         Ok(result)
     }
@@ -238,6 +333,8 @@ impl ObjectStore for VisibleFiles {
         let bytes: usize = read.iter().map(Bytes::len).sum();
         self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
         if location.as_ref().ends_with(".parquet") {
+            crate::damaged::reading(location.as_ref());
+            crate::damaged::note_read(&self.inner, location);
             for (range, data) in ranges.iter().zip(&read) {
                 // Only a read ending in PAR1 can be the footer; its file's size says if it is.
                 if data.ends_with(b"PAR1") && data.len() as u64 >= FOOTER {
@@ -278,7 +375,7 @@ impl ObjectStore for VisibleFiles {
             .common_prefixes
             .retain(|dir| match bad_partition(dir.as_ref()) {
                 Some(bad) => {
-                    self.warn_once(bad);
+                    self.warn_once(bad, "not a date=YYYY-MM-DD/hour=HH partition");
                     false
                 }
                 None => true,

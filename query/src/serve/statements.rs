@@ -213,6 +213,13 @@ impl QueryHook for Guard {
 
 /// A DataFusion error as the PostgreSQL error of its kind (decided on the variant).
 pub(crate) fn to_pg(failure: DataFusionError) -> PgWireError {
+    // A reader's panic on a damaged file: the file and the damage, as PostgreSQL's data_corrupted.
+    if let Some(damage) = crate::damaged::explain(&failure.to_string()) {
+        return error(
+            "XX001",
+            service::text::bounded(&damage, ERROR_MESSAGE_BYTES),
+        );
+    }
     let code = match failure.find_root() {
         DataFusionError::SQL(..) => "42601",            // syntax_error
         DataFusionError::SchemaError(..) => "42703",    // undefined_column
@@ -222,8 +229,14 @@ pub(crate) fn to_pg(failure: DataFusionError) -> PgWireError {
         DataFusionError::Execution(..) => "22023",      // invalid_parameter_value
         _ => "XX000",
     };
-    error(code, failure.to_string())
+    error(
+        code,
+        service::text::bounded(&failure.to_string(), ERROR_MESSAGE_BYTES),
+    )
 }
+
+/// Longest error message sent to a client.
+const ERROR_MESSAGE_BYTES: usize = 4096;
 
 /// Logs every error sent to a client, and gives DataFusion's errors their SQLSTATE.
 #[derive(Debug)]

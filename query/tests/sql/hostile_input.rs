@@ -269,3 +269,71 @@ fn results_stream_and_memory_is_bounded() {
     assert_eq!(bad_limit.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_limit.stderr).contains("not a size such as 512M or 2G"));
 }
+
+#[test]
+fn a_file_with_foreign_column_types_is_refused_naming_it_and_the_column() {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 10);
+    // The right names, the wrong types: an int64 `timestamp` and a text `seq`.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("timestamp", DataType::Int64, false),
+        Field::new("seq", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1_767_225_600_000_000])),
+            Arc::new(StringArray::from(vec!["7"])),
+        ],
+    )
+    .unwrap();
+    let foreign = dir.path().join("date=2026-01-01/hour=00/foreign.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&foreign).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    failed_with(
+        &query(dir.path(), &["SELECT count(*), max(seq) FROM logs"]),
+        "foreign.parquet: not a valid Parquet file: column timestamp is Int64 where a log record has Timestamp(µs, \"UTC\")",
+    );
+}
+
+#[test]
+fn symbolic_links_in_a_store_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 10);
+    // A partition directory linked to another, and a file linked to another: each would be
+    // listed, and its rows counted, twice.
+    std::os::unix::fs::symlink(
+        dir.path().join("date=2026-01-01"),
+        dir.path().join("date=2026-01-02"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("date=2026-01-01/hour=00/m1.parquet"),
+        dir.path().join("date=2026-01-01/hour=00/again.parquet"),
+    )
+    .unwrap();
+    let output = query(
+        dir.path(),
+        &["--format", "csv", "SELECT count(*) AS n FROM logs"],
+    );
+    assert_eq!(stdout(&output), "n\n10\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for link in ["date=2026-01-02", "date=2026-01-01/hour=00/again.parquet"] {
+        assert!(
+            stderr.contains(&format!(
+                "{link}: a symbolic link (not followed), its files are not read"
+            )),
+            "{stderr}"
+        );
+    }
+}

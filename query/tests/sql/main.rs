@@ -6,6 +6,7 @@
 mod fixtures;
 mod hostile_input;
 mod latest_delta;
+mod mutations;
 mod query_cli;
 mod remote_sources;
 mod serve;
