@@ -290,3 +290,180 @@ async fn a_large_document_asked_by_many_callers_at_once_is_rendered_once() {
         before >> 20
     );
 }
+
+/// A seeded generator (xorshift64*) for the mutation tests: `MUTATION_SEED` reproduces a run
+/// (default: a new seed each run, printed on failure), `MUTATION_CASES` sets its length.
+struct Mutator(u64);
+
+impl Mutator {
+    fn new() -> (Self, u64) {
+        let seed = std::env::var("MUTATION_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        (Mutator(seed | 1), seed)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+    }
+
+    /// `request` changed one way: a byte changed, bytes inserted, a span removed or repeated,
+    /// a line doubled, the request cut short.
+    fn mutate(&mut self, request: &[u8]) -> Vec<u8> {
+        let mut out = request.to_vec();
+        let at = self.below(out.len());
+        match self.below(6) {
+            0 => out[at] = self.below(256) as u8,
+            1 => {
+                let noise: Vec<u8> = (0..1 + self.below(64))
+                    .map(|_| self.below(256) as u8)
+                    .collect();
+                out.splice(at..at, noise);
+            }
+            2 => {
+                let end = (at + 1 + self.below(32)).min(out.len());
+                out.drain(at..end);
+            }
+            3 => {
+                let end = (at + 1 + self.below(32)).min(out.len());
+                let span = out[at..end].to_vec();
+                for _ in 0..1 + self.below(2000) {
+                    out.splice(at..at, span.iter().copied());
+                }
+            }
+            4 => {
+                let line_end = out[at..]
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .map_or(out.len(), |p| at + p + 2);
+                let line_start = out[..at]
+                    .windows(2)
+                    .rposition(|w| w == b"\r\n")
+                    .map_or(0, |p| p + 2);
+                let line = out[line_start..line_end].to_vec();
+                out.splice(line_start..line_start, line);
+            }
+            _ => out.truncate(at),
+        }
+        out
+    }
+}
+
+/// Sends `request` on a fresh connection (its write side then closed) and returns what came
+/// back: `None` if the connection closed without an answer (a request cut short).
+fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ = stream.write_all(request);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    if response.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    // The first answer only (what follows a complete request is answered as the next one).
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        })
+        .unwrap_or(rest.len());
+    Some((status, rest[..length.min(rest.len())].to_owned()))
+}
+
+/// Mutated requests through the metadata and the admin APIs: every answer is a valid HTTP
+/// answer below 500, every error a JSON body, and both APIs still serve afterwards.
+#[tokio::test]
+async fn mutated_requests_get_4xx_json_never_5xx_and_the_agent_keeps_serving() {
+    const TOKEN: &str = "mutation-admin-token-0123456789";
+    let (mut mutator, seed) = Mutator::new();
+    let cases: usize = std::env::var("MUTATION_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let agent = Agent::builder()
+        .env("AGENT_ADMIN_TOKEN", TOKEN)
+        .args(["--rate-limit", "0", "--admin-listen", "127.0.0.1:0"])
+        .start();
+    let admin = agent.admin.unwrap();
+    let metadata_requests: [&[u8]; 3] = [
+        b"GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n",
+        b"GET /metadata/instance/compute/vmId?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\nMetadata: true\r\nConnection: close\r\n\r\n",
+        b"GET /metadata/versions HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+    ];
+    let admin_list =
+        format!("GET /logs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let admin_fault = "PUT /fault HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope-nope-nope-nope\r\nContent-Length: 18\r\n\r\n{\"latency_ms\": 10}";
+    let admin_requests: [&[u8]; 2] = [admin_list.as_bytes(), admin_fault.as_bytes()];
+    let mut answered = 0;
+    for case in 0..cases {
+        let (addr, api, original) = if case % 2 == 0 {
+            (agent.api, "metadata", metadata_requests[mutator.below(3)])
+        } else {
+            (admin, "admin", admin_requests[mutator.below(2)])
+        };
+        let request = mutator.mutate(original);
+        let Some((status, body)) = exchange(addr, &request) else {
+            continue;
+        };
+        answered += 1;
+        let shown = String::from_utf8_lossy(&request[..request.len().min(300)]).into_owned();
+        assert!(
+            status < 500,
+            "{api} API answered {status} to {shown:?} (reproduce with MUTATION_SEED={seed}): {body}"
+        );
+        if status >= 400 && !(api == "admin" && status == 429) {
+            let parsed: Value = serde_json::from_str(&body).unwrap_or_else(|_| {
+                panic!("{api} API: {status} without a JSON body for {shown:?} (MUTATION_SEED={seed}): {body:?}")
+            });
+            assert!(
+                parsed["error"].is_string(),
+                "{parsed} (MUTATION_SEED={seed})"
+            );
+        }
+    }
+    assert!(
+        answered > cases / 4,
+        "only {answered} of {cases} mutated requests were answered"
+    );
+    // Both still serve, and the agent is still the same process.
+    let (status, _) = normal_request(agent.api);
+    assert_eq!(status, 200);
+    let listing = testkit::http::client()
+        .get(format!("http://{admin}/logs"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    // The mutated tokens count as failed attempts from this address: the brake may still hold
+    // (429 with its JSON), or the listing comes.
+    let status = listing.status().as_u16();
+    let body: Value = listing.json().await.unwrap();
+    match status {
+        200 => assert!(body["files"].is_array(), "{body}"),
+        429 => assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("too many failed attempts")
+        ),
+        other => panic!("admin API after the mutations: {other} {body}"),
+    }
+    assert!(!agent.stderr().contains("panicked"), "{}", agent.stderr());
+}
