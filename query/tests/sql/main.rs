@@ -10,3 +10,4 @@ mod mutations;
 mod query_cli;
 mod remote_sources;
 mod serve;
+mod serve_mutations;

@@ -13,18 +13,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A running `query serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(store: &Path, args: &[&str]) -> Server {
+    pub(crate) fn start(store: &Path, args: &[&str]) -> Server {
         Self::try_start(store, args)
             .unwrap_or_else(|log| panic!("query serve did not start: {log}"))
     }
@@ -71,7 +71,7 @@ impl Server {
         })
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
@@ -83,7 +83,7 @@ impl Server {
         )
     }
 
-    fn conninfo(&self) -> String {
+    pub(crate) fn conninfo(&self) -> String {
         self.conninfo_as("logs", PASSWORD)
     }
 
@@ -104,7 +104,7 @@ impl Drop for Server {
 }
 
 /// psql (Debian's postgresql-client) with `conninfo`, one `-c` per statement, CSV output.
-fn psql(conninfo: &str, statements: &[&str]) -> Output {
+pub(crate) fn psql(conninfo: &str, statements: &[&str]) -> Output {
     let mut command = Command::new("psql");
     command.args(["--csv", "-X", "-v", "ON_ERROR_STOP=0", conninfo]);
     for sql in statements {
@@ -232,7 +232,7 @@ fn error_code(result: &Value) -> &str {
         .unwrap_or_else(|| panic!("expected an error: {result}"))
 }
 
-fn store() -> tempfile::TempDir {
+pub(crate) fn store() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     crate::fixtures::write_delta(dir.path(), &crate::fixtures::records(), 2);
     dir
