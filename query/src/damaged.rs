@@ -112,11 +112,10 @@ pub async fn diagnose(error_text: &str) -> Option<String> {
         else {
             continue;
         };
-        let checked = tokio::task::spawn_blocking(move || {
-            catch(|| decodes(bytes)).unwrap_or_else(|panic| Err(panic))
-        })
-        .await
-        .ok()?;
+        let checked =
+            tokio::task::spawn_blocking(move || catch(|| decodes(bytes)).unwrap_or_else(Err))
+                .await
+                .ok()?;
         if let Err(why) = checked {
             return Some(format!(
                 "{location}: the file is damaged: {}",

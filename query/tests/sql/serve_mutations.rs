@@ -130,11 +130,7 @@ fn logged_in(server: &Server) -> (TcpStream, BytesMut) {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut out = BytesMut::new();
-    frontend::startup_message(
-        [("user", "logs"), ("database", "logs")].into_iter(),
-        &mut out,
-    )
-    .unwrap();
+    frontend::startup_message([("user", "logs"), ("database", "logs")], &mut out).unwrap();
     stream.write_all(&out).unwrap();
     let mut buffer = BytesMut::new();
     let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
@@ -181,8 +177,7 @@ fn mutated_startup_and_query_messages_are_errors_and_the_server_goes_on() {
             ("user", "logs"),
             ("database", "logs"),
             ("application_name", "m"),
-        ]
-        .into_iter(),
+        ],
         &mut startup,
     )
     .unwrap();
@@ -219,20 +214,20 @@ fn mutated_startup_and_query_messages_are_errors_and_the_server_goes_on() {
     frontend::parse(
         "s",
         "SELECT count(*) FROM logs WHERE machine = $1",
-        [25u32].into_iter(),
+        [25u32],
         &mut extended,
     )
     .unwrap();
     frontend::bind(
         "p",
         "s",
-        [0i16].into_iter(),
-        [Some("m1")].into_iter(),
+        [0i16],
+        [Some("m1")],
         |value, buf| {
             buf.extend_from_slice(value.unwrap().as_bytes());
             Ok(postgres_protocol::IsNull::No)
         },
-        [0i16].into_iter(),
+        [0i16],
         &mut extended,
     )
     .map_err(|_| ())
