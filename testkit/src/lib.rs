@@ -15,6 +15,7 @@ pub mod collector;
 pub mod disk;
 pub mod http;
 pub mod kafka;
+pub mod mutation;
 pub mod process;
 pub mod s3;
 pub mod scrape;

@@ -291,29 +291,12 @@ async fn a_large_document_asked_by_many_callers_at_once_is_rendered_once() {
     );
 }
 
-/// A seeded generator (xorshift64*) for the mutation tests: `MUTATION_SEED` reproduces a run
-/// (default: a new seed each run, printed on failure), `MUTATION_CASES` sets its length.
-struct Mutator(u64);
+/// Mutations of HTTP requests, seeded (`testkit::mutation`).
+struct Mutator(testkit::mutation::Seeded);
 
 impl Mutator {
-    fn new() -> (Self, u64) {
-        let seed = std::env::var("MUTATION_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        (Mutator(seed | 1), seed)
-    }
-
     fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+        self.0.below(n)
     }
 
     /// `request` changed one way: a byte changed, bytes inserted, a span removed or repeated,
@@ -392,11 +375,9 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
 #[tokio::test]
 async fn mutated_requests_get_4xx_json_never_5xx_and_the_agent_keeps_serving() {
     const TOKEN: &str = "mutation-admin-token-0123456789";
-    let (mut mutator, seed) = Mutator::new();
-    let cases: usize = std::env::var("MUTATION_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let mut mutator = Mutator(testkit::mutation::Seeded::from_env());
+    let seed = mutator.0.seed();
+    let cases = testkit::mutation::cases(300);
     let agent = Agent::builder()
         .env("AGENT_ADMIN_TOKEN", TOKEN)
         .args(["--rate-limit", "0", "--admin-listen", "127.0.0.1:0"])

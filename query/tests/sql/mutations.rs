@@ -15,40 +15,8 @@ use std::path::Path;
 /// The longest error `query` may print (its bound, plus the `query: ` prefix and a newline).
 const MAX_ERROR_BYTES: usize = 4096 + 64;
 
-/// A small, seeded generator (xorshift64*): the cases depend on the seed alone.
-struct Cases(u64);
-
-impl Cases {
-    fn new() -> (Self, u64) {
-        let seed = std::env::var("MUTATION_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        (Cases(seed | 1), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn case_count() -> usize {
-    std::env::var("MUTATION_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60)
+    testkit::mutation::cases(60)
 }
 
 /// Rows with every column set, text that varies (dictionary and plain pages) and JSON fields.
@@ -99,7 +67,8 @@ const EVERY_COLUMN: &str = "SELECT count(*), count(DISTINCT id), max(message), m
 
 #[test]
 fn damaged_parquet_files_are_errors_naming_the_file() {
-    let (mut cases, seed) = Cases::new();
+    let mut cases = testkit::mutation::Seeded::from_env();
+    let seed = cases.seed();
     let template = tempfile::tempdir().unwrap();
     let file = template.path().join("date=2026-01-01/hour=00/m1.parquet");
     let mut rows = varied_records();
@@ -140,7 +109,8 @@ fn damaged_parquet_files_are_errors_naming_the_file() {
 
 #[test]
 fn damaged_delta_commits_are_errors_never_panics() {
-    let (mut cases, seed) = Cases::new();
+    let mut cases = testkit::mutation::Seeded::from_env();
+    let seed = cases.seed();
     let template = tempfile::tempdir().unwrap();
     write_delta(template.path(), &varied_records(), 2);
     let commit = template.path().join("_delta_log/00000000000000000001.json");

@@ -13,27 +13,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-struct Mutator(u64);
+/// Mutations of PostgreSQL messages, seeded (`testkit::mutation`).
+struct Mutator(testkit::mutation::Seeded);
 
 impl Mutator {
-    fn new() -> (Self, u64) {
-        let seed = std::env::var("MUTATION_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        (Mutator(seed | 1), seed)
-    }
-
     fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
+        self.0.below(n)
     }
 
     /// A byte changed, bytes inserted or removed, the message cut short, or a length field set
@@ -65,10 +50,7 @@ impl Mutator {
 }
 
 fn cases() -> usize {
-    std::env::var("MUTATION_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40)
+    testkit::mutation::cases(40)
 }
 
 /// The SQLSTATE of an error message.
@@ -167,7 +149,8 @@ fn logged_in(server: &Server) -> (TcpStream, BytesMut) {
 
 #[test]
 fn mutated_startup_and_query_messages_are_errors_and_the_server_goes_on() {
-    let (mut mutator, seed) = Mutator::new();
+    let mut mutator = Mutator(testkit::mutation::Seeded::from_env());
+    let seed = mutator.0.seed();
     let dir = store();
     let server = Server::start(dir.path(), &[]);
 
