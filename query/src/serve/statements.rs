@@ -235,6 +235,18 @@ pub(crate) fn to_pg(failure: DataFusionError) -> PgWireError {
     )
 }
 
+/// A reader's failure on a damaged file (a panic or an error that does not name its file) as
+/// the damaged file and why, SQLSTATE XX001 (data_corrupted); any other error as it is.
+async fn damaged_file(failure: PgWireError) -> PgWireError {
+    match crate::damaged::diagnose(&failure.to_string()).await {
+        Some(damage) => error(
+            "XX001",
+            service::text::bounded(&damage, ERROR_MESSAGE_BYTES),
+        ),
+        None => failure,
+    }
+}
+
 /// Longest error message sent to a client.
 const ERROR_MESSAGE_BYTES: usize = 4096;
 
@@ -358,7 +370,9 @@ impl Statements {
                 }
                 match tokio::time::timeout_at(deadline, rows.recv()).await {
                     Ok(Some(Ok(row))) => Some((Ok(row), (rows, task, sent + 1, false))),
-                    Ok(Some(Err(error))) => Some((Err(error), (rows, task, sent, true))),
+                    Ok(Some(Err(error))) => {
+                        Some((Err(damaged_file(error).await), (rows, task, sent, true)))
+                    }
                     Ok(None) => {
                         tracing::info!(
                             session,
@@ -429,6 +443,7 @@ impl SimpleQueryHandler for Statements {
     {
         let (session, started) = log_statement(client, query);
         exec::check_text(query).map_err(refused)?;
+        crate::damaged::statement_started();
         let deadline = self.deadline(client);
         let responses = tokio::time::timeout_at(
             deadline,
@@ -469,6 +484,7 @@ impl ExtendedQueryHandler for Statements {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (session, started) = log_statement(client, &portal.statement.statement.0);
+        crate::damaged::statement_started();
         let deadline = self.deadline(client);
         let response = tokio::time::timeout_at(
             deadline,

@@ -254,3 +254,48 @@ fn mutated_startup_and_query_messages_are_errors_and_the_server_goes_on() {
     let log = server.log();
     assert!(!log.contains("panicked"), "MUTATION_SEED={seed}: {log}");
 }
+
+/// A data page damaged so that the reader fails on it (found by trying bytes in the file's data
+/// pages until `query` says the file is damaged): through `query serve` the session gets
+/// SQLSTATE XX001 naming the file, and the server goes on.
+#[test]
+fn a_damaged_file_is_xx001_naming_it_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("date=2026-01-01/hour=00/m1.parquet");
+    let mut rows = crate::fixtures::records();
+    logrecord::parquet_file::write(&file, &mut rows).unwrap();
+    let original = std::fs::read(&file).unwrap();
+    let sql = "SELECT count(*), max(message), max(path), sum(latency_us) FROM logs";
+    let damaged = (4..original.len() / 2).step_by(97).find(|&at| {
+        let mut bytes = original.clone();
+        bytes[at] = !bytes[at];
+        std::fs::write(&file, &bytes).unwrap();
+        let output = crate::fixtures::query(dir.path(), &[sql]);
+        String::from_utf8_lossy(&output.stderr).contains("m1.parquet: the file is damaged")
+    });
+    assert!(
+        damaged.is_some(),
+        "no byte of the data pages damaged the file"
+    );
+    let server = Server::start(dir.path(), &[]);
+    let mut command = std::process::Command::new("psql");
+    command.args([
+        "-X",
+        "-v",
+        "VERBOSITY=verbose",
+        &server.conninfo(),
+        "-c",
+        sql,
+    ]);
+    let output = command
+        .output()
+        .expect("psql: run scripts/install-test-deps");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ERROR:  XX001: ") && stderr.contains("m1.parquet: the file is damaged"),
+        "{stderr}"
+    );
+    let after = psql(&server.conninfo(), &["SELECT 1 AS one"]);
+    assert_eq!(String::from_utf8_lossy(&after.stdout), "one\n1\n");
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
