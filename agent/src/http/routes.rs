@@ -47,13 +47,16 @@ pub(crate) async fn instance(
     if valid.format == Format::Json && !node.is_container() {
         return Err(ApiError::LeafNeedsText);
     }
-    let key = format!(
-        "{}|{}|{}|{}",
+    // Each segment with its length: decoded segments may hold any character, `/` included.
+    let mut key = format!(
+        "{}|{}|{}",
         valid.version_index,
         valid.extended,
-        valid.format.as_str(),
-        segments.join("/")
+        valid.format.as_str()
     );
+    for segment in &segments {
+        key.push_str(&format!("|{}:{segment}", segment.len()));
+    }
     let body = document.shared_answer(&key, || {
         render::render(&node, valid.format)
             .unwrap_or_default()

@@ -448,3 +448,25 @@ async fn mutated_requests_get_4xx_json_never_5xx_and_the_agent_keeps_serving() {
     }
     assert!(!agent.stderr().contains("panicked"), "{}", agent.stderr());
 }
+
+/// Answers are shared between callers by what they asked: a key holding `/` (asked as `%2F`) and
+/// the same text as two segments are two answers, however they are asked in turn.
+#[tokio::test]
+async fn shared_answers_never_mix_paths_that_decode_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(70_000);
+    let document = json!({"compute": {"a/b": {"v": "slash", "pad": big}, "a": {"b": {"v": "nested", "pad": big}}}});
+    let path = dir.path().join("instance.json");
+    std::fs::write(&path, document.to_string()).unwrap();
+    let agent = Agent::builder()
+        .args(["--rate-limit", "0", "--metadata", path.to_str().unwrap()])
+        .start();
+    for _ in 0..2 {
+        for (asked, expected) in [("/compute/a%2Fb", "slash"), ("/compute/a/b", "nested")] {
+            let response = agent.instance(asked, "").await;
+            assert_eq!(response.status(), 200, "{asked}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["v"], expected, "{asked}");
+        }
+    }
+}
