@@ -130,7 +130,9 @@ pub(crate) async fn run(ctx: SessionContext, args: &ServeArgs) -> anyhow::Result
         .map_err(|error| anyhow::anyhow!("setting up pg_catalog: {error}"))?;
     ctx.register_udf(settings::current_setting(args.statement_timeout));
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
-        Arc::new(Guard),
+        Arc::new(Guard {
+            timeout: args.statement_timeout,
+        }),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),

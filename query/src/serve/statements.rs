@@ -78,7 +78,10 @@ fn canceled() -> PgWireError {
 /// The first query hook: refuses what the CLI refuses, and every `SET` outside the client's
 /// own settings, before any other hook or the planner acts on it.
 #[derive(Debug)]
-pub(crate) struct Guard;
+pub(crate) struct Guard {
+    /// The server's statement timeout: planning is held to it (or the client's, when shorter).
+    pub timeout: Duration,
+}
 
 impl Guard {
     /// `None`: let the next hook or the planner have it. `Some(result)`: answered here.
@@ -145,18 +148,47 @@ impl Guard {
         )
     }
 
-    /// Plans `statement` and checks the plan as the CLI does.
-    async fn plan(statement: &Statement, ctx: &SessionContext) -> PgWireResult<LogicalPlan> {
+    /// Plans `statement` and checks the plan as the CLI does, within the statement's deadline:
+    /// planning runs in a task of its own, so the deadline answers 57014 on time even while the
+    /// planner computes without yielding (plan size is bounded, so that task ends soon after).
+    async fn plan(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &(impl ClientInfo + ?Sized),
+    ) -> PgWireResult<LogicalPlan> {
         exec::check_text(&statement.to_string()).map_err(refused)?;
         exec::check_statement(statement).map_err(refused)?;
         let state = ctx.state();
-        let plan = state
-            .statement_to_plan(ParsedStatement::Statement(Box::new(statement.clone())))
-            .await
-            .map_err(to_pg)?;
-        exec::check_plan(&state, &plan).map_err(refused)?;
-        Ok(plan)
+        let statement = statement.clone();
+        let planning = tokio::spawn(async move {
+            let plan = state
+                .statement_to_plan(ParsedStatement::Statement(Box::new(statement)))
+                .await
+                .map_err(to_pg)?;
+            exec::check_plan(&state, &plan).map_err(refused)?;
+            Ok(plan)
+        });
+        match tokio::time::timeout(statement_timeout(self.timeout, client), planning).await {
+            Ok(Ok(planned)) => planned,
+            Ok(Err(failed)) => Err(error(
+                "XX000",
+                format!("planning the statement failed: {failed}"),
+            )),
+            Err(_) => Err(canceled()),
+        }
     }
+}
+
+/// The statement timeout for `client`: the server's, or the client's when shorter.
+fn statement_timeout(server: Duration, client: &(impl ClientInfo + ?Sized)) -> Duration {
+    let client_timeout = client
+        .metadata()
+        .get("statement_timeout_ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    client_timeout.map_or(server, |t| t.min(server))
 }
 
 #[async_trait]
@@ -165,7 +197,7 @@ impl QueryHook for Guard {
         &self,
         statement: &Statement,
         ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         if let Some(answer) = Self::set(statement) {
             return Some(answer);
@@ -175,7 +207,7 @@ impl QueryHook for Guard {
         }
         // Checked here, run by the session service (which plans it again: planning is cheap
         // next to any scan).
-        match Self::plan(statement, ctx).await {
+        match self.plan(statement, ctx, &*client).await {
             Ok(_) => None,
             Err(error) => Some(Err(error)),
         }
@@ -185,7 +217,7 @@ impl QueryHook for Guard {
         &self,
         statement: &Statement,
         ctx: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
+        client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         if let Some(Err(error)) = Self::set(statement) {
             return Some(Err(error));
@@ -193,7 +225,7 @@ impl QueryHook for Guard {
         if matches!(statement, Statement::Set(_)) || Self::answered_by_other_hooks(statement) {
             return None;
         }
-        Some(Self::plan(statement, ctx).await)
+        Some(self.plan(statement, ctx, client).await)
     }
 
     async fn handle_extended_query(
@@ -329,14 +361,7 @@ impl Statements {
 
     /// The statement's deadline: the server's timeout, or the client's when shorter.
     fn deadline(&self, client: &impl ClientInfo) -> Instant {
-        let client_timeout = client
-            .metadata()
-            .get("statement_timeout_ms")
-            .and_then(|ms| ms.parse::<u64>().ok())
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis);
-        let timeout = client_timeout.map_or(self.timeout, |t| t.min(self.timeout));
-        Instant::now() + timeout
+        Instant::now() + statement_timeout(self.timeout, client)
     }
 
     /// `response` with its rows held to `deadline`, counted and logged at their end. The rows

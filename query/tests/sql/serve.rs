@@ -715,3 +715,26 @@ fn every_logs_dashboard_panel_answers_as_the_cli() {
     assert_eq!(patterns[0][0], "request <*> served");
     assert_eq!(patterns[0][1], serde_json::json!(180.0));
 }
+
+/// A statement whose planning alone outlasts the client's statement_timeout (63 grouped union
+/// branches: about 2 s to plan and run in a debug build) is cancelled at the deadline with
+/// 57014: planning runs in a task of its own, inside the deadline.
+#[test]
+fn planning_is_held_to_the_statement_timeout() {
+    let dir = store();
+    let server = Server::start(dir.path(), &[]);
+    let branch = "SELECT level, count(*) FROM logs WHERE machine = 'm1' GROUP BY level";
+    let union = format!(
+        "SELECT count(*) FROM ({})",
+        vec![branch; 63].join(" UNION ALL ")
+    );
+    let output = psql(&server.conninfo(), &["SET statement_timeout = 100", &union]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ERROR:  canceling statement due to statement timeout"),
+        "{stderr}"
+    );
+    // Without the client's timeout it answers.
+    let output = psql(&server.conninfo(), &[&union]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "count(*)\n189\n");
+}
