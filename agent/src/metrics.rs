@@ -104,9 +104,9 @@ pub(crate) const SIZE_BUCKETS: &[f64] = &[
 
 /// Installs the global Prometheus recorder and describes every metric.
 pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
-    // The request histograms are kept and rendered by `http::request_metrics`, not the recorder.
+    // The request histograms are kept and rendered by `http::request_metrics`, not the recorder
+    // (the caller enables them: this module sits below the request path).
     let handle = PrometheusBuilder::new().install_recorder()?;
-    crate::http::request_metrics::enable();
     describe();
     // Exists from the start, at 0: "nobody was throttled" rather than "no data".
     metrics::counter!(THROTTLED_REQUESTS_TOTAL).increment(0);

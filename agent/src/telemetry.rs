@@ -46,6 +46,10 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         .metrics_enabled
         .then(crate::metrics::install)
         .transpose()?;
+    if prometheus.is_some() {
+        // The request counters and histograms are kept by the request path itself.
+        crate::http::request_metrics::enable();
+    }
     let (file_layer, log_writer) = FileLayer::new(
         &config.log_dir(),
         &config.cluster,

@@ -7,6 +7,7 @@ mod ack_window;
 pub(crate) mod checkpoint;
 pub(crate) mod hourly_file;
 mod kafka_producer;
+mod line_sink;
 pub(crate) mod local_files;
 pub(crate) mod log_queue;
 pub(crate) mod request_log;

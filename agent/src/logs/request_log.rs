@@ -1,7 +1,7 @@
 //! The one INFO event of each metadata request, written by the count layer (`http/count.rs`)
 //! straight into the local log (`to_file.rs`).
 
-use super::to_file::LineSink;
+use super::line_sink::LineSink;
 use logrecord::{Level, LogRecordRef};
 use std::io::Write;
 
@@ -99,82 +99,6 @@ fn write_address(out: &mut [u8; 48], address: std::net::IpAddr) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::to_file::FileLayer;
-    use logrecord::LogRecord;
-    use tracing_subscriber::layer::SubscriberExt;
-
-    #[test]
-    fn request_events_written_directly_are_the_same_records_in_the_same_sequence() {
-        let dir = tempfile::tempdir().unwrap();
-        let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
-        let requests = layer.request_log();
-        let subscriber = tracing_subscriber::registry().with(layer);
-        let request_id = uuid::Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000);
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::info!("before");
-            requests.write(&RequestEvent {
-                request_id,
-                method: "GET",
-                path: "/metadata/instance/compute/\"tag\"\n",
-                api_version: Some("2021-02-01"),
-                format: "text",
-                status: 200,
-                latency_us: 184,
-                response_bytes: 36,
-                caller: "::ffff:10.0.0.4"
-                    .parse::<std::net::Ipv6Addr>()
-                    .unwrap()
-                    .into(),
-            });
-            tracing::info!("after");
-        });
-        drop(writer.guard);
-        let file = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        let text = std::fs::read_to_string(file.path()).unwrap();
-        let records: Vec<LogRecord> = text
-            .lines()
-            .map(|l| LogRecord::from_json_line(l).unwrap())
-            .collect();
-        assert_eq!(records.len(), 3);
-        assert_eq!(
-            records
-                .iter()
-                .map(|r| r.seq - records[0].seq)
-                .collect::<Vec<_>>(),
-            [0, 1, 2],
-            "one sequence, in the order written"
-        );
-        let request = &records[1];
-        let expected = LogRecord {
-            seq: request.seq,
-            id: request.id,
-            timestamp: request.timestamp,
-            level: Level::Info,
-            target: "imds::request".into(),
-            message: "request served".into(),
-            cluster: "west".into(),
-            machine: "host-1".into(),
-            request_id: Some(request_id),
-            method: Some("GET".into()),
-            path: Some("/metadata/instance/compute/\"tag\"\n".into()),
-            api_version: Some("2021-02-01".into()),
-            format: Some("text".into()),
-            status: Some(200),
-            latency_us: Some(184),
-            response_bytes: Some(36),
-            caller: Some("::ffff:10.0.0.4".into()),
-            fields: None,
-        };
-        assert_eq!(request, &expected);
-        assert_eq!(request.id.get_version_num(), 7);
-        assert!(
-            records[0].timestamp <= request.timestamp && request.timestamp <= records[2].timestamp
-        );
-    }
 
     #[test]
     fn addresses_are_written_as_their_display() {

@@ -17,10 +17,10 @@
 //! cut short or starts twice. Serving goes on throughout.
 
 use super::hourly_file::AppendLines;
+use super::line_sink::LineSink;
 use super::log_queue::{LogQueue, WriterGuard};
 use super::request_log::RequestLog;
 use crate::metrics::LOG_EVENTS_TOTAL;
-use chrono::{Timelike, Utc};
 use logrecord::{Level, LogRecordRef};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -39,60 +39,6 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct FileLayer {
     lines: LineSink,
-}
-
-/// The way into the file both the tracing layer and the request log (`request_log.rs`) take:
-/// the host identity every line carries, the queue, and the per-level event counters.
-#[derive(Debug, Clone)]
-pub(super) struct LineSink {
-    writer: LogQueue,
-    cluster: Arc<str>,
-    machine: Arc<str>,
-    events: [metrics::Counter; 5],
-}
-
-impl LineSink {
-    /// A record of this host with a new id and the current time, and no other field; its `seq`
-    /// is stamped by the writer thread (`SequencingWriter`).
-    pub(super) fn record<'a>(
-        &'a self,
-        level: Level,
-        target: &'a str,
-        message: &'a str,
-    ) -> LogRecordRef<'a> {
-        let (id, timestamp) = id_and_time();
-        LogRecordRef {
-            id,
-            seq: 0,
-            timestamp,
-            level,
-            target,
-            message,
-            cluster: &self.cluster,
-            machine: &self.machine,
-            request_id: None,
-            method: None,
-            path: None,
-            api_version: None,
-            format: None,
-            status: None,
-            latency_us: None,
-            response_bytes: None,
-            caller: None,
-            fields: None,
-        }
-    }
-
-    /// Queues `record`'s line (written straight into this thread's shard of the queue); a full
-    /// queue drops it and counts it. Queued lines are counted by the writer, per batch.
-    pub(super) fn send(&self, record: &LogRecordRef<'_>) {
-        if !self
-            .writer
-            .send_with(record.level, |out| record.write_json_line(out))
-        {
-            self.events[record.level as usize].increment(1);
-        }
-    }
 }
 
 /// The writer's handles: keep the guard alive until exit (dropping it flushes the file), read
@@ -144,12 +90,7 @@ impl FileLayer {
             write_failed,
         };
         let layer = FileLayer {
-            lines: LineSink {
-                writer,
-                cluster: cluster.into(),
-                machine: machine.into(),
-                events,
-            },
+            lines: LineSink::new(writer, cluster, machine, events),
         };
         Ok((layer, FileWriter { guard, dropped }))
     }
@@ -198,40 +139,6 @@ impl FileLayer {
         // One message is one line.
         self.lines.send(&record);
     }
-}
-
-/// A new event's id and time from one clock read: the UUIDv7's time is the event's timestamp.
-/// Each thread keeps its own v7 context (ids from one thread increase even within a millisecond;
-/// `seq` orders the file), so ids are made without the process-wide lock of `Uuid::now_v7`. The
-/// calendar date of the last second is kept per thread too: `Utc::now()` works it out from the
-/// day count on every call, and that showed in the request event's profile.
-fn id_and_time() -> (uuid::Uuid, chrono::DateTime<Utc>) {
-    thread_local! {
-        static CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
-        static LAST_SECOND: std::cell::Cell<Option<(u64, chrono::NaiveDateTime)>> =
-            const { std::cell::Cell::new(None) };
-    }
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let (seconds, micros) = (since_epoch.as_secs(), since_epoch.subsec_micros());
-    let nanos = micros * 1000;
-    let second = match LAST_SECOND.get() {
-        Some((cached, at)) if cached == seconds => at,
-        _ => {
-            let at = i64::try_from(seconds)
-                .ok()
-                .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-                .unwrap_or_default()
-                .naive_utc();
-            LAST_SECOND.set(Some((seconds, at)));
-            at
-        }
-    };
-    let timestamp = second.with_nanosecond(nanos).unwrap_or(second).and_utc();
-    let id = CONTEXT
-        .with(|context| uuid::Uuid::new_v7(uuid::Timestamp::from_unix(context, seconds, nanos)));
-    (id, timestamp)
 }
 
 /// Sits between the queue and the hourly files on the writer thread: replaces the `0` of each
@@ -647,35 +554,6 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_times_follow_the_clock_across_seconds_in_microseconds() {
-        // Across more than one second (the date of the last second is kept per thread).
-        let end = Utc::now() + chrono::TimeDelta::milliseconds(1300);
-        let mut seconds_seen = std::collections::BTreeSet::new();
-        while Utc::now() < end {
-            let before = LogRecord::truncate_timestamp(Utc::now());
-            let (id, timestamp) = id_and_time();
-            let after = Utc::now();
-            assert!(
-                before <= timestamp && timestamp <= after,
-                "{timestamp} in the clock's range"
-            );
-            assert_eq!(timestamp.timestamp_subsec_nanos() % 1000, 0, "microseconds");
-            let (id_seconds, id_nanos) = id.get_timestamp().unwrap().to_unix();
-            assert_eq!(
-                (id_seconds, id_nanos / 1_000_000),
-                (
-                    timestamp.timestamp() as u64,
-                    timestamp.timestamp_subsec_millis()
-                ),
-                "the id's time is the event's"
-            );
-            seconds_seen.insert(timestamp.timestamp());
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(seconds_seen.len() >= 2, "{seconds_seen:?}");
-    }
-
-    #[test]
     fn seq_continues_above_the_last_one_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         // A newest file whose last complete line has a seq far above the clock, then a torn line.
@@ -697,5 +575,79 @@ mod tests {
             LogRecord::from_json_line(std::fs::read_to_string(&current.path).unwrap().trim())
                 .unwrap();
         assert_eq!(record.seq, far + 1);
+    }
+
+    // The request log writes through the layer's queue: one sequence with the layer's events.
+    #[test]
+    fn request_events_written_directly_are_the_same_records_in_the_same_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layer, writer) = FileLayer::new(dir.path(), "west", "host-1", 1024).unwrap();
+        let requests = layer.request_log();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let request_id = uuid::Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("before");
+            requests.write(&super::super::request_log::RequestEvent {
+                request_id,
+                method: "GET",
+                path: "/metadata/instance/compute/\"tag\"\n",
+                api_version: Some("2021-02-01"),
+                format: "text",
+                status: 200,
+                latency_us: 184,
+                response_bytes: 36,
+                caller: "::ffff:10.0.0.4"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .into(),
+            });
+            tracing::info!("after");
+        });
+        drop(writer.guard);
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let records: Vec<LogRecord> = text
+            .lines()
+            .map(|l| LogRecord::from_json_line(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.seq - records[0].seq)
+                .collect::<Vec<_>>(),
+            [0, 1, 2],
+            "one sequence, in the order written"
+        );
+        let request = &records[1];
+        let expected = LogRecord {
+            seq: request.seq,
+            id: request.id,
+            timestamp: request.timestamp,
+            level: Level::Info,
+            target: "imds::request".into(),
+            message: "request served".into(),
+            cluster: "west".into(),
+            machine: "host-1".into(),
+            request_id: Some(request_id),
+            method: Some("GET".into()),
+            path: Some("/metadata/instance/compute/\"tag\"\n".into()),
+            api_version: Some("2021-02-01".into()),
+            format: Some("text".into()),
+            status: Some(200),
+            latency_us: Some(184),
+            response_bytes: Some(36),
+            caller: Some("::ffff:10.0.0.4".into()),
+            fields: None,
+        };
+        assert_eq!(request, &expected);
+        assert_eq!(request.id.get_version_num(), 7);
+        assert!(
+            records[0].timestamp <= request.timestamp && request.timestamp <= records[2].timestamp
+        );
     }
 }
