@@ -12,13 +12,12 @@
 //! | local log -> Kafka (warm path) | `logs/to_kafka.rs` with `logs/checkpoint.rs` |
 //! | local log -> hourly Parquet, retention (cold path) | `logs/roll_to_parquet.rs` |
 //! | hourly files -> a dev box (admin API) | `admin.rs` |
-//! | operator's fault switch (admin API) -> metadata API | `fault.rs` |
+//! | operator's fault switch (admin API) -> metadata API | `http/fault.rs` |
 #![warn(missing_docs, unreachable_pub)]
 
 mod admin;
 pub mod api_version;
 pub mod config;
-mod fault;
 mod http;
 mod listeners;
 pub mod logs;
@@ -64,7 +63,7 @@ pub async fn run(
     if let Some(limit) = &rate_limit {
         limit.spawn_cleanup(shutdown.clone());
     }
-    let faults = fault::Faults::new();
+    let faults = http::fault::Faults::new();
     let app = http::MetadataApi::new(AppState::new(http::SharedState {
         store: Arc::clone(&store),
         rate_limit,

@@ -4,7 +4,7 @@
 
 use crate::admin;
 use crate::config::{Config, ConnectionLimits};
-use crate::fault::Faults;
+use crate::http::fault::Faults;
 use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;

@@ -7,6 +7,10 @@
 
 use crate::{LogRecordRef, timestamp_micros};
 
+/// How a line of a record whose `seq` is 0 begins: `seq` is the first key, so a writer that
+/// numbers lines as it writes them (the agent's log writer) replaces exactly these bytes.
+pub const SEQ_PLACEHOLDER: &[u8] = b"{\"seq\":0,";
+
 impl LogRecordRef<'_> {
     /// Appends the JSON line, newline included, to `out`.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
@@ -248,6 +252,7 @@ mod tests {
         let bare = LogRecord::from_json_line(line).unwrap();
         assert_eq!(by_hand(&bare.borrowed()), line.as_bytes());
         assert_eq!(by_serde(&bare.borrowed()), line.as_bytes());
+        assert!(line.as_bytes().starts_with(crate::SEQ_PLACEHOLDER));
         assert_eq!(by_hand(&full.borrowed()), by_serde(&full.borrowed()));
     }
 

@@ -18,6 +18,7 @@ pub mod lines_to_parquet;
 pub mod parquet_file;
 
 pub use arrow_schema::{ReadError, UUID, from_record_batch, schema, to_record_batch};
+pub use json_write::SEQ_PLACEHOLDER;
 pub use level::Level;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -2,7 +2,7 @@
 //! must not read host logs), over HTTPS (`tls.rs`; plain HTTP only on loopback) with bounded
 //! connections (`serve.rs`), that requires `Authorization: Bearer <token>` of the right scope
 //! (`auth.rs`: the logs token lists and serves this host's raw hourly logs and their Parquet
-//! files; the fault token switches fault injection, `GET|PUT|DELETE /fault`, see `fault.rs`).
+//! files; the fault token switches fault injection, `GET|PUT|DELETE /fault`, see `../http/fault.rs`).
 //!
 //! Paths are never built from what the client sends: the agent enumerates its own files and serves
 //! one only if the requested name is exactly one of them, so traversal (`..`, encoded or not,
@@ -22,7 +22,7 @@ pub(crate) use auth::AdminTokens;
 pub(crate) use serve::serve;
 pub(crate) use tls::acceptor as tls_acceptor;
 
-use crate::fault::{FaultSpec, Faults};
+use crate::http::fault::{FaultSpec, Faults};
 use crate::logs::local_files;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};

@@ -1,7 +1,7 @@
 //! The metadata API: routes, the checks in front of them, and the count layer around them.
 //!
 //! Request flow: `connections.rs` (bounded connections) -> `count.rs` (request id, Server header,
-//! metrics, request event) -> `../fault.rs` (the operator's injected latency or errors, off by
+//! metrics, request event) -> `fault.rs` (the operator's injected latency or errors, off by
 //! default) -> `guard.rs` (X-Forwarded-For, rate limit, Metadata header) -> `routes.rs` (query
 //! validation, document lookup) -> `render.rs` (JSON or text). The three stages in front of the
 //! routes run as one function ([`MetadataApi::answer`]), called by the connection's service.
@@ -9,6 +9,7 @@
 pub(crate) mod connections;
 pub(crate) mod count;
 pub(crate) mod error;
+pub(crate) mod fault;
 pub(crate) mod guard;
 pub(crate) mod parser_errors;
 pub(crate) mod query;
@@ -17,13 +18,13 @@ pub(crate) mod request_metrics;
 pub(crate) mod routes;
 pub(crate) mod wait_for_change;
 
-use crate::fault::{self, Faults};
 use crate::metadata::MetadataStore;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use fault::Faults;
 use guard::RateLimit;
 use std::sync::Arc;
 use tower::ServiceExt;

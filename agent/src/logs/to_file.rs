@@ -21,7 +21,7 @@ use super::line_sink::LineSink;
 use super::log_queue::{LogQueue, WriterGuard};
 use super::request_log::RequestLog;
 use crate::metrics::LOG_EVENTS_TOTAL;
-use logrecord::{Level, LogRecordRef};
+use logrecord::{Level, LogRecordRef, SEQ_PLACEHOLDER};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -152,8 +152,6 @@ struct SequencingWriter<F> {
     /// Lines lost to failed writes.
     lost: Arc<AtomicU64>,
 }
-
-const SEQ_PLACEHOLDER: &[u8] = b"{\"seq\":0,";
 
 impl<F: AppendLines> SequencingWriter<F> {
     fn new(file: F, next_seq: u64, lost: Arc<AtomicU64>) -> Self {

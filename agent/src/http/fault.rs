@@ -4,7 +4,7 @@
 //! While on, `imds_fault_latency_seconds` and `imds_fault_error_ratio` say so, and the switch
 //! itself is logged at WARN so the warm store records when a fault was injected.
 
-use crate::http::error::ApiError;
+use super::error::ApiError;
 use crate::metrics::{FAULT_ERROR_RATIO, FAULT_LATENCY_SECONDS};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
