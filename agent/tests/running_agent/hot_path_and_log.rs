@@ -307,8 +307,14 @@ async fn a_full_disk_loses_whole_events_counted_as_a_seq_gap_and_serving_goes_on
     // Every line on disk is one whole record, no seq twice, and the gaps are the lost events.
     let logs = disk.path().join("logs");
     let mut seqs = Vec::new();
-    for entry in std::fs::read_dir(&logs).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    // In hour order (a run across the top of an hour writes two files; read_dir has no order).
+    let mut files: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'));
         for line in text.lines() {
             let record = logrecord::LogRecord::from_json_line(line)
