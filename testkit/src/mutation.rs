@@ -43,6 +43,35 @@ impl Seeded {
     pub fn byte(&mut self) -> u8 {
         self.below(256) as u8
     }
+
+    /// `input` changed one way: a byte changed, up to 64 random bytes inserted, up to 32 bytes
+    /// removed, up to 32 bytes repeated up to 2,000 times, or cut short. The mutations every
+    /// input format shares; a test adds those of its format (a doubled header line, a length
+    /// field set to something else).
+    pub fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = input.to_vec();
+        let at = self.below(out.len());
+        match self.below(5) {
+            0 if !out.is_empty() => out[at] = self.byte(),
+            1 => {
+                let noise: Vec<u8> = (0..1 + self.below(64)).map(|_| self.byte()).collect();
+                out.splice(at..at, noise);
+            }
+            2 => {
+                let end = (at + 1 + self.below(32)).min(out.len());
+                out.drain(at.min(end)..end);
+            }
+            3 => {
+                let end = (at + 1 + self.below(32)).min(out.len());
+                let span = out[at.min(end)..end].to_vec();
+                for _ in 0..1 + self.below(2000) {
+                    out.splice(at..at, span.iter().copied());
+                }
+            }
+            _ => out.truncate(at),
+        }
+        out
+    }
 }
 
 /// Cases per mutation test: `MUTATION_CASES`, or `default`.

@@ -47,17 +47,21 @@ pub(crate) async fn instance(
     if valid.format == Format::Json && !node.is_container() {
         return Err(ApiError::LeafNeedsText);
     }
-    // Each segment with its length: decoded segments may hold any character, `/` included.
-    let mut key = format!(
-        "{}|{}|{}",
-        valid.version_index,
-        valid.extended,
-        valid.format.as_str()
-    );
-    for segment in &segments {
-        key.push_str(&format!("|{}:{segment}", segment.len()));
-    }
-    let body = document.shared_answer(&key, || {
+    let key = || {
+        // Each segment with its length: decoded segments may hold any character, `/` included.
+        use std::fmt::Write;
+        let mut key = format!(
+            "{}|{}|{}",
+            valid.version_index,
+            valid.extended,
+            valid.format.as_str()
+        );
+        for segment in &segments {
+            let _ = write!(key, "|{}:{segment}", segment.len());
+        }
+        key
+    };
+    let body = document.shared_answer(key, || {
         render::render(&node, valid.format)
             .unwrap_or_default()
             .into()

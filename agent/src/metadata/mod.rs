@@ -30,12 +30,15 @@ pub struct Document {
     /// The document as served at each api-version older than the newest field of
     /// [`by_version::FIELDS`], made on first use (most callers ask the same few versions).
     older: Box<[OnceLock<Value>]>,
-    /// Large answers rendered from this document, shared by every caller that asks the same.
-    answers: SharedAnswers,
+    /// Large answers rendered from this document, shared by every caller that asks the same;
+    /// `None` for a document too small for any answer to be large (most of them).
+    answers: Option<SharedAnswers>,
 }
 
 /// Answers of at least this many bytes are kept once rendered; smaller ones are cheap to render
-/// again and are only shared by the callers that asked at the same moment.
+/// again and are only shared by the callers that asked at the same moment. A document whose
+/// JSON is smaller has no answer this large: its answers are rendered per request, with no key
+/// made and no lock taken.
 const KEPT_ANSWER_MIN_BYTES: usize = 64 * 1024;
 /// Bytes of kept answers per document at most (a 16 MiB document: its few large views).
 const KEPT_ANSWERS_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -57,7 +60,9 @@ impl Document {
         // The tag is the content's hash, so it survives restarts and is the same on every agent
         // serving the same document: a client's `If-None-Match` stays valid across both.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        value.to_string().hash(&mut hasher);
+        let text = value.to_string();
+        text.hash(&mut hasher);
+        let answers = (text.len() >= KEPT_ANSWER_MIN_BYTES).then(SharedAnswers::default);
         // Quotes and hex digits only: always a valid header value.
         let etag = axum::http::HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
             .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"\""));
@@ -68,23 +73,28 @@ impl Document {
             value,
             etag,
             older,
-            answers: SharedAnswers::default(),
+            answers,
         }
     }
 
-    /// The answer for `key` (the view, path and format asked), rendered by `render` once for
-    /// every caller asking it at the same time, and kept for later ones if large.
+    /// The answer for `key()` (the view, path and format asked), rendered by `render` once for
+    /// every caller asking it at the same time, and kept for later ones if large. For a small
+    /// document, just `render()`.
     pub fn shared_answer(
         &self,
-        key: &str,
+        key: impl FnOnce() -> String,
         render: impl FnOnce() -> axum::body::Bytes,
     ) -> axum::body::Bytes {
         use std::sync::atomic::Ordering;
+        let Some(answers) = &self.answers else {
+            return render();
+        };
+        let key = key();
         let cell = {
-            let Ok(mut cells) = self.answers.cells.lock() else {
+            let Ok(mut cells) = answers.cells.lock() else {
                 return render();
             };
-            Arc::clone(cells.entry(key.to_owned()).or_default())
+            Arc::clone(cells.entry(key.clone()).or_default())
         };
         let mut rendered_here = false;
         let answer = cell
@@ -95,16 +105,15 @@ impl Document {
             .clone();
         if rendered_here {
             let keep = answer.len() >= KEPT_ANSWER_MIN_BYTES
-                && self
-                    .answers
+                && answers
                     .kept_bytes
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |kept| {
                         (kept + answer.len() <= KEPT_ANSWERS_MAX_BYTES)
                             .then_some(kept + answer.len())
                     })
                     .is_ok();
-            if !keep && let Ok(mut cells) = self.answers.cells.lock() {
-                cells.remove(key);
+            if !keep && let Ok(mut cells) = answers.cells.lock() {
+                cells.remove(&key);
             }
         }
         answer

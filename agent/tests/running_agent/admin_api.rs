@@ -173,22 +173,11 @@ async fn links_are_neither_listed_nor_served_and_large_bodies_are_json_413() {
     std::fs::write(fake_partition.join("hour=00/x.parquet"), "root:$6$secret").unwrap();
     std::os::unix::fs::symlink(&fake_partition, data.path().join("parquet/date=2099-01-01"))
         .unwrap();
-    let listing: Value = client()
-        .get(admin_url(&agent, "/logs"))
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = listing["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
-    assert!(names.contains(&"logs/agent.2025-05-05-05.log"), "{names:?}");
+    let names = listed_names(&agent).await;
+    assert!(
+        names.contains(&"logs/agent.2025-05-05-05.log".to_owned()),
+        "{names:?}"
+    );
     assert!(!names.iter().any(|n| n.contains("2099")), "{names:?}");
     for name in [
         "logs/agent.2099-01-01-00.log",
@@ -272,12 +261,7 @@ async fn hard_links_and_files_of_other_users_are_neither_listed_nor_served() {
         "logs/agent.2099-01-01-00.log",
         "logs/agent.2099-01-01-01.log",
     ] {
-        let response = client()
-            .get(admin_url(&agent, &format!("/logs/{name}")))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .send()
-            .await
-            .unwrap();
+        let response = get_with(&admin_url(&agent, &format!("/logs/{name}")), &[]).await;
         assert_eq!(response.status(), 404, "{name}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(
@@ -287,17 +271,20 @@ async fn hard_links_and_files_of_other_users_are_neither_listed_nor_served() {
     }
 }
 
+/// `GET url` with the logs token and `headers`.
+async fn get_with(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = client().get(url).bearer_auth(TOKEN);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn downloads_honour_range_and_if_range_and_parser_errors_are_json() {
     let (agent, _data) = start_with_old_hour();
-    let auth = format!("Bearer {TOKEN}");
     let url = admin_url(&agent, "/logs/logs/agent.2025-05-05-05.log");
-    let whole = client()
-        .get(&url)
-        .header("Authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let whole = get_with(&url, &[]).await;
     assert_eq!(whole.status(), 200);
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
     let etag = whole.headers()["etag"].to_str().unwrap().to_owned();
@@ -306,14 +293,7 @@ async fn downloads_honour_range_and_if_range_and_parser_errors_are_json() {
     assert!(size > 100, "{size}");
 
     // The rest of a cut download, while the file is the same one.
-    let rest = client()
-        .get(&url)
-        .header("Authorization", &auth)
-        .header("Range", "bytes=10-")
-        .header("If-Range", &etag)
-        .send()
-        .await
-        .unwrap();
+    let rest = get_with(&url, &[("Range", "bytes=10-"), ("If-Range", &etag)]).await;
     assert_eq!(rest.status(), 206);
     assert_eq!(
         rest.headers()["content-range"],
@@ -324,36 +304,21 @@ async fn downloads_honour_range_and_if_range_and_parser_errors_are_json() {
         (size - 10).to_string().as_str()
     );
     assert_eq!(rest.bytes().await.unwrap(), whole[10..]);
-    let tail = client()
-        .get(&url)
-        .header("Authorization", &auth)
-        .header("Range", "bytes=-5")
-        .send()
-        .await
-        .unwrap();
+    let tail = get_with(&url, &[("Range", "bytes=-5")]).await;
     assert_eq!(tail.status(), 206);
     assert_eq!(tail.bytes().await.unwrap(), whole[size - 5..]);
 
     // A tag from another version of the file: the whole file.
-    let changed = client()
-        .get(&url)
-        .header("Authorization", &auth)
-        .header("Range", "bytes=10-")
-        .header("If-Range", "\"not-this-file\"")
-        .send()
-        .await
-        .unwrap();
+    let changed = get_with(
+        &url,
+        &[("Range", "bytes=10-"), ("If-Range", "\"not-this-file\"")],
+    )
+    .await;
     assert_eq!(changed.status(), 200);
     assert_eq!(changed.bytes().await.unwrap(), whole);
 
     // Past the end: 416, with the size, and no file bytes.
-    let past = client()
-        .get(&url)
-        .header("Authorization", &auth)
-        .header("Range", format!("bytes={size}-"))
-        .send()
-        .await
-        .unwrap();
+    let past = get_with(&url, &[("Range", &format!("bytes={size}-"))]).await;
     assert_eq!(past.status(), 416);
     assert_eq!(
         past.headers()["content-range"],

@@ -291,7 +291,8 @@ async fn a_large_document_asked_by_many_callers_at_once_is_rendered_once() {
     );
 }
 
-/// Mutations of HTTP requests, seeded (`testkit::mutation`).
+/// Mutations of HTTP requests, seeded: the shared ones (`testkit::mutation`), and a header
+/// line doubled.
 struct Mutator(testkit::mutation::Seeded);
 
 impl Mutator {
@@ -299,44 +300,22 @@ impl Mutator {
         self.0.below(n)
     }
 
-    /// `request` changed one way: a byte changed, bytes inserted, a span removed or repeated,
-    /// a line doubled, the request cut short.
     fn mutate(&mut self, request: &[u8]) -> Vec<u8> {
+        if self.below(6) > 0 {
+            return self.0.mutate(request);
+        }
         let mut out = request.to_vec();
         let at = self.below(out.len());
-        match self.below(6) {
-            0 => out[at] = self.below(256) as u8,
-            1 => {
-                let noise: Vec<u8> = (0..1 + self.below(64))
-                    .map(|_| self.below(256) as u8)
-                    .collect();
-                out.splice(at..at, noise);
-            }
-            2 => {
-                let end = (at + 1 + self.below(32)).min(out.len());
-                out.drain(at..end);
-            }
-            3 => {
-                let end = (at + 1 + self.below(32)).min(out.len());
-                let span = out[at..end].to_vec();
-                for _ in 0..1 + self.below(2000) {
-                    out.splice(at..at, span.iter().copied());
-                }
-            }
-            4 => {
-                let line_end = out[at..]
-                    .windows(2)
-                    .position(|w| w == b"\r\n")
-                    .map_or(out.len(), |p| at + p + 2);
-                let line_start = out[..at]
-                    .windows(2)
-                    .rposition(|w| w == b"\r\n")
-                    .map_or(0, |p| p + 2);
-                let line = out[line_start..line_end].to_vec();
-                out.splice(line_start..line_start, line);
-            }
-            _ => out.truncate(at),
-        }
+        let line_end = out[at..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(out.len(), |p| at + p + 2);
+        let line_start = out[..at]
+            .windows(2)
+            .rposition(|w| w == b"\r\n")
+            .map_or(0, |p| p + 2);
+        let line = out[line_start..line_end].to_vec();
+        out.splice(line_start..line_start, line);
         out
     }
 }

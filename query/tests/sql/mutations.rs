@@ -91,7 +91,7 @@ fn damaged_parquet_files_are_errors_naming_the_file() {
         } else {
             ("data page", 4 + cases.below(footer_start - 4))
         };
-        let byte = cases.below(256) as u8;
+        let byte = cases.byte();
         damaged[at] = if damaged[at] == byte { !byte } else { byte };
         let store = tempfile::tempdir().unwrap();
         let path = store.path().join("date=2026-01-01/hour=00/m1.parquet");
@@ -132,7 +132,7 @@ fn damaged_delta_commits_are_errors_never_panics() {
             // A byte changed.
             2 => {
                 let at = cases.below(damaged.len());
-                damaged[at] = cases.below(256) as u8;
+                damaged[at] = cases.byte();
                 format!("byte {at} changed")
             }
             // A span repeated: nesting and long values, the input an error might quote.

@@ -13,7 +13,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// Mutations of PostgreSQL messages, seeded (`testkit::mutation`).
+/// Mutations of PostgreSQL messages, seeded: the shared ones (`testkit::mutation`), and the
+/// length field set to something else (the first four bytes of a startup message, bytes 1-4 of
+/// the others).
 struct Mutator(testkit::mutation::Seeded);
 
 impl Mutator {
@@ -21,30 +23,14 @@ impl Mutator {
         self.0.below(n)
     }
 
-    /// A byte changed, bytes inserted or removed, the message cut short, or a length field set
-    /// to something else (the first four bytes of a startup message, bytes 1-4 of the others).
     fn mutate(&mut self, message: &[u8], length_at: usize) -> Vec<u8> {
-        let mut out = message.to_vec();
-        let at = self.below(out.len());
-        match self.below(5) {
-            0 => out[at] = self.below(256) as u8,
-            1 => {
-                let noise: Vec<u8> = (0..1 + self.below(64))
-                    .map(|_| self.below(256) as u8)
-                    .collect();
-                out.splice(at..at, noise);
-            }
-            2 => {
-                let end = (at + 1 + self.below(16)).min(out.len());
-                out.drain(at..end);
-            }
-            3 => out.truncate(at),
-            _ => {
-                let lengths = [0u32, 1, 3, 4, 8, 0x7fff_ffff, 0xffff_ffff, 1 << 30];
-                let length = lengths[self.below(lengths.len())];
-                out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
-            }
+        if self.below(5) > 0 {
+            return self.0.mutate(message);
         }
+        let mut out = message.to_vec();
+        let lengths = [0u32, 1, 3, 4, 8, 0x7fff_ffff, 0xffff_ffff, 1 << 30];
+        let length = lengths[self.below(lengths.len())];
+        out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
         out
     }
 }
