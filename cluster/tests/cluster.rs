@@ -139,36 +139,12 @@ fn records() -> Vec<LogRecord> {
     records
 }
 
-/// Writes `records` as the collector does (one commit per `date=/hour=/cluster=` share) into
-/// a Delta table at `root`.
+/// Writes `records` as the collector does (one file per `date=/hour=/cluster=` directory, one
+/// commit) into a Delta table at `root`.
 fn write_delta(root: &Path, records: &[LogRecord]) {
-    use collector::warm_table::{self, PartitionFile};
-    use std::collections::BTreeMap;
-    let mut groups: BTreeMap<(String, String, String), Vec<LogRecord>> = BTreeMap::new();
-    for r in records {
-        let key = (
-            r.timestamp.format("%Y-%m-%d").to_string(),
-            r.timestamp.format("%H").to_string(),
-            r.cluster.clone(),
-        );
-        groups.entry(key).or_default().push(r.clone());
-    }
-    let files: Vec<PartitionFile> = groups
-        .into_iter()
-        .map(|((date, hour, cluster), rows)| PartitionFile {
-            date,
-            hour,
-            cluster,
-            batch: warm_table::to_file_batch(&rows).unwrap(),
-        })
-        .collect();
     let url = warm_table::location(root.to_str().unwrap()).unwrap();
-    testkit::run(async move {
-        let mut table = warm_table::open_or_create(&url).await.unwrap();
-        warm_table::append(&mut table, files, Vec::new(), &[], async {})
-            .await
-            .unwrap();
-    });
+    let mut records = records.to_vec();
+    testkit::run(async move { warm_table::write_records(&url, &mut records).await.unwrap() });
 }
 
 /// The warm store, written as the collector writes it, in a directory and the same on S3.

@@ -15,7 +15,6 @@ use crate::metrics::{
     CONSUMED_TOTAL, CONSUMER_LAG, DEAD_LETTERED_TOTAL, KAFKA_ERRORS_TOTAL, REPLAYED_SKIPPED_TOTAL,
 };
 use crate::to_delta::TableWriter;
-use crate::warm_table;
 use crate::writer::{Job, Writer, WriterHandle};
 use anyhow::bail;
 use deltalake::DeltaTable;

@@ -6,9 +6,8 @@
 //! |---|---|
 //! | Kafka -> per-partition batches (offsets set from the table) | `from_kafka.rs` -> `batch.rs` |
 //! | batches -> writer thread -> resends dropped -> one Delta commit | `writer.rs` -> `resends.rs` -> `to_delta.rs` |
-//! | the table: schema, location, progress (`txn`), commit with fence | `warm_table.rs` |
-//! | closed hours' small files -> sorted large ones (`collector compact`) | `compact.rs` |
-//! | old partitions deleted, unreferenced files vacuumed (`collector retain`) | `retain.rs` |
+//! | the table: schema, location, progress (`txn`), commit with fence | the `warm_table` crate |
+//! | `collector compact` / `collector retain` (the table's own operations, run once) | `maintenance.rs` |
 //!
 //! Guarantee: every event consumed is in the table exactly once, after any crash: a commit
 //! carries its rows with each Kafka partition's last offset (so replays of those are skipped and
@@ -17,16 +16,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod batch;
-pub mod compact;
 pub mod config;
 mod from_kafka;
 pub mod maintenance;
 mod metrics;
 mod resends;
-pub mod retain;
 pub mod telemetry;
 mod to_delta;
-pub mod warm_table;
 mod writer;
 
 use anyhow::Context;

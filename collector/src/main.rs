@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    collector::warm_table::register_storage();
+    warm_table::register_storage();
     if let Some(command) = command {
         return collector::maintenance::run(&config, command);
     }

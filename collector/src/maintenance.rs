@@ -1,10 +1,10 @@
 //! The maintenance commands (`compact`, `retain`): one run each, a report on stderr, exit 1 on
 //! failure.
 
-use crate::compact::CompactOptions;
 use crate::config::{Command, Config};
-use crate::retain::RetainOptions;
 use std::process::ExitCode;
+use warm_table::compact::CompactOptions;
+use warm_table::retain::RetainOptions;
 
 /// Runs `collector compact` or `collector retain` to its end; the exit code says how it went.
 pub fn run(config: &Config, command: Command) -> ExitCode {
@@ -19,7 +19,7 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
     let now = chrono::Utc::now();
     let result = match command {
         Command::Compact(args) => runtime
-            .block_on(crate::compact::run(&CompactOptions {
+            .block_on(warm_table::compact::run(&CompactOptions {
                 out: config.out.clone(),
                 min_age: args.min_age,
                 open_hour: args.open_hour,
@@ -33,7 +33,7 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
                 )
             }),
         Command::Retain(args) => runtime
-            .block_on(crate::retain::run(&RetainOptions {
+            .block_on(warm_table::retain::run(&RetainOptions {
                 out: config.out.clone(),
                 max_age: args.max_age,
                 vacuum_after: args.vacuum_after,

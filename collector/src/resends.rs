@@ -4,7 +4,7 @@
 //! order, so an event at or below the highest `seq` stored for its machine is a repeat.
 //!
 //! The highest stored `seq` of each machine is kept in the table (an application transaction per
-//! machine, committed with the rows, see `warm_table.rs`). This keeps what this collector knows
+//! machine, committed with the rows, see the `warm_table` crate). This keeps what this collector knows
 //! of it per Kafka partition: looked up in the table the first time a machine is met after the
 //! partition was assigned, then advanced by each commit. A partition newly assigned starts over,
 //! since another collector may have stored that partition's machines meanwhile.

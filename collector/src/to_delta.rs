@@ -1,22 +1,20 @@
 //! One flush -> one Delta commit: every partition's batch, with agent resends removed, written as
 //! one file per `date=/hour=/cluster=` directory (rows sorted by time), committed together with
-//! each Kafka partition's last offset and each machine's highest `seq` (`warm_table.rs`).
+//! each Kafka partition's last offset and each machine's highest `seq` (the `warm_table` crate).
 //! Dead letters go to `_dead_letters/<topic>-<partition>-<first>-<last>.jsonl` first (outside
 //! the table; rewritten with the same content if the flush is retried).
 
 use crate::batch::PartitionBatch;
 use crate::metrics::DUPLICATES_DROPPED_TOTAL;
 use crate::resends::Machines;
-use crate::warm_table::{self, AppendError, PartitionFile};
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use logrecord::LogRecord;
-use logrecord::layout::Hour;
 use std::collections::{BTreeMap, HashMap};
 use tokio::runtime::Handle;
+use warm_table::{AppendError, PartitionFile};
 
 /// Machine lookups in flight at once (each reads the table's log).
 const LOOKUPS: usize = 8;
@@ -44,8 +42,8 @@ pub(crate) struct TableWriter {
 /// A flush made ready to commit (kept as it is across retries).
 #[derive(Debug, Default)]
 pub(crate) struct Prepared {
-    /// Every row, sorted by directory then time.
-    records: Vec<LogRecord>,
+    /// Every row, one file per partition directory.
+    files: Vec<PartitionFile>,
     /// Per partition: last offset and the new highest `seq` per machine.
     partitions: BTreeMap<i32, (i64, BTreeMap<String, u64>)>,
     dead_letters: Vec<(String, Vec<u8>)>,
@@ -151,6 +149,7 @@ impl TableWriter {
 
     fn merge(&mut self, batches: &mut [PartitionBatch]) -> anyhow::Result<Prepared> {
         let mut prepared = Prepared::default();
+        let mut records = Vec::new();
         for batch in batches.iter_mut() {
             let Some((first, last)) = batch.offsets else {
                 continue;
@@ -165,39 +164,15 @@ impl TableWriter {
                     .dead_letters
                     .push((name, dead_letter_lines(&self.topic, batch)?));
             }
-            prepared.records.append(&mut batch.records);
+            records.append(&mut batch.records);
         }
-        prepared.records.sort_unstable_by(|a, b| {
-            (hour_of(a), &a.cluster, a.timestamp, &a.machine, a.seq).cmp(&(
-                hour_of(b),
-                &b.cluster,
-                b.timestamp,
-                &b.machine,
-                b.seq,
-            ))
-        });
+        prepared.files = warm_table::partition_files(&mut records)?;
         Ok(prepared)
     }
 
     async fn append(&mut self, prepared: &Prepared) -> anyhow::Result<Outcome> {
         for (name, lines) in &prepared.dead_letters {
             warm_table::put_dead_letters(&self.table, name, lines.clone()).await?;
-        }
-        let mut files = Vec::new();
-        let mut rest = prepared.records.as_slice();
-        while let Some(head) = rest.first() {
-            let len = rest
-                .iter()
-                .take_while(|r| hour_of(r) == hour_of(head) && r.cluster == head.cluster)
-                .count();
-            let (group, tail) = rest.split_at(len);
-            files.push(PartitionFile {
-                date: Hour::of(head.timestamp).date(),
-                hour: Hour::of(head.timestamp).hour(),
-                cluster: head.cluster.clone(),
-                batch: warm_table::to_file_batch(group)?,
-            });
-            rest = tail;
         }
         let mut transactions = Vec::new();
         let mut expected = Vec::new();
@@ -223,6 +198,7 @@ impl TableWriter {
                 tokio::time::sleep(delay).await;
             }
         };
+        let files = prepared.files.clone();
         match warm_table::append(&mut self.table, files, transactions, &expected, pause).await {
             Ok(appended) => {
                 let mut next_offsets = Vec::new();
@@ -253,10 +229,4 @@ fn dead_letter_lines(topic: &str, batch: &PartitionBatch) -> anyhow::Result<Vec<
         lines.push(b'\n');
     }
     Ok(lines)
-}
-
-/// The UTC hour of a record, as hours since the epoch: the time part of its directory.
-fn hour_of(record: &LogRecord) -> i64 {
-    let timestamp: DateTime<Utc> = record.timestamp;
-    timestamp.timestamp().div_euclid(3600)
 }

@@ -18,6 +18,11 @@ pub const RAW_DIR: &str = "logs";
 pub const PARQUET_DIR: &str = "parquet";
 const RAW_PREFIX: &str = "agent.";
 const RAW_SUFFIX: &str = ".log";
+/// Partition columns of an hour's directories, `date=YYYY-MM-DD/hour=HH` (the agent's cold path).
+pub const HOUR_PARTITIONS: [&str; 2] = ["date", "hour"];
+/// Partition columns of the warm store, `date=YYYY-MM-DD/hour=HH/cluster=<cluster>`, in
+/// directory order (the Delta table's and plain hive copies' alike).
+pub const WARM_PARTITIONS: [&str; 3] = [HOUR_PARTITIONS[0], HOUR_PARTITIONS[1], "cluster"];
 /// `YYYY-MM-DD-HH`, the hour stamp in file names.
 const STAMP: &str = "%Y-%m-%d-%H";
 
@@ -90,12 +95,14 @@ impl Hour {
 
     /// `date=YYYY-MM-DD/hour=HH`.
     pub fn partition_dir(self) -> PathBuf {
-        PathBuf::from(format!("date={}", self.date())).join(format!("hour={}", self.hour()))
+        let [date, hour] = HOUR_PARTITIONS;
+        PathBuf::from(format!("{date}={}", self.date())).join(format!("{hour}={}", self.hour()))
     }
 
     /// `date=YYYY-MM-DD/hour=HH/cluster=<cluster>`: a warm-store partition.
     pub fn warm_partition_dir(self, cluster: &str) -> PathBuf {
-        self.partition_dir().join(format!("cluster={cluster}"))
+        let name = WARM_PARTITIONS[2];
+        self.partition_dir().join(format!("{name}={cluster}"))
     }
 
     /// The hour of a file under `date=…/hour=…/` (its two parent directories).

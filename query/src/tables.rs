@@ -29,6 +29,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SessionContext, cast, col};
+use logrecord::layout::HOUR_PARTITIONS;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use std::sync::Arc;
@@ -142,7 +143,7 @@ pub(crate) fn logs_view(
 }
 
 /// The partition columns of the warm store (hive directories or Delta table), in order.
-pub(crate) const WARM_PARTITIONS: [&str; 3] = ["date", "hour", "cluster"];
+pub(crate) const WARM_PARTITIONS: [&str; 3] = warm_table::PARTITION_COLUMNS;
 
 /// The Delta tables at `sources` (all of them, as one).
 async fn delta_tables(
@@ -181,15 +182,15 @@ async fn delta_tables(
     Ok(Arc::new(ViewTable::new(plan.build()?, None)))
 }
 
-/// The warm store's Parquet files' own columns: the log record's, less the `cluster` partition
-/// column (hive directories and the Delta log keep it, not the files).
+/// The warm store's Parquet files' own columns: the log record's, less the partition columns
+/// (hive directories and the Delta log keep `cluster`, not the files).
 pub(crate) fn warm_file_schema() -> SchemaRef {
     let record = logrecord::schema();
     Arc::new(Schema::new(
         record
             .fields()
             .iter()
-            .filter(|f| f.name() != "cluster")
+            .filter(|f| !WARM_PARTITIONS.contains(&f.name().as_str()))
             .cloned()
             .collect::<Vec<_>>(),
     ))
@@ -228,29 +229,21 @@ pub(crate) async fn register(
         ctx.register_table(TABLE, Arc::new(logs_view(table, &WARM_PARTITIONS)?))?;
         return Ok(layout);
     }
-    let mut partitions = vec![
-        ("date".to_owned(), DataType::Utf8),
-        ("hour".to_owned(), DataType::Utf8),
-    ];
-    let record = logrecord::schema();
-    let file_schema = match layout {
-        Layout::Cold => record.as_ref().clone(),
-        Layout::Warm | Layout::Delta => {
-            partitions.push(("cluster".to_owned(), DataType::Utf8));
-            warm_file_schema().as_ref().clone()
-        }
+    let (partitions, file_schema): (&[&str], _) = match layout {
+        Layout::Cold => (&HOUR_PARTITIONS, logrecord::schema()),
+        Layout::Warm | Layout::Delta => (&WARM_PARTITIONS, warm_file_schema()),
     };
+    let partition_columns = partitions
+        .iter()
+        .map(|name| (name.to_string(), DataType::Utf8))
+        .collect();
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(partitions);
+        .with_table_partition_cols(partition_columns);
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
-        .with_schema(Arc::new(file_schema));
+        .with_schema(file_schema);
     let files = ListingTable::try_new(config)?;
-    let partitions: &[&str] = match layout {
-        Layout::Cold => &["date", "hour"],
-        _ => &WARM_PARTITIONS,
-    };
     ctx.register_table(TABLE, Arc::new(logs_view(Arc::new(files), partitions)?))?;
     Ok(layout)
 }

@@ -83,9 +83,9 @@ fn main() -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let started = std::time::Instant::now();
     if args.format == Format::Delta {
-        collector::warm_table::register_storage();
-        let url = collector::warm_table::location(&args.out.to_string_lossy())?;
-        tokio::runtime::Runtime::new()?.block_on(collector::warm_table::open_or_create(&url))?;
+        warm_table::register_storage();
+        let url = warm_table::location(&args.out.to_string_lossy())?;
+        tokio::runtime::Runtime::new()?.block_on(warm_table::open_or_create(&url))?;
     }
     let rows: u64 = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -107,8 +107,8 @@ fn main() -> anyhow::Result<()> {
     })?;
     if args.format == Format::Delta {
         // As a table the collector fills has one (every 100 commits): readers start from it.
-        let url = collector::warm_table::location(&args.out.to_string_lossy())?;
-        tokio::runtime::Runtime::new()?.block_on(collector::warm_table::checkpoint(&url))?;
+        let url = warm_table::location(&args.out.to_string_lossy())?;
+        tokio::runtime::Runtime::new()?.block_on(warm_table::checkpoint(&url))?;
     }
     eprintln!(
         "loggen: {rows} rows in {:.1} s",
@@ -133,13 +133,7 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
             }
             rows += records.len() as u64;
             if args.format == Format::Delta {
-                records.sort_by_key(|r| r.timestamp);
-                files.push(collector::warm_table::PartitionFile {
-                    date: Hour::of(start).date(),
-                    hour: Hour::of(start).hour(),
-                    cluster: format!("cluster-{cluster}"),
-                    batch: collector::warm_table::to_file_batch(&records)?,
-                });
+                files.extend(warm_table::partition_files(&mut records)?);
                 continue;
             }
             let path = partition(&args.out, start, cluster)
@@ -148,13 +142,13 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
         }
     }
     if args.format == Format::Delta {
-        let url = collector::warm_table::location(&args.out.to_string_lossy())?;
+        let url = warm_table::location(&args.out.to_string_lossy())?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(async {
-                let mut table = collector::warm_table::open(&url).await?;
-                collector::warm_table::append(&mut table, files, Vec::new(), &[], async {})
+                let mut table = warm_table::open(&url).await?;
+                warm_table::append(&mut table, files, Vec::new(), &[], async {})
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))
             })?;

@@ -14,10 +14,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    collector::warm_table::register_storage();
-    let url = collector::warm_table::location(&args.store)?;
-    let rows = tokio::runtime::Runtime::new()?
-        .block_on(async { collector::warm_table::read_records(&url).await })?;
+    warm_table::register_storage();
+    let url = warm_table::location(&args.store)?;
+    let rows =
+        tokio::runtime::Runtime::new()?.block_on(async { warm_table::read_records(&url).await })?;
     let ids: HashSet<_> = rows.iter().map(|r| r.id).collect();
     println!("{}", rows.len());
     if ids.len() != rows.len() {

@@ -8,10 +8,8 @@
 //! Delta/hive ratio. Records are decoded before timing (both layouts get the same records).
 
 use clap::Parser;
-use collector::warm_table::{self, PartitionFile};
 use deltalake::kernel::Transaction;
 use logrecord::LogRecord;
-use logrecord::layout::Hour;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -39,12 +37,13 @@ fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     for (i, batch) in records.chunks(batch_rows).enumerate() {
-        for (key, mut group) in groups(batch) {
+        let mut batch = batch.to_vec();
+        for directory in warm_table::directories(&mut batch) {
             let path = work
                 .join("hive")
-                .join(format!("date={}/hour={}/cluster={}", key.0, key.1, key.2))
+                .join(directory.hour.warm_partition_dir(directory.cluster))
                 .join(format!("batch-{i:06}.parquet"));
-            logrecord::parquet_file::write(&path, &mut group)?;
+            logrecord::parquet_file::write(&path, &mut directory.records.to_vec())?;
         }
     }
     let hive_s = started.elapsed().as_secs_f64();
@@ -56,17 +55,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut offset = 0i64;
     for batch in records.chunks(batch_rows) {
-        let files: Vec<PartitionFile> = groups(batch)
-            .into_iter()
-            .map(|(key, group)| {
-                Ok(PartitionFile {
-                    date: key.0,
-                    hour: key.1,
-                    cluster: key.2,
-                    batch: warm_table::to_file_batch(&group)?,
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let files = warm_table::partition_files(&mut batch.to_vec())?;
         offset += batch.len() as i64;
         let transactions = vec![Transaction::new("bench-store_write-0", offset - 1)];
         runtime
@@ -92,29 +81,4 @@ fn main() -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-type Key = (String, String, String);
-
-/// A batch's records by `date=/hour=/cluster=` directory, each group sorted by time, as the
-/// collector writes them.
-fn groups(batch: &[LogRecord]) -> Vec<(Key, Vec<LogRecord>)> {
-    let mut groups: std::collections::BTreeMap<Key, Vec<LogRecord>> = Default::default();
-    for record in batch {
-        groups
-            .entry((
-                Hour::of(record.timestamp).date(),
-                Hour::of(record.timestamp).hour(),
-                record.cluster.clone(),
-            ))
-            .or_default()
-            .push(record.clone());
-    }
-    groups
-        .into_iter()
-        .map(|(key, mut group)| {
-            group.sort_by_key(|r| r.timestamp);
-            (key, group)
-        })
-        .collect()
 }

@@ -24,8 +24,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let Args { store, seconds } = Args::parse();
-    collector::warm_table::register_storage();
-    let url = collector::warm_table::location(&store)?;
+    warm_table::register_storage();
+    let url = warm_table::location(&store)?;
     let runtime = tokio::runtime::Runtime::new()?;
     // One table, brought up to date with the new commits only: reloading the whole log every
     // 50 ms made the watcher itself the slowest part of a run on S3. Not loaded yet: the
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         {
             if seen.insert(file.clone()) {
                 let now = chrono::Utc::now().timestamp_micros();
-                let bytes = runtime.block_on(collector::warm_table::read_file(&table, &file))?;
+                let bytes = runtime.block_on(warm_table::read_file(&table, &file))?;
                 for micros in timestamps(bytes)? {
                     delays_ms.push((now - micros) as f64 / 1000.0);
                 }
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
 /// The table's data files after reading the commits made since the last call.
 async fn current_files(table: &mut deltalake::DeltaTable) -> anyhow::Result<Vec<String>> {
     table.update_incremental(None).await?;
-    collector::warm_table::loaded_data_files(table).await
+    warm_table::loaded_data_files(table).await
 }
 
 /// The `timestamp` column of a data file.

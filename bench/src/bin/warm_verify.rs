@@ -31,10 +31,10 @@ fn main() -> anyhow::Result<()> {
     }
     let mut seen: HashMap<Uuid, usize> = HashMap::new();
     let (mut stored, mut unequal, mut extra) = (0usize, 0usize, 0usize);
-    collector::warm_table::register_storage();
-    let url = collector::warm_table::location(&store)?;
-    let rows = tokio::runtime::Runtime::new()?
-        .block_on(async { collector::warm_table::read_records(&url).await })?;
+    warm_table::register_storage();
+    let url = warm_table::location(&store)?;
+    let rows =
+        tokio::runtime::Runtime::new()?.block_on(async { warm_table::read_records(&url).await })?;
     {
         for row in rows {
             stored += 1;

@@ -6,7 +6,6 @@
 //! table exact and the next run finishes the job.
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
-use collector::warm_table::{self, PartitionFile};
 use deltalake::kernel::Transaction;
 use logrecord::{Level, LogRecord, Uuid};
 use std::collections::BTreeMap;
@@ -69,13 +68,8 @@ fn flush(
             record(cluster, &machine, offset as u64 + 1, at)
         })
         .collect();
-    records.sort_by_key(|r| r.timestamp);
-    let file = PartitionFile {
-        date: hour.format("%Y-%m-%d").to_string(),
-        hour: hour.format("%H").to_string(),
-        cluster: cluster.to_owned(),
-        batch: warm_table::to_file_batch(&records).unwrap(),
-    };
+    let files = warm_table::partition_files(&mut records).unwrap();
+    assert_eq!(files.len(), 1, "one hour of one cluster");
     let url = url(store);
     let transactions = vec![Transaction::new(
         warm_table::partition_app_id("test", "t", partition),
@@ -83,7 +77,7 @@ fn flush(
     )];
     testkit::run(async move {
         let mut table = warm_table::open_or_create(&url).await.unwrap();
-        warm_table::append(&mut table, vec![file], transactions, &[], async {})
+        warm_table::append(&mut table, files, transactions, &[], async {})
             .await
             .unwrap();
     });

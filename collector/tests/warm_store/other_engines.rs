@@ -100,8 +100,8 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
     assert_exactly_once(&stored, &events);
     // A checkpoint, as the collector writes one every `CHECKPOINT_INTERVAL` commits, with typed
     // statistics (`stats_parsed`): the engines start from it, then replay compaction's commit.
-    let url = collector::warm_table::location(out.path().to_str().unwrap()).unwrap();
-    testkit::run(async move { collector::warm_table::checkpoint(&url).await }).unwrap();
+    let url = warm_table::location(out.path().to_str().unwrap()).unwrap();
+    testkit::run(async move { warm_table::checkpoint(&url).await }).unwrap();
     let files_before = crate::store::store_files(out.path()).len();
     assert!(files_before > 4, "{files_before} files: nothing to compact");
 
@@ -114,7 +114,7 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
     let compact = || {
         let out = out.path().to_str().unwrap().to_owned();
         let report = testkit::run(async move {
-            collector::compact::run(&collector::compact::CompactOptions {
+            warm_table::compact::run(&warm_table::compact::CompactOptions {
                 out,
                 min_age: Duration::from_secs(3600),
                 open_hour: false,

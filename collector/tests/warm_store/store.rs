@@ -9,7 +9,7 @@ use std::time::Duration;
 use testkit::{Agent, Collector, agent_log::warm_events, eventually, kafka, run, s3::S3Server};
 
 fn table_url(out: &Path) -> url::Url {
-    collector::warm_table::location(out.to_str().unwrap()).unwrap()
+    warm_table::location(out.to_str().unwrap()).unwrap()
 }
 
 /// Every data file of the table's current version (none before the table exists).
@@ -18,7 +18,7 @@ pub fn store_files(out: &Path) -> Vec<PathBuf> {
         return Vec::new();
     }
     let url = table_url(out);
-    run(async move { collector::warm_table::data_files(&url).await })
+    run(async move { warm_table::data_files(&url).await })
         .unwrap()
         .into_iter()
         .map(|relative| out.join(relative))
@@ -30,8 +30,8 @@ pub fn s3_records(server: &S3Server, url: &str) -> Vec<LogRecord> {
     let url = url::Url::parse(url).unwrap();
     let options = server.options();
     run(async move {
-        collector::warm_table::register_storage();
-        collector::warm_table::read_records_with(&url, options).await
+        warm_table::register_storage();
+        warm_table::read_records_with(&url, options).await
     })
     .unwrap()
 }
@@ -42,7 +42,7 @@ pub fn store_records(out: &Path) -> Vec<LogRecord> {
         return Vec::new();
     }
     let url = table_url(out);
-    run(async move { collector::warm_table::read_records(&url).await }).unwrap()
+    run(async move { warm_table::read_records(&url).await }).unwrap()
 }
 
 /// The dead-letter entries of the store.

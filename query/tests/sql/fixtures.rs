@@ -29,56 +29,31 @@ pub fn stdout(output: &Output) -> String {
 /// Writes `records` into a Delta table at `root` as the collector does, one commit per
 /// `commits` share of each `date=/hour=/cluster=` directory's rows (so each holds that many files).
 pub fn write_delta(root: &Path, records: &[logrecord::LogRecord], commits: usize) {
-    use collector::warm_table::{self, PartitionFile};
-    use std::collections::BTreeMap;
-    let mut groups: BTreeMap<(String, String, String), Vec<logrecord::LogRecord>> = BTreeMap::new();
-    for r in records {
-        groups
-            .entry((
-                r.timestamp.format("%Y-%m-%d").to_string(),
-                r.timestamp.format("%H").to_string(),
-                r.cluster.clone(),
-            ))
-            .or_default()
-            .push(r.clone());
-    }
+    let mut sorted = records.to_vec();
+    sorted.sort_unstable_by(warm_table::file_order);
+    // Consecutive rows go to different commits, so each directory with at least `commits` rows
+    // gets that many files.
     let url = warm_table::location(root.to_str().unwrap()).unwrap();
     for commit in 0..commits {
-        let mut files = Vec::new();
-        for ((date, hour, cluster), rows) in &groups {
-            let mut share: Vec<_> = rows
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % commits == commit)
-                .map(|(_, r)| r.clone())
-                .collect();
-            if share.is_empty() {
-                continue;
-            }
-            share.sort_by_key(|r| r.timestamp);
-            files.push(PartitionFile {
-                date: date.clone(),
-                hour: hour.clone(),
-                cluster: cluster.clone(),
-                batch: warm_table::to_file_batch(&share).unwrap(),
-            });
+        let mut share: Vec<_> = sorted
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % commits == commit)
+            .map(|(_, r)| r.clone())
+            .collect();
+        if share.is_empty() {
+            continue;
         }
         let url = url.clone();
-        testkit::run(async move {
-            let mut table = warm_table::open_or_create(&url).await.unwrap();
-            warm_table::append(&mut table, files, Vec::new(), &[], async {})
-                .await
-                .unwrap();
-        });
+        testkit::run(async move { warm_table::write_records(&url, &mut share).await.unwrap() });
     }
 }
 
 /// Writes a checkpoint of the Delta table at `root`, as the collector does every
 /// `CHECKPOINT_INTERVAL` commits, and returns the fields of its `add` column.
 pub fn checkpoint(root: &Path) -> Vec<String> {
-    let url = collector::warm_table::location(root.to_str().unwrap()).unwrap();
-    let version =
-        testkit::run(async move { collector::warm_table::checkpoint(&url).await }).unwrap();
+    let url = warm_table::location(root.to_str().unwrap()).unwrap();
+    let version = testkit::run(async move { warm_table::checkpoint(&url).await }).unwrap();
     let path = root.join(format!("_delta_log/{version:020}.checkpoint.parquet"));
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -98,7 +73,7 @@ pub fn compact_and_vacuum(root: &Path) {
     let out = root.to_str().unwrap().to_owned();
     testkit::run(async move {
         let now = chrono::Utc::now();
-        collector::compact::run(&collector::compact::CompactOptions {
+        warm_table::compact::run(&warm_table::compact::CompactOptions {
             out: out.clone(),
             min_age: std::time::Duration::from_secs(3600),
             open_hour: false,
@@ -107,7 +82,7 @@ pub fn compact_and_vacuum(root: &Path) {
         })
         .await
         .unwrap();
-        collector::retain::run(&collector::retain::RetainOptions {
+        warm_table::retain::run(&warm_table::retain::RetainOptions {
             out,
             max_age: std::time::Duration::from_secs(100 * 365 * 86400),
             vacuum_after: std::time::Duration::ZERO,

@@ -33,14 +33,14 @@ fn both_ways_of_holding_the_snapshot_answer_from_the_newest_version() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let ctx = SessionContext::new();
         runtime.block_on(async {
-            collector::warm_table::register_storage();
-            let url = collector::warm_table::location(store.path().to_str().unwrap()).unwrap();
+            warm_table::register_storage();
+            let url = warm_table::location(store.path().to_str().unwrap()).unwrap();
             let table = deltalake::DeltaTableBuilder::from_url(url)
                 .unwrap()
                 .build()
                 .unwrap();
             table.update_datafusion_session(&ctx.state()).unwrap();
-            let latest = LatestDelta::open(table, &["date", "hour", "cluster"], files)
+            let latest = LatestDelta::open(table, &warm_table::PARTITION_COLUMNS, files)
                 .await
                 .unwrap();
             ctx.register_table("logs", Arc::new(latest)).unwrap();

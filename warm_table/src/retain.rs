@@ -9,7 +9,6 @@
 //! delete is one commit, and VACUUM only deletes files no current version needs, so running it
 //! again finishes the job.
 
-use crate::warm_table;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deltalake::operations::vacuum::VacuumMode;
@@ -40,13 +39,16 @@ pub struct RetainReport {
 
 /// Deletes old hours, then vacuums; safe to kill at any point.
 pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
-    let url = warm_table::location(&options.out)?;
-    let table = warm_table::open(&url).await?;
+    let url = crate::location(&options.out)?;
+    let table = crate::open(&url).await?;
     let cutoff = options.now
         - chrono::Duration::from_std(options.max_age).context("--max-age is too large")?;
     // Hours that ended before the cutoff: earlier dates, or the cutoff's date before its hour.
     let (date, hour) = (Hour::of(cutoff).date(), Hour::of(cutoff).hour());
-    let predicate = format!("date < '{date}' OR (date = '{date}' AND hour < '{hour}')");
+    let [date_column, hour_column, _] = crate::PARTITION_COLUMNS;
+    let predicate = format!(
+        "{date_column} < '{date}' OR ({date_column} = '{date}' AND {hour_column} < '{hour}')"
+    );
     let (table, deleted) = table
         .delete()
         .with_predicate(predicate)

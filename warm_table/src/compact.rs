@@ -9,7 +9,7 @@
 //! commit names; `collector retain` vacuums them. Runs need not be exclusive: a second run that
 //! races the first fails its commit on the removed files and changes nothing.
 
-use crate::warm_table;
+use crate::PARTITION_COLUMNS;
 use anyhow::Context;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use deltalake::DeltaTable;
@@ -49,8 +49,8 @@ pub struct CompactReport {
 
 /// Compacts every closed hour of the table once; safe to kill at any point.
 pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
-    let url = warm_table::location(&options.out)?;
-    let mut table = warm_table::open(&url).await?;
+    let url = crate::location(&options.out)?;
+    let mut table = crate::open(&url).await?;
     let min_age = ChronoDuration::from_std(options.min_age).context("--min-age is too large")?;
     let mut report = CompactReport::default();
     let closed_before = if options.open_hour {
@@ -60,10 +60,23 @@ pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
     };
     for ((date, hour), clusters) in hours_to_compact(&table, closed_before).await? {
         let cluster_values: Vec<&str> = clusters.iter().map(String::as_str).collect();
+        let [date_column, hour_column, cluster_column] = PARTITION_COLUMNS;
         let filters = [
-            ("date", FilterOp::Eq, FilterValue::Scalar(date.as_str())),
-            ("hour", FilterOp::Eq, FilterValue::Scalar(hour.as_str())),
-            ("cluster", FilterOp::In, FilterValue::Set(cluster_values)),
+            (
+                date_column,
+                FilterOp::Eq,
+                FilterValue::Scalar(date.as_str()),
+            ),
+            (
+                hour_column,
+                FilterOp::Eq,
+                FilterValue::Scalar(hour.as_str()),
+            ),
+            (
+                cluster_column,
+                FilterOp::In,
+                FilterValue::Set(cluster_values),
+            ),
         ];
         let target = NonZeroU64::new(options.target_file_size.max(1)).context("target size")?;
         let (optimized, metrics) = table
@@ -103,9 +116,8 @@ async fn hours_to_compact(
     while let Some(view) = views.try_next().await? {
         let values = view.partition_values_map();
         let value = |name: &str| values.get(name).cloned().flatten().unwrap_or_default();
-        *files
-            .entry((value("date"), value("hour"), value("cluster")))
-            .or_default() += 1;
+        let [date, hour, cluster] = PARTITION_COLUMNS.map(value);
+        *files.entry((date, hour, cluster)).or_default() += 1;
     }
     let mut hours: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for ((date, hour, cluster), count) in files {
