@@ -7,14 +7,14 @@
 use crate::batch::PartitionBatch;
 use crate::metrics::DUPLICATES_DROPPED_TOTAL;
 use crate::resends::Machines;
-use anyhow::Context;
 use chrono::Utc;
-use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use logrecord::LogRecord;
 use std::collections::{BTreeMap, HashMap};
 use tokio::runtime::Handle;
-use warm_table::{AppendError, PartitionFile};
+use warm_table::WriteError;
 
 /// Machine lookups in flight at once (each reads the table's log).
 const LOOKUPS: usize = 8;
@@ -42,8 +42,8 @@ pub(crate) struct TableWriter {
 /// A flush made ready to commit (kept as it is across retries).
 #[derive(Debug, Default)]
 pub(crate) struct Prepared {
-    /// Every row, one file per partition directory.
-    files: Vec<PartitionFile>,
+    /// Every row, in the table's file order.
+    records: Vec<LogRecord>,
     /// Per partition: last offset and the new highest `seq` per machine.
     partitions: BTreeMap<i32, (i64, BTreeMap<String, u64>)>,
     dead_letters: Vec<(String, Vec<u8>)>,
@@ -98,15 +98,18 @@ impl TableWriter {
 
     /// Looks up what the table holds for the batches' machines, removes resends, and merges the
     /// batches into one sorted flush. Nothing is taken from `batches` unless it succeeds.
-    pub(crate) fn prepare(&mut self, batches: &mut [PartitionBatch]) -> anyhow::Result<Prepared> {
+    pub(crate) fn prepare(
+        &mut self,
+        batches: &mut [PartitionBatch],
+    ) -> Result<Prepared, WriteError> {
         let runtime = self.runtime.clone();
         runtime.block_on(self.look_up_machines(batches))?;
-        self.merge(batches)
+        Ok(self.merge(batches))
     }
 
     /// Writes and commits a prepared flush (again after an error: files of a failed try are
     /// never referenced by the log, and VACUUM removes them).
-    pub(crate) fn commit(&mut self, prepared: &Prepared) -> anyhow::Result<Outcome> {
+    pub(crate) fn commit(&mut self, prepared: &Prepared) -> Result<Outcome, WriteError> {
         let runtime = self.runtime.clone();
         let outcome = runtime.block_on(self.append(prepared))?;
         if let Outcome::Fenced { partitions, .. } = &outcome {
@@ -117,7 +120,7 @@ impl TableWriter {
         Ok(outcome)
     }
 
-    async fn look_up_machines(&mut self, batches: &[PartitionBatch]) -> anyhow::Result<()> {
+    async fn look_up_machines(&mut self, batches: &[PartitionBatch]) -> Result<(), WriteError> {
         for batch in batches {
             let progress = self.partitions.entry(batch.partition).or_default();
             let unknown: Vec<String> = progress
@@ -132,12 +135,12 @@ impl TableWriter {
                 .map(|machine| async move {
                     let app_id = warm_table::machine_app_id(group, topic, &machine);
                     let stored = warm_table::stored_version(table, &app_id).await?;
-                    anyhow::Ok((machine, stored))
+                    Ok::<_, DeltaTableError>((machine, stored))
                 })
                 .buffer_unordered(LOOKUPS)
                 .try_collect()
                 .await
-                .context("looking up machines' stored seq")?;
+                .map_err(|e| WriteError::new("looking up machines' stored seq", e))?;
             for (machine, stored) in found {
                 progress
                     .machines
@@ -147,7 +150,7 @@ impl TableWriter {
         Ok(())
     }
 
-    fn merge(&mut self, batches: &mut [PartitionBatch]) -> anyhow::Result<Prepared> {
+    fn merge(&mut self, batches: &mut [PartitionBatch]) -> Prepared {
         let mut prepared = Prepared::default();
         let mut records = Vec::new();
         for batch in batches.iter_mut() {
@@ -162,15 +165,16 @@ impl TableWriter {
                 let name = format!("{}-{}-{first:020}-{last:020}", self.topic, batch.partition);
                 prepared
                     .dead_letters
-                    .push((name, dead_letter_lines(&self.topic, batch)?));
+                    .push((name, dead_letter_lines(&self.topic, batch)));
             }
             records.append(&mut batch.records);
         }
-        prepared.files = warm_table::partition_files(&mut records)?;
-        Ok(prepared)
+        warm_table::sort_into_file_order(&mut records);
+        prepared.records = records;
+        prepared
     }
 
-    async fn append(&mut self, prepared: &Prepared) -> anyhow::Result<Outcome> {
+    async fn append(&mut self, prepared: &Prepared) -> Result<Outcome, WriteError> {
         for (name, lines) in &prepared.dead_letters {
             warm_table::put_dead_letters(&self.table, name, lines.clone()).await?;
         }
@@ -198,7 +202,14 @@ impl TableWriter {
                 tokio::time::sleep(delay).await;
             }
         };
-        let files = prepared.files.clone();
+        let files = warm_table::directories(&prepared.records)
+            .iter()
+            .map(warm_table::Directory::to_file)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| {
+                let error = DeltaTableError::Generic(format!("{e:#}"));
+                WriteError::new("making the data files", error)
+            })?;
         match warm_table::append(&mut self.table, files, transactions, &expected, pause).await {
             Ok(appended) => {
                 let mut next_offsets = Vec::new();
@@ -213,20 +224,18 @@ impl TableWriter {
                     next_offsets,
                 }))
             }
-            Err(AppendError::Fenced(reason)) => Ok(Outcome::Fenced { reason, partitions }),
-            Err(AppendError::Failed(error)) => Err(error),
+            Err(WriteError::Fenced(reason)) => Ok(Outcome::Fenced { reason, partitions }),
+            Err(error) => Err(error),
         }
     }
 }
 
-fn dead_letter_lines(topic: &str, batch: &PartitionBatch) -> anyhow::Result<Vec<u8>> {
-    let mut lines = Vec::new();
+fn dead_letter_lines(topic: &str, batch: &PartitionBatch) -> Vec<u8> {
+    let mut lines = String::new();
     for dead in &batch.dead_letters {
-        serde_json::to_writer(
-            &mut lines,
-            &serde_json::json!({ "topic": topic, "partition": dead.partition, "offset": dead.offset, "reason": dead.reason, "detail": dead.detail, "payload": dead.payload }),
-        )?;
-        lines.push(b'\n');
+        let line = serde_json::json!({ "topic": topic, "partition": dead.partition, "offset": dead.offset, "reason": dead.reason, "detail": dead.detail, "payload": dead.payload });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
     }
-    Ok(lines)
+    lines.into_bytes()
 }

@@ -22,12 +22,12 @@ use crate::metrics::{
     FLUSH_DURATION_SECONDS, FLUSH_ERRORS_TOTAL, WRITTEN_BYTES_TOTAL, WRITTEN_ROWS_TOTAL,
 };
 use crate::to_delta::{Committed, Outcome, TableWriter};
-use deltalake::{DeltaTableError, ObjectStoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use warm_table::WriteError;
 
 /// Jobs queued behind the one being written.
 const QUEUE: usize = 2;
@@ -225,12 +225,14 @@ fn write_until_done(
                 on_fenced(partitions);
                 return Ok(());
             }
+            Err(error @ WriteError::Refused { .. }) => {
+                metrics::counter!(FLUSH_ERRORS_TOTAL).increment(1);
+                return Err(error.into());
+            }
             Err(error) => {
                 tries += 1;
                 metrics::counter!(FLUSH_ERRORS_TOTAL).increment(1);
-                if is_permanent(&error) {
-                    return Err(error);
-                }
+                let error = anyhow::Error::new(error);
                 let wait = backoff.next().unwrap_or(MAX_RETRY);
                 tracing::error!(tries, retry_in_ms = wait.as_millis() as u64, error = %format!("{error:#}"), "writing a flush failed; retrying");
                 if tries >= SHUTDOWN_TRIES && stopping.load(Ordering::SeqCst) {
@@ -240,75 +242,5 @@ fn write_until_done(
                 std::thread::sleep(wait);
             }
         }
-    }
-}
-
-/// Whether retrying cannot cure a failed write: the store refuses this collector (permissions,
-/// credentials, a read-only file system) or the table is not one it can write (not a Delta
-/// table, another schema, a protocol feature it lacks). Everything else (network, throttling, a
-/// full disk someone may clear, a conflicting commit) may pass.
-fn is_permanent(error: &anyhow::Error) -> bool {
-    let store_refuses = |error: &ObjectStoreError| {
-        matches!(
-            error,
-            ObjectStoreError::PermissionDenied { .. }
-                | ObjectStoreError::Unauthenticated { .. }
-                | ObjectStoreError::NotSupported { .. }
-        )
-    };
-    error.chain().any(|cause| {
-        if let Some(delta) = cause.downcast_ref::<DeltaTableError>() {
-            return match delta {
-                DeltaTableError::NotATable(_)
-                | DeltaTableError::SchemaMismatch { .. }
-                | DeltaTableError::MissingFeature { .. }
-                | DeltaTableError::InvalidTableLocation(_)
-                | DeltaTableError::UnsupportedColumnMapping { .. } => true,
-                DeltaTableError::ObjectStore { source } => store_refuses(source),
-                _ => false,
-            };
-        }
-        if let Some(store) = cause.downcast_ref::<ObjectStoreError>() {
-            return store_refuses(store);
-        }
-        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            )
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_permanent;
-    use anyhow::Context;
-    use deltalake::{DeltaTableError, ObjectStoreError};
-
-    #[test]
-    fn refusals_are_permanent_and_the_rest_may_pass() {
-        let io = |kind| anyhow::Error::new(std::io::Error::from(kind)).context("writing a file");
-        assert!(is_permanent(&io(std::io::ErrorKind::PermissionDenied)));
-        assert!(is_permanent(&io(std::io::ErrorKind::ReadOnlyFilesystem)));
-        assert!(!is_permanent(&io(std::io::ErrorKind::StorageFull)));
-        assert!(!is_permanent(&io(std::io::ErrorKind::ConnectionReset)));
-        let denied = ObjectStoreError::PermissionDenied {
-            path: "warm/_delta_log/00000000000000000007.json".into(),
-            source: "403 Forbidden".into(),
-        };
-        let delta = Err::<(), _>(DeltaTableError::from(denied)).context("committing");
-        assert!(is_permanent(&delta.unwrap_err()));
-        let throttled = ObjectStoreError::Generic {
-            store: "S3",
-            source: "503 Slow Down".into(),
-        };
-        assert!(!is_permanent(&anyhow::Error::new(throttled)));
-        assert!(is_permanent(&anyhow::Error::new(
-            DeltaTableError::NotATable("s3://bucket/warm".into())
-        )));
-        assert!(!is_permanent(&anyhow::Error::new(
-            DeltaTableError::VersionAlreadyExists(7)
-        )));
     }
 }

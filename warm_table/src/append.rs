@@ -6,7 +6,7 @@ use crate::location::open_or_create;
 use crate::partition_files::{PartitionFile, partition_files};
 use crate::progress::stored_version;
 use crate::schema::PARTITION_COLUMNS;
-use anyhow::Context;
+use crate::write_error::WriteError;
 use delta_kernel::expressions::Scalar;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Transaction};
@@ -16,18 +16,6 @@ use deltalake::{DeltaTable, DeltaTableError};
 use logrecord::LogRecord;
 use object_store::ObjectStoreExt;
 use url::Url;
-
-/// Why an append was not committed.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    /// Another writer stored progress for a partition this append expected to own: the append is
-    /// dropped (its rows are the other writer's to store).
-    #[error("fenced: {0}")]
-    Fenced(String),
-    #[error(transparent)]
-    /// Any other failure (retried by the writer unless permanent).
-    Failed(#[from] anyhow::Error),
-}
 
 /// What a committed append added.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -57,12 +45,12 @@ pub async fn append(
     transactions: Vec<Transaction>,
     expected: &[(String, Option<i64>)],
     before_commit: impl std::future::Future<Output = ()>,
-) -> Result<Appended, AppendError> {
+) -> Result<Appended, WriteError> {
+    let properties = logrecord::parquet_file::writer_properties()
+        .map_err(|e| WriteError::new("Parquet settings", e))?;
     let mut writer = RecordBatchWriter::for_table(table)
-        .context("preparing the writer")?
-        .with_writer_properties(
-            logrecord::parquet_file::writer_properties().context("Parquet settings")?,
-        );
+        .map_err(|e| WriteError::new("preparing the writer", e))?
+        .with_writer_properties(properties);
     let mut appended = Appended::default();
     for file in files {
         appended.rows += file.batch.num_rows();
@@ -74,9 +62,12 @@ pub async fn append(
         writer
             .write_partition(file.batch, &values, deltalake::writer::WriteMode::Default)
             .await
-            .context("writing a data file")?;
+            .map_err(|e| WriteError::new("writing a data file", e))?;
     }
-    let adds = writer.flush().await.context("finishing the data files")?;
+    let adds = writer
+        .flush()
+        .await
+        .map_err(|e| WriteError::new("finishing the data files", e))?;
     appended.files = adds.len();
     appended.bytes = adds.iter().map(|a| a.size as u64).sum();
     before_commit.await;
@@ -84,16 +75,20 @@ pub async fn append(
     table
         .update_incremental(None)
         .await
-        .context("reading the table's log")?;
+        .map_err(|e| WriteError::new("reading the table's log", e))?;
     for (app_id, version) in expected {
-        let stored = stored_version(table, app_id).await?;
+        let stored = stored_version(table, app_id)
+            .await
+            .map_err(|e| WriteError::new("reading the table's progress", e))?;
         if stored != *version {
-            return Err(AppendError::Fenced(format!(
+            return Err(WriteError::Fenced(format!(
                 "{app_id} is at {stored:?} in the table, this writer expected {version:?}"
             )));
         }
     }
-    let snapshot = table.snapshot().context("the table has no snapshot")?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| WriteError::new("reading the table's snapshot", e))?;
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: Some(PARTITION_COLUMNS.map(String::from).to_vec()),
@@ -114,10 +109,8 @@ pub async fn append(
         }
         Err(DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(conflict),
-        }) => Err(AppendError::Fenced(conflict.to_string())),
-        Err(error) => Err(AppendError::Failed(
-            anyhow::Error::new(error).context("committing to the table"),
-        )),
+        }) => Err(WriteError::Fenced(conflict.to_string())),
+        Err(error) => Err(WriteError::new("committing to the table", error)),
     }
 }
 
@@ -134,12 +127,12 @@ pub async fn put_dead_letters(
     table: &DeltaTable,
     name: &str,
     lines: Vec<u8>,
-) -> anyhow::Result<()> {
+) -> Result<(), WriteError> {
     let path = object_store::path::Path::from(format!("_dead_letters/{name}.jsonl"));
     table
         .object_store()
         .put(&path, lines.into())
         .await
-        .with_context(|| format!("writing {path}"))?;
+        .map_err(|e| WriteError::new("writing a dead-letter file", e))?;
     Ok(())
 }

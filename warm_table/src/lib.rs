@@ -9,6 +9,7 @@
 //! | `--out` -> URL, storage registration, create/open, checkpoints | `location.rs` |
 //! | records -> one file per `date=/hour=/cluster=` directory | `partition_files.rs` |
 //! | one commit of files with progress (`txn`) and a fence; dead letters | `append.rs` |
+//! | why a write failed: fenced, refused (stop), passing (retry) | `write_error.rs` |
 //! | progress: per Kafka partition and per machine | `progress.rs` |
 //! | closed hours' small files -> sorted large ones | `compact.rs` |
 //! | old hours deleted, unreferenced files vacuumed | `retain.rs` |
@@ -25,12 +26,16 @@ mod progress;
 mod read;
 pub mod retain;
 mod schema;
+mod write_error;
 
-pub use append::{AppendError, Appended, append, put_dead_letters, write_records};
+pub use append::{Appended, append, put_dead_letters, write_records};
 pub use location::{
     CHECKPOINT_INTERVAL, checkpoint, location, open, open_or_create, open_with, register_storage,
 };
-pub use partition_files::{Directory, PartitionFile, directories, file_order, partition_files};
+pub use partition_files::{
+    Directory, PartitionFile, directories, file_order, partition_files, sort_into_file_order,
+};
 pub use progress::{machine_app_id, partition_app_id, stored_version};
 pub use read::{data_files, loaded_data_files, read_file, read_records, read_records_with};
 pub use schema::{PARTITION_COLUMNS, schema, to_file_batch, to_records};
+pub use write_error::WriteError;

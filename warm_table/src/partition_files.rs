@@ -42,14 +42,18 @@ pub struct Directory<'a> {
     pub records: &'a [LogRecord],
 }
 
-/// Sorts `records` into [`file_order`] and splits them by directory.
-pub fn directories(records: &mut [LogRecord]) -> Vec<Directory<'_>> {
-    // Already sorted (the collector sorts once per flush, before retries): a linear check.
+/// Sorts `records` into [`file_order`] (a linear check when they already are).
+pub fn sort_into_file_order(records: &mut [LogRecord]) {
     if !records.is_sorted_by(|a, b| file_order(a, b) != Ordering::Greater) {
         records.sort_unstable_by(file_order);
     }
+}
+
+/// Splits records in [`file_order`] by directory (records in another order split into more
+/// runs, one file each: still correct, only more files).
+pub fn directories(sorted: &[LogRecord]) -> Vec<Directory<'_>> {
     let mut directories = Vec::new();
-    let mut rest: &[LogRecord] = records;
+    let mut rest = sorted;
     while let Some(head) = rest.first() {
         let len = rest
             .iter()
@@ -66,18 +70,24 @@ pub fn directories(records: &mut [LogRecord]) -> Vec<Directory<'_>> {
     directories
 }
 
+impl Directory<'_> {
+    /// The directory's rows as a data file to append.
+    pub fn to_file(&self) -> anyhow::Result<PartitionFile> {
+        Ok(PartitionFile {
+            date: self.hour.date(),
+            hour: self.hour.hour(),
+            cluster: self.cluster.to_owned(),
+            batch: to_file_batch(self.records)?,
+        })
+    }
+}
+
 /// Sorts `records` into [`file_order`] and makes one file of each directory's rows.
 pub fn partition_files(records: &mut [LogRecord]) -> anyhow::Result<Vec<PartitionFile>> {
+    sort_into_file_order(records);
     directories(records)
-        .into_iter()
-        .map(|directory| {
-            Ok(PartitionFile {
-                date: directory.hour.date(),
-                hour: directory.hour.hour(),
-                cluster: directory.cluster.to_owned(),
-                batch: to_file_batch(directory.records)?,
-            })
-        })
+        .iter()
+        .map(Directory::to_file)
         .collect()
 }
 

@@ -3,8 +3,7 @@
 //! offset stored as version; per machine, `appId = <group>-<topic>-machine-<machine>` with the
 //! highest `seq` stored. A commit carries them atomically with its files.
 
-use anyhow::Context;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableError};
 
 /// The application id of a Kafka partition's progress.
 pub fn partition_app_id(group: &str, topic: &str, partition: i32) -> String {
@@ -17,9 +16,12 @@ pub fn machine_app_id(group: &str, topic: &str, machine: &str) -> String {
 }
 
 /// The version stored for `app_id` in the table's current snapshot.
-pub async fn stored_version(table: &DeltaTable, app_id: &str) -> anyhow::Result<Option<i64>> {
-    let snapshot = table.snapshot().context("the table has no snapshot")?;
-    Ok(snapshot
+pub async fn stored_version(
+    table: &DeltaTable,
+    app_id: &str,
+) -> Result<Option<i64>, DeltaTableError> {
+    table
+        .snapshot()?
         .transaction_version(table.log_store().as_ref(), app_id)
-        .await?)
+        .await
 }

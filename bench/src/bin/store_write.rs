@@ -38,7 +38,8 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for (i, batch) in records.chunks(batch_rows).enumerate() {
         let mut batch = batch.to_vec();
-        for directory in warm_table::directories(&mut batch) {
+        warm_table::sort_into_file_order(&mut batch);
+        for directory in warm_table::directories(&batch) {
             let path = work
                 .join("hive")
                 .join(directory.hour.warm_partition_dir(directory.cluster))

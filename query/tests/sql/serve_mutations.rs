@@ -95,7 +95,7 @@ fn read_until(
 fn logged_in(server: &Server) -> (TcpStream, BytesMut) {
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut out = BytesMut::new();
     frontend::startup_message([("user", "logs"), ("database", "logs")], &mut out).unwrap();

@@ -1,0 +1,126 @@
+//! Why a write to the table failed, decided where the error is made (from delta-rs's and
+//! object_store's own error types), so a writer branches on the variant: drop the write, stop,
+//! or retry.
+
+use deltalake::{DeltaTableError, ObjectStoreError};
+
+/// Why a write was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Another writer stored progress for a partition this write expected to own: the write is
+    /// dropped (its rows are the other writer's to store).
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// Retrying cannot cure it: the store refuses this writer (permissions, credentials, a
+    /// read-only file system) or the table is not one it can write (not a Delta table, another
+    /// schema, a protocol feature it lacks).
+    #[error("{context}")]
+    Refused {
+        /// What was being done.
+        context: &'static str,
+        /// delta-rs's error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<DeltaTableError>,
+    },
+    /// May pass: network, throttling, a full disk someone may clear, a conflicting commit.
+    #[error("{context}")]
+    Passing {
+        /// What was being done.
+        context: &'static str,
+        /// delta-rs's error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<DeltaTableError>,
+    },
+}
+
+impl WriteError {
+    /// Classifies `source`, which happened while doing `context`.
+    pub fn new(context: &'static str, source: impl Into<DeltaTableError>) -> Self {
+        let source = Box::new(source.into());
+        if refuses(&source) {
+            WriteError::Refused { context, source }
+        } else {
+            WriteError::Passing { context, source }
+        }
+    }
+}
+
+fn refuses(error: &DeltaTableError) -> bool {
+    match error {
+        DeltaTableError::NotATable(_)
+        | DeltaTableError::SchemaMismatch { .. }
+        | DeltaTableError::MissingFeature { .. }
+        | DeltaTableError::InvalidTableLocation(_)
+        | DeltaTableError::UnsupportedColumnMapping { .. } => true,
+        DeltaTableError::ObjectStore { source } => store_refuses(source),
+        DeltaTableError::Io { source } => io_refuses(source),
+        _ => false,
+    }
+}
+
+fn store_refuses(error: &ObjectStoreError) -> bool {
+    match error {
+        ObjectStoreError::PermissionDenied { .. }
+        | ObjectStoreError::Unauthenticated { .. }
+        | ObjectStoreError::NotSupported { .. } => true,
+        // The local file system reports a read-only or forbidden directory as an I/O error
+        // inside a generic one.
+        other => {
+            let mut cause = std::error::Error::source(other);
+            while let Some(error) = cause {
+                if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                    return io_refuses(io);
+                }
+                cause = error.source();
+            }
+            false
+        }
+    }
+}
+
+fn io_refuses(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(error: DeltaTableError) -> bool {
+        matches!(
+            WriteError::new("writing", error),
+            WriteError::Refused { .. }
+        )
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_the_rest_may_pass() {
+        let io = |kind| DeltaTableError::from(std::io::Error::from(kind));
+        assert!(refused(io(std::io::ErrorKind::PermissionDenied)));
+        assert!(refused(io(std::io::ErrorKind::ReadOnlyFilesystem)));
+        assert!(!refused(io(std::io::ErrorKind::StorageFull)));
+        assert!(!refused(io(std::io::ErrorKind::ConnectionReset)));
+        let denied = ObjectStoreError::PermissionDenied {
+            path: "warm/_delta_log/00000000000000000007.json".into(),
+            source: "403 Forbidden".into(),
+        };
+        assert!(refused(denied.into()));
+        let read_only = ObjectStoreError::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem)),
+        };
+        assert!(refused(read_only.into()));
+        let throttled = ObjectStoreError::Generic {
+            store: "S3",
+            source: "503 Slow Down".into(),
+        };
+        assert!(!refused(throttled.into()));
+        assert!(refused(DeltaTableError::NotATable(
+            "s3://bucket/warm".into()
+        )));
+        assert!(!refused(DeltaTableError::VersionAlreadyExists(7)));
+    }
+}
