@@ -52,30 +52,41 @@ fn refuses(error: &DeltaTableError) -> bool {
         | DeltaTableError::MissingFeature { .. }
         | DeltaTableError::InvalidTableLocation(_)
         | DeltaTableError::UnsupportedColumnMapping { .. } => true,
-        DeltaTableError::ObjectStore { source } => store_refuses(source),
-        DeltaTableError::Io { source } => io_refuses(source),
-        _ => false,
-    }
-}
-
-fn store_refuses(error: &ObjectStoreError) -> bool {
-    match error {
-        ObjectStoreError::PermissionDenied { .. }
-        | ObjectStoreError::Unauthenticated { .. }
-        | ObjectStoreError::NotSupported { .. } => true,
-        // The local file system reports a read-only or forbidden directory as an I/O error
-        // inside a generic one.
+        // A refusal by the store may come wrapped several times (the Parquet writer's external
+        // error around an I/O error around object_store's generic one around the local file
+        // system's I/O error): any refusing store or I/O error in the chain decides.
         other => {
-            let mut cause = std::error::Error::source(other);
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(other);
             while let Some(error) = cause {
-                if let Some(io) = error.downcast_ref::<std::io::Error>() {
-                    return io_refuses(io);
+                if let Some(store) = error.downcast_ref::<ObjectStoreError>() {
+                    if store_refuses(store) {
+                        return true;
+                    }
+                } else if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                    if io_refuses(io) {
+                        return true;
+                    }
+                    // object_store's buffered writer turns its errors into I/O errors of kind
+                    // Other; the store's own error is inside (`source()` would skip it).
+                    if let Some(inner) = io.get_ref() {
+                        cause = Some(inner);
+                        continue;
+                    }
                 }
                 cause = error.source();
             }
             false
         }
     }
+}
+
+fn store_refuses(error: &ObjectStoreError) -> bool {
+    matches!(
+        error,
+        ObjectStoreError::PermissionDenied { .. }
+            | ObjectStoreError::Unauthenticated { .. }
+            | ObjectStoreError::NotSupported { .. }
+    )
 }
 
 fn io_refuses(error: &std::io::Error) -> bool {
@@ -113,6 +124,14 @@ mod tests {
             source: Box::new(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem)),
         };
         assert!(refused(read_only.into()));
+        let read_only_inside_parquet = ObjectStoreError::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem)),
+        };
+        let parquet = deltalake::parquet::errors::ParquetError::External(Box::new(
+            std::io::Error::other(read_only_inside_parquet),
+        ));
+        assert!(refused(parquet.into()));
         let throttled = ObjectStoreError::Generic {
             store: "S3",
             source: "503 Slow Down".into(),
