@@ -1,11 +1,9 @@
-//! Configuration: one clap struct with `env = "AGENT_*"` on every flag ([`Cli`]), an optional TOML
-//! file, layered over [`Settings::default`] (the one place defaults are written; `--help` shows
-//! them) by `service::config`, then validated into [`Config`]. Precedence: defaults < file <
-//! environment < flags.
+//! Configuration: every setting declared once in [`Settings`] (flag, `AGENT_*` variable, file
+//! key, default, type), layered by `service::config` (defaults < the `--config` TOML file <
+//! environment < flags), then validated into [`Config`].
 
 use anyhow::{Context, bail};
-use clap::CommandFactory;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 use service::config::duration;
 use service::config::within;
@@ -16,9 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tracing::level_filters::LevelFilter;
 
-/// Command line of the `agent` binary.
-#[derive(Debug, Default, Parser, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Command line of the `agent` binary: the configuration file, then every setting.
+#[derive(Debug, Parser)]
 #[command(
     name = "agent",
     version,
@@ -27,254 +24,149 @@ use tracing::level_filters::LevelFilter;
 pub struct Cli {
     /// TOML file with any of the settings below (keys spelled as the flags, without `--`).
     #[arg(long, env = "AGENT_CONFIG")]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Every setting.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Every setting of the agent, each declared once: its doc is the help, `arg` gives the flag,
+/// the variable and the default, the kebab-case name is the file key (an unknown key is an
+/// error). Layered by `service::config::layered`, then validated into [`Config`].
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
     /// Address of the metadata API.
-    #[arg(long, env = "AGENT_LISTEN")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "AGENT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
     /// Address of the Prometheus `/metrics` endpoint.
-    #[arg(long, env = "AGENT_METRICS_LISTEN")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<SocketAddr>,
+    #[arg(long, env = "AGENT_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
     /// Instance document: a JSON file, or a directory of `default.json` and `<caller-ip>.json`.
     #[arg(long, env = "AGENT_METADATA", conflicts_with = "metadata_url")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<PathBuf>,
     /// Upstream HTTP URL serving the instance document, polled with ETag/If-None-Match.
     #[arg(long, env = "AGENT_METADATA_URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata_url: Option<String>,
     /// How often the upstream is polled when it is healthy, e.g. `5s`.
-    #[arg(long, env = "AGENT_METADATA_POLL_INTERVAL", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub metadata_poll_interval: Option<Duration>,
+    #[arg(long, env = "AGENT_METADATA_POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    #[serde(with = "duration")]
+    pub metadata_poll_interval: Duration,
     /// Directory for logs, the upstream document's last good copy and later Parquet.
-    #[arg(long, env = "AGENT_DATA_DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "AGENT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
     /// Cluster this host belongs to, on every metric and log event.
-    #[arg(long, env = "AGENT_CLUSTER")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
+    #[arg(long, env = "AGENT_CLUSTER", default_value = "local")]
+    pub cluster: String,
     /// Name of this host (default: the hostname).
     #[arg(long, env = "AGENT_MACHINE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
     /// Requests per second allowed per caller address; 0 turns the limit off.
-    #[arg(long, env = "AGENT_RATE_LIMIT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<u32>,
+    #[arg(long, env = "AGENT_RATE_LIMIT", default_value = "5")]
+    pub rate_limit: u32,
     /// Lowest level written to the local log files: trace, debug, info, warn, error.
-    #[arg(long, env = "AGENT_LOG_LEVEL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
+    #[arg(long, env = "AGENT_LOG_LEVEL", default_value = "debug")]
+    pub log_level: String,
     /// Log lines that may wait for the log writer, all logging threads together; beyond it new
     /// events are dropped and counted.
-    #[arg(long, env = "AGENT_LOG_BUFFER_LINES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_buffer_lines: Option<usize>,
+    #[arg(long, env = "AGENT_LOG_BUFFER_LINES", default_value = "128000")]
+    pub log_buffer_lines: usize,
     /// Kafka bootstrap servers for the warm path (`host:port,...`); without it the shipper is off.
     #[arg(long, env = "AGENT_KAFKA_BROKERS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_brokers: Option<String>,
     /// Kafka topic of the warm path.
-    #[arg(long, env = "AGENT_KAFKA_TOPIC")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kafka_topic: Option<String>,
+    #[arg(long, env = "AGENT_KAFKA_TOPIC", default_value = "imds.logs")]
+    pub kafka_topic: String,
     /// How the shipper reaches Kafka: plaintext (development on loopback), ssl (mutual TLS) or
     /// sasl_ssl (SCRAM-SHA-512 over TLS).
-    #[arg(long, env = "AGENT_KAFKA_SECURITY_PROTOCOL", value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kafka_security_protocol: Option<Protocol>,
+    #[arg(
+        long,
+        env = "AGENT_KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        default_value = "plaintext"
+    )]
+    pub kafka_security_protocol: Protocol,
     /// PEM file of the CA that signed the brokers' certificates (default: the system's CAs).
     #[arg(long, env = "AGENT_KAFKA_CA_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_ca_file: Option<PathBuf>,
     /// PEM file of this agent's client certificate (ssl: mutual TLS).
     #[arg(long, env = "AGENT_KAFKA_CERT_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_cert_file: Option<PathBuf>,
     /// PEM file of the client certificate's private key (mode 600: refused if others can read it).
     #[arg(long, env = "AGENT_KAFKA_KEY_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_key_file: Option<PathBuf>,
     /// SCRAM-SHA-512 user (sasl_ssl).
     #[arg(long, env = "AGENT_KAFKA_SASL_USERNAME")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_sasl_username: Option<String>,
     /// File holding the SCRAM password (mode 600), read again when it changes; or the password in
     /// AGENT_KAFKA_SASL_PASSWORD (never a flag: arguments are visible in `ps`).
     #[arg(long, env = "AGENT_KAFKA_SASL_PASSWORD_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_sasl_password_file: Option<PathBuf>,
     /// Address of the admin API (log access from a dev box); off when not given. Needs a token.
     #[arg(long, env = "AGENT_ADMIN_LISTEN")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<SocketAddr>,
     /// File holding the admin API's logs token (mode 600; at least 16 characters): it lists and
     /// fetches this host's logs. Or the token in AGENT_ADMIN_TOKEN (never a flag: arguments are
     /// visible in `ps`).
     #[arg(long, env = "AGENT_ADMIN_TOKEN_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<PathBuf>,
     /// File holding the admin API's fault token (mode 600), the only one that may switch fault
     /// injection (`/fault`); or AGENT_ADMIN_FAULT_TOKEN. Without it `/fault` is refused.
     #[arg(long, env = "AGENT_ADMIN_FAULT_TOKEN_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_fault_token_file: Option<PathBuf>,
     /// PEM certificate chain of the admin API (HTTPS; reloaded when the file changes). Required
     /// when --admin-listen is not a loopback address.
     #[arg(long, env = "AGENT_ADMIN_TLS_CERT", requires = "admin_tls_key")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_tls_cert: Option<PathBuf>,
     /// PEM private key of --admin-tls-cert (mode 600; reloaded when the file changes).
     #[arg(long, env = "AGENT_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_tls_key: Option<PathBuf>,
     /// How long raw hourly log files are kept after their hour (once rolled and shipped).
-    #[arg(long, env = "AGENT_RETAIN_RAW", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub retain_raw: Option<Duration>,
+    #[arg(long, env = "AGENT_RETAIN_RAW", value_parser = humantime::parse_duration, default_value = "2days")]
+    #[serde(with = "duration")]
+    pub retain_raw: Duration,
     /// How long hourly Parquet files are kept.
-    #[arg(long, env = "AGENT_RETAIN_PARQUET", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub retain_parquet: Option<Duration>,
+    #[arg(long, env = "AGENT_RETAIN_PARQUET", value_parser = humantime::parse_duration, default_value = "90days")]
+    #[serde(with = "duration")]
+    pub retain_parquet: Duration,
     /// Disk budget for raw and Parquet files together, bytes; oldest go first. 0: none.
-    #[arg(long, env = "AGENT_MAX_DISK_BYTES")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_disk_bytes: Option<u64>,
+    #[arg(long, env = "AGENT_MAX_DISK_BYTES", default_value = "0")]
+    pub max_disk_bytes: u64,
     /// Threads that parse and compress a closed hour's log into Parquet (once an hour, for
     /// seconds). Default: the number of cores.
     #[arg(long, env = "AGENT_ROLL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub roll_threads: Option<u16>,
     /// Turn the hot path off: no recorder, no `/metrics` listener. For measuring what metrics cost.
     #[arg(long, env = "AGENT_DISABLE_METRICS")]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disable_metrics: bool,
     /// How long shutdown waits for in-flight requests, e.g. `10s`.
-    #[arg(long, env = "AGENT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub shutdown_timeout: Option<Duration>,
+    #[arg(long, env = "AGENT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
     /// Open connections to the metadata API at most; at the cap the longest-idle connection is
     /// closed for a new one. Never above the open-file limit less a reserve.
-    #[arg(long, env = "AGENT_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<u32>,
+    #[arg(long, env = "AGENT_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..), default_value = "1024")]
+    pub max_connections: u32,
     /// Time a caller has to send a whole request head once it sent its first byte.
-    #[arg(long, env = "AGENT_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub header_read_timeout: Option<Duration>,
+    #[arg(long, env = "AGENT_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
     /// How long a connection may sit with no request before it is closed.
-    #[arg(long, env = "AGENT_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub idle_timeout: Option<Duration>,
+    #[arg(long, env = "AGENT_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
     /// `wait-for-change` requests held at once at most; more are refused with 429.
-    #[arg(long, env = "AGENT_MAX_HELD_REQUESTS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_held_requests: Option<u32>,
+    #[arg(long, env = "AGENT_MAX_HELD_REQUESTS", default_value = "256")]
+    pub max_held_requests: u32,
     /// Longest a `wait-for-change` request is held (its `timeout-sec` is capped to this).
-    #[arg(long, env = "AGENT_MAX_WAIT", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub max_wait: Option<Duration>,
+    #[arg(long, env = "AGENT_MAX_WAIT", value_parser = humantime::parse_duration, default_value = "5m")]
+    #[serde(with = "duration")]
+    pub max_wait: Duration,
 }
 
-/// Every setting after layering: the defaults are [`Settings::default`], the file's keys are
-/// these names (an unknown key is an error).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
-    listen: SocketAddr,
-    metrics_listen: SocketAddr,
-    metadata: Option<PathBuf>,
-    metadata_url: Option<String>,
-    #[serde(with = "duration")]
-    metadata_poll_interval: Duration,
-    data_dir: PathBuf,
-    cluster: String,
-    machine: Option<String>,
-    rate_limit: u32,
-    log_level: String,
-    log_buffer_lines: usize,
-    kafka_brokers: Option<String>,
-    kafka_topic: String,
-    kafka_security_protocol: Protocol,
-    kafka_ca_file: Option<PathBuf>,
-    kafka_cert_file: Option<PathBuf>,
-    kafka_key_file: Option<PathBuf>,
-    kafka_sasl_username: Option<String>,
-    kafka_sasl_password_file: Option<PathBuf>,
-    admin_listen: Option<SocketAddr>,
-    admin_token_file: Option<PathBuf>,
-    admin_fault_token_file: Option<PathBuf>,
-    admin_tls_cert: Option<PathBuf>,
-    admin_tls_key: Option<PathBuf>,
-    #[serde(with = "duration")]
-    retain_raw: Duration,
-    #[serde(with = "duration")]
-    retain_parquet: Duration,
-    max_disk_bytes: u64,
-    roll_threads: Option<u16>,
-    disable_metrics: bool,
-    #[serde(with = "duration")]
-    shutdown_timeout: Duration,
-    max_connections: u32,
-    #[serde(with = "duration")]
-    header_read_timeout: Duration,
-    #[serde(with = "duration")]
-    idle_timeout: Duration,
-    max_held_requests: u32,
-    #[serde(with = "duration")]
-    max_wait: Duration,
-}
-
-impl Default for Settings {
-    /// The defaults: an agent that runs with no configuration at all.
-    fn default() -> Self {
-        Settings {
-            listen: ([127, 0, 0, 1], 8080).into(),
-            metrics_listen: ([127, 0, 0, 1], 9464).into(),
-            metadata: None,
-            metadata_url: None,
-            metadata_poll_interval: Duration::from_secs(5),
-            data_dir: "data".into(),
-            cluster: "local".into(),
-            machine: None,
-            rate_limit: 5,
-            log_level: "debug".into(),
-            log_buffer_lines: 128_000,
-            kafka_brokers: None,
-            kafka_topic: "imds.logs".into(),
-            kafka_security_protocol: Protocol::Plaintext,
-            kafka_ca_file: None,
-            kafka_cert_file: None,
-            kafka_key_file: None,
-            kafka_sasl_username: None,
-            kafka_sasl_password_file: None,
-            admin_listen: None,
-            admin_token_file: None,
-            admin_fault_token_file: None,
-            admin_tls_cert: None,
-            admin_tls_key: None,
-            retain_raw: Duration::from_secs(48 * 3600),
-            retain_parquet: Duration::from_secs(90 * 86_400),
-            max_disk_bytes: 0,
-            roll_threads: None,
-            disable_metrics: false,
-            shutdown_timeout: Duration::from_secs(10),
-            max_connections: 1024,
-            header_read_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
-            max_held_requests: 256,
-            max_wait: Duration::from_secs(300),
-        }
-    }
-}
-
-/// The command line, its help showing the defaults of [`Settings::default`].
+/// The command line, `--help` showing every default and variable.
 pub fn command() -> clap::Command {
-    service::config::with_defaults(Cli::command(), &Settings::default())
+    Cli::command()
 }
 
 /// Bounds on the metadata API's connections (`http/connections.rs`).
@@ -453,9 +345,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Layers the settings (defaults < `--config` file < environment < flags) and validates them.
-    pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
-        let settings: Settings = service::config::layered(cli.config.as_deref(), &cli)?;
+    /// Layers the settings of the parsed command line (defaults < `--config` file < environment
+    /// < flags) and validates them.
+    pub fn from_matches(matches: &clap::ArgMatches) -> anyhow::Result<Self> {
+        let cli = Cli::from_arg_matches(matches)?;
+        let settings = service::config::layered(matches, cli.config.as_deref(), &cli.settings)?;
         Self::from_settings(settings, EnvSecrets::read())
     }
 
@@ -645,7 +539,7 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<Config> {
         let mut argv = vec!["agent"];
         argv.extend_from_slice(args);
-        Config::from_cli(Cli::try_parse_from(argv)?)
+        Config::from_matches(&command().try_get_matches_from(argv)?)
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! `agent`: parse the configuration, set up telemetry, run until SIGTERM or Ctrl-C.
 
-use agent::config::{Cli, Config};
-use clap::FromArgMatches;
+use agent::config::Config;
 use std::process::ExitCode;
 
 /// mimalloc: a request allocates a few dozen small blocks (headers, the log line), and glibc's
@@ -10,9 +9,8 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::from_arg_matches(&agent::config::command().get_matches())
-        .unwrap_or_else(|error| error.exit());
-    let config = match Config::from_cli(cli) {
+    let matches = agent::config::command().get_matches();
+    let config = match Config::from_matches(&matches) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("agent: configuration error: {error:#}");

@@ -1,10 +1,9 @@
-//! Configuration: one clap struct with `env = "COLLECTOR_*"` on every flag ([`Cli`]) and an
-//! optional TOML file, layered over [`Settings::default`] (the one place defaults are written;
-//! `--help` shows them) by `service::config`. Precedence: defaults < file < environment < flags.
+//! Configuration: every setting declared once in [`Settings`] (flag, `COLLECTOR_*` variable, file
+//! key, default, type), layered by `service::config` (defaults < the `--config` TOML file <
+//! environment < flags), then validated into [`Config`].
 
 use anyhow::bail;
-use clap::CommandFactory;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 use service::config::duration;
 use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol};
@@ -13,9 +12,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Command line of the `collector` binary.
-#[derive(Debug, Default, Parser, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Command line of the `collector` binary: the configuration file, every setting, the flags of
+/// tests and the maintenance commands.
+#[derive(Debug, Parser)]
 #[command(
     name = "collector",
     version,
@@ -24,78 +23,91 @@ use std::time::Duration;
 pub struct Cli {
     /// TOML file with any of the settings below (keys spelled as the flags, without `--`).
     #[arg(long, env = "COLLECTOR_CONFIG")]
-    #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Every setting.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// Fault injection for tests: hold every commit this long after its files are written
+    /// (a collector stopped mid-commit).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub fault_commit_delay: Option<Duration>,
+    #[command(subcommand)]
+    /// `compact` or `retain`; without one, consume.
+    pub command: Option<Command>,
+}
+
+/// Every setting of the collector, each declared once: its doc is the help, `arg` gives the
+/// flag, the variable and the default, the kebab-case name is the file key (an unknown key is an
+/// error). Layered by `service::config::layered`, then validated into [`Config`].
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "COLLECTOR_KAFKA_BROKERS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kafka_brokers: Option<String>,
+    #[arg(
+        long,
+        env = "COLLECTOR_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
     /// How the collector reaches Kafka: plaintext (development on loopback), ssl (mutual TLS) or
     /// sasl_ssl (SCRAM-SHA-512 over TLS).
-    #[arg(long, env = "COLLECTOR_KAFKA_SECURITY_PROTOCOL", value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kafka_security_protocol: Option<Protocol>,
+    #[arg(
+        long,
+        env = "COLLECTOR_KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        default_value = "plaintext"
+    )]
+    pub kafka_security_protocol: Protocol,
     /// PEM file of the CA that signed the brokers' certificates (default: the system's CAs).
     #[arg(long, env = "COLLECTOR_KAFKA_CA_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_ca_file: Option<PathBuf>,
     /// PEM file of this collector's client certificate (ssl: mutual TLS).
     #[arg(long, env = "COLLECTOR_KAFKA_CERT_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_cert_file: Option<PathBuf>,
     /// PEM file of the client certificate's private key (mode 600: refused if others can read it).
     #[arg(long, env = "COLLECTOR_KAFKA_KEY_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_key_file: Option<PathBuf>,
     /// SCRAM-SHA-512 user (sasl_ssl).
     #[arg(long, env = "COLLECTOR_KAFKA_SASL_USERNAME")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_sasl_username: Option<String>,
     /// File holding the SCRAM password (mode 600); or the password in COLLECTOR_KAFKA_SASL_PASSWORD
     /// (never a flag: arguments are visible in `ps`).
     #[arg(long, env = "COLLECTOR_KAFKA_SASL_PASSWORD_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka_sasl_password_file: Option<PathBuf>,
     /// Topic the agents ship to.
-    #[arg(long, env = "COLLECTOR_TOPIC")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
+    #[arg(long, env = "COLLECTOR_TOPIC", default_value = "imds.logs")]
+    pub topic: String,
     /// Consumer group: collectors in one group share the partitions.
-    #[arg(long, env = "COLLECTOR_GROUP")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    #[arg(long, env = "COLLECTOR_GROUP", default_value = "imds-collector")]
+    pub group: String,
     /// Static group membership id: a collector restarted with the same id takes its partitions
     /// back at once instead of after a rebalance. Unique per collector; none by default.
     #[arg(long, env = "COLLECTOR_INSTANCE_ID")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     /// The warm store's Delta table: a directory or s3://bucket/prefix (S3 settings from the
     /// AWS_* variables).
-    #[arg(long, env = "COLLECTOR_OUT", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out: Option<String>,
+    #[arg(
+        long,
+        env = "COLLECTOR_OUT",
+        global = true,
+        default_value = "data/warm"
+    )]
+    pub out: String,
     /// Address of `/metrics`.
-    #[arg(long, env = "COLLECTOR_METRICS_LISTEN")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<SocketAddr>,
+    #[arg(
+        long,
+        env = "COLLECTOR_METRICS_LISTEN",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub metrics_listen: SocketAddr,
     /// Longest time a consumed event waits before it is committed, e.g. `2s`; also the least
     /// time between this collector's commits while it keeps up.
-    #[arg(long, env = "COLLECTOR_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
-    #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-    pub flush_interval: Option<Duration>,
+    #[arg(long, env = "COLLECTOR_FLUSH_INTERVAL", value_parser = humantime::parse_duration, default_value = "2s")]
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
     /// Rows of one Kafka partition that trigger a write before the interval.
-    #[arg(long, env = "COLLECTOR_MAX_BATCH_ROWS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_batch_rows: Option<usize>,
-    /// Fault injection for tests: hold every commit this long after its files are written
-    /// (a collector stopped mid-commit).
-    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
-    #[serde(skip)]
-    pub fault_commit_delay: Option<Duration>,
-    #[command(subcommand)]
-    #[serde(skip)]
-    /// `compact` or `retain`; without one, consume.
-    pub command: Option<Command>,
+    #[arg(long, env = "COLLECTOR_MAX_BATCH_ROWS", default_value = "200000")]
+    pub max_batch_rows: usize,
 }
 
 /// Commands besides consuming (the default).
@@ -139,53 +151,9 @@ pub struct RetainArgs {
     pub vacuum_after: Duration,
 }
 
-/// Every setting after layering: the defaults are [`Settings::default`], the file's keys are
-/// these names (an unknown key is an error).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
-    kafka_brokers: String,
-    kafka_security_protocol: Protocol,
-    kafka_ca_file: Option<PathBuf>,
-    kafka_cert_file: Option<PathBuf>,
-    kafka_key_file: Option<PathBuf>,
-    kafka_sasl_username: Option<String>,
-    kafka_sasl_password_file: Option<PathBuf>,
-    topic: String,
-    group: String,
-    instance_id: Option<String>,
-    out: String,
-    metrics_listen: SocketAddr,
-    #[serde(with = "duration")]
-    flush_interval: Duration,
-    max_batch_rows: usize,
-}
-
-impl Default for Settings {
-    /// The defaults: a collector of the local broker's `imds.logs` into `./data/warm`.
-    fn default() -> Self {
-        Settings {
-            kafka_brokers: "127.0.0.1:9092".into(),
-            kafka_security_protocol: Protocol::Plaintext,
-            kafka_ca_file: None,
-            kafka_cert_file: None,
-            kafka_key_file: None,
-            kafka_sasl_username: None,
-            kafka_sasl_password_file: None,
-            topic: "imds.logs".into(),
-            group: "imds-collector".into(),
-            instance_id: None,
-            out: "data/warm".into(),
-            metrics_listen: ([127, 0, 0, 1], 9465).into(),
-            flush_interval: Duration::from_secs(2),
-            max_batch_rows: 200_000,
-        }
-    }
-}
-
-/// The command line, its help showing the defaults of [`Settings::default`].
+/// The command line, `--help` showing every default and variable.
 pub fn command() -> clap::Command {
-    service::config::with_defaults(Cli::command(), &Settings::default())
+    Cli::command()
 }
 
 /// Validated configuration.
@@ -214,9 +182,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Layers the settings (defaults < `--config` file < environment < flags) and validates them.
-    pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
-        let s: Settings = service::config::layered(cli.config.as_deref(), &cli)?;
+    /// Layers the settings of the parsed command line `cli` (defaults < `--config` file <
+    /// environment < flags) and validates them.
+    pub fn from_matches(matches: &clap::ArgMatches, cli: &Cli) -> anyhow::Result<Self> {
+        let s = service::config::layered(matches, cli.config.as_deref(), &cli.settings)?;
         if s.topic.is_empty()
             || !s
                 .topic
@@ -259,11 +228,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::FromArgMatches;
     use std::io::Write;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let matches = command().try_get_matches_from(args)?;
+        Config::from_matches(&matches, &Cli::from_arg_matches(&matches)?)
+    }
 
     #[test]
     fn defaults_file_and_flags() {
-        let config = Config::from_cli(Cli::try_parse_from(["collector"]).unwrap()).unwrap();
+        let config = parse(&["collector"]).unwrap();
         assert_eq!(
             (
                 config.brokers.as_str(),
@@ -279,7 +254,7 @@ mod tests {
             "topic = \"from-file\"\nflush-interval = \"500ms\"\ngroup = \"g\""
         )
         .unwrap();
-        let cli = Cli::try_parse_from([
+        let config = parse(&[
             "collector",
             "--config",
             file.path().to_str().unwrap(),
@@ -287,16 +262,13 @@ mod tests {
             "flag",
         ])
         .unwrap();
-        let config = Config::from_cli(cli).unwrap();
         assert_eq!(
             (config.topic.as_str(), config.group.as_str()),
             ("from-file", "flag")
         );
         assert_eq!(config.flush_interval, Duration::from_millis(500));
-        let bad = Cli::try_parse_from(["collector", "--topic", "a b"]).unwrap();
-        assert!(
-            format!("{:#}", Config::from_cli(bad).unwrap_err()).contains("not a valid Kafka topic")
-        );
+        let bad = parse(&["collector", "--topic", "a b"]).unwrap_err();
+        assert!(format!("{bad:#}").contains("not a valid Kafka topic"));
     }
 
     #[test]
@@ -308,8 +280,10 @@ mod tests {
             ),
             ("20000000", "--max-batch-rows 20000000 is out of bounds"),
         ] {
-            let cli = Cli::try_parse_from(["collector", "--max-batch-rows", rows]).unwrap();
-            let error = format!("{:#}", Config::from_cli(cli).unwrap_err());
+            let error = format!(
+                "{:#}",
+                parse(&["collector", "--max-batch-rows", rows]).unwrap_err()
+            );
             assert!(error.contains(expected), "{error}");
         }
         for size in ["0", "1000", "99999999999999"] {

@@ -6,10 +6,10 @@ use collector::config::{Cli, Config};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut cli = Cli::from_arg_matches(&collector::config::command().get_matches())
-        .unwrap_or_else(|error| error.exit());
+    let matches = collector::config::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let command = cli.command.take();
-    let config = match Config::from_cli(cli) {
+    let config = match Config::from_matches(&matches, &cli) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("collector: configuration error: {error:#}");

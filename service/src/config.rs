@@ -1,30 +1,55 @@
 //! Configuration layering, the same for every binary: defaults < the `--config` TOML file <
-//! environment < flags. clap reads the flags and their environment variables (a flag wins over
-//! its variable); figment merges what they set over the file over the defaults and deserializes
-//! the result into the binary's settings. The settings' `Default` is the one place defaults are
-//! written: the merge starts from it and `--help` shows it ([`with_defaults`]).
+//! environment < flags. Each setting is declared once, as a field of the binary's settings
+//! struct deriving both `clap::Args` and serde: its doc comment is the help, `#[arg(long, env,
+//! default_value)]` gives the flag, its variable and the default `--help` shows, the field's
+//! kebab-case name is the file key, its type the parsed value. clap reads the flags, their
+//! variables and the defaults; figment merges what the command line and environment set over the
+//! file over the defaults ([`layered`]) and deserializes the result into the same struct, which
+//! the binary then validates.
 
 use anyhow::{Context, anyhow};
+use clap::parser::ValueSource;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
-/// The settings `S` from its defaults, the TOML `file` (keys spelled as the flags, without
-/// `--`; an unknown key is an error) and what the command line and environment set (`flags`,
-/// serialized without the values they left unset).
-pub fn layered<S>(file: Option<&Path>, flags: &impl Serialize) -> anyhow::Result<S>
+/// The settings `S` layered: `parsed` is what clap made of `matches` (defaults filled in), the
+/// TOML `file` (keys spelled as the flags, without `--`; an unknown key is an error) lies over
+/// its defaults, and what the command line and environment set lies over the file.
+pub fn layered<S>(matches: &clap::ArgMatches, file: Option<&Path>, parsed: &S) -> anyhow::Result<S>
 where
-    S: Serialize + DeserializeOwned + Default,
+    S: Serialize + DeserializeOwned,
 {
-    let mut figment = Figment::from(Serialized::defaults(S::default()));
+    let serde_json::Value::Object(values) =
+        serde_json::to_value(parsed).context("serializing the settings")?
+    else {
+        anyhow::bail!("the settings are not a struct");
+    };
+    let (mut defaults, mut given) = (serde_json::Map::new(), serde_json::Map::new());
+    for (key, value) in values {
+        if value.is_null() {
+            continue;
+        }
+        let id = key.replace('-', "_");
+        let source = matches
+            .ids()
+            .any(|known| known.as_str() == id)
+            .then(|| matches.value_source(&id))
+            .flatten();
+        match source {
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable) => given.insert(key, value),
+            _ => defaults.insert(key, value),
+        };
+    }
+    let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         figment = figment.merge(Toml::string(&text));
     }
-    let merged = figment.merge(Serialized::defaults(flags)).extract();
+    let merged = figment.merge(Serialized::defaults(given)).extract();
     merged.map_err(|error| match file {
         Some(path) => anyhow!("config file {}: {error}", path.display()),
         None => anyhow!("{error}"),
@@ -51,31 +76,6 @@ pub fn count_within<const MIN: usize, const MAX: usize>(text: &str) -> Result<us
         .parse()
         .map_err(|_| format!("{text:?} is not a whole number"))?;
     within("the value", value, MIN, MAX).map_err(|e| e.to_string())
-}
-
-/// `command` with the help of each flag that has a default ending in `[default: <value>]`,
-/// taken from `defaults` (serialized as the file would spell it).
-pub fn with_defaults(mut command: clap::Command, defaults: &impl Serialize) -> clap::Command {
-    let Ok(serde_json::Value::Object(values)) = serde_json::to_value(defaults) else {
-        return command;
-    };
-    let ids: Vec<String> = command
-        .get_arguments()
-        .map(|arg| arg.get_id().to_string())
-        .collect();
-    for id in ids {
-        let shown = match values.get(&id.replace('_', "-")) {
-            Some(serde_json::Value::String(text)) => text.clone(),
-            Some(serde_json::Value::Null) | None => continue,
-            Some(serde_json::Value::Bool(false)) => continue,
-            Some(other) => other.to_string(),
-        };
-        command = command.mut_arg(&id, |arg| {
-            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            arg.help(format!("{help} [default: {shown}]"))
-        });
-    }
-    command
 }
 
 /// Durations as the flags and the file spell them (`250ms`, `5s`, `48h`, `90days`): read with
@@ -144,86 +144,72 @@ pub mod duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches};
     use std::time::Duration;
 
-    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    /// A binary's settings, each declared once.
+    #[derive(Debug, PartialEq, clap::Parser, Serialize, serde::Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "kebab-case")]
     struct Settings {
+        /// Who.
+        #[arg(long, env = "CONFIG_TEST_NAME", default_value = "default")]
         name: String,
+        /// How often.
+        #[arg(long, env = "CONFIG_TEST_EVERY", default_value = "90days", value_parser = humantime::parse_duration)]
         #[serde(with = "duration")]
         every: Duration,
+        /// At most.
+        #[arg(long, env = "CONFIG_TEST_LIMIT")]
         limit: Option<u32>,
     }
 
-    impl Default for Settings {
-        fn default() -> Self {
-            Settings {
-                name: "default".into(),
-                every: Duration::from_secs(90 * 86_400),
-                limit: None,
-            }
+    fn layer(args: &[&str], file: Option<&str>) -> anyhow::Result<Settings> {
+        let matches = Settings::command().try_get_matches_from(args)?;
+        let parsed = Settings::from_arg_matches(&matches)?;
+        let mut toml = tempfile::NamedTempFile::new().unwrap();
+        if let Some(text) = file {
+            std::io::Write::write_all(&mut toml, text.as_bytes()).unwrap();
         }
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "kebab-case")]
-    struct Flags {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(with = "duration::option", skip_serializing_if = "Option::is_none")]
-        every: Option<Duration>,
+        layered(&matches, file.map(|_| toml.path()), &parsed)
     }
 
     #[test]
     fn flags_beat_the_file_beats_the_defaults() {
-        let none = Flags {
-            name: None,
-            every: None,
-        };
         assert_eq!(
-            layered::<Settings>(None, &none).unwrap(),
-            Settings::default()
+            layer(&["x"], None).unwrap(),
+            Settings {
+                name: "default".into(),
+                every: Duration::from_secs(90 * 86_400),
+                limit: None
+            }
         );
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(
-            &mut file,
-            b"name = \"file\"\nevery = \"250ms\"\nlimit = 3\n",
-        )
-        .unwrap();
-        let flags = Flags {
-            name: Some("flag".into()),
-            every: None,
-        };
-        let settings: Settings = layered(Some(file.path()), &flags).unwrap();
+        let file = "name = \"file\"\nevery = \"250ms\"\nlimit = 3\n";
         assert_eq!(
-            settings,
+            layer(&["x", "--name", "flag"], Some(file)).unwrap(),
             Settings {
                 name: "flag".into(),
                 every: Duration::from_millis(250),
                 limit: Some(3)
             }
         );
+        assert_eq!(
+            layer(&["x", "--limit", "4"], Some("limit = 3\n"))
+                .unwrap()
+                .limit,
+            Some(4)
+        );
     }
 
     #[test]
     fn a_bad_file_is_an_error_naming_the_file_and_the_key() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut file, b"nmae = \"typo\"\n").unwrap();
-        let none = Flags {
-            name: None,
-            every: None,
-        };
-        let error = layered::<Settings>(Some(file.path()), &none)
+        let error = layer(&["x"], Some("nmae = \"typo\"\n"))
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains(&file.path().display().to_string()),
+            error.contains("config file") && error.contains("nmae"),
             "{error}"
         );
-        assert!(error.contains("nmae"), "{error}");
-        let mut bad = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut bad, b"every = \"soon\"\n").unwrap();
-        let error = layered::<Settings>(Some(bad.path()), &none)
+        let error = layer(&["x"], Some("every = \"soon\"\n"))
             .unwrap_err()
             .to_string();
         assert!(error.contains("soon"), "{error}");
@@ -245,16 +231,10 @@ mod tests {
     }
 
     #[test]
-    fn help_shows_the_defaults() {
-        let command = clap::Command::new("x")
-            .arg(clap::Arg::new("every").long("every").help("How often."))
-            .arg(clap::Arg::new("limit").long("limit").help("At most."));
-        let mut command = with_defaults(command, &Settings::default());
-        let help = command.render_help().to_string();
-        assert!(help.contains("How often. [default: 90days]"), "{help}");
-        assert!(
-            help.contains("At most.\n") || help.ends_with("At most."),
-            "{help}"
-        );
+    fn help_shows_the_defaults_and_variables() {
+        let help = Settings::command().render_help().to_string();
+        assert!(help.contains("How often"), "{help}");
+        assert!(help.contains("[default: 90days]"), "{help}");
+        assert!(help.contains("[env: CONFIG_TEST_LIMIT="), "{help}");
     }
 }
