@@ -2,12 +2,12 @@
 //! key, default, type), layered by `service::config` (defaults < the `--config` TOML file <
 //! environment < flags), then validated into [`Config`].
 
+use crate::logs::{KafkaConfig, RollerSettings, ShipperSettings, WriterSettings};
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 use service::config::duration;
 use service::config::within;
-use service::kafka_security::{KafkaSecurity, KafkaSecuritySettings, Protocol};
 use service::secrets::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ pub struct Cli {
 /// the variable and the default, the kebab-case name is the file key (an unknown key is an
 /// error). Layered by `service::config::layered`, then validated into [`Config`].
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct Settings {
     /// Address of the metadata API.
     #[arg(long, env = "AGENT_LISTEN", default_value = "127.0.0.1:8080")]
@@ -64,44 +64,14 @@ pub struct Settings {
     /// Requests per second allowed per caller address; 0 turns the limit off.
     #[arg(long, env = "AGENT_RATE_LIMIT", default_value = "5")]
     pub rate_limit: u32,
-    /// Lowest level written to the local log files: trace, debug, info, warn, error.
-    #[arg(long, env = "AGENT_LOG_LEVEL", default_value = "debug")]
-    pub log_level: String,
-    /// Log lines that may wait for the log writer, all logging threads together; beyond it new
-    /// events are dropped and counted.
-    #[arg(long, env = "AGENT_LOG_BUFFER_LINES", default_value = "128000")]
-    pub log_buffer_lines: usize,
-    /// Kafka bootstrap servers for the warm path (`host:port,...`); without it the shipper is off.
-    #[arg(long, env = "AGENT_KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-    /// Kafka topic of the warm path.
-    #[arg(long, env = "AGENT_KAFKA_TOPIC", default_value = "imds.logs")]
-    pub kafka_topic: String,
-    /// How the shipper reaches Kafka: plaintext (development on loopback), ssl (mutual TLS) or
-    /// sasl_ssl (SCRAM-SHA-512 over TLS).
-    #[arg(
-        long,
-        env = "AGENT_KAFKA_SECURITY_PROTOCOL",
-        value_enum,
-        default_value = "plaintext"
-    )]
-    pub kafka_security_protocol: Protocol,
-    /// PEM file of the CA that signed the brokers' certificates (default: the system's CAs).
-    #[arg(long, env = "AGENT_KAFKA_CA_FILE")]
-    pub kafka_ca_file: Option<PathBuf>,
-    /// PEM file of this agent's client certificate (ssl: mutual TLS).
-    #[arg(long, env = "AGENT_KAFKA_CERT_FILE")]
-    pub kafka_cert_file: Option<PathBuf>,
-    /// PEM file of the client certificate's private key (mode 600: refused if others can read it).
-    #[arg(long, env = "AGENT_KAFKA_KEY_FILE")]
-    pub kafka_key_file: Option<PathBuf>,
-    /// SCRAM-SHA-512 user (sasl_ssl).
-    #[arg(long, env = "AGENT_KAFKA_SASL_USERNAME")]
-    pub kafka_sasl_username: Option<String>,
-    /// File holding the SCRAM password (mode 600), read again when it changes; or the password in
-    /// AGENT_KAFKA_SASL_PASSWORD (never a flag: arguments are visible in `ps`).
-    #[arg(long, env = "AGENT_KAFKA_SASL_PASSWORD_FILE")]
-    pub kafka_sasl_password_file: Option<PathBuf>,
+    /// The local log writer's settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub writer: WriterSettings,
+    /// The warm shipper's settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shipper: ShipperSettings,
     /// Address of the admin API (log access from a dev box); off when not given. Needs a token.
     #[arg(long, env = "AGENT_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
@@ -121,21 +91,10 @@ pub struct Settings {
     /// PEM private key of --admin-tls-cert (mode 600; reloaded when the file changes).
     #[arg(long, env = "AGENT_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
     pub admin_tls_key: Option<PathBuf>,
-    /// How long raw hourly log files are kept after their hour (once rolled and shipped).
-    #[arg(long, env = "AGENT_RETAIN_RAW", value_parser = humantime::parse_duration, default_value = "2days")]
-    #[serde(with = "duration")]
-    pub retain_raw: Duration,
-    /// How long hourly Parquet files are kept.
-    #[arg(long, env = "AGENT_RETAIN_PARQUET", value_parser = humantime::parse_duration, default_value = "90days")]
-    #[serde(with = "duration")]
-    pub retain_parquet: Duration,
-    /// Disk budget for raw and Parquet files together, bytes; oldest go first. 0: none.
-    #[arg(long, env = "AGENT_MAX_DISK_BYTES", default_value = "0")]
-    pub max_disk_bytes: u64,
-    /// Threads that parse and compress a closed hour's log into Parquet (once an hour, for
-    /// seconds). Default: the number of cores.
-    #[arg(long, env = "AGENT_ROLL_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
-    pub roll_threads: Option<u16>,
+    /// The cold-path roller's settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub roller: RollerSettings,
     /// Turn the hot path off: no recorder, no `/metrics` listener. For measuring what metrics cost.
     #[arg(long, env = "AGENT_DISABLE_METRICS")]
     pub disable_metrics: bool,
@@ -189,9 +148,6 @@ pub struct WaitLimits {
     pub max_wait: Duration,
 }
 
-/// Lines the log buffer may hold at most: at a few hundred bytes a line, about 2-3 GB.
-const MAX_LOG_BUFFER_LINES: usize = 10_000_000;
-
 /// `value`, refused at zero (it would close every connection or request at once).
 fn positive(name: &str, value: Duration) -> anyhow::Result<Duration> {
     if value.is_zero() {
@@ -237,17 +193,6 @@ pub enum MetadataSource {
         /// How often it is polled while healthy.
         poll_interval: Duration,
     },
-}
-
-/// Where the warm shipper sends.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, `host:port,...`.
-    pub brokers: String,
-    /// The warm path's topic.
-    pub topic: String,
-    /// How the shipper authenticates and checks the brokers.
-    pub security: KafkaSecurity,
 }
 
 /// Where the admin API listens, the tokens it requires and its TLS.
@@ -331,7 +276,7 @@ pub struct Config {
     /// The admin API, when configured.
     pub admin: Option<AdminConfig>,
     /// How long the cold path keeps raw and Parquet files.
-    pub retention: crate::logs::roll_to_parquet::Retention,
+    pub retention: crate::logs::roller::Retention,
     /// Threads of the roller.
     pub roll_threads: usize,
     /// `false` turns the hot path off (benchmarks of its cost).
@@ -428,12 +373,6 @@ impl Config {
                 })
             }
         };
-        let log_level = s.log_level.parse::<LevelFilter>().map_err(|_| {
-            anyhow::anyhow!(
-                "--log-level {:?} is not one of trace, debug, info, warn, error, off",
-                s.log_level
-            )
-        })?;
         Ok(Config {
             listen,
             metrics_listen,
@@ -442,39 +381,12 @@ impl Config {
             cluster,
             machine,
             rate_limit: Some(s.rate_limit).filter(|&rps| rps > 0),
-            log_level,
-            log_buffer_lines: within(
-                "--log-buffer-lines",
-                s.log_buffer_lines,
-                1,
-                MAX_LOG_BUFFER_LINES,
-            )?,
-            kafka: match s.kafka_brokers.filter(|b| !b.trim().is_empty()) {
-                None => None,
-                Some(brokers) => Some(KafkaConfig {
-                    brokers,
-                    topic: s.kafka_topic,
-                    security: KafkaSecurity::new(KafkaSecuritySettings {
-                        protocol: s.kafka_security_protocol,
-                        ca_file: s.kafka_ca_file,
-                        cert_file: s.kafka_cert_file,
-                        key_file: s.kafka_key_file,
-                        sasl_username: s.kafka_sasl_username,
-                        sasl_password_file: s.kafka_sasl_password_file,
-                        sasl_password: secrets.kafka_password,
-                    })?,
-                }),
-            },
+            log_level: s.writer.level()?,
+            log_buffer_lines: s.writer.buffer_lines()?,
+            kafka: s.shipper.validate(secrets.kafka_password)?,
             admin,
-            retention: crate::logs::roll_to_parquet::Retention {
-                raw: s.retain_raw,
-                parquet: s.retain_parquet,
-                max_disk_bytes: Some(s.max_disk_bytes).filter(|&b| b > 0),
-            },
-            roll_threads: match s.roll_threads {
-                None => std::thread::available_parallelism().map_or(1, usize::from),
-                Some(threads) => usize::from(within("--roll-threads", threads, 1, 1024)?),
-            },
+            retention: s.roller.retention(),
+            roll_threads: s.roller.threads()?,
             metrics_enabled: !s.disable_metrics,
             shutdown_timeout: s.shutdown_timeout,
             connections: ConnectionLimits {
@@ -557,12 +469,15 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "cluster = \"from-file\"\nmachine = \"m-file\"\nrate-limit = 9\nmetadata-url = \"http://127.0.0.1:1/doc\"\nmetadata-poll-interval = \"250ms\"").unwrap();
+        writeln!(file, "cluster = \"from-file\"\nmachine = \"m-file\"\nrate-limit = 9\nmetadata-url = \"http://127.0.0.1:1/doc\"\nmetadata-poll-interval = \"250ms\"\nlog-level = \"warn\"\nretain-raw = \"3h\"").unwrap();
         let path = file.path().to_str().unwrap();
         let config = parse(&["--config", path, "--cluster", "from-flag"]).unwrap();
         assert_eq!(config.cluster, "from-flag");
         assert_eq!(config.machine, "m-file");
         assert_eq!(config.rate_limit, Some(9));
+        // Keys of a component's settings (flattened) are file keys like any other.
+        assert_eq!(config.log_level, LevelFilter::WARN);
+        assert_eq!(config.retention.raw, Duration::from_secs(3 * 3600));
         assert_eq!(
             config.source,
             MetadataSource::Url {

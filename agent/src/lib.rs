@@ -4,14 +4,14 @@
 //!
 //! | stage | file |
 //! |---|---|
-//! | configuration | `config.rs` |
+//! | configuration (each component's settings beside it: `logs/*/settings.rs`) | `config.rs` |
 //! | metadata sources -> store | `metadata/{files,upstream}.rs` -> `metadata/mod.rs` |
 //! | connection -> request -> answer | `http/connections.rs` -> `http/guard.rs` -> `http/routes.rs` (`metadata/by_version.rs`, `http/wait_for_change.rs`) -> `http/render.rs` |
 //! | request -> counters (hot path) | `http/count.rs` -> `metrics.rs` -> `exporter.rs` (`/metrics`) |
-//! | event -> local log (warm and cold source) | `logs/to_file.rs` -> `logs/log_queue.rs` -> `logs/hourly_file.rs` |
-//! | local log -> Kafka (warm path) | `logs/to_kafka.rs` with `logs/checkpoint.rs` |
-//! | local log -> hourly Parquet, retention (cold path) | `logs/roll_to_parquet.rs` |
-//! | hourly files -> a dev box (admin API) | `admin.rs` |
+//! | event -> local log (warm and cold source) | `logs/writer/mod.rs` -> `logs/writer/log_queue.rs` -> `logs/writer/hourly_file.rs` |
+//! | local log -> Kafka (warm path) | `logs/shipper/mod.rs` with `logs/shipper/checkpoint.rs` |
+//! | local log -> hourly Parquet, retention (cold path) | `logs/roller/mod.rs` |
+//! | hourly files -> a dev box (admin API) | `admin/` |
 //! | operator's fault switch (admin API) -> metadata API | `http/fault.rs` |
 #![warn(missing_docs, unreachable_pub)]
 

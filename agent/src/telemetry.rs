@@ -2,8 +2,8 @@
 //! event at `--log-level` and above) and a short human log on stderr.
 
 use crate::config::Config;
-use crate::logs::request_log::{REQUEST_TARGET, RequestLog};
-use crate::logs::to_file::{FileLayer, FileWriter};
+use crate::logs::writer::request_log::{REQUEST_TARGET, RequestLog};
+use crate::logs::writer::{FileLayer, FileWriter};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
@@ -27,7 +27,7 @@ pub struct Telemetry {
     /// `None` when metrics are disabled.
     pub prometheus: Option<PrometheusHandle>,
     /// Count of events the log writer dropped (full queue or failed write).
-    pub log_dropped: crate::logs::to_file::DroppedLines,
+    pub log_dropped: crate::logs::writer::DroppedLines,
     /// Where request events go; `None` when `--log-level` leaves them out.
     pub(crate) request_log: Option<RequestLog>,
     log_writer: FileWriter,

@@ -27,6 +27,7 @@ where
     else {
         anyhow::bail!("the settings are not a struct");
     };
+    let known: Vec<String> = values.keys().cloned().collect();
     let (mut defaults, mut given) = (serde_json::Map::new(), serde_json::Map::new());
     for (key, value) in values {
         if value.is_null() {
@@ -47,6 +48,8 @@ where
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
+        refuse_unknown_keys(&text, &known)
+            .map_err(|error| anyhow!("config file {}: {error:#}", path.display()))?;
         figment = figment.merge(Toml::string(&text));
     }
     let merged = figment.merge(Serialized::defaults(given)).extract();
@@ -54,6 +57,22 @@ where
         Some(path) => anyhow!("config file {}: {error}", path.display()),
         None => anyhow!("{error}"),
     })
+}
+
+/// An error naming the first key of the TOML `text` that is not a setting (a typo would
+/// otherwise be ignored silently). Checked here rather than by serde's `deny_unknown_fields`,
+/// which does not work with the `flatten` that keeps each component's settings beside it.
+fn refuse_unknown_keys(text: &str, known: &[String]) -> anyhow::Result<()> {
+    let keys: serde_json::Map<String, serde_json::Value> = Figment::from(Toml::string(text))
+        .extract()
+        .map_err(|error| anyhow!("{error}"))?;
+    if let Some(unknown) = keys.keys().find(|key| !known.contains(key)) {
+        anyhow::bail!(
+            "unknown field `{unknown}`, expected one of {}",
+            known.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// `value` of the size or count setting `name` if it lies within `min..=max`, else an error that
@@ -149,7 +168,7 @@ mod tests {
 
     /// A binary's settings, each declared once.
     #[derive(Debug, PartialEq, clap::Parser, Serialize, serde::Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    #[serde(rename_all = "kebab-case")]
     struct Settings {
         /// Who.
         #[arg(long, env = "CONFIG_TEST_NAME", default_value = "default")]

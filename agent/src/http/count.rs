@@ -7,7 +7,7 @@
 
 use super::query::ImdsQuery;
 use super::routes::caller_of;
-use crate::logs::request_log::{RequestEvent, RequestLog};
+use crate::logs::writer::request_log::{RequestEvent, RequestLog};
 use axum::body::HttpBody;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};

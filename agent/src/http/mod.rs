@@ -60,7 +60,7 @@ pub(crate) struct SharedState {
     /// Bounds of held `wait-for-change` requests, and the shutdown that releases them.
     pub held: Arc<wait_for_change::HeldRequests>,
     /// Where each request's INFO event is written; `None` when the log level leaves it out.
-    pub request_log: Option<crate::logs::request_log::RequestLog>,
+    pub request_log: Option<crate::logs::writer::request_log::RequestLog>,
 }
 
 /// The metadata API: the stages in front of the routes, and the routes.

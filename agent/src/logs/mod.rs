@@ -1,20 +1,19 @@
-//! The agent's logs at their source. `to_file.rs` writes every event to the hourly local files
-//! (`local_files.rs`; request events come in directly through `request_log.rs`), the write-ahead
-//! log that `to_kafka.rs` ships to the warm path and the cold-path roller turns into Parquet. The
-//! shipper reads whole lines with `tail.rs` and moves its checkpoint by `ack_window.rs`.
+//! The agent's logs at their source, three components in their own folders, each with its
+//! settings beside it (`settings.rs`, flattened into the agent's `config.rs`):
+//! - `writer/`: every event to the hourly local files (named by `local_files.rs`; request events
+//!   come in directly through `writer/request_log.rs`), the write-ahead log of both paths below;
+//! - `shipper/`: the warm path, those files to Kafka (whole lines by `tail.rs`, the checkpoint
+//!   moved by `ack_window.rs`);
+//! - `roller/`: the cold path, each closed hour to Parquet, and retention.
 
-mod ack_window;
-pub(crate) mod checkpoint;
-pub(crate) mod hourly_file;
-mod kafka_producer;
-mod line_sink;
 pub(crate) mod local_files;
-pub(crate) mod log_queue;
-pub(crate) mod request_log;
-pub mod roll_to_parquet;
-mod tail;
-pub(crate) mod to_file;
-pub(crate) mod to_kafka;
+pub mod roller;
+pub(crate) mod shipper;
+pub(crate) mod writer;
+
+pub use roller::settings::RollerSettings;
+pub use shipper::settings::{KafkaConfig, ShipperSettings};
+pub use writer::settings::WriterSettings;
 
 use crate::config::Config;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +31,7 @@ impl LogThreads {
         let stop = CancellationToken::new();
         let mut threads = Vec::new();
         if let Some(kafka) = &config.kafka {
-            let shipper = to_kafka::ShipperConfig {
+            let shipper = shipper::ShipperConfig {
                 brokers: kafka.brokers.clone(),
                 topic: kafka.topic.clone(),
                 security: kafka.security.clone(),
@@ -40,9 +39,9 @@ impl LogThreads {
                 log_dir: config.log_dir(),
                 checkpoint: config.shipper_checkpoint(),
             };
-            threads.push(to_kafka::start(shipper, stop.clone())?);
+            threads.push(shipper::start(shipper, stop.clone())?);
         }
-        let roller = roll_to_parquet::RollerConfig {
+        let roller = roller::RollerConfig {
             log_dir: config.log_dir(),
             parquet_dir: config.parquet_dir(),
             machine: config.machine.clone(),
@@ -50,7 +49,7 @@ impl LogThreads {
             threads: config.roll_threads,
             shipper_checkpoint: config.kafka.is_some().then(|| config.shipper_checkpoint()),
         };
-        threads.push(roll_to_parquet::start(roller, stop.clone())?);
+        threads.push(roller::start(roller, stop.clone())?);
         Ok(LogThreads { stop, threads })
     }
 

@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         None => std::thread::available_parallelism()?.get(),
     };
     let started = Instant::now();
-    let rolled = agent::logs::roll_to_parquet::roll(&args.raw, &args.out, threads)?;
+    let rolled = agent::logs::roller::roll(&args.raw, &args.out, threads)?;
     println!(
         "{{\"rows\":{},\"skipped\":{},\"bytes\":{},\"seconds\":{:.3}}}",
         rolled.rows,

@@ -12,6 +12,8 @@
 //! path is on, after the shipper's checkpoint has moved past it. All times are UTC from the file
 //! names; a clock stepped back only delays rolling and deleting.
 
+pub(crate) mod settings;
+
 use super::local_files::{self, LogFile};
 use crate::metrics::{
     DISK_BUDGET_BYTES, DISK_USED_BYTES, RETENTION_DELETED_FILES_TOTAL, ROLLER_ERRORS_TOTAL,
@@ -177,7 +179,7 @@ mod retention {
 
     pub(super) fn apply(config: &RollerConfig, now: DateTime<Utc>) {
         let shipped_before = config.shipper_checkpoint.as_ref().map(|path| {
-            super::super::checkpoint::Checkpoint::load(path)
+            crate::logs::shipper::checkpoint::Checkpoint::load(path)
                 .ok()
                 .flatten()
                 .map(|c| c.file)

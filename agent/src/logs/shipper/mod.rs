@@ -13,16 +13,21 @@
 //! Reading whole lines is `tail.rs`'s job and the acknowledged prefix `ack_window.rs`'s; this file
 //! holds the loop that joins them with the producer (`kafka_producer.rs`), the checkpoint's storage and the backlog gauge.
 
-use super::ack_window::AckWindow;
-use super::checkpoint::Checkpoint;
-use super::kafka_producer::{Acks, check_topic, count_kafka_error, producer};
+mod ack_window;
+pub(crate) mod checkpoint;
+mod kafka_producer;
+pub(crate) mod settings;
+mod tail;
+
 use super::local_files;
-use super::tail::Tail;
 use crate::metrics::{
     SHIPPER_BACKLOG_BYTES, SHIPPER_DELIVERED_EVENTS_TOTAL, SHIPPER_DROPPED_EVENTS_TOTAL,
     SHIPPER_LAST_DELIVERY_SECONDS, SHIPPER_LOST_FILES_TOTAL, SHIPPER_PENDING_EVENTS,
     SHIPPER_SEND_ERRORS_TOTAL, SHIPPER_SKIPPED_LINES_TOTAL,
 };
+use ack_window::AckWindow;
+use checkpoint::Checkpoint;
+use kafka_producer::{Acks, check_topic, count_kafka_error, producer};
 use logrecord::Level;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -30,6 +35,7 @@ use service::kafka_security::{KafkaSecurity, error_kind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tail::Tail;
 use tokio_util::sync::CancellationToken;
 
 /// Sent but unacknowledged messages kept at most; past it the shipper waits for Kafka.

@@ -16,12 +16,18 @@
 //! as a gap), and a line the file took only part of is cut back out of it, so no line on disk is
 //! cut short or starts twice. Serving goes on throughout.
 
-use super::hourly_file::AppendLines;
-use super::line_sink::LineSink;
-use super::log_queue::{LogQueue, WriterGuard};
-use super::request_log::RequestLog;
+pub(crate) mod hourly_file;
+mod line_sink;
+pub(crate) mod log_queue;
+pub(crate) mod request_log;
+pub(crate) mod settings;
+
 use crate::metrics::LOG_EVENTS_TOTAL;
+use hourly_file::AppendLines;
+use line_sink::LineSink;
+use log_queue::{LogQueue, WriterGuard};
 use logrecord::{Level, LogRecordRef, SEQ_PLACEHOLDER};
+use request_log::RequestLog;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::fmt;
@@ -71,7 +77,7 @@ impl FileLayer {
         buffered_lines: usize,
     ) -> anyhow::Result<(Self, FileWriter)> {
         std::fs::create_dir_all(dir)?;
-        let appender = super::hourly_file::HourlyFile::new(dir.to_owned());
+        let appender = hourly_file::HourlyFile::new(dir.to_owned());
         // The writer thread writes and flushes each batch it drains (every few milliseconds under
         // load, at once when idle). A line queued across the top of the hour may land in the
         // next hour's file: its timestamp, not its file, is the truth.
@@ -84,7 +90,7 @@ impl FileLayer {
             let events = events.clone();
             Box::new(move |level: Level, lines: u64| events[level as usize].increment(lines))
         };
-        let (writer, guard) = super::log_queue::start(buffered, buffered_lines, count_queued)?;
+        let (writer, guard) = log_queue::start(buffered, buffered_lines, count_queued)?;
         let dropped = DroppedLines {
             queue: writer.clone(),
             write_failed,
@@ -419,7 +425,7 @@ mod tests {
     }
 
     impl AppendLines for SmallDisk {
-        fn append_lines(&mut self, lines: &[u8]) -> Result<(), super::super::hourly_file::Partial> {
+        fn append_lines(&mut self, lines: &[u8]) -> Result<(), super::hourly_file::Partial> {
             if lines.len() <= self.room {
                 self.written.extend_from_slice(lines);
                 self.room -= lines.len();
@@ -429,7 +435,7 @@ mod tests {
             let whole = fits.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             self.written.extend_from_slice(&lines[..whole]);
             self.room -= whole;
-            Err(super::super::hourly_file::Partial {
+            Err(super::hourly_file::Partial {
                 written: whole,
                 error: std::io::Error::from_raw_os_error(28), // ENOSPC
             })
@@ -585,7 +591,7 @@ mod tests {
         let request_id = uuid::Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("before");
-            requests.write(&super::super::request_log::RequestEvent {
+            requests.write(&super::request_log::RequestEvent {
                 request_id,
                 method: "GET",
                 path: "/metadata/instance/compute/\"tag\"\n",

@@ -1,4 +1,4 @@
-//! The way into the local log shared by the tracing layer (`to_file.rs`) and the request log
+//! The way into the local log shared by the tracing layer (`mod.rs`) and the request log
 //! (`request_log.rs`): the host identity every line carries, the queue, the per-level counters,
 //! and each event's id and time.
 

@@ -1,5 +1,5 @@
 //! The one INFO event of each metadata request, written by the count layer (`http/count.rs`)
-//! straight into the local log (`to_file.rs`).
+//! straight into the local log (`writer/mod.rs`).
 
 use super::line_sink::LineSink;
 use logrecord::{Level, LogRecordRef};
