@@ -102,18 +102,6 @@ fn records() -> Vec<LogRecord> {
                     let status = [200u16, 200, 200, 404, 500][(i % 5) as usize];
                     let n = u64::from(day * 10_000 + hour * 100 + i);
                     records.push(LogRecord {
-                        seq: n,
-                        id: Uuid::from_u64_pair(u64::from(machine.as_bytes()[1]), n),
-                        timestamp: Utc.with_ymd_and_hms(2026, 3, day, hour, i * 2, 0).unwrap(),
-                        level: if status == 500 {
-                            Level::Error
-                        } else {
-                            Level::Info
-                        },
-                        target: "imds::request".into(),
-                        message: format!("request {i} served with {status}"),
-                        cluster: cluster.into(),
-                        machine: machine.into(),
                         request_id: Some(Uuid::from_u64_pair(0x4000, n)),
                         method: Some("GET".into()),
                         path: Some(
@@ -130,7 +118,20 @@ fn records() -> Vec<LogRecord> {
                         ),
                         response_bytes: Some(100),
                         caller: Some("10.0.0.4".into()),
-                        fields: None,
+                        ..LogRecord::new(
+                            n,
+                            Uuid::from_u64_pair(u64::from(machine.as_bytes()[1]), n),
+                            Utc.with_ymd_and_hms(2026, 3, day, hour, i * 2, 0).unwrap(),
+                            if status == 500 {
+                                Level::Error
+                            } else {
+                                Level::Info
+                            },
+                            "imds::request",
+                            format!("request {i} served with {status}"),
+                            cluster,
+                            machine,
+                        )
                     });
                 }
             }

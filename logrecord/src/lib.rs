@@ -147,6 +147,43 @@ pub enum RecordError {
 }
 
 impl LogRecord {
+    /// A record of the required fields, every optional one empty: add request fields with
+    /// struct update syntax, `LogRecord { status: Some(200), ..LogRecord::new(..) }`.
+    // Eight parameters: exactly the required columns, in the line's order; a builder would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        seq: u64,
+        id: Uuid,
+        timestamp: DateTime<Utc>,
+        level: Level,
+        target: impl Into<String>,
+        message: impl Into<String>,
+        cluster: impl Into<String>,
+        machine: impl Into<String>,
+    ) -> Self {
+        LogRecord {
+            seq,
+            id,
+            timestamp,
+            level,
+            target: target.into(),
+            message: message.into(),
+            cluster: cluster.into(),
+            machine: machine.into(),
+            request_id: None,
+            method: None,
+            path: None,
+            api_version: None,
+            format: None,
+            status: None,
+            latency_us: None,
+            response_bytes: None,
+            caller: None,
+            fields: None,
+        }
+    }
+
     /// The record borrowed, as it is serialized.
     pub fn borrowed(&self) -> LogRecordRef<'_> {
         LogRecordRef {
@@ -324,16 +361,6 @@ mod tests {
 
     pub(crate) fn request_record() -> LogRecord {
         LogRecord {
-            seq: 7,
-            id: Uuid::from_u128(0x01930000_0000_7000_8000_000000000001),
-            timestamp: DateTime::parse_from_rfc3339("2024-02-29T23:59:59.123456Z")
-                .unwrap()
-                .with_timezone(&Utc),
-            level: Level::Info,
-            target: "imds::request".into(),
-            message: "request served".into(),
-            cluster: "west".into(),
-            machine: "host-1".into(),
             request_id: Some(Uuid::from_u128(0x5f0c3b1e_0000_4000_8000_000000000000)),
             method: Some("GET".into()),
             path: Some("/metadata/instance/compute".into()),
@@ -343,7 +370,18 @@ mod tests {
             latency_us: Some(85),
             response_bytes: Some(1234),
             caller: Some("127.0.0.1".into()),
-            fields: None,
+            ..LogRecord::new(
+                7,
+                Uuid::from_u128(0x01930000_0000_7000_8000_000000000001),
+                DateTime::parse_from_rfc3339("2024-02-29T23:59:59.123456Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+                Level::Info,
+                "imds::request",
+                "request served",
+                "west",
+                "host-1",
+            )
         }
     }
 

@@ -184,31 +184,20 @@ fn generate(
     for (i, offset) in offsets.into_iter().enumerate() {
         let timestamp = hour + Duration::microseconds(offset as i64);
         let seq = hour_index * 10_000_000 + i as u64;
-        let mut record = LogRecord {
+        let mut record = LogRecord::new(
             seq,
-            // As the agent's: a UUIDv7 of the event's time.
-            id: uuid::Builder::from_unix_timestamp_millis(
+            uuid::Builder::from_unix_timestamp_millis(
                 timestamp.timestamp_millis() as u64,
                 &random_bytes(&mut rng),
             )
             .into_uuid(),
             timestamp,
-            level: Level::Info,
-            target: "imds::request".into(),
-            message: "request served".into(),
-            cluster: format!("cluster-{cluster}"),
-            machine: format!("host-{machine:03}"),
-            request_id: None,
-            method: None,
-            path: None,
-            api_version: None,
-            format: None,
-            status: None,
-            latency_us: None,
-            response_bytes: None,
-            caller: None,
-            fields: None,
-        };
+            Level::Info,
+            "imds::request",
+            "request served",
+            format!("cluster-{cluster}"),
+            format!("host-{machine:03}"),
+        );
         if rng.u32(0..100) < 3 {
             // Not a request: the agent's own warnings and errors.
             let error = rng.bool();

@@ -24,14 +24,6 @@ fn id_of(machine: &str, seq: u64) -> Uuid {
 
 fn record(cluster: &str, machine: &str, seq: u64, at: DateTime<Utc>) -> LogRecord {
     LogRecord {
-        seq,
-        id: id_of(machine, seq),
-        timestamp: at,
-        level: Level::Info,
-        target: "imds::request".into(),
-        message: "request served".into(),
-        cluster: cluster.into(),
-        machine: machine.into(),
         request_id: Some(Uuid::from_u64_pair(seq, 0)),
         method: Some("GET".into()),
         path: Some("/metadata/instance".into()),
@@ -41,7 +33,16 @@ fn record(cluster: &str, machine: &str, seq: u64, at: DateTime<Utc>) -> LogRecor
         latency_us: Some(100 + seq % 900),
         response_bytes: Some(1234),
         caller: Some("10.0.0.4".into()),
-        fields: None,
+        ..LogRecord::new(
+            seq,
+            id_of(machine, seq),
+            at,
+            Level::Info,
+            "imds::request",
+            "request served",
+            cluster,
+            machine,
+        )
     }
 }
 

@@ -120,23 +120,6 @@ pub fn records() -> Vec<LogRecord> {
                         Utc.with_ymd_and_hms(2026, 1, day, hour, i * 5, 0).unwrap();
                     let status = [200u16, 200, 200, 404, 500][(i % 5) as usize];
                     records.push(LogRecord {
-                        seq: u64::from(day * 1000 + hour * 100 + i),
-                        id: Uuid::from_u64_pair(
-                            u64::from(machine.as_bytes()[1]),
-                            u64::from(day * 1000 + hour * 100 + i),
-                        ),
-                        timestamp: ts,
-                        level: if status == 500 {
-                            Level::Error
-                        } else if i == 1 {
-                            Level::Warn
-                        } else {
-                            Level::Info
-                        },
-                        target: "imds::request".into(),
-                        message: format!("request {i} served"),
-                        cluster: cluster.into(),
-                        machine: machine.into(),
                         request_id: Some(Uuid::from_u64_pair(0x4000, u64::from(i))),
                         method: Some("GET".into()),
                         path: Some("/metadata/instance".into()),
@@ -146,7 +129,25 @@ pub fn records() -> Vec<LogRecord> {
                         latency_us: Some(u64::from(50 + i)),
                         response_bytes: Some(100),
                         caller: Some("10.0.0.4".into()),
-                        fields: None,
+                        ..LogRecord::new(
+                            u64::from(day * 1000 + hour * 100 + i),
+                            Uuid::from_u64_pair(
+                                u64::from(machine.as_bytes()[1]),
+                                u64::from(day * 1000 + hour * 100 + i),
+                            ),
+                            ts,
+                            if status == 500 {
+                                Level::Error
+                            } else if i == 1 {
+                                Level::Warn
+                            } else {
+                                Level::Info
+                            },
+                            "imds::request",
+                            format!("request {i} served"),
+                            cluster,
+                            machine,
+                        )
                     });
                 }
             }

@@ -14,24 +14,17 @@ use std::time::{Duration, Instant};
 fn store(root: &Path, rows: u32) {
     let mut records: Vec<LogRecord> = (0..rows)
         .map(|i| LogRecord {
-            seq: u64::from(i),
-            id: Uuid::from_u64_pair(1, u64::from(i)),
-            timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, i % 60).unwrap(),
-            level: Level::Info,
-            target: "imds::request".into(),
-            message: "request served".into(),
-            cluster: "c1".into(),
-            machine: "m1".into(),
-            request_id: None,
-            method: None,
-            path: None,
-            api_version: None,
-            format: None,
             status: Some(200),
-            latency_us: None,
-            response_bytes: None,
-            caller: None,
-            fields: None,
+            ..LogRecord::new(
+                u64::from(i),
+                Uuid::from_u64_pair(1, u64::from(i)),
+                Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, i % 60).unwrap(),
+                Level::Info,
+                "imds::request",
+                "request served",
+                "c1",
+                "m1",
+            )
         })
         .collect();
     logrecord::parquet_file::write(

@@ -629,14 +629,6 @@ mod tests {
         );
         let request = &records[1];
         let expected = LogRecord {
-            seq: request.seq,
-            id: request.id,
-            timestamp: request.timestamp,
-            level: Level::Info,
-            target: "imds::request".into(),
-            message: "request served".into(),
-            cluster: "west".into(),
-            machine: "host-1".into(),
             request_id: Some(request_id),
             method: Some("GET".into()),
             path: Some("/metadata/instance/compute/\"tag\"\n".into()),
@@ -646,7 +638,16 @@ mod tests {
             latency_us: Some(184),
             response_bytes: Some(36),
             caller: Some("::ffff:10.0.0.4".into()),
-            fields: None,
+            ..LogRecord::new(
+                request.seq,
+                request.id,
+                request.timestamp,
+                Level::Info,
+                "imds::request",
+                "request served",
+                "west",
+                "host-1",
+            )
         };
         assert_eq!(request, &expected);
         assert_eq!(request.id.get_version_num(), 7);
