@@ -112,6 +112,44 @@ pub async fn eventually_async<O: Outcome, F: Future<Output = O>>(
     }
 }
 
+/// Checks that something does not happen: `probe` must hold at every look for the whole of
+/// `period` (looked at every few milliseconds and once more at the end); fails the test, naming
+/// `what`, at the first look where it does not. The one place a test waits out time on purpose.
+pub fn stays(what: &str, period: Duration, mut probe: impl FnMut() -> bool) {
+    let end = Instant::now() + period;
+    loop {
+        let last = Instant::now() >= end;
+        assert!(
+            probe(),
+            "{what} stopped holding before {period:?} had passed"
+        );
+        if last {
+            return;
+        }
+        std::thread::sleep(POLL.min(end.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// [`stays`] for an async probe, sleeping on the test's runtime between looks.
+pub async fn stays_async<F: Future<Output = bool>>(
+    what: &str,
+    period: Duration,
+    mut probe: impl FnMut() -> F,
+) {
+    let end = Instant::now() + period;
+    loop {
+        let last = Instant::now() >= end;
+        assert!(
+            probe().await,
+            "{what} stopped holding before {period:?} had passed"
+        );
+        if last {
+            return;
+        }
+        tokio::time::sleep(POLL.min(end.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
 /// Runs a future to completion on the calling thread, from a plain (non-async) test.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

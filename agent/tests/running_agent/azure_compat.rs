@@ -277,7 +277,8 @@ async fn wait_for_change_holds_until_the_document_changes() {
     assert_eq!((status, body.as_str()), (200, "first"));
     assert!(held < 1.0, "held {held} s");
 
-    // Held until the file changes, then answered with the new version.
+    // Held until the file changes, then answered with the new version. First the caller's
+    // bucket (2 a second) refills: time itself is the condition (a probe would spend a token).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let waiter = {
         let url = agent.url(&format!(
@@ -295,7 +296,12 @@ async fn wait_for_change_holds_until_the_document_changes() {
             (response.text().await.unwrap(), etag, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    testkit::stays_async(
+        "the wait-for-change request held while nothing changes",
+        Duration::from_millis(1500),
+        || async { !waiter.is_finished() },
+    )
+    .await;
     // The bucket refilled while the request was held: two plain requests pass.
     for _ in 0..2 {
         assert_eq!(

@@ -162,9 +162,15 @@ async fn a_crash_mid_roll_leaves_no_partial_file_and_a_rerun_adds_no_duplicate()
         .args(["--machine", "m"])
         .args(KEEP)
         .start();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(agent.scrape().await.value("agent_roller_files_total"), 0.0);
-    assert_eq!(std::fs::read(&target).unwrap(), first);
+    testkit::stays_async(
+        "no second roll of a rolled hour",
+        Duration::from_millis(500),
+        || async {
+            agent.scrape().await.value("agent_roller_files_total") == 0.0
+                && std::fs::read(&target).unwrap() == first
+        },
+    )
+    .await;
     assert_eq!(
         logrecord::parquet_file::read(&target).unwrap(),
         sorted(records)
@@ -288,10 +294,10 @@ async fn raw_files_the_shipper_has_not_passed_are_never_deleted() {
     eventually("the roll", Duration::from_secs(30), || {
         parquet_of(data.path(), "m", "2025-03-01-00").exists()
     });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        logs.join("agent.2025-03-01-00.log").exists(),
-        "unshipped raw file kept whatever its age and the budget"
+    testkit::stays(
+        "the unshipped raw file kept whatever its age and the budget",
+        Duration::from_millis(1500),
+        || logs.join("agent.2025-03-01-00.log").exists(),
     );
     assert!(
         parquet_of(data.path(), "m", "2025-03-01-00").exists(),

@@ -223,11 +223,10 @@ async fn log_level_sets_the_file_threshold() {
         .args(["--rate-limit", "0", "--log-level", "warn"])
         .start();
     assert_eq!(agent.get("/metadata/versions").await.status(), 200);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let records = agent.log_records();
-    assert!(
-        records.iter().all(|r| r.level >= Level::Warn),
-        "{records:?}"
+    testkit::stays(
+        "no event below WARN in the file",
+        std::time::Duration::from_millis(300),
+        || agent.log_records().iter().all(|r| r.level >= Level::Warn),
     );
     assert_eq!(
         agent
@@ -266,11 +265,19 @@ async fn a_full_log_writer_drops_and_counts_and_never_blocks_requests() {
             "every request succeeds whatever the log does"
         );
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let scrape = agent.scrape().await;
-    let emitted: f64 = scrape.sum("agent_log_events_total", &[]);
-    let dropped = scrape.value("agent_log_dropped_events_total");
-    let records = agent.log_records();
+    // The writer catches up: the file holds every event not counted as dropped.
+    let (emitted, dropped, records) = testkit::eventually_async(
+        "the log writer's catching up",
+        std::time::Duration::from_secs(10),
+        || async {
+            let scrape = agent.scrape().await;
+            let emitted: f64 = scrape.sum("agent_log_events_total", &[]);
+            let dropped = scrape.value("agent_log_dropped_events_total");
+            let records = agent.log_records();
+            (records.len() as f64 == emitted - dropped).then_some((emitted, dropped, records))
+        },
+    )
+    .await;
     assert_eq!(
         records.len() as f64,
         emitted - dropped,
@@ -296,8 +303,15 @@ async fn a_full_disk_loses_whole_events_counted_as_a_seq_gap_and_serving_goes_on
             "serving must go on with the disk full"
         );
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let scrape = agent.scrape().await;
+    let scrape = testkit::eventually_async(
+        "over a thousand events dropped for the full disk",
+        std::time::Duration::from_secs(10),
+        || async {
+            let scrape = agent.scrape().await;
+            (scrape.value("agent_log_dropped_events_total") > 1000.0).then_some(scrape)
+        },
+    )
+    .await;
     let dropped = scrape.value("agent_log_dropped_events_total");
     // Every event the log took so far (written or dropped), each with its own seq.
     let accepted = scrape.sum("agent_log_events_total", &[]) as u64;

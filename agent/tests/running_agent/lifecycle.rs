@@ -44,10 +44,16 @@ async fn runs_with_zero_configuration() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "Standard_D2s_v5");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let logs: Vec<_> = std::fs::read_dir(cwd.path().join("data/logs"))
-        .unwrap()
-        .collect();
+    let logs = testkit::eventually(
+        "an hourly file under ./data/logs",
+        std::time::Duration::from_secs(10),
+        || {
+            let logs: Vec<_> = std::fs::read_dir(cwd.path().join("data/logs"))
+                .ok()?
+                .collect();
+            (!logs.is_empty()).then_some(logs)
+        },
+    );
     assert_eq!(logs.len(), 1, "one hourly file under ./data/logs");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -73,7 +73,18 @@ async fn a_file_edit_is_served_within_two_seconds_and_an_invalid_edit_is_refused
     assert!(took < Duration::from_secs(2), "edit served after {took:?}");
 
     std::fs::write(&file, "{\"compute\": {\"vmId\": \"broken\"").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    testkit::eventually_async(
+        "the broken edit's refusal",
+        Duration::from_secs(10),
+        || async {
+            agent
+                .scrape()
+                .await
+                .value(r#"imds_metadata_reload_errors_total{source="file"}"#)
+                >= 1.0
+        },
+    )
+    .await;
     assert_eq!(
         vm_id(&agent, [127, 0, 0, 1]).await,
         (200, "two".into()),
@@ -92,7 +103,14 @@ async fn a_file_edit_is_served_within_two_seconds_and_an_invalid_edit_is_refused
     });
 
     std::fs::write(&file, "[1, 2]").unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    testkit::eventually_async("the array's refusal", Duration::from_secs(10), || async {
+        agent
+            .scrape()
+            .await
+            .value(r#"imds_metadata_reload_errors_total{source="file"}"#)
+            >= 2.0
+    })
+    .await;
     assert_eq!(
         vm_id(&agent, [127, 0, 0, 1]).await,
         (200, "two".into()),
@@ -133,8 +151,10 @@ async fn reading_or_touching_the_file_is_not_a_change() {
     }
     // Same bytes written again, and a new modification time: still nothing new to serve.
     std::fs::write(&file, document("one")).unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(reloads().await, 0.0);
+    testkit::stays_async("no reload", Duration::from_millis(2500), || async {
+        reloads().await == 0.0
+    })
+    .await;
     let loaded = |records: &[logrecord::LogRecord]| {
         records
             .iter()
@@ -145,8 +165,10 @@ async fn reading_or_touching_the_file_is_not_a_change() {
     // A real change is one reload, one log line.
     std::fs::write(&file, document("two")).unwrap();
     wait_for_vm_id(&agent, [127, 0, 0, 1], "two", Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(reloads().await, 1.0);
+    testkit::stays_async("one reload", Duration::from_millis(2500), || async {
+        reloads().await == 1.0
+    })
+    .await;
     agent.wait_for_log("one load", |records| loaded(records) == 1);
 }
 
@@ -220,8 +242,20 @@ async fn a_directory_serves_each_caller_its_own_document_with_a_default() {
     wait_for_vm_id(&agent, [127, 0, 0, 2], "default-vm", Duration::from_secs(2)).await;
 
     // An invalid per-caller edit keeps that caller's last good document.
+    let refusals = || async {
+        agent
+            .scrape()
+            .await
+            .value(r#"imds_metadata_reload_errors_total{source="file"}"#)
+    };
+    let before = refusals().await;
     std::fs::write(dir.path().join("127.0.0.3.json"), "nope").unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    testkit::eventually_async(
+        "the per-caller edit's refusal",
+        Duration::from_secs(10),
+        || async { refusals().await > before },
+    )
+    .await;
     assert_eq!(vm_id(&agent, [127, 0, 0, 3]).await, (200, "vm-3".into()));
 }
 
@@ -322,12 +356,13 @@ async fn the_upstream_is_polled_with_etag_and_its_disk_copy_serves_while_it_is_d
     .await;
 
     // Unchanged: conditional requests answered 304.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(
-        upstream.state.not_modified.load(Ordering::SeqCst) >= 2,
-        "polls: {}",
-        upstream.state.requests.load(Ordering::SeqCst)
-    );
+    // Async: the upstream answers on this test's runtime.
+    testkit::eventually_async(
+        "two polls answered 304",
+        Duration::from_secs(10),
+        || async { upstream.state.not_modified.load(Ordering::SeqCst) >= 2 },
+    )
+    .await;
     assert!(agent.scrape().await.value("imds_metadata_age_seconds") < 1.0);
 
     upstream.set(document("changed"), "\"v2\"");
@@ -336,7 +371,16 @@ async fn the_upstream_is_polled_with_etag_and_its_disk_copy_serves_while_it_is_d
 
     // Upstream down: the last good document stays served, failures are counted.
     upstream.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    testkit::eventually_async(
+        "a failed poll counted and a second of staleness",
+        Duration::from_secs(10),
+        || async {
+            let scrape = agent.scrape().await;
+            scrape.value(r#"imds_metadata_reload_errors_total{source="upstream"}"#) >= 1.0
+                && scrape.value("imds_metadata_age_seconds") >= 1.0
+        },
+    )
+    .await;
     assert_eq!(vm_id(&agent, [127, 0, 0, 1]).await, (200, "changed".into()));
     let scrape = agent.scrape().await;
     assert!(scrape.value(r#"imds_metadata_reload_errors_total{source="upstream"}"#) >= 1.0);
