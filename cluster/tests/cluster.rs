@@ -307,7 +307,13 @@ fn an_executor_killed_mid_query_never_gives_a_wrong_answer() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // Killed once it is working on the statement (a second of CPU since the statements began).
+    let idle = cluster.executors[1].cpu_time();
+    testkit::eventually(
+        "the second executor's work on the statement",
+        Duration::from_secs(120),
+        || cluster.executors[1].cpu_time() > idle + Duration::from_secs(1),
+    );
     cluster.executors[1].kill();
     let started = std::time::Instant::now();
     let ended = std::thread::spawn(move || running.wait_with_output().unwrap());

@@ -451,23 +451,30 @@ fn the_stack_alerts_on_faults_and_its_annotations_bring_up_the_logs() {
     );
     assert!(served.starts_with("machine,n\neast-1,"), "{served}");
     // And on the stack's Ballista cluster, the same as in-process over the events emitted up
-    // to 5 s ago, read once all of them are committed: the agents ship within a second and
-    // the collector commits every 2 s, so 10 s more is ample. (The stack may have been up for
-    // less than half a minute here: a cut-off further back can hold no event at all.)
+    // to 5 s ago. Both read the table's newest version, and a late commit can add events
+    // before the cut-off between the two reads: they are compared until a pair agrees (the
+    // agents ship within a second and the collector commits every 2 s, so one soon does).
+    // (The stack may have been up for less than half a minute here: a cut-off further back
+    // can hold no event at all.)
     let before = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
-    std::thread::sleep(Duration::from_secs(10));
     let sql = format!(
         "SELECT cluster, machine, count(*) AS n FROM logs WHERE \"timestamp\" < TIMESTAMP '{before}' GROUP BY cluster, machine ORDER BY cluster, machine"
     );
-    let here = stack.run_annotation(&format!(
-        "query --format csv \"{}\"",
-        sql.replace('"', "\\\"")
-    ));
-    let there = stack.run_annotation(&format!(
-        "query --cluster df://127.0.0.1:15050 --format csv \"{}\"",
-        sql.replace('"', "\\\"")
-    ));
-    assert_eq!(there, here);
+    let here = testkit::eventually(
+        "the same counts in-process and on the cluster",
+        Duration::from_secs(120),
+        || {
+            let here = stack.run_annotation(&format!(
+                "query --format csv \"{}\"",
+                sql.replace('"', "\\\"")
+            ));
+            let there = stack.run_annotation(&format!(
+                "query --cluster df://127.0.0.1:15050 --format csv \"{}\"",
+                sql.replace('"', "\\\"")
+            ));
+            (there == here).then_some(here)
+        },
+    );
     assert!(
         here.starts_with("cluster,machine,n\neast,east-1,"),
         "{here}"

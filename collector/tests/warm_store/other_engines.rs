@@ -6,7 +6,7 @@
 //! the agents logged at INFO and above: same count, every id once. They start from a checkpoint
 //! with typed statistics, as the collector writes them.
 
-use crate::store::{TwoClusters, assert_exactly_once, wait_for_rows};
+use crate::store::{TwoClusters, assert_exactly_once, store_records, wait_for_rows};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -89,9 +89,10 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
     let mut pipeline = TwoClusters::start("engines", 2).await;
     // Several flushes, so each directory holds several files.
     for _ in 0..4 {
+        let before = store_records(pipeline.out.path()).len();
         pipeline.west.load(40).await;
         pipeline.east.load(40).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        wait_for_rows(pipeline.out.path(), before + 80, Duration::from_secs(60));
     }
     let events = pipeline.stop_agents().await;
     let out = &pipeline.out;

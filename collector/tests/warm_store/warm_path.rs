@@ -153,6 +153,7 @@ async fn killing_the_collector_repeatedly_loses_and_duplicates_nothing() {
         // Killed once it is writing, in the middle of the stream.
         let before = *rows_after_round.last().unwrap();
         wait_for_rows(out.path(), before + 1, Duration::from_secs(30));
+        // Killed at a different point of its stream each round: the delay is the point.
         tokio::time::sleep(Duration::from_millis(100 + round * 150)).await;
         collector.kill();
         rows_after_round.push(store_records(out.path()).len());
@@ -168,13 +169,9 @@ async fn killing_the_collector_repeatedly_loses_and_duplicates_nothing() {
     let expected = warm_events(&[data.path()]);
     let mut collector = Collector::start_with(&brokers, &topic, &group, out.path(), &instance);
     let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
-    // Give a wrongly replayed batch the time to show up before judging.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let stored = if store_records(out.path()).len() == stored.len() {
-        stored
-    } else {
-        store_records(out.path())
-    };
+    testkit::stays("no wrongly replayed batch", Duration::from_secs(1), || {
+        store_records(out.path()).len() == stored.len()
+    });
     assert!(collector.terminate().success());
     assert_exactly_once(&stored, &expected);
 }
@@ -345,7 +342,9 @@ async fn an_agent_resending_its_whole_log_adds_no_duplicate() {
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(30));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    testkit::stays("no resent row stored twice", Duration::from_secs(1), || {
+        store_records(out.path()).len() == expected.len()
+    });
     let scrape = collector.scrape().await;
     assert!(collector.terminate().success());
     assert_exactly_once(&store_records(out.path()), &expected);
@@ -610,12 +609,11 @@ async fn a_stale_collector_resumed_after_losing_its_partition_commits_nothing() 
     assert!(agent.terminate().success());
     let expected = warm_events(&[data.path()]);
     let stored = wait_for_rows(out.path(), expected.len(), Duration::from_secs(60));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stored = if store_records(out.path()).len() == stored.len() {
-        stored
-    } else {
-        store_records(out.path())
-    };
+    testkit::stays(
+        "no row of the stale collector",
+        Duration::from_secs(2),
+        || store_records(out.path()).len() == stored.len(),
+    );
     assert!(successor.terminate().success());
     stale.kill();
     assert_exactly_once(&stored, &expected);

@@ -623,8 +623,11 @@ fn a_running_server_answers_from_the_tables_newest_version() {
         r.timestamp += chrono::Duration::days(7);
     }
     crate::fixtures::write_delta(store.path(), &more, 1);
-    std::thread::sleep(query::latest_delta::MAX_STALENESS + Duration::from_millis(200));
-    assert_eq!(count(), vec![vec![serde_json::json!(360.0)]]);
+    testkit::eventually(
+        "the new rows served once the snapshot is older than MAX_STALENESS",
+        query::latest_delta::MAX_STALENESS + Duration::from_secs(10),
+        || count() == vec![vec![serde_json::json!(360.0)]],
+    );
 }
 
 /// Grafana's macros and variables expanded as Grafana does for the range `from`..`to` (its
