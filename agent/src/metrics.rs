@@ -1,5 +1,6 @@
-//! Every metric of the hot path, named and documented in one place (the README's metric table
-//! mirrors this file), the request histograms' buckets, and the Prometheus recorder.
+//! Every metric of the hot path, named and documented in one place (the metric table of
+//! `docs/dashboards-and-alerts.md` mirrors this file), the request histograms' buckets, and the
+//! Prometheus recorder.
 //!
 //! Names follow Prometheus conventions: `_total` counters, `_seconds` and `_bytes` units, one
 //! `agent_build_info` gauge carrying identity. Label values are always bounded: the matched
