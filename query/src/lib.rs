@@ -3,44 +3,39 @@
 //!
 //! | stage | file |
 //! |---|---|
-//! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `sources.rs`, `fetch.rs` |
-//! | sources -> table `logs` (Delta provider or hive listing) with partition columns, ids as text | `tables.rs`, `uuid_text.rs` (checked reads, data files only: `visible_files.rs`) |
-//! | statement -> result (read-only), progress on stderr | `exec.rs`, `progress.rs` |
+//! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `source/` (`mod.rs`, `fetch.rs`, `local_reads.rs`) |
+//! | sources -> table `logs` (Delta provider or hive listing) with partition columns, ids as text; checked reads, damaged files named | `table/` (`mod.rs`, `uuid_text.rs`, `visible_files.rs`, `latest_delta.rs`, `file_skipping.rs`, `damaged.rs`) |
+//! | statement -> policy (read-only, bounds, SQLSTATEs; once per statement, for every caller) -> plan | `policy.rs` |
+//! | plan -> rows (CLI and prompt) | `run.rs` |
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
-//! | result -> table, CSV, JSON lines, Parquet | `print.rs` |
+//! | rows -> table, CSV, JSON lines, Parquet; progress on stderr | `output/` |
 //! | `query logs` drill-down, `query patterns` -> SQL | `drilldown.rs` |
 //! | `log_pattern(message) OVER (...)`: templates mined over a window (`patterns` crate) | `log_pattern.rs` |
-//! | `query serve`: PostgreSQL wire -> the same checks, bounded per caller | `serve/` |
+//! | `query serve`: PostgreSQL wire -> the same policy, bounded per caller | `serve/` |
+//! | `--cluster`: the same statements on Ballista | `cluster/` |
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
 pub mod cluster;
-pub mod damaged;
 mod drilldown;
-mod exec;
-mod fetch;
-mod file_skipping;
-pub mod latest_delta;
-mod local_reads;
 mod log_pattern;
-mod print;
-mod progress;
+mod output;
+mod policy;
 mod prompt;
+mod run;
 mod serve;
-mod sources;
-mod tables;
-mod uuid_text;
-mod visible_files;
+mod source;
+pub mod table;
 
 use anyhow::{Context, bail};
 use cli::{Cli, Command};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use latest_delta::Files;
-use sources::Source;
+use source::Source;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use table::latest_delta::Files;
 
 /// Stack of the runtimes' workers, which evaluate (recursively) what was planned.
 pub const WORKER_STACK_BYTES: usize = 64 << 20;
@@ -52,7 +47,7 @@ const ERROR_MESSAGE_BYTES: usize = 4096;
 /// at most [`ERROR_MESSAGE_BYTES`] of it.
 pub fn user_message(error: &anyhow::Error) -> String {
     let text = format!("{error:#}");
-    let text = damaged::explain(&text).unwrap_or(text);
+    let text = table::damaged::explain(&text).unwrap_or(text);
     service::text::bounded(&without_backtraces(&text), ERROR_MESSAGE_BYTES)
 }
 
@@ -110,12 +105,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     match sql {
         Some(sql) => {
             let answered = async {
-                let running = exec::execute(&ctx, &sql, &bytes_read).await?;
-                print::write(running.rows, cli.format, cli.output.as_deref()).await
+                let running = run::execute(&ctx, &sql, &bytes_read).await?;
+                output::print::write(running.rows, cli.format, cli.output.as_deref()).await
             };
             if let Err(error) = answered.await {
                 let text = format!("{error:#}");
-                return Err(match damaged::diagnose(&text).await {
+                return Err(match table::damaged::diagnose(&text).await {
                     Some(damage) => anyhow::anyhow!(damage),
                     // The Delta log is replayed as the scan runs: say which table's log failed.
                     None if text.contains("Kernel error") || text.contains("DeltaTable error") => {
@@ -142,7 +137,7 @@ async fn left_out(
 ) -> anyhow::Result<()> {
     use datafusion::arrow::array::{Array, Int64Array};
     use futures::TryStreamExt;
-    let running = exec::execute(ctx, &drilldown::count_sql(args, now)?, bytes_read).await?;
+    let running = run::execute(ctx, &drilldown::count_sql(args, now)?, bytes_read).await?;
     let batches: Vec<_> = running.rows.try_collect().await?;
     let matched = batches
         .first()
@@ -192,7 +187,7 @@ pub async fn session(
                 "{text}: query serve reads stores (a directory or s3://); query an agent's API with the CLI"
             ),
             Source::Agent(url) => {
-                let agent = fetch::AgentClient::new(
+                let agent = source::fetch::AgentClient::new(
                     url,
                     cli.token_file.as_deref(),
                     cli.ca_file.as_deref(),
@@ -200,16 +195,16 @@ pub async fn session(
                 let cache = cli
                     .cache_dir
                     .clone()
-                    .unwrap_or_else(sources::default_cache_dir);
+                    .unwrap_or_else(source::default_cache_dir);
                 Source::Local(agent.fetch(range.0, range.1, &cache).await?)
             }
             other => other,
         };
-        opened.push(sources::open(&source, &bytes_read)?);
+        opened.push(source::open(&source, &bytes_read)?);
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udwf(log_pattern::udwf());
-    tables::register(&ctx, opened, files).await?;
+    table::register(&ctx, opened, files).await?;
     Ok((ctx, bytes_read))
 }
 

@@ -10,13 +10,13 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Stack of the thread that plans statements: DataFusion plans expressions recursively, and a
-/// statement at `exec::MAX_EXPRESSION_DEPTH` needs far more than a default 8 MiB main thread.
+/// statement at `policy::MAX_EXPRESSION_DEPTH` needs far more than a default 8 MiB main thread.
 /// Only the pages used are ever committed.
 const PLANNER_STACK_BYTES: usize = 512 << 20;
 
 fn main() -> ExitCode {
     let cli = query::cli::Cli::parse();
-    query::damaged::install_panic_hook();
+    query::table::damaged::install_panic_hook();
     let planner = std::thread::Builder::new()
         .name("query".into())
         .stack_size(PLANNER_STACK_BYTES)
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_panic)) => Err(anyhow::anyhow!(
             "the statement's thread panicked: {}",
-            query::damaged::explain("panicked").unwrap_or_default()
+            query::table::damaged::explain("panicked").unwrap_or_default()
         )),
         Err(error) => Err(anyhow::anyhow!("cannot start a thread: {error}")),
     };

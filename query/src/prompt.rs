@@ -3,7 +3,6 @@
 //! its error and the session goes on; piped input exits non-zero if any statement failed.
 
 use crate::cli::Format;
-use crate::exec;
 use datafusion::prelude::SessionContext;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -41,14 +40,14 @@ async fn run_one(
     format: Format,
     bytes_read: &Arc<AtomicU64>,
 ) -> bool {
-    let result = match exec::execute(ctx, sql, bytes_read).await {
-        Ok(running) => crate::print::write(running.rows, format, None).await,
+    let result = match crate::run::execute(ctx, sql, bytes_read).await {
+        Ok(running) => crate::output::print::write(running.rows, format, None).await,
         Err(error) => Err(error),
     };
     match result {
         Ok(_rows) => true,
         Err(error) => {
-            let error = match crate::damaged::diagnose(&format!("{error:#}")).await {
+            let error = match crate::table::damaged::diagnose(&format!("{error:#}")).await {
                 Some(damage) => anyhow::anyhow!(damage),
                 None => error,
             };

@@ -7,7 +7,7 @@
 //! datafusion-proto serializes to the executors natively. The listing itself crosses from client
 //! to scheduler as JSON in the logical plan (`codec.rs`).
 
-use crate::tables::WARM_PARTITIONS;
+use crate::table::WARM_PARTITIONS;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::Session;
@@ -109,7 +109,7 @@ pub(crate) struct FileListingTable {
 impl FileListingTable {
     /// The table of `listing`.
     pub(crate) fn new(listing: FileListing) -> Self {
-        let mut fields: Vec<FieldRef> = crate::tables::warm_file_schema()
+        let mut fields: Vec<FieldRef> = crate::table::warm_file_schema()
             .fields()
             .iter()
             .cloned()
@@ -154,7 +154,7 @@ impl TableProvider for FileListingTable {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         let store = ObjectStoreUrl::parse(&self.listing.store)?;
-        let table_schema = TableSchema::builder(crate::tables::warm_file_schema())
+        let table_schema = TableSchema::builder(crate::table::warm_file_schema())
             .with_table_partition_cols(partition_fields())
             .build();
         let source = Arc::new(ParquetSource::new(table_schema));

@@ -24,8 +24,8 @@ mod planner;
 
 pub use codec::LogsCodec;
 
-use crate::sources::{self, Source};
-use crate::tables::WARM_PARTITIONS;
+use crate::source::{self, Source};
+use crate::table::WARM_PARTITIONS;
 use anyhow::{Context, bail};
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::execution::SessionStateBuilder;
@@ -40,7 +40,7 @@ use std::sync::atomic::AtomicU64;
 
 /// The project's scalar functions, which plans over `logs` call (the view's `uuid_text`).
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    vec![crate::uuid_text::udf()]
+    vec![crate::table::uuid_text::udf()]
 }
 
 /// The project's window functions (`log_pattern`).
@@ -69,7 +69,7 @@ pub(crate) async fn session(
         ),
         other => other,
     };
-    let opened = sources::open(&source, &Arc::new(AtomicU64::new(0)))?;
+    let opened = source::open(&source, &Arc::new(AtomicU64::new(0)))?;
     let url = url::Url::parse(opened.table_url.as_str())?;
     let listing = Arc::new(
         LatestListing::open(url)
@@ -112,7 +112,7 @@ pub(crate) async fn session(
     }
     ctx.register_table(
         "logs",
-        Arc::new(crate::tables::logs_view(listing, &WARM_PARTITIONS)?),
+        Arc::new(crate::table::logs_view(listing, &WARM_PARTITIONS)?),
     )?;
     Ok(ctx)
 }

@@ -8,7 +8,7 @@
 //! filters stay in the plan and run on the cluster as well.
 
 use super::file_listing::{FileListing, partition_fields};
-use crate::tables::WARM_PARTITIONS;
+use crate::table::WARM_PARTITIONS;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{DFSchema, DataFusionError, Result, TableReference};

@@ -1,7 +1,8 @@
 //! What a logged-in client may run, and within which bounds. datafusion-postgres parses, plans,
 //! binds parameters and encodes rows (simple and extended protocols); this module adds:
-//! - the CLI's checks (`exec::check_text`, `exec::check_plan`) on every statement before it
-//!   runs, as the first query hook, so DDL, DML, COPY and engine settings are refused on the plan;
+//! - the statement policy (`policy.rs`, the CLI's) on every statement before it runs, as the
+//!   first query hook, so DDL, DML, COPY and engine settings are refused on the plan; a simple
+//!   query is planned once, by that hook, which runs the plan it checked;
 //! - `SET` only for the client-side settings drivers send (the engine is shared by every
 //!   session: `SET datafusion.*` would change it for all of them);
 //! - a deadline per statement, over planning and every row sent (`--statement-timeout`, or the
@@ -9,7 +10,7 @@
 //! - a log line per statement (session, text) and per end (rows, time, or the error);
 //! - errors with the SQLSTATE of their kind, taken from DataFusion's error variant.
 
-use crate::exec::{self, Refused};
+use crate::policy::{self, NotPlanned, Refused};
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, ParamValues};
 use datafusion::logical_expr::LogicalPlan;
@@ -17,17 +18,19 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as ParsedStatement;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
 use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{Sink, StreamExt};
-use pgwire::api::portal::Portal;
+use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -63,12 +66,7 @@ fn error(code: &str, message: impl Into<String>) -> PgWireError {
 }
 
 fn refused(refusal: Refused) -> PgWireError {
-    let code = match refusal {
-        Refused::ReadOnly(_) => "25006", // read_only_sql_transaction
-        Refused::TooLarge(_) => "54001", // statement_too_complex
-        Refused::Misused(_) => "42809",  // wrong_object_type
-    };
-    error(code, refusal.to_string())
+    error(refusal.sqlstate(), refusal.to_string())
 }
 
 fn canceled() -> PgWireError {
@@ -148,7 +146,7 @@ impl Guard {
         )
     }
 
-    /// Plans `statement` and checks the plan as the CLI does, within the statement's deadline:
+    /// Plans `statement` under the policy, as the CLI does, within the statement's deadline:
     /// planning runs in a task of its own, so the deadline answers 57014 on time even while the
     /// planner computes without yielding (plan size is bounded, so that task ends soon after).
     async fn plan(
@@ -157,17 +155,15 @@ impl Guard {
         ctx: &SessionContext,
         client: &(impl ClientInfo + ?Sized),
     ) -> PgWireResult<LogicalPlan> {
-        exec::check_text(&statement.to_string()).map_err(refused)?;
-        exec::check_statement(statement).map_err(refused)?;
         let state = ctx.state();
-        let statement = statement.clone();
+        let statement = ParsedStatement::Statement(Box::new(statement.clone()));
         let planning = tokio::spawn(async move {
-            let plan = state
-                .statement_to_plan(ParsedStatement::Statement(Box::new(statement)))
+            policy::plan(&state, statement)
                 .await
-                .map_err(to_pg)?;
-            exec::check_plan(&state, &plan).map_err(refused)?;
-            Ok(plan)
+                .map_err(|not_planned| match not_planned {
+                    NotPlanned::Refused(refusal) => refused(refusal),
+                    NotPlanned::Invalid(failure) => to_pg(failure),
+                })
         });
         match tokio::time::timeout(statement_timeout(self.timeout, client), planning).await {
             Ok(Ok(planned)) => planned,
@@ -205,12 +201,22 @@ impl QueryHook for Guard {
         if matches!(statement, Statement::Set(_)) || Self::answered_by_other_hooks(statement) {
             return None;
         }
-        // Checked here, run by the session service (which plans it again: planning is cheap
-        // next to any scan).
-        match self.plan(statement, ctx, &*client).await {
-            Ok(_) => None,
-            Err(error) => Some(Err(error)),
-        }
+        // Planned and checked here, and run here: the session service would plan the text
+        // again. (Its whole text was checked by `do_query` before it was parsed.)
+        let plan = match self.plan(statement, ctx, &*client).await {
+            Ok(plan) => plan,
+            Err(error) => return Some(Err(error)),
+        };
+        let frame = match ctx.execute_logical_plan(plan).await {
+            Ok(frame) => frame,
+            Err(failure) => return Some(Err(to_pg(failure))),
+        };
+        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        Some(
+            encode_dataframe(frame, &Format::UnifiedText, Some(format))
+                .await
+                .map(Response::Query),
+        )
     }
 
     async fn handle_extended_parse_query(
@@ -224,6 +230,10 @@ impl QueryHook for Guard {
         }
         if matches!(statement, Statement::Set(_)) || Self::answered_by_other_hooks(statement) {
             return None;
+        }
+        // The text of a prepared statement is checked here: no `do_query` saw it before.
+        if let Err(refusal) = policy::check_text(&statement.to_string()) {
+            return Some(Err(refused(refusal)));
         }
         Some(self.plan(statement, ctx, client).await)
     }
@@ -246,7 +256,7 @@ impl QueryHook for Guard {
 /// A DataFusion error as the PostgreSQL error of its kind (decided on the variant).
 pub(crate) fn to_pg(failure: DataFusionError) -> PgWireError {
     // A reader's panic on a damaged file: the file and the damage, as PostgreSQL's data_corrupted.
-    if let Some(damage) = crate::damaged::explain(&failure.to_string()) {
+    if let Some(damage) = crate::table::damaged::explain(&failure.to_string()) {
         return error(
             "XX001",
             service::text::bounded(&damage, ERROR_MESSAGE_BYTES),
@@ -270,7 +280,7 @@ pub(crate) fn to_pg(failure: DataFusionError) -> PgWireError {
 /// A reader's failure on a damaged file (a panic or an error that does not name its file) as
 /// the damaged file and why, SQLSTATE XX001 (data_corrupted); any other error as it is.
 async fn damaged_file(failure: PgWireError) -> PgWireError {
-    match crate::damaged::diagnose(&failure.to_string()).await {
+    match crate::table::damaged::diagnose(&failure.to_string()).await {
         Some(damage) => error(
             "XX001",
             service::text::bounded(&damage, ERROR_MESSAGE_BYTES),
@@ -467,8 +477,8 @@ impl SimpleQueryHandler for Statements {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (session, started) = log_statement(client, query);
-        exec::check_text(query).map_err(refused)?;
-        crate::damaged::statement_started();
+        policy::check_text(query).map_err(refused)?;
+        crate::table::damaged::statement_started();
         let deadline = self.deadline(client);
         let responses = tokio::time::timeout_at(
             deadline,
@@ -509,7 +519,7 @@ impl ExtendedQueryHandler for Statements {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (session, started) = log_statement(client, &portal.statement.statement.0);
-        crate::damaged::statement_started();
+        crate::table::damaged::statement_started();
         let deadline = self.deadline(client);
         let response = tokio::time::timeout_at(
             deadline,

@@ -5,7 +5,7 @@
 
 use datafusion::arrow::array::{Array, Int64Array};
 use datafusion::prelude::SessionContext;
-use query::latest_delta::{Files, LatestDelta, MAX_STALENESS};
+use query::table::latest_delta::{Files, LatestDelta, MAX_STALENESS};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -625,7 +625,7 @@ fn a_running_server_answers_from_the_tables_newest_version() {
     crate::fixtures::write_delta(store.path(), &more, 1);
     testkit::eventually(
         "the new rows served once the snapshot is older than MAX_STALENESS",
-        query::latest_delta::MAX_STALENESS + Duration::from_secs(10),
+        query::table::latest_delta::MAX_STALENESS + Duration::from_secs(10),
         || count() == vec![vec![serde_json::json!(360.0)]],
     );
 }

@@ -218,7 +218,7 @@ impl TableProvider for LatestDelta {
             .iter()
             .zip(delta)
             .map(|(filter, delta)| {
-                if crate::file_skipping::skips_files(filter, self.partition_columns) {
+                if crate::table::file_skipping::skips_files(filter, self.partition_columns) {
                     delta
                 } else {
                     TableProviderFilterPushDown::Unsupported

@@ -83,7 +83,7 @@ mod tests {
     use datafusion::functions::expr_fn::{lower, regexp_like};
     use datafusion::logical_expr::{col, lit};
 
-    const PARTITIONS: &[&str] = &crate::tables::WARM_PARTITIONS;
+    const PARTITIONS: &[&str] = &crate::table::WARM_PARTITIONS;
 
     #[test]
     fn filters_the_statistics_or_partitions_decide_go_down_and_others_stay_above() {

@@ -1,27 +1,27 @@
-//! Runs one statement, read-only, within bounds: DDL, DML (COPY included) and SET are refused by a
-//! check of the plan before anything runs. Deep expressions are refused before they are planned:
-//! DataFusion parses, plans and optimizes expressions recursively, and `SELECT 1+1+...` of 10,000
-//! terms overflowed the stack (50,000 still did on a 512 MiB stack). A statement with more than
-//! [`MAX_OPERATORS`] operators or parentheses nested deeper than [`MAX_PARENTHESES`] is refused
-//! from its tokens (no tree is built), and an expression of the plan nested deeper than
-//! [`MAX_EXPRESSION_DEPTH`] before the optimizer walks it. Memory is bounded by the session's
-//! memory pool (`lib.rs`). The result is a stream: rows are printed as they come.
+//! The statement policy, one for every way a statement comes in (the CLI, the prompt, `query
+//! serve`, `--cluster`): read-only, within bounds, each refusal with its SQLSTATE. Applied once
+//! per statement: [`check_text`] on the text before it is parsed, then [`plan`] checks the parsed
+//! statement, plans it and checks the plan.
+//!
+//! DDL, DML (COPY included) and SET are refused by a check of the plan before anything runs. Deep
+//! expressions are refused before they are planned: DataFusion parses, plans and optimizes
+//! expressions recursively, and `SELECT 1+1+...` of 10,000 terms overflowed the stack (50,000
+//! still did on a 512 MiB stack). A statement with more than [`MAX_OPERATORS`] operators or
+//! parentheses nested deeper than [`MAX_PARENTHESES`] is refused from its tokens (no tree is
+//! built), and an expression of the plan nested deeper than [`MAX_EXPRESSION_DEPTH`] before the
+//! optimizer walks it. Memory is bounded by the session's memory pool (`lib.rs`).
 
-use crate::progress::ScanProgress;
-use anyhow::{anyhow, bail};
+use anyhow::bail;
+use datafusion::common::DataFusionError;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Statement, TableFactor, Visit, Visitor, visit_expressions,
 };
 use std::ops::ControlFlow;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 /// Deepest expression nesting accepted; real statements nest a few dozen levels at most.
 pub(crate) const MAX_EXPRESSION_DEPTH: usize = 1000;
@@ -99,18 +99,6 @@ fn bounded_nesting(sql: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// A running statement: its rows as they come, and the progress display kept alive with it.
-pub(crate) struct Running {
-    pub rows: SendableRecordBatchStream,
-    _progress: ScanProgress,
-}
-
-impl std::fmt::Debug for Running {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running").finish_non_exhaustive()
-    }
 }
 
 /// Why a statement was refused before it ran; the server maps each to its SQLSTATE.
@@ -238,7 +226,7 @@ fn unbounded_join(plan: &LogicalPlan) -> bool {
     let reads_logs_unbounded = |side: &LogicalPlan| {
         has(side, |node| {
             matches!(node, LogicalPlan::TableScan(scan)
-                if scan.table_name.table() == crate::tables::TABLE && scan.fetch.is_none())
+                if scan.table_name.table() == crate::table::TABLE && scan.fetch.is_none())
         }) && !has(side, |node| matches!(node, LogicalPlan::Limit(_)))
     };
     plan.exists(|node| {
@@ -250,40 +238,43 @@ fn unbounded_join(plan: &LogicalPlan) -> bool {
     .unwrap_or(false)
 }
 
-/// Plans and starts the statement, or says why it was refused or failed. A long scan shows
-/// progress on stderr (when it is a terminal).
-pub(crate) async fn execute(
-    ctx: &SessionContext,
-    sql: &str,
-    bytes_read: &Arc<AtomicU64>,
-) -> anyhow::Result<Running> {
-    check_text(sql)?;
-    crate::damaged::statement_started();
-    let state = ctx.state();
-    let statement = state
-        .sql_to_statement(sql, &state.config().options().sql_parser.dialect)
-        .map_err(|error| anyhow!("SQL error: {error}"))?;
+impl Refused {
+    /// The PostgreSQL SQLSTATE of the refusal, as `query serve` answers it.
+    pub(crate) fn sqlstate(&self) -> &'static str {
+        match self {
+            Refused::ReadOnly(_) => "25006", // read_only_sql_transaction
+            Refused::TooLarge(_) => "54001", // statement_too_complex
+            Refused::Misused(_) => "42809",  // wrong_object_type
+        }
+    }
+}
+
+/// Why a parsed statement has no plan to run: the policy refused it, or the planner did.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotPlanned {
+    /// Refused by the policy.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// Not a valid statement for the planner (unknown column, type error, ...).
+    #[error("SQL error: {0}")]
+    Invalid(DataFusionError),
+}
+
+/// Checks the parsed `statement`, plans it and checks the plan: what every caller runs, once.
+/// (The text was checked by [`check_text`] before it was parsed.)
+pub(crate) async fn plan(
+    state: &SessionState,
+    statement: DFStatement,
+) -> Result<LogicalPlan, NotPlanned> {
     if let DFStatement::Statement(statement) = &statement {
         check_statement(statement)?;
     }
     let plan = state
         .statement_to_plan(statement)
         .await
-        .map_err(|error| anyhow!("SQL error: {error}"))?;
-    check_plan(&state, &plan)?;
-    let frame = ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(|error| anyhow!("SQL error: {error}"))?;
-    let progress = ScanProgress::start(bytes_read);
-    let rows = frame
-        .execute_stream()
-        .await
-        .map_err(|error| anyhow!("query failed: {error}"))?;
-    Ok(Running {
-        rows,
-        _progress: progress,
-    })
+        .map_err(NotPlanned::Invalid)?;
+    check_plan(state, &plan)?;
+    Ok(plan)
 }
 
 /// The deepest expression nesting in the plan, measured without recursion over expressions (an

@@ -3,7 +3,10 @@
 //! `fetch.rs`). Each becomes an object store (wrapped so listings show data files only) and a
 //! table URL inside it.
 
-use crate::visible_files::VisibleFiles;
+pub(crate) mod fetch;
+pub(crate) mod local_reads;
+
+use crate::table::visible_files::VisibleFiles;
 use anyhow::{Context, bail};
 use datafusion::datasource::listing::ListingTableUrl;
 use object_store::ObjectStore;

@@ -45,7 +45,7 @@ impl VisibleFiles {
         }
     }
 
-    /// Over the local file system, reading in place (`crate::local_reads`).
+    /// Over the local file system, reading in place (`crate::source::local_reads`).
     pub(crate) fn local(bytes_read: Arc<AtomicU64>) -> Self {
         let local = Arc::new(LocalFileSystem::new());
         VisibleFiles {
@@ -125,7 +125,7 @@ fn footer_fits(location: &Path, data: &[u8], size: u64) -> Result<()> {
 /// table's types without a word, giving wrong answers.
 fn schema_fits(metadata: &[u8]) -> std::result::Result<(), String> {
     use parquet::file::metadata::ParquetMetaDataReader;
-    let decoded = crate::damaged::catch(|| {
+    let decoded = crate::table::damaged::catch(|| {
         let metadata = ParquetMetaDataReader::decode_metadata(metadata)
             .map_err(|error| format!("its metadata does not decode: {error}"))?;
         let file = metadata.file_metadata();
@@ -304,7 +304,7 @@ impl ObjectStore for VisibleFiles {
         let in_place = self
             .local
             .as_ref()
-            .and_then(|local| crate::local_reads::get(local, location, &options));
+            .and_then(|local| crate::source::local_reads::get(local, location, &options));
         let result = match in_place {
             Some(result) => result?,
             None => self.inner.get_opts(location, options).await?,
@@ -312,8 +312,8 @@ impl ObjectStore for VisibleFiles {
         self.bytes_read
             .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
         if location.as_ref().ends_with(".parquet") {
-            crate::damaged::reading(location.as_ref());
-            crate::damaged::note_read(&self.inner, location);
+            crate::table::damaged::reading(location.as_ref());
+            crate::table::damaged::note_read(&self.inner, location);
             if result.range.end == result.meta.size {
                 return check_footer(result).await;
             }
@@ -325,7 +325,7 @@ impl ObjectStore for VisibleFiles {
         let in_place = self
             .local
             .as_ref()
-            .and_then(|local| crate::local_reads::get_ranges(local, location, ranges));
+            .and_then(|local| crate::source::local_reads::get_ranges(local, location, ranges));
         let read = match in_place {
             Some(read) => read?,
             None => self.inner.get_ranges(location, ranges).await?,
@@ -333,8 +333,8 @@ impl ObjectStore for VisibleFiles {
         let bytes: usize = read.iter().map(Bytes::len).sum();
         self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
         if location.as_ref().ends_with(".parquet") {
-            crate::damaged::reading(location.as_ref());
-            crate::damaged::note_read(&self.inner, location);
+            crate::table::damaged::reading(location.as_ref());
+            crate::table::damaged::note_read(&self.inner, location);
             for (range, data) in ranges.iter().zip(&read) {
                 // Only a read ending in PAR1 can be the footer; its file's size says if it is.
                 if data.ends_with(b"PAR1") && data.len() as u64 >= FOOTER {

@@ -1,5 +1,5 @@
 //! `uuid_text(id)`: a 16-byte id column as the hyphenated lower-case text it was in the log line.
-//! Table `logs` shows `id` and `request_id` through it (`tables.rs`), so SQL reads, prints and
+//! Table `logs` shows `id` and `request_id` through it (`table/mod.rs`), so SQL reads, prints and
 //! compares ids as text (`WHERE request_id = '4fa4fc1c-...'`) while the files keep 16 bytes a
 //! value.
 

@@ -17,8 +17,14 @@
 //! cast, so filters reach the scan (the view is inlined into each statement's plan): partition
 //! pruning and file skipping by statistics.
 
-use crate::latest_delta::{Files, LatestDelta};
-use crate::sources::Opened;
+pub mod damaged;
+mod file_skipping;
+pub mod latest_delta;
+pub(crate) mod uuid_text;
+pub(crate) mod visible_files;
+
+use crate::source::Opened;
+use crate::table::latest_delta::{Files, LatestDelta};
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
@@ -103,7 +109,7 @@ pub(crate) fn logs_view(
     partitions: &[&str],
 ) -> anyhow::Result<ViewTable> {
     let schema = files.schema();
-    let to_text = crate::uuid_text::udf();
+    let to_text = crate::table::uuid_text::udf();
     let record = logrecord::schema();
     let mut columns = Vec::new();
     let partition_field = |name: &str| partitions.contains(&name);
