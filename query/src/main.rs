@@ -5,7 +5,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// mimalloc: a full scan over months of small files spent a sixth of its CPU in glibc's malloc
-/// (BENCHMARKS.md, cold path).
+/// (BENCHMARKS.md, `query` against DuckDB).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
