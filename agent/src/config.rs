@@ -2,7 +2,10 @@
 //! key, default, type), layered by `service::config` (defaults < the `--config` TOML file <
 //! environment < flags), then validated into [`Config`].
 
+use crate::http::connections::ConnectionLimits;
+use crate::http::wait_for_change::WaitLimits;
 use crate::logs::{KafkaConfig, RollerSettings, ShipperSettings, WriterSettings};
+use crate::metadata::MetadataSource;
 use anyhow::{Context, bail};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
@@ -128,26 +131,6 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// Bounds on the metadata API's connections (`http/connections.rs`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConnectionLimits {
-    /// Open connections at most (already lowered to what the open-file limit allows).
-    pub max_connections: usize,
-    /// Time a caller has to send a whole request head.
-    pub header_read_timeout: Duration,
-    /// How long a connection may sit with no request.
-    pub idle_timeout: Duration,
-}
-
-/// Bounds on held `wait-for-change` requests (`http/wait_for_change.rs`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WaitLimits {
-    /// `wait-for-change` requests held at once at most.
-    pub max_held: usize,
-    /// Longest a `wait-for-change` request is held.
-    pub max_wait: Duration,
-}
-
 /// `value`, refused at zero (it would close every connection or request at once).
 fn positive(name: &str, value: Duration) -> anyhow::Result<Duration> {
     if value.is_zero() {
@@ -177,22 +160,6 @@ fn open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// Where the instance documents come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetadataSource {
-    /// The built-in example document: zero configuration.
-    Builtin,
-    /// A JSON file, or a directory of per-caller files, watched for changes.
-    Path(PathBuf),
-    /// An upstream HTTP endpoint, polled; its last good copy is kept under the data directory.
-    Url {
-        /// The upstream's URL (http).
-        url: String,
-        /// How often it is polled while healthy.
-        poll_interval: Duration,
-    },
 }
 
 /// Where the admin API listens, the tokens it requires and its TLS.
@@ -414,6 +381,31 @@ impl Config {
     /// The warm shipper's checkpoint.
     pub fn shipper_checkpoint(&self) -> PathBuf {
         self.data_dir.join("shipper").join("checkpoint.json")
+    }
+
+    /// What the warm shipper needs: `None` without Kafka.
+    pub(crate) fn shipper(&self) -> Option<crate::logs::shipper::ShipperConfig> {
+        let kafka = self.kafka.as_ref()?;
+        Some(crate::logs::shipper::ShipperConfig {
+            brokers: kafka.brokers.clone(),
+            topic: kafka.topic.clone(),
+            security: kafka.security.clone(),
+            machine: self.machine.clone(),
+            log_dir: self.log_dir(),
+            checkpoint: self.shipper_checkpoint(),
+        })
+    }
+
+    /// What the cold-path roller needs.
+    pub(crate) fn roller(&self) -> crate::logs::roller::RollerConfig {
+        crate::logs::roller::RollerConfig {
+            log_dir: self.log_dir(),
+            parquet_dir: self.parquet_dir(),
+            machine: self.machine.clone(),
+            retention: self.retention.clone(),
+            threads: self.roll_threads,
+            shipper_checkpoint: self.kafka.is_some().then(|| self.shipper_checkpoint()),
+        }
     }
 }
 

@@ -52,9 +52,16 @@ pub async fn run(
 
     let store = Arc::new(MetadataStore::new());
     let tasks = TaskTracker::new();
-    metadata::start(&config, &store, &tasks, shutdown.clone()).await?;
+    metadata::start(
+        &config.source,
+        &config.data_dir,
+        &store,
+        &tasks,
+        shutdown.clone(),
+    )
+    .await?;
     // On threads of their own; stopped after the servers, so the last requests are shipped.
-    let log_threads = logs::LogThreads::start(&config)?;
+    let log_threads = logs::LogThreads::start(config.shipper(), config.roller())?;
 
     let rate_limit = config
         .rate_limit

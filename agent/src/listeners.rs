@@ -3,7 +3,8 @@
 //! use is a clear start-up error; served together, and one failing stops them all.
 
 use crate::admin;
-use crate::config::{Config, ConnectionLimits};
+use crate::config::Config;
+use crate::http::connections::ConnectionLimits;
 use crate::http::fault::Faults;
 use anyhow::Context;
 use axum::Router;

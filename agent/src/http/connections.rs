@@ -16,7 +16,6 @@
 
 use super::MetadataApi;
 use super::parser_errors::JsonParserErrors;
-use crate::config::ConnectionLimits;
 use crate::metrics::{CONNECTIONS_CLOSED_TOTAL, OPEN_CONNECTIONS};
 use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
@@ -32,6 +31,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Bounds on the metadata API's connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    /// Open connections at most (already lowered to what the open-file limit allows).
+    pub max_connections: usize,
+    /// Time a caller has to send a whole request head.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request.
+    pub idle_timeout: Duration,
+}
 
 /// Waiting for a request's first byte.
 const IDLE: u8 = 0;

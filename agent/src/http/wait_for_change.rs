@@ -11,13 +11,22 @@
 
 use super::error::ApiError;
 use super::query::WaitForChange;
-use crate::config::WaitLimits;
 use crate::metadata::{Document, Lookup, MetadataStore};
 use crate::metrics::HELD_REQUESTS;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// Bounds on held `wait-for-change` requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WaitLimits {
+    /// `wait-for-change` requests held at once at most.
+    pub max_held: usize,
+    /// Longest a `wait-for-change` request is held.
+    pub max_wait: Duration,
+}
 
 /// The held requests' shared bounds and the shutdown signal that releases them.
 #[derive(Debug)]

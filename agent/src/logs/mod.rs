@@ -15,7 +15,6 @@ pub use roller::settings::RollerSettings;
 pub use shipper::settings::{KafkaConfig, ShipperSettings};
 pub use writer::settings::WriterSettings;
 
-use crate::config::Config;
 use tokio_util::sync::CancellationToken;
 
 /// The log threads of the warm and cold paths, stopped together after the servers.
@@ -26,29 +25,16 @@ pub struct LogThreads {
 }
 
 impl LogThreads {
-    /// Starts the cold-path roller and, with Kafka configured, the warm shipper.
-    pub fn start(config: &Config) -> anyhow::Result<Self> {
+    /// Starts the cold-path roller and, when given (Kafka configured), the warm shipper.
+    pub(crate) fn start(
+        shipper: Option<shipper::ShipperConfig>,
+        roller: roller::RollerConfig,
+    ) -> anyhow::Result<Self> {
         let stop = CancellationToken::new();
         let mut threads = Vec::new();
-        if let Some(kafka) = &config.kafka {
-            let shipper = shipper::ShipperConfig {
-                brokers: kafka.brokers.clone(),
-                topic: kafka.topic.clone(),
-                security: kafka.security.clone(),
-                machine: config.machine.clone(),
-                log_dir: config.log_dir(),
-                checkpoint: config.shipper_checkpoint(),
-            };
+        if let Some(shipper) = shipper {
             threads.push(shipper::start(shipper, stop.clone())?);
         }
-        let roller = roller::RollerConfig {
-            log_dir: config.log_dir(),
-            parquet_dir: config.parquet_dir(),
-            machine: config.machine.clone(),
-            retention: config.retention.clone(),
-            threads: config.roll_threads,
-            shipper_checkpoint: config.kafka.is_some().then(|| config.shipper_checkpoint()),
-        };
         threads.push(roller::start(roller, stop.clone())?);
         Ok(LogThreads { stop, threads })
     }

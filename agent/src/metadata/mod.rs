@@ -7,16 +7,32 @@ pub mod by_version;
 pub(crate) mod files;
 pub(crate) mod upstream;
 
-use crate::config::{Config, MetadataSource};
 use arc_swap::ArcSwap;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Where the instance documents come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataSource {
+    /// The built-in example document: zero configuration.
+    Builtin,
+    /// A JSON file, or a directory of per-caller files, watched for changes.
+    Path(PathBuf),
+    /// An upstream HTTP endpoint, polled; its last good copy is kept under the data directory.
+    Url {
+        /// The upstream's URL (http).
+        url: String,
+        /// How often it is polled while healthy.
+        poll_interval: Duration,
+    },
+}
 
 /// The built-in example document, served when no source is configured.
 pub const EXAMPLE_DOCUMENT: &str = include_str!("example.json");
@@ -266,12 +282,13 @@ pub fn parse_document(bytes: &[u8]) -> Result<Value, DocumentError> {
 /// Loads the configured source into `store` (an invalid file at start-up is an error) and
 /// spawns whatever keeps it current: a file watcher or an upstream poller.
 pub async fn start(
-    config: &Config,
+    source: &MetadataSource,
+    data_dir: &std::path::Path,
     store: &Arc<MetadataStore>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    match &config.source {
+    match source {
         MetadataSource::Builtin => {
             let document = parse_document(EXAMPLE_DOCUMENT.as_bytes())?;
             let documents = Documents {
@@ -295,7 +312,7 @@ pub async fn start(
             tasks.spawn(watcher.watch(Arc::clone(store), shutdown));
         }
         MetadataSource::Url { url, poll_interval } => {
-            let mut poller = upstream::Upstream::new(url, *poll_interval, &config.data_dir)?;
+            let mut poller = upstream::Upstream::new(url, *poll_interval, data_dir)?;
             poller.load_disk_copy(store);
             tasks.spawn(poller.poll(Arc::clone(store), shutdown));
         }
