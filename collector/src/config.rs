@@ -114,8 +114,9 @@ pub struct Settings {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Rewrite each closed hour's small files into large ones sorted by time (Delta OPTIMIZE),
-    /// safely while collectors append and queries read. Run it periodically (cron, a systemd
-    /// timer).
+    /// then roll up every closed hour not rolled up yet or with late rows since (the rollup
+    /// tables under `_rollups/`), safely while collectors append and queries read. Run it
+    /// periodically (cron, a systemd timer).
     Compact(CompactArgs),
     /// Delete hours older than --max-age, then vacuum files no recent version refers to.
     /// Run it daily.
@@ -137,6 +138,11 @@ pub struct CompactArgs {
     /// Size of the files written, in bytes (1 MiB to 16 GiB).
     #[arg(long, default_value_t = 128 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 34))]
     pub target_file_size: u64,
+    /// Values kept per cluster and hour in each rollup dimension that callers or code fill
+    /// (path, api-version, message, ...): the most frequent; the rest are counted under
+    /// `(other)`, so a flood of distinct values cannot grow a rollup.
+    #[arg(long, default_value_t = warm_table::rollup::DEFAULT_TOP_VALUES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub rollup_top_values: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]

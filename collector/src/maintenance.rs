@@ -24,12 +24,18 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
                 min_age: args.min_age,
                 open_hour: args.open_hour,
                 target_file_size: args.target_file_size,
+                rollup_top_values: args.rollup_top_values,
                 now,
             }))
             .map(|report| {
                 format!(
-                    "collector compact: {} hours compacted ({} files rewritten into {})",
-                    report.hours_compacted, report.files_removed, report.files_added
+                    "collector compact: {} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows)",
+                    report.hours_compacted,
+                    report.files_removed,
+                    report.files_added,
+                    report.rollups.hours_built,
+                    report.rollups.rollup_rows,
+                    report.rollups.raw_rows
                 )
             }),
         Command::Retain(args) => runtime
@@ -41,8 +47,8 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
             }))
             .map(|report| {
                 format!(
-                    "collector retain: {} files of old hours removed from the table, {} files out of the table deleted",
-                    report.files_removed, report.files_vacuumed
+                    "collector retain: {} files of old hours removed from the table and {} from its rollups, {} files out of them deleted",
+                    report.files_removed, report.rollup_files_removed, report.files_vacuumed
                 )
             }),
     };

@@ -8,6 +8,8 @@
 //! either; appends do not conflict with it (they only add files). A killed run leaves files no
 //! commit names; `collector retain` vacuums them. Runs need not be exclusive: a second run that
 //! races the first fails its commit on the removed files and changes nothing.
+//!
+//! Then every closed hour missing from the rollups, or stale there, is rolled up (`rollup/`).
 
 use crate::PARTITION_COLUMNS;
 use anyhow::Context;
@@ -32,6 +34,8 @@ pub struct CompactOptions {
     pub open_hour: bool,
     /// Size of the files written.
     pub target_file_size: u64,
+    /// Most values kept per bounded rollup dimension, cluster and hour.
+    pub rollup_top_values: usize,
     /// What "now" is (tests move it).
     pub now: DateTime<Utc>,
 }
@@ -45,6 +49,8 @@ pub struct CompactReport {
     pub files_removed: u64,
     /// Files it added.
     pub files_added: u64,
+    /// What the rollups' build did.
+    pub rollups: crate::rollup::BuildReport,
 }
 
 /// Compacts every closed hour of the table once; safe to kill at any point.
@@ -101,6 +107,11 @@ pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
         report.files_added += metrics.num_files_added;
         table = optimized;
     }
+    // Rollups of closed hours only, --open-hour or not: the hour in progress is still growing.
+    report.rollups =
+        crate::rollup::build_closed_hours(&url, options.now - min_age, options.rollup_top_values)
+            .await
+            .context("building the rollups")?;
     Ok(report)
 }
 

@@ -12,6 +12,7 @@
 //! | why a write failed: fenced, refused (stop), passing (retry) | `write_error.rs` |
 //! | progress: per Kafka partition and per machine | `progress.rs` |
 //! | closed hours' small files -> sorted large ones | `compact.rs` |
+//! | closed hours -> rollup tables beside the table (`_rollups/`) | `rollup/` |
 //! | old hours deleted, unreferenced files vacuumed | `retain.rs` |
 //! | every row, data files, a file's bytes (tests, benchmarks) | `read.rs` |
 //!
@@ -25,6 +26,7 @@ mod partition_files;
 mod progress;
 mod read;
 pub mod retain;
+pub mod rollup;
 mod schema;
 mod write_error;
 

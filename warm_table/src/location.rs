@@ -38,6 +38,23 @@ pub fn register_storage() {
 /// Opens the table, creating it if the location holds none yet (two collectors starting at once:
 /// one creates it, the other finds it).
 pub async fn open_or_create(url: &Url) -> anyhow::Result<DeltaTable> {
+    open_or_create_table(
+        url,
+        &schema(),
+        &PARTITION_COLUMNS,
+        "the warm store's Delta table",
+    )
+    .await
+}
+
+/// Opens the Delta table at `url`, creating it with `schema` and `partition_columns` (and the
+/// project's checkpoint settings) if the location holds none yet; `what` names it in the log.
+pub(crate) async fn open_or_create_table(
+    url: &Url,
+    schema: &arrow::datatypes::Schema,
+    partition_columns: &[&str],
+    what: &str,
+) -> anyhow::Result<DeltaTable> {
     if let Ok(dir) = url.to_file_path() {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -49,13 +66,11 @@ pub async fn open_or_create(url: &Url) -> anyhow::Result<DeltaTable> {
             return Ok(table);
         }
         let fields: deltalake::kernel::StructType =
-            deltalake::kernel::engine::arrow_conversion::TryIntoKernel::try_into_kernel(
-                schema().as_ref(),
-            )?;
+            deltalake::kernel::engine::arrow_conversion::TryIntoKernel::try_into_kernel(schema)?;
         let created = table
             .create()
             .with_columns(fields.fields().cloned())
-            .with_partition_columns(PARTITION_COLUMNS)
+            .with_partition_columns(partition_columns.iter().copied())
             .with_save_mode(SaveMode::Ignore)
             .with_configuration_property(
                 TableProperty::CheckpointInterval,
@@ -69,7 +84,7 @@ pub async fn open_or_create(url: &Url) -> anyhow::Result<DeltaTable> {
             .await;
         match created {
             Ok(table) => {
-                tracing::info!(%url, "created the warm store's Delta table");
+                tracing::info!(%url, "created {what}");
                 return Ok(table);
             }
             Err(error) => {

@@ -1,5 +1,5 @@
-//! `collector retain`: the table keeps `--max-age` of logs. Whole hours older than that are
-//! deleted (a Delta DELETE whose predicate names only partition columns: a commit of `remove`
+//! `collector retain`: the table keeps `--max-age` of logs, and its rollups (`rollup/`) the same
+//! hours. Whole hours older than that are deleted (a Delta DELETE whose predicate names only partition columns: a commit of `remove`
 //! actions, no file rewritten), then VACUUM deletes the files no version within `--vacuum-after`
 //! refers to: files removed by retention or compaction, and files of flushes or compactions that
 //! were killed before they committed.
@@ -33,7 +33,9 @@ pub struct RetainOptions {
 pub struct RetainReport {
     /// Files the deletion removed from the table.
     pub files_removed: usize,
-    /// Files vacuumed from storage.
+    /// Files the deletion removed from the rollups.
+    pub rollup_files_removed: usize,
+    /// Files vacuumed from storage (the table's and the rollups').
     pub files_vacuumed: usize,
 }
 
@@ -51,11 +53,37 @@ pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
     );
     let (table, deleted) = table
         .delete()
-        .with_predicate(predicate)
+        .with_predicate(predicate.clone())
         .await
         .context("deleting old partitions")?;
     let vacuum_after =
         chrono::Duration::from_std(options.vacuum_after).context("--vacuum-after is too large")?;
+    let mut report = RetainReport::default();
+    // The rollups keep the same hours (same partition columns): a rollup hour without its raw
+    // hour could no longer be checked against it.
+    for rollup in &crate::rollup::ROLLUPS {
+        let Some(rollup_table) = rollup.open(&url).await? else {
+            continue;
+        };
+        let (rollup_table, deleted) = rollup_table
+            .delete()
+            .with_predicate(predicate.clone())
+            .await
+            .with_context(|| format!("deleting old hours of the rollup {}", rollup.name))?;
+        let vacuumed = vacuum(rollup_table, vacuum_after).await?;
+        report.rollup_files_removed += deleted.num_removed_files;
+        report.files_vacuumed += vacuumed;
+    }
+    report.files_removed = deleted.num_removed_files;
+    report.files_vacuumed += vacuum(table, vacuum_after).await?;
+    Ok(report)
+}
+
+/// Deletes the files no version of `table` within `vacuum_after` refers to; how many.
+async fn vacuum(
+    table: deltalake::DeltaTable,
+    vacuum_after: chrono::Duration,
+) -> anyhow::Result<usize> {
     let (_, vacuumed) = table
         .vacuum()
         .with_retention_period(vacuum_after)
@@ -69,8 +97,5 @@ pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
     for file in &vacuumed.files_deleted {
         tracing::debug!(file, "vacuumed");
     }
-    Ok(RetainReport {
-        files_removed: deleted.num_removed_files,
-        files_vacuumed: vacuumed.files_deleted.len(),
-    })
+    Ok(vacuumed.files_deleted.len())
 }

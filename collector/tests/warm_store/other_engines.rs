@@ -120,6 +120,7 @@ async fn spark_and_python_deltalake_read_exactly_the_agents_events_while_compact
                 min_age: Duration::from_secs(3600),
                 open_hour: false,
                 target_file_size: 128 << 20,
+                rollup_top_values: warm_table::rollup::DEFAULT_TOP_VALUES,
                 now: chrono::Utc::now() + chrono::Duration::hours(2),
             })
             .await

@@ -78,6 +78,7 @@ pub fn compact_and_vacuum(root: &Path) {
             min_age: std::time::Duration::from_secs(3600),
             open_hour: false,
             target_file_size: 128 << 20,
+            rollup_top_values: warm_table::rollup::DEFAULT_TOP_VALUES,
             now,
         })
         .await

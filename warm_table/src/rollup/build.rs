@@ -1,0 +1,194 @@
+//! Which closed hours each rollup lacks or counts wrongly, and building them again. An hour is
+//! stale in a rollup when the rollup's rows of that hour do not add up to the rows the warm
+//! table holds for it (read from the log's per-file statistics, without reading data): never
+//! built, or rows arrived late after it was built. The warm table is read at one version
+//! throughout, so an hour is built from exactly the rows its count was taken from; rows that
+//! arrive during the build make it stale again for the next run.
+
+use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate};
+use crate::location::open_or_create_table;
+use anyhow::Context;
+use arrow::array::{Array, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::prelude::{SessionContext, col, lit};
+use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
+use futures::TryStreamExt;
+use std::collections::BTreeMap;
+use url::Url;
+
+/// An hour of the table: its `date` and `hour` partition values.
+type HourKey = (String, String);
+
+/// What one run built.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    /// (rollup, hour) pairs built.
+    pub hours_built: usize,
+    /// Raw rows those builds read.
+    pub raw_rows: u64,
+    /// Rollup rows they wrote.
+    pub rollup_rows: u64,
+}
+
+/// Builds, in every rollup, the hours that ended before `closed_before` and are missing or
+/// stale there. Safe to kill and to run twice at once (see `mod.rs`).
+pub async fn build_closed_hours(
+    warm: &Url,
+    closed_before: DateTime<Utc>,
+    top_values: usize,
+) -> anyhow::Result<BuildReport> {
+    let table = crate::open(warm).await?;
+    let raw = raw_hour_rows(&table, closed_before).await?;
+    let mut report = BuildReport::default();
+    let mut rollups = Vec::new();
+    for rollup in &ROLLUPS {
+        let location = rollup.location(warm)?;
+        let rollup_table = open_or_create_table(
+            &location,
+            &rollup.schema(),
+            &PARTITION_COLUMNS,
+            &format!("the rollup table {}", rollup.name),
+        )
+        .await?;
+        let built = hour_totals(&rollup_table).await?;
+        rollups.push((rollup, rollup_table, built));
+    }
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    for ((date, hour), rows) in &raw {
+        let stale: Vec<usize> = rollups
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, built))| built.get(&(date.clone(), hour.clone())) != Some(rows))
+            .map(|(index, _)| index)
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        let hour_start = hour_start(date, hour)?;
+        let batches = ctx
+            .read_table(provider.clone())?
+            .filter(
+                col("date")
+                    .eq(lit(date.as_str()))
+                    .and(col("hour").eq(lit(hour.as_str()))),
+            )?
+            .collect()
+            .await
+            .with_context(|| format!("reading date={date}/hour={hour}"))?;
+        let mut records = Vec::new();
+        for batch in &batches {
+            records.extend(crate::to_records(batch)?);
+        }
+        for index in stale {
+            let (rollup, rollup_table, _) = &mut rollups[index];
+            let batch = aggregate::hour_rows(rollup, hour_start, &records, top_values)
+                .with_context(|| format!("rolling up date={date}/hour={hour}"))?;
+            let written = batch.num_rows() as u64;
+            *rollup_table = replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;
+            tracing::info!(
+                rollup = rollup.name,
+                date,
+                hour,
+                raw_rows = records.len(),
+                rollup_rows = written,
+                "rollup hour built"
+            );
+            report.hours_built += 1;
+            report.raw_rows += records.len() as u64;
+            report.rollup_rows += written;
+        }
+    }
+    Ok(report)
+}
+
+/// Replaces the rollup's rows of one hour with `batch`, in one commit.
+async fn replace_hour(
+    rollup: &Rollup,
+    table: DeltaTable,
+    batch: arrow::array::RecordBatch,
+    date: &str,
+    hour: &str,
+) -> anyhow::Result<DeltaTable> {
+    let [date_column, hour_column] = PARTITION_COLUMNS;
+    table
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Overwrite)
+        .with_replace_where(
+            col(date_column)
+                .eq(lit(date))
+                .and(col(hour_column).eq(lit(hour))),
+        )
+        .with_writer_properties(logrecord::parquet_file::writer_properties()?)
+        .await
+        .with_context(|| format!("replacing date={date}/hour={hour} of {}", rollup.name))
+}
+
+/// Rows the warm table holds per closed hour, from its log's per-file row counts.
+async fn raw_hour_rows(
+    table: &DeltaTable,
+    closed_before: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<HourKey, i64>> {
+    let snapshot = table.snapshot()?.snapshot().clone();
+    let mut rows: BTreeMap<HourKey, i64> = BTreeMap::new();
+    let mut views = snapshot.file_views(table.log_store().as_ref(), None);
+    while let Some(view) = views.try_next().await? {
+        let values = view.partition_values_map();
+        let value = |name: &str| values.get(name).cloned().flatten().unwrap_or_default();
+        let (date, hour) = (value("date"), value("hour"));
+        let Ok(start) = hour_start(&date, &hour) else {
+            continue;
+        };
+        if start + chrono::Duration::hours(1) > closed_before {
+            continue;
+        }
+        let count = view
+            .num_records()
+            .with_context(|| format!("{}: the log has no row count for this file", view.path()))?;
+        *rows.entry((date, hour)).or_default() += count as i64;
+    }
+    Ok(rows)
+}
+
+/// Rows of the warm table each hour of a rollup table counts (the sum of its `rows`).
+pub async fn hour_totals(rollup_table: &DeltaTable) -> anyhow::Result<BTreeMap<HourKey, i64>> {
+    let ctx = SessionContext::new();
+    rollup_table.update_datafusion_session(&ctx.state())?;
+    let batches = ctx
+        .read_table(rollup_table.table_provider().await?)?
+        .aggregate(
+            vec![col("date"), col("hour")],
+            vec![sum(col("rows")).alias("rows")],
+        )?
+        .collect()
+        .await?;
+    let mut totals = BTreeMap::new();
+    for batch in &batches {
+        let text = |index: usize| cast(batch.column(index), &DataType::Utf8);
+        let (dates, hours) = (text(0)?, text(1)?);
+        let (dates, hours) = (dates.as_string::<i32>(), hours.as_string::<i32>());
+        let rows = batch.column(2).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            if !rows.is_null(row) {
+                totals.insert(
+                    (dates.value(row).to_owned(), hours.value(row).to_owned()),
+                    rows.value(row),
+                );
+            }
+        }
+    }
+    Ok(totals)
+}
+
+fn hour_start(date: &str, hour: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(
+        NaiveDateTime::parse_from_str(&format!("{date} {hour}:00:00"), "%Y-%m-%d %H:%M:%S")
+            .with_context(|| format!("date={date}/hour={hour} is not an hour"))?
+            .and_utc(),
+    )
+}
