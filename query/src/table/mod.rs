@@ -188,6 +188,33 @@ async fn delta_tables(
     Ok(Arc::new(ViewTable::new(plan.build()?, None)))
 }
 
+/// The prefix of the tables that expose the warm store's rollups, e.g. `logs_hourly_by_status`.
+pub(crate) const ROLLUP_TABLE_PREFIX: &str = "logs_";
+
+/// Registers each rollup the collector's compaction built beside the Delta table at `warm`
+/// (`warm_table::rollup`) as `logs_<name>`, read at its newest version as `logs` is.
+async fn register_rollups(
+    ctx: &SessionContext,
+    warm: &url::Url,
+    files: Files,
+) -> anyhow::Result<()> {
+    for rollup in &warm_table::rollup::ROLLUPS {
+        if rollup.open(warm).await?.is_none() {
+            continue;
+        }
+        let location = rollup.location(warm)?;
+        let table = deltalake::DeltaTableBuilder::from_url(location.clone())?.build()?;
+        let provider = LatestDelta::open(table, &warm_table::rollup::PARTITION_COLUMNS, files)
+            .await
+            .with_context(|| format!("{location}: opening the rollup"))?;
+        ctx.register_table(
+            format!("{ROLLUP_TABLE_PREFIX}{}", rollup.name),
+            Arc::new(provider),
+        )?;
+    }
+    Ok(())
+}
+
 /// The warm store's Parquet files' own columns: the log record's, less the partition columns
 /// (hive directories and the Delta log keep `cluster`, not the files).
 pub(crate) fn warm_file_schema() -> SchemaRef {
@@ -231,6 +258,9 @@ pub(crate) async fn register(
     }
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
+        if let [source] = delta_sources.as_slice() {
+            register_rollups(ctx, &url::Url::parse(source.table_url.as_str())?, files).await?;
+        }
         let table = delta_tables(ctx, delta_sources, files).await?;
         ctx.register_table(TABLE, Arc::new(logs_view(table, &WARM_PARTITIONS)?))?;
         return Ok(layout);

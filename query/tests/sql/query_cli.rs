@@ -489,6 +489,19 @@ fn a_delta_store_shows_each_row_once_at_every_step() {
     crate::fixtures::compact_and_vacuum(dir.path());
     assert_eq!(counts(), expected);
     assert_eq!(crate::fixtures::parquet_files(&partition), 1);
+    // Compaction also rolled every closed hour up, and `query` shows the rollups as tables:
+    // they answer what the raw rows answer.
+    let csv = |sql: &str| stdout(&query(dir.path(), &["--format", "csv", sql]));
+    let by_status = csv(
+        "SELECT cluster, status, sum(rows) AS n, sum(latency_us_sum) AS latency FROM logs_hourly_by_status GROUP BY 1, 2 ORDER BY 1, 2",
+    );
+    assert_eq!(
+        by_status,
+        csv(
+            "SELECT cluster, status, count(*) AS n, sum(latency_us) AS latency FROM logs GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+    );
+    assert_eq!(by_status.lines().count(), 1 + 2 * 3, "{by_status}");
 
     // A damaged log entry is an error, never a silent wrong count.
     let log = dir.path().join("_delta_log");

@@ -131,18 +131,28 @@ impl Rollup {
 
     /// Its table at `warm`'s rollups, `None` when none was built yet.
     pub async fn open(&self, warm: &Url) -> anyhow::Result<Option<deltalake::DeltaTable>> {
-        use deltalake::{DeltaTable, DeltaTableError};
+        use anyhow::Context;
+        use deltalake::DeltaTableBuilder;
         let location = self.location(warm)?;
-        match DeltaTable::try_from_url(location.clone()).await {
-            Ok(table) if table.version().is_some() => Ok(Some(table)),
-            Ok(_)
-            | Err(DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_)) => {
-                Ok(None)
-            }
-            Err(error) => {
-                Err(anyhow::Error::new(error).context(format!("opening the rollup at {location}")))
-            }
+        if let Ok(dir) = location.to_file_path()
+            && !dir.join("_delta_log").is_dir()
+        {
+            return Ok(None);
         }
+        let context = || format!("opening the rollup at {location}");
+        let mut table = DeltaTableBuilder::from_url(location.clone())
+            .and_then(|builder| builder.build())
+            .with_context(context)?;
+        if !table
+            .log_store()
+            .is_delta_table_location()
+            .await
+            .with_context(context)?
+        {
+            return Ok(None);
+        }
+        table.load().await.with_context(context)?;
+        Ok(Some(table))
     }
 
     /// Its Arrow schema: `hour_start`, `cluster`, the dimensions, the measures, `date`, `hour`.

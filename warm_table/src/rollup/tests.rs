@@ -323,7 +323,10 @@ async fn retention_trims_the_rollups_to_the_tables_hours() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(report.rollup_files_removed >= 6 * ROLLUPS.len(), "{report:?}");
+    assert!(
+        report.rollup_files_removed >= 6 * ROLLUPS.len(),
+        "{report:?}"
+    );
     for rollup in &ROLLUPS {
         let table = rollup
             .open(&url)
@@ -336,7 +339,12 @@ async fn retention_trims_the_rollups_to_the_tables_hours() {
             .into_keys()
             .map(|(_, hour)| hour)
             .collect();
-        assert_eq!(hours, ["06", "07", "08", "09", "10", "11"], "{}", rollup.name);
+        assert_eq!(
+            hours,
+            ["06", "07", "08", "09", "10", "11"],
+            "{}",
+            rollup.name
+        );
     }
     assert_exact(&url).await;
 }
