@@ -22,6 +22,7 @@ mod log_pattern;
 mod output;
 mod policy;
 mod prompt;
+mod rollups;
 mod run;
 mod serve;
 mod source;
@@ -221,7 +222,10 @@ fn footer_cache_bytes(files: Files) -> usize {
 fn local_settings(cli: &Cli, files: Files) -> anyhow::Result<(SessionConfig, Arc<RuntimeEnv>)> {
     // DataFusion settings can be tuned with DATAFUSION_* variables (e.g.
     // DATAFUSION_EXECUTION_TARGET_PARTITIONS); statements cannot change them (SET is refused).
-    let mut config = SessionConfig::from_env().context("a DATAFUSION_* variable")?;
+    let mut config = SessionConfig::from_env()
+        .context("a DATAFUSION_* variable")?
+        // `SET logs.rollups = off`: statements on raw rows only (`rollups.rs`).
+        .with_option_extension(rollups::LogsOptions::default());
     // Gathering statistics reads every file's footer while planning, and the scan reads them
     // again: over months of hourly files that doubled a full scan's time (BENCHMARKS.md). Row
     // groups are still pruned by their statistics during the scan.

@@ -260,7 +260,8 @@ pub(crate) enum NotPlanned {
     Invalid(DataFusionError),
 }
 
-/// Checks the parsed `statement`, plans it and checks the plan: what every caller runs, once.
+/// Checks the parsed `statement`, plans it and checks the plan, then answers what it can from
+/// the rollups (`rollups.rs`): what every caller runs, once.
 /// (The text was checked by [`check_text`] before it was parsed.)
 pub(crate) async fn plan(
     state: &SessionState,
@@ -274,7 +275,21 @@ pub(crate) async fn plan(
         .await
         .map_err(NotPlanned::Invalid)?;
     check_plan(state, &plan)?;
-    Ok(plan)
+    let rollups_on = state
+        .config()
+        .options()
+        .extensions
+        .get::<crate::rollups::LogsOptions>()
+        .is_none_or(|options| options.rollups);
+    match state
+        .config()
+        .get_extension::<crate::rollups::RollupSource>()
+    {
+        Some(source) if rollups_on => crate::rollups::use_rollups(state, &source, plan)
+            .await
+            .map_err(NotPlanned::Invalid),
+        _ => Ok(plan),
+    }
 }
 
 /// The deepest expression nesting in the plan, measured without recursion over expressions (an

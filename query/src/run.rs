@@ -33,6 +33,21 @@ pub(crate) async fn execute(
     let statement = state
         .sql_to_statement(sql, &state.config().options().sql_parser.dialect)
         .map_err(|error| anyhow!("SQL error: {error}"))?;
+    if let Some(setting) = crate::rollups::setting(&statement) {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set(crate::rollups::SETTING, &setting?)?;
+        let nothing = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+            futures::stream::empty(),
+        );
+        return Ok(Running {
+            rows: Box::pin(nothing),
+            _progress: ScanProgress::start(bytes_read),
+        });
+    }
     let plan = policy::plan(&state, statement).await?;
     let frame = ctx
         .execute_logical_plan(plan)

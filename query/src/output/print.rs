@@ -49,6 +49,10 @@ pub(crate) async fn write(
     format: Format,
     output: Option<&Path>,
 ) -> anyhow::Result<usize> {
+    // A statement without columns (a SET) prints nothing.
+    if stream.schema().fields().is_empty() {
+        return Ok(0);
+    }
     let inner: Box<dyn Write> = match (format, output) {
         (Format::Parquet, _) => Box::new(std::io::sink()),
         (_, Some(path)) => Box::new(std::io::BufWriter::new(

@@ -155,7 +155,14 @@ impl Guard {
         ctx: &SessionContext,
         client: &(impl ClientInfo + ?Sized),
     ) -> PgWireResult<LogicalPlan> {
-        let state = ctx.state();
+        let mut state = ctx.state();
+        if let Some(value) = client.metadata().get(crate::rollups::SETTING) {
+            // The session's `SET logs.rollups`, on this statement's copy of the settings.
+            let _ = state
+                .config_mut()
+                .options_mut()
+                .set(crate::rollups::SETTING, value);
+        }
         let statement = ParsedStatement::Statement(Box::new(statement.clone()));
         let planning = tokio::spawn(async move {
             policy::plan(&state, statement)
@@ -195,6 +202,19 @@ impl QueryHook for Guard {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        // `SET logs.rollups`: this session's only (the engine is shared).
+        let parsed = ParsedStatement::Statement(Box::new(statement.clone()));
+        if let Some(value) = crate::rollups::setting(&parsed) {
+            return Some(match value {
+                Ok(value) => {
+                    client
+                        .metadata_mut()
+                        .insert(crate::rollups::SETTING.to_owned(), value);
+                    Ok(Response::Execution(Tag::new("SET")))
+                }
+                Err(error) => Err(self::error("22023", error.to_string())),
+            });
+        }
         if let Some(answer) = Self::set(statement) {
             return Some(answer);
         }

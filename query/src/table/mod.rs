@@ -198,10 +198,12 @@ async fn register_rollups(
     warm: &url::Url,
     files: Files,
 ) -> anyhow::Result<()> {
+    let mut found = Vec::new();
     for rollup in &warm_table::rollup::ROLLUPS {
         if rollup.open(warm).await?.is_none() {
             continue;
         }
+        found.push(*rollup);
         let location = rollup.location(warm)?;
         let table = deltalake::DeltaTableBuilder::from_url(location.clone())?.build()?;
         let provider = LatestDelta::open(table, &warm_table::rollup::PARTITION_COLUMNS, files)
@@ -211,6 +213,16 @@ async fn register_rollups(
             format!("{ROLLUP_TABLE_PREFIX}{}", rollup.name),
             Arc::new(provider),
         )?;
+    }
+    if !found.is_empty() {
+        let source = crate::rollups::RollupSource {
+            warm: warm.clone(),
+            rollups: found,
+        };
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(source));
     }
     Ok(())
 }

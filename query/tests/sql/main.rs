@@ -9,5 +9,6 @@ mod latest_delta;
 mod mutations;
 mod query_cli;
 mod remote_sources;
+mod rollups;
 mod serve;
 mod serve_mutations;

@@ -42,7 +42,7 @@ pub async fn build_closed_hours(
     top_values: usize,
 ) -> anyhow::Result<BuildReport> {
     let table = crate::open(warm).await?;
-    let raw = raw_hour_rows(&table, closed_before).await?;
+    let raw = hour_rows(&table, closed_before).await?;
     let mut report = BuildReport::default();
     let mut rollups = Vec::new();
     for rollup in &ROLLUPS {
@@ -130,7 +130,7 @@ async fn replace_hour(
 }
 
 /// Rows the warm table holds per closed hour, from its log's per-file row counts.
-async fn raw_hour_rows(
+async fn hour_rows(
     table: &DeltaTable,
     closed_before: DateTime<Utc>,
 ) -> anyhow::Result<BTreeMap<HourKey, i64>> {
@@ -153,6 +153,17 @@ async fn raw_hour_rows(
         *rows.entry((date, hour)).or_default() += count as i64;
     }
     Ok(rows)
+}
+
+/// Rows the warm table at `warm` holds per hour (every hour), from its log: what a reader checks
+/// a rollup's hours against.
+pub async fn raw_hour_rows(warm: &Url) -> anyhow::Result<BTreeMap<DateTime<Utc>, i64>> {
+    let table = crate::open(warm).await?;
+    Ok(hour_rows(&table, DateTime::<Utc>::MAX_UTC)
+        .await?
+        .into_iter()
+        .filter_map(|((date, hour), rows)| Some((hour_start(&date, &hour).ok()?, rows)))
+        .collect())
 }
 
 /// Rows of the warm table each hour of a rollup table counts (the sum of its `rows`).

@@ -27,7 +27,7 @@ mod build;
 pub mod sketch;
 
 pub use aggregate::OTHER;
-pub use build::{BuildReport, build_closed_hours, hour_totals};
+pub use build::{BuildReport, build_closed_hours, hour_totals, raw_hour_rows};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;

@@ -1,0 +1,125 @@
+//! Aggregations over hours the compaction rolled up are answered from the rollups, and equal
+//! what raw rows answer: hours with late rows since, range edges off the hour and the hours
+//! outside the rollups come from raw rows; `EXPLAIN` shows which; `SET logs.rollups = off`
+//! plans on raw rows only.
+
+use crate::fixtures::{compact_and_vacuum, records, write_delta};
+use logrecord::{LogRecord, Uuid};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// `input` (statements separated by `;`) piped into `query --data <root> --format csv`.
+fn piped(root: &Path, input: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(root)
+        .args(["--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{input}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = records();
+    write_delta(dir.path(), &records, 2);
+    compact_and_vacuum(dir.path());
+    // Rows that arrive for 2026-01-01 01:00 (cluster c1) after it was rolled up: that hour is
+    // no longer held exactly, and is read raw.
+    let late: Vec<LogRecord> = records
+        .iter()
+        .filter(|r| r.cluster == "c1" && r.timestamp.format("%d%H").to_string() == "0101")
+        .take(4)
+        .enumerate()
+        .map(|(i, r)| LogRecord {
+            id: Uuid::from_u64_pair(0x1a7e, i as u64),
+            seq: r.seq + 50_000,
+            latency_us: Some(9_000 + i as u64),
+            ..r.clone()
+        })
+        .collect();
+    write_delta(dir.path(), &late, 1);
+
+    let answered_from_rollups = [
+        "SELECT status, count(*) AS n FROM logs GROUP BY status ORDER BY status",
+        "SELECT count(*) AS n, sum(latency_us) AS total, min(latency_us) AS lo, max(latency_us) AS hi FROM logs",
+        "SELECT cluster, date, count(*) AS n, avg(latency_us) AS mean, count(latency_us) AS timed \
+         FROM logs WHERE level IN ('WARN', 'ERROR') GROUP BY cluster, date ORDER BY cluster, date",
+        "SELECT path, count(*) AS n FROM logs WHERE \"timestamp\" >= '2026-01-01T01:30:00Z' \
+         AND \"timestamp\" < '2026-01-02T02:00:00Z' AND path IS NOT NULL GROUP BY path ORDER BY path",
+        "SELECT api_version, sum(response_bytes) AS bytes FROM logs WHERE cluster = 'c1' \
+         GROUP BY api_version ORDER BY api_version",
+        "SELECT message, count(*) AS n FROM logs WHERE level = 'ERROR' GROUP BY message ORDER BY message",
+    ];
+    for sql in answered_from_rollups {
+        let on = piped(dir.path(), &format!("{sql};"));
+        let off = piped(dir.path(), &format!("SET logs.rollups = off;\n{sql};"));
+        assert_eq!(on, off, "{sql}");
+        assert!(on.lines().count() >= 2, "{sql}: {on}");
+        let plan = piped(dir.path(), &format!("EXPLAIN {sql};"));
+        assert!(plan.contains("logs_hourly_by_"), "{sql}: {plan}");
+        let raw_plan = piped(
+            dir.path(),
+            &format!("SET logs.rollups = off;\nEXPLAIN {sql};"),
+        );
+        assert!(!raw_plan.contains("logs_hourly_by_"), "{sql}: {raw_plan}");
+    }
+    // The late rows are counted: the raw total, not the rollups' alone.
+    assert_eq!(
+        piped(dir.path(), "SELECT count(*) AS n FROM logs;"),
+        format!("n\n{}\n", records.len() + late.len())
+    );
+
+    let answered_from_raw_rows = [
+        "SELECT approx_percentile_cont(latency_us, 0.9) AS p90 FROM logs",
+        "SELECT count(DISTINCT machine) AS machines FROM logs",
+        "SELECT machine, count(*) AS n FROM logs GROUP BY machine",
+        "SELECT status, count(*) AS n FROM logs WHERE message LIKE 'request%' GROUP BY status",
+    ];
+    for sql in answered_from_raw_rows {
+        let plan = piped(dir.path(), &format!("EXPLAIN {sql};"));
+        assert!(!plan.contains("logs_hourly_by_"), "{sql}: {plan}");
+    }
+}
+
+/// Through `query serve` (psql, simple protocol): the same answers, the rollup in `EXPLAIN`, and
+/// `SET logs.rollups = off` for that session only.
+#[test]
+fn the_server_answers_from_the_rollups_per_session() {
+    let dir = tempfile::tempdir().unwrap();
+    write_delta(dir.path(), &records(), 2);
+    compact_and_vacuum(dir.path());
+    let server = crate::serve::Server::start(dir.path(), &[]);
+    let sql = "SELECT cluster, status, count(*) AS n FROM logs GROUP BY cluster, status ORDER BY cluster, status";
+    let explain = format!("EXPLAIN {sql}");
+    let run = |statements: &[&str]| {
+        let output = crate::serve::psql(&server.conninfo(), statements);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let from_rollups = run(&[sql]);
+    assert_eq!(from_rollups, piped(dir.path(), &format!("{sql};")));
+    assert!(run(&[&explain]).contains("logs_hourly_by_status"));
+    let off = run(&["SET logs.rollups = off", sql, &explain]);
+    assert!(off.starts_with(&format!("SET\n{from_rollups}")), "{off}");
+    assert!(!off.contains("logs_hourly_by_status"), "{off}");
+    // Another session still reads the rollups.
+    assert!(run(&[&explain]).contains("logs_hourly_by_status"));
+}
