@@ -6,6 +6,7 @@
 //! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `source/` (`mod.rs`, `fetch.rs`, `local_reads.rs`) |
 //! | sources -> table `logs` (Delta provider or hive listing) with partition columns, ids as text; checked reads, damaged files named | `table/` (`mod.rs`, `uuid_text.rs`, `visible_files.rs`, `latest_delta.rs`, `file_skipping.rs`, `damaged.rs`) |
 //! | statement -> policy (read-only, bounds, SQLSTATEs; once per statement, for every caller) -> plan | `policy.rs` |
+//! | plan -> aggregations over `logs` from the rollups where they answer exactly | `rollups.rs` |
 //! | plan -> rows (CLI and prompt) | `run.rs` |
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | rows -> table, CSV, JSON lines, Parquet; progress on stderr | `output/` |
