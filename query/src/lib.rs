@@ -23,6 +23,7 @@ mod log_pattern;
 mod output;
 mod policy;
 mod prompt;
+mod rollup_sketches;
 mod rollups;
 mod run;
 mod serve;

@@ -1,7 +1,8 @@
 //! Statements over `logs` answered from the rollups (`warm_table::rollup`) where they answer
 //! exactly. An aggregation over `logs` whose grouping and filters use only the hour, the cluster
 //! and one rollup's dimensions, and whose aggregates are `count(*)`, or `count`, `sum`, `min`,
-//! `max`, `avg` of `latency_us` or `response_bytes`, is planned as
+//! `max`, `avg` of `latency_us` or `response_bytes`, or `approx_percentile_cont(latency_us, q)`
+//! (from the latency sketches, `rollup_sketches.rs`), is planned as
 //!
 //! ```text
 //! final aggregate (sum of counts and sums, min of minimums, max of maximums)
@@ -13,7 +14,7 @@
 //!
 //! An hour is held exactly when the rollup's rows of that hour add up to the rows the warm
 //! table's log counts for it, checked when the statement is planned. Anything else (other
-//! aggregates, percentiles, DISTINCT, other columns, joins) runs on raw rows as written.
+//! aggregates, DISTINCT, other columns, joins) runs on raw rows as written.
 //! `EXPLAIN` shows the rollup's scan; `SET logs.rollups = off` plans every statement on raw rows.
 
 use crate::table::{ROLLUP_TABLE_PREFIX, TABLE};
@@ -173,8 +174,9 @@ impl Candidate {
         for expr in &aggregate.group_expr {
             needed.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
         }
+        let mut measures = Vec::new();
         for expr in &aggregate.aggr_expr {
-            partial_measures(expr)?;
+            measures.extend(partial_measures(expr)?);
         }
         let (mut filters, mut from, mut to) = (Vec::new(), None, None);
         if let Some(predicate) = predicate {
@@ -184,6 +186,16 @@ impl Candidate {
                     .into_iter()
                     .map(|c| c.name.clone())
                     .collect();
+                if let Expr::IsNotNull(inner) = conjunct
+                    && let Expr::Column(column) = inner.as_ref()
+                    && measures
+                        .iter()
+                        .all(|measure| measure.ignores_nulls_of() == Some(column.name.as_str()))
+                {
+                    // `latency_us IS NOT NULL` changes nothing every aggregate of latency_us
+                    // does not already ignore.
+                    continue;
+                }
                 if columns.iter().all(|c| c == "timestamp") && !columns.is_empty() {
                     narrow_range(conjunct, &mut from, &mut to)?;
                 } else {
@@ -323,6 +335,9 @@ impl Candidate {
                             ),
                         )
                 }
+                [Measure::Quantile(q)] => {
+                    crate::rollup_sketches::sketch_quantile().call(vec![partial(0), lit(*q)])
+                }
                 [Measure::Min(..)] => min(partial(0)),
                 [Measure::Max(..)] => max(partial(0)),
                 _ => sum(partial(0)),
@@ -385,9 +400,20 @@ enum Measure {
     Max(&'static str),
     /// The sum, for an average (with a `Count` after it).
     Average(&'static str),
+    /// A percentile of `latency_us`, from the sketches.
+    Quantile(f64),
 }
 
 impl Measure {
+    /// The column whose nulls this measure ignores; `None` for `count(*)`.
+    fn ignores_nulls_of(&self) -> Option<&'static str> {
+        match self {
+            Measure::Count(column) => *column,
+            Measure::Sum(c) | Measure::Min(c) | Measure::Max(c) | Measure::Average(c) => Some(c),
+            Measure::Quantile(_) => Some("latency_us"),
+        }
+    }
+
     fn over_rollup(&self, table: &str) -> Expr {
         let column = |name: String| col(Column::new(Some(table), name));
         match self {
@@ -396,6 +422,8 @@ impl Measure {
             Measure::Sum(c) | Measure::Average(c) => sum(column(format!("{c}_sum"))),
             Measure::Min(c) => min(column(format!("{c}_min"))),
             Measure::Max(c) => max(column(format!("{c}_max"))),
+            Measure::Quantile(_) => crate::rollup_sketches::sketch_union()
+                .call(vec![column("latency_us_sketch".to_owned())]),
         }
     }
 
@@ -407,6 +435,9 @@ impl Measure {
             Measure::Sum(c) | Measure::Average(c) => sum(column(c)),
             Measure::Min(c) => min(column(c)),
             Measure::Max(c) => max(column(c)),
+            Measure::Quantile(_) => {
+                crate::rollup_sketches::sketch_of().call(vec![column("latency_us")])
+            }
         }
     }
 }
@@ -421,7 +452,13 @@ fn partial_measures(expr: &Expr) -> Option<Vec<Measure>> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
         return None;
     };
-    if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+    if params.distinct || params.filter.is_some() {
+        return None;
+    }
+    if func.name() == "approx_percentile_cont" {
+        return latency_percentile(params).map(|q| vec![Measure::Quantile(q)]);
+    }
+    if !params.order_by.is_empty() {
         return None;
     }
     let measured = |args: &[Expr]| match args {
@@ -442,6 +479,30 @@ fn partial_measures(expr: &Expr) -> Option<Vec<Measure>> {
         }
         _ => return None,
     })
+}
+
+/// The `q` of `approx_percentile_cont(latency_us, q)` (or `approx_percentile_cont(q) WITHIN
+/// GROUP (ORDER BY latency_us)`), a constant between 0 and 1.
+fn latency_percentile(
+    params: &datafusion::logical_expr::expr::AggregateFunctionParams,
+) -> Option<f64> {
+    let is_latency = |expr: &Expr| matches!(expr, Expr::Column(c) if c.name == "latency_us");
+    let ordered_by_latency = match params.order_by.as_slice() {
+        [] => false,
+        [sort] if sort.asc && is_latency(&sort.expr) => true,
+        _ => return None,
+    };
+    let q = match params.args.as_slice() {
+        [column, Expr::Literal(q, _)] if is_latency(column) => q,
+        [Expr::Literal(q, _)] if ordered_by_latency => q,
+        _ => return None,
+    };
+    let q = match q {
+        ScalarValue::Float64(Some(q)) => *q,
+        ScalarValue::Float32(Some(q)) => f64::from(*q),
+        _ => return None,
+    };
+    (0.0..=1.0).contains(&q).then_some(q)
 }
 
 fn split_conjunction(expr: &Expr) -> Vec<&Expr> {

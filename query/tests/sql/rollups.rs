@@ -87,8 +87,38 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
         format!("n\n{}\n", records.len() + late.len())
     );
 
+    // Percentiles from the sketches: within their 1% of the exact value at rank q x (n - 1) of
+    // each group's latencies (late rows included).
+    let p90 = "SELECT cluster, date, approx_percentile_cont(latency_us, 0.9) AS p90 FROM logs \
+               WHERE latency_us IS NOT NULL GROUP BY cluster, date ORDER BY cluster, date";
+    assert!(piped(dir.path(), &format!("EXPLAIN {p90};")).contains("logs_hourly_by_"));
+    let mut latencies: std::collections::BTreeMap<(String, String), Vec<u64>> = Default::default();
+    for r in records.iter().chain(&late) {
+        latencies
+            .entry((
+                r.cluster.clone(),
+                r.timestamp.format("%Y-%m-%d").to_string(),
+            ))
+            .or_default()
+            .extend(r.latency_us);
+    }
+    let answer = piped(dir.path(), &format!("{p90};"));
+    let answered: Vec<&str> = answer.lines().skip(1).collect();
+    assert_eq!(answered.len(), latencies.len(), "{answer}");
+    for (line, ((cluster, date), mut values)) in answered.iter().zip(latencies) {
+        values.sort_unstable();
+        let exact = values[(0.9 * (values.len() - 1) as f64).floor() as usize] as f64;
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields[..2], [cluster.as_str(), date.as_str()], "{answer}");
+        let estimate: f64 = fields[2].parse().unwrap();
+        // The sketch's 1%, and the integer the answer is given as.
+        assert!(
+            (estimate - exact).abs() <= 0.01 * exact + 1.0,
+            "{line}: exact {exact}"
+        );
+    }
+
     let answered_from_raw_rows = [
-        "SELECT approx_percentile_cont(latency_us, 0.9) AS p90 FROM logs",
         "SELECT count(DISTINCT machine) AS machines FROM logs",
         "SELECT machine, count(*) AS n FROM logs GROUP BY machine",
         "SELECT status, count(*) AS n FROM logs WHERE message LIKE 'request%' GROUP BY status",

@@ -7,7 +7,8 @@
 //! and Parquet's zstd takes the repetition out of the text.
 
 use anyhow::Context;
-use sketches_ddsketch::{Config, DDSketch};
+use sketches_ddsketch::Config;
+pub use sketches_ddsketch::DDSketch;
 
 /// Relative error of every quantile a sketch answers: 1%.
 pub const RELATIVE_ERROR: f64 = 0.01;
