@@ -1,6 +1,6 @@
 //! Statements over `logs` answered from the rollups (`warm_table::rollup`) where they answer
-//! exactly. An aggregation over `logs` whose grouping and filters use only the hour, the cluster
-//! and one rollup's dimensions, and whose aggregates are `count(*)`, or `count`, `sum`, `min`,
+//! exactly. An aggregation over `logs` whose grouping and filters use only the hour (or time
+//! buckets of whole hours), the cluster and one rollup's dimensions, and whose aggregates are `count(*)`, or `count`, `sum`, `min`,
 //! `max`, `avg` of `latency_us` or `response_bytes`, or `approx_percentile_cont(latency_us, q)`
 //! (from the latency sketches, `rollup_sketches.rs`), is planned as
 //!
@@ -155,7 +155,7 @@ impl Candidate {
         if aggregate
             .group_expr
             .iter()
-            .any(|e| !matches!(e, Expr::Column(_)))
+            .any(|e| !is_hour_bucket(e) && !of_dimensions_only(e))
         {
             return None;
         }
@@ -172,7 +172,9 @@ impl Candidate {
         }
         let mut needed: Vec<String> = Vec::new();
         for expr in &aggregate.group_expr {
-            needed.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
+            if !is_hour_bucket(expr) {
+                needed.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
+            }
         }
         let mut measures = Vec::new();
         for expr in &aggregate.aggr_expr {
@@ -612,13 +614,106 @@ fn timestamp(at: DateTime<Utc>) -> Expr {
     ))
 }
 
-/// `expr` with its columns read from `table`.
+/// Whether `expr` is a function of columns other than `timestamp` (which columns, the rollup
+/// decides), the same for every row of a rollup's group: `status`, `CAST(status AS VARCHAR)`.
+fn of_dimensions_only(expr: &Expr) -> bool {
+    !expr.column_refs().iter().any(|c| c.name == "timestamp")
+        && !expr.is_volatile()
+        && !expr
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::AggregateFunction(_) | Expr::WindowFunction(_)
+                ))
+            })
+            .unwrap_or(true)
+}
+
+/// Whether `expr` buckets `timestamp` by whole hours, so that every row of an hour falls in the
+/// bucket of its hour's start: `date_trunc('hour' or coarser, timestamp)`, `date_bin(n hours,
+/// timestamp)`, or Grafana's `floor(extract(epoch from timestamp)/N)*N` with N whole hours.
+fn is_hour_bucket(expr: &Expr) -> bool {
+    use datafusion::logical_expr::expr::ScalarFunction;
+    let is_timestamp = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "timestamp");
+    let text = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)), _) => {
+            Some(t.to_ascii_lowercase())
+        }
+        _ => None,
+    };
+    let whole_hours = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n > 0 && n % 3600 == 0,
+        Expr::Literal(ScalarValue::Float64(Some(n)), _) => *n > 0.0 && n % 3600.0 == 0.0,
+        _ => false,
+    };
+    let epoch_of_timestamp = |e: &Expr| match e {
+        Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "date_part" => {
+            matches!(args.as_slice(), [part, column]
+                if text(part).as_deref() == Some("epoch") && is_timestamp(column))
+        }
+        _ => false,
+    };
+    match expr {
+        Expr::ScalarFunction(ScalarFunction { func, args }) => match (func.name(), args.as_slice())
+        {
+            ("date_trunc", [unit, column]) => {
+                is_timestamp(column)
+                    && text(unit).is_some_and(|u| {
+                        matches!(
+                            u.as_str(),
+                            "hour" | "day" | "week" | "month" | "quarter" | "year"
+                        )
+                    })
+            }
+            ("date_bin", [Expr::Literal(stride, _), column]) => {
+                is_timestamp(column)
+                    && match stride {
+                        ScalarValue::IntervalMonthDayNano(Some(i)) => {
+                            i.months == 0
+                                && i.nanoseconds % 3_600_000_000_000 == 0
+                                && (i.days > 0 || i.nanoseconds > 0)
+                        }
+                        ScalarValue::IntervalDayTime(Some(i)) => {
+                            i.milliseconds % 3_600_000 == 0 && (i.days > 0 || i.milliseconds > 0)
+                        }
+                        _ => false,
+                    }
+            }
+            _ => false,
+        },
+        // floor(extract(epoch from timestamp) / N) * N
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Multiply,
+            right,
+        }) if whole_hours(right) => match left.as_ref() {
+            Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "floor" => {
+                matches!(args.as_slice(), [Expr::BinaryExpr(BinaryExpr {
+                    left: epoch,
+                    op: Operator::Divide,
+                    right: divisor,
+                })] if divisor == right && epoch_of_timestamp(epoch))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// `expr` with its columns read from `table`; `timestamp` (only in an hour bucket, see
+/// [`is_hour_bucket`]) as the rollup row's `hour_start`.
 fn requalify(expr: &Expr, table: &str) -> Result<Expr> {
     expr.clone()
         .transform(|e| match e {
             Expr::Column(column) => {
-                Ok(Transformed::yes(col(Column::new(Some(table), column.name))))
+                let name = if column.name == "timestamp" {
+                    "hour_start".to_owned()
+                } else {
+                    column.name
+                };
+                Ok(Transformed::yes(col(Column::new(Some(table), name))))
             }
+
             other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)

@@ -67,6 +67,12 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
         "SELECT api_version, sum(response_bytes) AS bytes FROM logs WHERE cluster = 'c1' \
          GROUP BY api_version ORDER BY api_version",
         "SELECT message, count(*) AS n FROM logs WHERE level = 'ERROR' GROUP BY message ORDER BY message",
+        // Time buckets of whole hours, as Grafana's $__timeGroupAlias and SQL write them.
+        "SELECT floor(extract(epoch from \"timestamp\")/7200)*7200 AS \"time\", CAST(status AS VARCHAR) AS metric, \
+         count(*) AS value FROM logs WHERE \"timestamp\" BETWEEN '2026-01-01T00:30:00Z' AND '2026-01-02T23:59:59Z' \
+         AND status IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT date_trunc('day', \"timestamp\") AS day, count(*) AS n, max(latency_us) AS slowest FROM logs GROUP BY 1 ORDER BY 1",
+        "SELECT cluster, date_bin(INTERVAL '1 hour', \"timestamp\") AS bucket, count(*) AS n FROM logs GROUP BY 1, 2 ORDER BY 1, 2",
     ];
     for sql in answered_from_rollups {
         let on = piped(dir.path(), &format!("{sql};"));
@@ -121,6 +127,7 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
     let answered_from_raw_rows = [
         "SELECT count(DISTINCT machine) AS machines FROM logs",
         "SELECT machine, count(*) AS n FROM logs GROUP BY machine",
+        "SELECT date_trunc('minute', \"timestamp\") AS m, count(*) AS n FROM logs GROUP BY 1",
         "SELECT status, count(*) AS n FROM logs WHERE message LIKE 'request%' GROUP BY status",
     ];
     for sql in answered_from_raw_rows {
