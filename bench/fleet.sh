@@ -144,7 +144,7 @@ kafka_bytes=$(find "$work"/kafka/data/fleet.logs-* -name '*.log' -printf '%s\n' 
 # Bytes of the Parquet objects under the table on S3 (data files in the table or replaced).
 s3_parquet_bytes() {
     curl -sf "http://127.0.0.1:$S3_PORT/fleet?list-type=2&prefix=warm/" \
-        | python3 -c 'import re,sys; x=sys.stdin.read(); print(sum(int(s) for k,s in re.findall(r"<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>", x, re.S) if k.endswith(".parquet")))'
+        | python3 -c 'import re,sys; x=sys.stdin.read(); print(sum(int(s) for k,s in re.findall(r"<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>", x, re.S) if k.endswith(".parquet") and "/_rollups/" not in k))'
 }
 parquet_bytes=$(s3_parquet_bytes)
 verify=$($bin/warm_verify --store "$TABLE" "$work"/agent-*/ || true)

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, cast, col, lit,
 };
 use datafusion::prelude::{and, or};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use warm_table::rollup::Rollup;
 
 /// The warm table the rollups summarise, kept in the session when `--data` is one Delta table
@@ -92,12 +92,16 @@ pub(crate) fn setting_value(value: Option<String>) -> anyhow::Result<String> {
 const ALWAYS: [&str; 3] = ["cluster", "date", "hour"];
 
 /// Rollups from the smallest: the one with the fewest distinct values in its dimensions.
-const BY_SIZE: [&str; 4] = [
+const BY_SIZE: [&str; 5] = [
     "hourly_by_status",
     "hourly_by_api_version",
     "hourly_by_path",
     "hourly_by_message",
+    "hourly_by_machine",
 ];
+
+/// The rollup that lists the machines of each hour.
+const MACHINES: &str = "hourly_by_machine";
 
 /// `plan` with every aggregation over `logs` that a rollup answers exactly planned over it.
 pub(crate) async fn use_rollups(
@@ -145,6 +149,10 @@ struct Candidate {
     /// The time range the statement reads, `[from, to)`.
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    /// The machines a `machine IN (...)` or `machine = ...` filter keeps, when the rollup has no
+    /// machine: an hour is read from the rollup only if it has no other machine (in the
+    /// statement's clusters), as when Grafana's `$machine` is "All".
+    machines: Option<BTreeSet<String>>,
 }
 
 impl Candidate {
@@ -181,8 +189,13 @@ impl Candidate {
             measures.extend(partial_measures(expr)?);
         }
         let (mut filters, mut from, mut to) = (Vec::new(), None, None);
+        let mut machine_filters: Vec<(Expr, BTreeSet<String>)> = Vec::new();
         if let Some(predicate) = predicate {
             for conjunct in split_conjunction(predicate) {
+                if let Some(kept) = machines_kept(conjunct) {
+                    machine_filters.push((conjunct.clone(), kept));
+                    continue;
+                }
                 let columns: Vec<String> = conjunct
                     .column_refs()
                     .into_iter()
@@ -206,6 +219,19 @@ impl Candidate {
                 }
             }
         }
+        // Grouped by machine: the filter is an ordinary one, on the machines rollup. Otherwise it
+        // is checked per hour (see `machines`).
+        let mut machines: Option<BTreeSet<String>> = None;
+        for (conjunct, kept) in machine_filters {
+            if needed.iter().any(|c| c == "machine") {
+                filters.push(conjunct);
+            } else {
+                machines = Some(match machines {
+                    Some(before) => before.intersection(&kept).cloned().collect(),
+                    None => kept,
+                });
+            }
+        }
         let covers = |rollup: &Rollup| {
             needed.iter().all(|column| {
                 ALWAYS.contains(&column.as_str())
@@ -225,6 +251,7 @@ impl Candidate {
             filters,
             from,
             to,
+            machines,
         })
     }
 
@@ -254,6 +281,13 @@ impl Candidate {
             })
             .map(|(hour, _)| *hour)
             .collect();
+        let exact = match &self.machines {
+            None => exact,
+            Some(kept) => {
+                self.without_other_machines(state, raw_hours, exact, kept)
+                    .await?
+            }
+        };
         if exact.is_empty() {
             return Ok(None);
         }
@@ -368,6 +402,107 @@ impl Candidate {
         Ok(Some(
             LogicalPlanBuilder::from(merged).project(restore)?.build()?,
         ))
+    }
+}
+
+impl Candidate {
+    /// Of `hours`, those whose machines (in the statement's clusters, as the machines rollup
+    /// holds them exactly) are all in `kept`: there the machine filter leaves no row out.
+    async fn without_other_machines(
+        &self,
+        state: &SessionState,
+        raw_hours: &BTreeMap<DateTime<Utc>, i64>,
+        hours: Vec<DateTime<Utc>>,
+        kept: &BTreeSet<String>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let name = format!("{ROLLUP_TABLE_PREFIX}{MACHINES}");
+        let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
+            return Ok(Vec::new());
+        };
+        let exact = rollup_hour_rows(state, &name).await?;
+        let mut plan = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?;
+        // The statement's conditions on the cluster (and date, hour) only: a superset of the
+        // machines it reads, never fewer.
+        for filter in &self.filters {
+            if filter
+                .column_refs()
+                .iter()
+                .all(|c| ALWAYS.contains(&c.name.as_str()))
+            {
+                plan = plan.filter(requalify(filter, &name)?)?;
+            }
+        }
+        let plan = plan
+            .aggregate(
+                vec![
+                    col(Column::new(Some(name.as_str()), "hour_start")),
+                    cast(
+                        col(Column::new(Some(name.as_str()), "machine")),
+                        arrow::datatypes::DataType::Utf8,
+                    )
+                    .alias("machine"),
+                ],
+                Vec::<Expr>::new(),
+            )?
+            .build()?;
+        let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let mut others: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        for batch in &batches {
+            use arrow::array::{Array, AsArray};
+            let starts = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let machines = batch.column(1).as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                let machine = (!machines.is_null(row)).then(|| machines.value(row));
+                if !machine.is_some_and(|m| kept.contains(m))
+                    && let Some(hour) = DateTime::from_timestamp_micros(starts.value(row))
+                {
+                    others.insert(hour);
+                }
+            }
+        }
+        Ok(hours
+            .into_iter()
+            .filter(|hour| {
+                exact
+                    .get(hour)
+                    .is_some_and(|rows| raw_hours.get(hour) == Some(rows))
+            })
+            .filter(|hour| !others.contains(hour))
+            .collect())
+    }
+}
+
+/// The machines `machine IN ('a', 'b')` or `machine = 'a'` keeps; `None` for any other
+/// expression.
+fn machines_kept(expr: &Expr) -> Option<BTreeSet<String>> {
+    let is_machine = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "machine");
+    let text = |e: &Expr| match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(t))
+            | ScalarValue::Utf8View(Some(t))
+            | ScalarValue::LargeUtf8(Some(t)),
+            _,
+        ) => Some(t.clone()),
+        _ => None,
+    };
+    match expr {
+        Expr::InList(in_list) if !in_list.negated && is_machine(&in_list.expr) => {
+            in_list.list.iter().map(text).collect()
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (column, value) | (value, column) if is_machine(column) => {
+                text(value).map(|m| BTreeSet::from([m]))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 

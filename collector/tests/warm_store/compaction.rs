@@ -229,7 +229,7 @@ fn closed_hours_are_rewritten_sorted_and_nothing_else_moves() {
     );
     assert!(
         summary.contains(
-            "0 files of old hours removed from the table, 7 files out of the table deleted"
+            "0 files of old hours removed from the table and 0 from its rollups, 7 files out of them deleted"
         ),
         "{summary}"
     );

@@ -67,6 +67,7 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
         "SELECT api_version, sum(response_bytes) AS bytes FROM logs WHERE cluster = 'c1' \
          GROUP BY api_version ORDER BY api_version",
         "SELECT message, count(*) AS n FROM logs WHERE level = 'ERROR' GROUP BY message ORDER BY message",
+        "SELECT machine, count(*) AS n FROM logs WHERE machine IN ('m1', 'm3') GROUP BY machine ORDER BY machine",
         // Time buckets of whole hours, as Grafana's $__timeGroupAlias and SQL write them.
         "SELECT floor(extract(epoch from \"timestamp\")/7200)*7200 AS \"time\", CAST(status AS VARCHAR) AS metric, \
          count(*) AS value FROM logs WHERE \"timestamp\" BETWEEN '2026-01-01T00:30:00Z' AND '2026-01-02T23:59:59Z' \
@@ -126,7 +127,6 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
 
     let answered_from_raw_rows = [
         "SELECT count(DISTINCT machine) AS machines FROM logs",
-        "SELECT machine, count(*) AS n FROM logs GROUP BY machine",
         "SELECT date_trunc('minute', \"timestamp\") AS m, count(*) AS n FROM logs GROUP BY 1",
         "SELECT status, count(*) AS n FROM logs WHERE message LIKE 'request%' GROUP BY status",
     ];
@@ -159,4 +159,78 @@ fn the_server_answers_from_the_rollups_per_session() {
     assert!(!off.contains("logs_hourly_by_status"), "{off}");
     // Another session still reads the rollups.
     assert!(run(&[&explain]).contains("logs_hourly_by_status"));
+}
+
+/// The logs dashboard's panels, their SQL as Grafana sends it with every machine selected, are
+/// answered from the rollups through `query serve`; with one machine selected the hours that
+/// hold others are read raw, and the answers are the raw rows' either way.
+#[test]
+fn dashboard_panels_read_the_rollups_when_every_machine_is_selected() {
+    let dir = tempfile::tempdir().unwrap();
+    write_delta(dir.path(), &records(), 2);
+    compact_and_vacuum(dir.path());
+    let server = crate::serve::Server::start(dir.path(), &[]);
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dashboards/logs.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let panel = |title: &str| {
+        let panel = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no panel {title}"));
+        crate::serve::expand(
+            panel["targets"][0]["rawSql"].as_str().unwrap(),
+            "2026-01-01T00:00:00Z",
+            "2026-01-03T00:00:00Z",
+            3600,
+        )
+    };
+    let run = |statements: &[&str]| {
+        let output = crate::serve::psql(&server.conninfo(), statements);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    for (title, rollup) in [
+        ("Requests by path", "logs_hourly_by_path"),
+        ("Responses by status", "logs_hourly_by_status"),
+    ] {
+        let all_machines = panel(title);
+        assert!(
+            all_machines.contains("\"machine\" IN ('m1','m2','m3')"),
+            "{all_machines}"
+        );
+        let answer = run(&[&all_machines]);
+        assert!(answer.lines().count() >= 2, "{title}: {answer}");
+        assert_eq!(
+            run(&["SET logs.rollups = off", &all_machines]),
+            format!("SET\n{answer}"),
+            "{title}"
+        );
+        let plan = run(&[&format!("EXPLAIN {all_machines}")]);
+        assert!(plan.contains(rollup), "{title}: {plan}");
+
+        // m1 shares its hours with m2 (cluster c1) and m3 (c2): every hour is read raw.
+        let one_machine = all_machines.replace("IN ('m1','m2','m3')", "IN ('m1')");
+        let plan = run(&[&format!("EXPLAIN {one_machine}")]);
+        assert!(!plan.contains(rollup), "{title}: {plan}");
+        // Cluster c2 alone holds only m3: with m3 selected, its hours come from the rollup.
+        let c2 = all_machines
+            .replace("IN ('c1','c2')", "IN ('c2')")
+            .replace("IN ('m1','m2','m3')", "IN ('m3')");
+        assert!(run(&[&format!("EXPLAIN {c2}")]).contains(rollup), "{title}");
+        assert_eq!(
+            run(&[&c2]),
+            run(&["SET logs.rollups = off", &c2])
+                .trim_start_matches("SET\n")
+                .to_owned(),
+            "{title}"
+        );
+    }
 }

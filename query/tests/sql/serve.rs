@@ -634,7 +634,7 @@ fn a_running_server_answers_from_the_tables_newest_version() {
 /// PostgreSQL data source: `$__timeFilter(c)` is `c BETWEEN 'from' AND 'to'` in RFC 3339,
 /// `$__timeGroupAlias(c, i)` is `floor(extract(epoch from c)/s)*s AS "time"`), with every
 /// multi-value variable on All.
-fn expand(sql: &str, from: &str, to: &str, interval_seconds: u64) -> String {
+pub(crate) fn expand(sql: &str, from: &str, to: &str, interval_seconds: u64) -> String {
     let mut sql = sql
         .replace("$__interval", &format!("{interval_seconds}s"))
         .replace("$cluster", "'c1','c2'")

@@ -44,6 +44,7 @@ impl Dimension {
             Dimension::ApiVersion => text(&record.api_version),
             Dimension::Format => text(&record.format),
             Dimension::Message => Value::Text(record.message.clone()),
+            Dimension::Machine => Value::Text(record.machine.clone()),
         }
     }
 }

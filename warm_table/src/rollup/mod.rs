@@ -56,6 +56,8 @@ pub enum Dimension {
     Format,
     /// `message` (from code and its arguments: bounded).
     Message,
+    /// `machine` (from each agent's configuration: bounded all the same).
+    Machine,
 }
 
 impl Dimension {
@@ -69,6 +71,7 @@ impl Dimension {
             Dimension::ApiVersion => "api_version",
             Dimension::Format => "format",
             Dimension::Message => "message",
+            Dimension::Machine => "machine",
         }
     }
 
@@ -96,8 +99,10 @@ pub struct Rollup {
 
 /// The rollups kept: one per question the seed analyses and the logs dashboard ask (responses
 /// by status, requests by path, api-versions asked for, latency per cluster from any of them,
-/// warnings and errors by message). Few dimensions each, so each stays small.
-pub const ROLLUPS: [Rollup; 4] = [
+/// warnings and errors by message). Few dimensions each, so each stays small. The machines of
+/// each hour (`hourly_by_machine`) answer per-machine questions, and tell `query` whether a
+/// filter on machines leaves out any machine of an hour; the only one that grows with the fleet.
+pub const ROLLUPS: [Rollup; 5] = [
     Rollup {
         name: "hourly_by_status",
         dimensions: &[Dimension::Level, Dimension::Status],
@@ -113,6 +118,10 @@ pub const ROLLUPS: [Rollup; 4] = [
     Rollup {
         name: "hourly_by_message",
         dimensions: &[Dimension::Level, Dimension::Message],
+    },
+    Rollup {
+        name: "hourly_by_machine",
+        dimensions: &[Dimension::Level, Dimension::Machine],
     },
 ];
 
