@@ -56,7 +56,8 @@ pub enum Dimension {
     Format,
     /// `message` (from code and its arguments: bounded).
     Message,
-    /// `machine` (from each agent's configuration: bounded all the same).
+    /// `machine` (from each agent's configuration, not from callers: not bounded, since a
+    /// machine counted under `(other)` could never be proven absent from an hour).
     Machine,
 }
 
@@ -77,7 +78,10 @@ impl Dimension {
 
     /// Whether its values can be unbounded (and are kept to the most frequent per hour).
     pub fn is_bounded(self) -> bool {
-        !matches!(self, Dimension::Level | Dimension::Status)
+        !matches!(
+            self,
+            Dimension::Level | Dimension::Status | Dimension::Machine
+        )
     }
 
     fn data_type(self) -> DataType {
