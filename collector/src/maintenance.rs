@@ -29,13 +29,15 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
             }))
             .map(|report| {
                 format!(
-                    "collector compact: {} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows)",
+                    "collector compact: {} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows{}{})",
                     report.hours_compacted,
                     report.files_removed,
                     report.files_added,
                     report.rollups.hours_built,
                     report.rollups.rollup_rows,
-                    report.rollups.raw_rows
+                    report.rollups.raw_rows,
+                    if report.rollups.per_rollup.is_empty() { "" } else { ": " },
+                    report.rollups.rows_per_raw_row()
                 )
             }),
         Command::Retain(args) => runtime

@@ -32,6 +32,24 @@ pub struct BuildReport {
     pub raw_rows: u64,
     /// Rollup rows they wrote.
     pub rollup_rows: u64,
+    /// Per rollup: raw rows read and rollup rows written (its rows per raw row).
+    pub per_rollup: BTreeMap<&'static str, (u64, u64)>,
+}
+
+impl BuildReport {
+    /// `name rows/raw rows (rows per raw row)` for each rollup built.
+    pub fn rows_per_raw_row(&self) -> String {
+        self.per_rollup
+            .iter()
+            .map(|(name, (raw, rows))| {
+                format!(
+                    "{name} {rows}/{raw} ({:.4})",
+                    *rows as f64 / (*raw).max(1) as f64
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Builds, in every rollup, the hours that ended before `closed_before` and are missing or
@@ -102,6 +120,9 @@ pub async fn build_closed_hours(
             report.hours_built += 1;
             report.raw_rows += records.len() as u64;
             report.rollup_rows += written;
+            let per = report.per_rollup.entry(rollup.name).or_default();
+            per.0 += records.len() as u64;
+            per.1 += written;
         }
     }
     Ok(report)

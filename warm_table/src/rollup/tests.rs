@@ -182,6 +182,21 @@ async fn every_closed_hour_is_exact_and_a_rerun_builds_nothing() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.hours_built, 10 * ROLLUPS.len());
     assert_exact(&url).await;
+    // Rows per raw row, per rollup: hours 20 to 29, 200 events each over 3 clusters.
+    assert_eq!(report.per_rollup.len(), ROLLUPS.len());
+    assert!(
+        report
+            .per_rollup
+            .values()
+            .all(|(raw, rows)| *raw == 2000 && *rows < *raw)
+    );
+    assert!(
+        report
+            .rows_per_raw_row()
+            .starts_with("hourly_by_api_version "),
+        "{}",
+        report.rows_per_raw_row()
+    );
     let again = build_closed_hours(&url, far_future(), DEFAULT_TOP_VALUES)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
