@@ -94,8 +94,8 @@ const ALWAYS: [&str; 3] = ["cluster", "date", "hour"];
 /// Rollups from the smallest: the one with the fewest distinct values in its dimensions.
 const BY_SIZE: [&str; 5] = [
     "hourly_by_status",
-    "hourly_by_api_version",
     "hourly_by_path",
+    "hourly_by_api_version",
     "hourly_by_message",
     "hourly_by_machine",
 ];

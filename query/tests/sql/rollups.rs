@@ -200,6 +200,7 @@ fn dashboard_panels_read_the_rollups_when_every_machine_is_selected() {
     for (title, rollup) in [
         ("Requests by path", "logs_hourly_by_path"),
         ("Responses by status", "logs_hourly_by_status"),
+        ("api-version asked for", "logs_hourly_by_api_version"),
     ] {
         let all_machines = panel(title);
         assert!(

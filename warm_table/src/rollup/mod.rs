@@ -115,9 +115,10 @@ pub const ROLLUPS: [Rollup; 5] = [
         name: "hourly_by_path",
         dimensions: &[Dimension::Level, Dimension::Path],
     },
+    // With the path: api-versions are asked about requests (`path IS NOT NULL`).
     Rollup {
         name: "hourly_by_api_version",
-        dimensions: &[Dimension::Level, Dimension::ApiVersion],
+        dimensions: &[Dimension::Level, Dimension::ApiVersion, Dimension::Path],
     },
     Rollup {
         name: "hourly_by_message",
