@@ -6,7 +6,7 @@
 //! | `--data` -> local dir, `s3://`, agent (fetched into a cache) | `source/` (`mod.rs`, `fetch.rs`, `local_reads.rs`) |
 //! | sources -> table `logs` (Delta provider or hive listing) with partition columns, ids as text; checked reads, damaged files named | `table/` (`mod.rs`, `uuid_text.rs`, `visible_files.rs`, `latest_delta.rs`, `file_skipping.rs`, `damaged.rs`) |
 //! | statement -> policy (read-only, bounds, SQLSTATEs; once per statement, for every caller) -> plan | `policy.rs` |
-//! | plan -> aggregations over `logs` from the rollups where they answer exactly | `rollups.rs` |
+//! | plan -> aggregations over `logs` from the rollups where they answer exactly | `rollups/` |
 //! | plan -> rows (CLI and prompt) | `run.rs` |
 //! | no statement -> prompt with history, or statements from stdin | `prompt.rs` |
 //! | rows -> table, CSV, JSON lines, Parquet; progress on stderr | `output/` |
@@ -23,7 +23,6 @@ mod log_pattern;
 mod output;
 mod policy;
 mod prompt;
-mod rollup_sketches;
 mod rollups;
 mod run;
 mod serve;
@@ -226,7 +225,7 @@ fn local_settings(cli: &Cli, files: Files) -> anyhow::Result<(SessionConfig, Arc
     // DATAFUSION_EXECUTION_TARGET_PARTITIONS); statements cannot change them (SET is refused).
     let mut config = SessionConfig::from_env()
         .context("a DATAFUSION_* variable")?
-        // `SET logs.rollups = off`: statements on raw rows only (`rollups.rs`).
+        // `SET logs.rollups = off`: statements on raw rows only (`rollups/`).
         .with_option_extension(rollups::LogsOptions::default());
     // Gathering statistics reads every file's footer while planning, and the scan reads them
     // again: over months of hourly files that doubled a full scan's time (BENCHMARKS.md). Row

@@ -261,7 +261,7 @@ pub(crate) enum NotPlanned {
 }
 
 /// Checks the parsed `statement`, plans it and checks the plan, then answers what it can from
-/// the rollups (`rollups.rs`): what every caller runs, once.
+/// the rollups (`rollups/`): what every caller runs, once.
 /// (The text was checked by [`check_text`] before it was parsed.)
 pub(crate) async fn plan(
     state: &SessionState,

@@ -16,6 +16,28 @@ pub fn query(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `query --data <root> --format csv` with `input` (statements separated by `;`) on its
+/// standard input, to its end.
+pub fn query_piped(root: &Path, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
+        .arg("--data")
+        .arg(root)
+        .args(["--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The standard output of a `query` run that must have succeeded.
 pub fn stdout(output: &Output) -> String {
     assert!(

@@ -247,25 +247,10 @@ fn writes_are_refused_and_bad_sql_is_a_clear_error() {
 fn statements_piped_on_stdin_run_in_turn() {
     let dir = tempfile::tempdir().unwrap();
     let records = write_store(dir.path(), true);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
-        .arg("--data")
-        .arg(dir.path())
-        .args(["--format", "csv"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"SELECT count(*) AS n FROM logs;\nSELECT nope FROM logs;\nSELECT count(*) AS errors\n  FROM logs WHERE level = 'ERROR';\n",
-        )
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = crate::fixtures::query_piped(
+        dir.path(),
+        "SELECT count(*) AS n FROM logs;\nSELECT nope FROM logs;\nSELECT count(*) AS errors\n  FROM logs WHERE level = 'ERROR';\n",
+    );
     assert_eq!(output.status.code(), Some(1));
     let errors = records.iter().filter(|r| r.level == Level::Error).count();
     assert_eq!(

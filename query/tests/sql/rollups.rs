@@ -6,33 +6,11 @@
 use crate::fixtures::{compact_and_vacuum, records, write_delta};
 use logrecord::{LogRecord, Uuid};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-/// `input` (statements separated by `;`) piped into `query --data <root> --format csv`.
+/// The standard output of `input` (statements separated by `;`) piped into `query --format csv`,
+/// which must succeed.
 fn piped(root: &Path, input: &str) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_query"))
-        .arg("--data")
-        .arg(root)
-        .args(["--format", "csv"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{input}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    crate::fixtures::stdout(&crate::fixtures::query_piped(root, input))
 }
 
 #[test]
@@ -88,6 +66,21 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
         );
         assert!(!raw_plan.contains("logs_hourly_by_"), "{sql}: {raw_plan}");
     }
+    // A setting that is not on or off: a clear error, and the session's statements still run.
+    let bad = crate::fixtures::query_piped(
+        dir.path(),
+        "SET logs.rollups = maybe;\nSELECT count(*) AS n FROM logs;",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("SET logs.rollups: \"maybe\" is not on or off"),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stdout),
+        format!("n\n{}\n", records.len() + late.len())
+    );
     // The late rows are counted: the raw total, not the rollups' alone.
     assert_eq!(
         piped(dir.path(), "SELECT count(*) AS n FROM logs;"),

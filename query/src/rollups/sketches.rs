@@ -1,5 +1,5 @@
 //! The aggregate functions a percentile answered from the rollups is planned with
-//! (`rollups.rs`): the latency sketches of the rollup's hours merged (`sketch_union`), a sketch
+//! (`rollups/`): the latency sketches of the rollup's hours merged (`sketch_union`), a sketch
 //! of the raw rows' latencies for the rest (`sketch_of`), and the quantile of both merged
 //! (`sketch_quantile`). The sketches are the rollups' own (`warm_table::rollup::sketch`), so the
 //! answer is within its stated relative error of the exact value at that rank.

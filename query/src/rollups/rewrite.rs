@@ -1,0 +1,331 @@
+//! The aggregation planned over the rollup's exactly-held hours and raw rows for the rest,
+//! merged, with the original output columns.
+
+use super::candidate::Candidate;
+use super::measures::{Measure, partial_measures};
+use super::{ALWAYS, MACHINES};
+use crate::table::{ROLLUP_TABLE_PREFIX, TABLE};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef, Result, ScalarValue, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::SessionState;
+use datafusion::functions_aggregate::expr_fn::{max, min, sum};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
+use datafusion::prelude::{and, or};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Candidate {
+    /// The aggregation over the rollup's exact hours and the rest of `logs`, or `None` when no
+    /// hour in range is held exactly.
+    pub(super) async fn rewrite(
+        &self,
+        state: &SessionState,
+        raw_hours: &BTreeMap<DateTime<Utc>, i64>,
+    ) -> Result<Option<LogicalPlan>> {
+        let LogicalPlan::Aggregate(aggregate) = &self.aggregate else {
+            return Ok(None);
+        };
+        let name = format!("{ROLLUP_TABLE_PREFIX}{}", self.rollup.name);
+        let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
+            return Ok(None);
+        };
+        let built = rollup_hour_rows(state, &name).await?;
+        let exact: Vec<DateTime<Utc>> = built
+            .iter()
+            .filter(|(hour, rows)| {
+                raw_hours.get(hour) == Some(rows)
+                    && self.from.is_none_or(|from| **hour >= from)
+                    && self
+                        .to
+                        .is_none_or(|to| **hour + ChronoDuration::hours(1) <= to)
+            })
+            .map(|(hour, _)| *hour)
+            .collect();
+        let exact = match &self.machines {
+            None => exact,
+            Some(kept) => {
+                self.without_other_machines(state, raw_hours, exact, kept)
+                    .await?
+            }
+        };
+        if exact.is_empty() {
+            return Ok(None);
+        }
+        let ranges = ranges(&exact);
+        let in_ranges = |column: &str, qualifier: &str| {
+            ranges
+                .iter()
+                .map(|(from, to)| {
+                    let column = col(Column::new(Some(qualifier), column));
+                    and(
+                        column.clone().gt_eq(timestamp(*from)),
+                        column.lt(timestamp(*to)),
+                    )
+                })
+                .reduce(or)
+                .unwrap_or_else(|| lit(false))
+        };
+        let output = aggregate.schema.clone();
+        let group_names: Vec<String> = (0..aggregate.group_expr.len())
+            .map(|i| format!("__group{i}"))
+            .collect();
+        let group_types = |i: usize| output.field(i).data_type().clone();
+
+        // Over the rollup: its exact hours, the statement's filters on its columns.
+        let requalified = |expr: &Expr| requalify(expr, &name);
+        let mut rollup_filter = in_ranges("hour_start", &name);
+        for filter in &self.filters {
+            rollup_filter = and(rollup_filter, requalified(filter)?);
+        }
+        let (mut from_rollup, mut from_raw) = (Vec::new(), Vec::new());
+        for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
+            let measures = partial_measures(expr).unwrap_or_default();
+            for (j, measure) in measures.iter().enumerate() {
+                let alias = format!("__partial{i}_{j}");
+                from_rollup.push(measure.over_rollup(&name).alias(&alias));
+                from_raw.push(measure.over_raw().alias(&alias));
+            }
+        }
+        let groups = |qualify: &dyn Fn(&Expr) -> Result<Expr>| -> Result<Vec<Expr>> {
+            aggregate
+                .group_expr
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Ok(cast(qualify(e)?, group_types(i)).alias(&group_names[i])))
+                .collect()
+        };
+        let rollup_part = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?
+            .filter(rollup_filter)?
+            .aggregate(groups(&requalified)?, from_rollup)?
+            .build()?;
+        // Over `logs`: everything else.
+        let raw_filter = match aggregate.input.as_ref() {
+            LogicalPlan::Filter(filter) => and(
+                filter.predicate.clone(),
+                Expr::Not(Box::new(in_ranges("timestamp", TABLE))),
+            ),
+            _ => Expr::Not(Box::new(in_ranges("timestamp", TABLE))),
+        };
+        let scan = match aggregate.input.as_ref() {
+            LogicalPlan::Filter(filter) => filter.input.as_ref().clone(),
+            other => other.clone(),
+        };
+        let raw_part = LogicalPlanBuilder::from(scan)
+            .filter(raw_filter)?
+            .aggregate(groups(&|e: &Expr| Ok(e.clone()))?, from_raw)?
+            .build()?;
+        // Both, merged.
+        let mut finals = Vec::new();
+        for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
+            let measures = partial_measures(expr).unwrap_or_default();
+            let partial = |j: usize| col(format!("__partial{i}_{j}"));
+            let merged = match measures.as_slice() {
+                [Measure::Average(..), Measure::Count(..)] => {
+                    let total = cast(sum(partial(0)), arrow::datatypes::DataType::Float64);
+                    let rows = cast(sum(partial(1)), arrow::datatypes::DataType::Float64);
+                    total
+                        / Expr::ScalarFunction(
+                            datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                                datafusion::functions::core::nullif(),
+                                vec![rows, lit(0.0)],
+                            ),
+                        )
+                }
+                [Measure::Quantile(q)] => {
+                    super::sketches::sketch_quantile().call(vec![partial(0), lit(*q)])
+                }
+                [Measure::Min(..)] => min(partial(0)),
+                [Measure::Max(..)] => max(partial(0)),
+                _ => sum(partial(0)),
+            };
+            finals.push(merged);
+        }
+        let names: Vec<(Option<TableReference>, String)> = output
+            .iter()
+            .map(|(qualifier, field)| (qualifier.cloned(), field.name().clone()))
+            .collect();
+        let merged = LogicalPlanBuilder::from(rollup_part)
+            .union(raw_part)?
+            .aggregate(
+                group_names
+                    .iter()
+                    .map(|n| col(n.as_str()))
+                    .collect::<Vec<_>>(),
+                finals
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| e.alias(format!("__final{i}")))
+                    .collect::<Vec<_>>(),
+            )?
+            .build()?;
+        let restore = restore_names(&output, &names, group_names.len());
+        Ok(Some(
+            LogicalPlanBuilder::from(merged).project(restore)?.build()?,
+        ))
+    }
+
+    /// Of `hours`, those whose machines (in the statement's clusters, as the machines rollup
+    /// holds them exactly) are all in `kept`: there the machine filter leaves no row out.
+    pub(super) async fn without_other_machines(
+        &self,
+        state: &SessionState,
+        raw_hours: &BTreeMap<DateTime<Utc>, i64>,
+        hours: Vec<DateTime<Utc>>,
+        kept: &BTreeSet<String>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let name = format!("{ROLLUP_TABLE_PREFIX}{MACHINES}");
+        let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
+            return Ok(Vec::new());
+        };
+        let exact = rollup_hour_rows(state, &name).await?;
+        let mut plan = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?;
+        // The statement's conditions on the cluster (and date, hour) only: a superset of the
+        // machines it reads, never fewer.
+        for filter in &self.filters {
+            if filter
+                .column_refs()
+                .iter()
+                .all(|c| ALWAYS.contains(&c.name.as_str()))
+            {
+                plan = plan.filter(requalify(filter, &name)?)?;
+            }
+        }
+        let plan = plan
+            .aggregate(
+                vec![
+                    col(Column::new(Some(name.as_str()), "hour_start")),
+                    cast(
+                        col(Column::new(Some(name.as_str()), "machine")),
+                        arrow::datatypes::DataType::Utf8,
+                    )
+                    .alias("machine"),
+                ],
+                Vec::<Expr>::new(),
+            )?
+            .build()?;
+        let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let mut others: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        for batch in &batches {
+            use arrow::array::{Array, AsArray};
+            let starts = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let machines = batch.column(1).as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                let machine = (!machines.is_null(row)).then(|| machines.value(row));
+                if !machine.is_some_and(|m| kept.contains(m))
+                    && let Some(hour) = DateTime::from_timestamp_micros(starts.value(row))
+                {
+                    others.insert(hour);
+                }
+            }
+        }
+        Ok(hours
+            .into_iter()
+            .filter(|hour| {
+                exact
+                    .get(hour)
+                    .is_some_and(|rows| raw_hours.get(hour) == Some(rows))
+            })
+            .filter(|hour| !others.contains(hour))
+            .collect())
+    }
+}
+
+/// The original aggregation's output columns, by name and type, over the merged one.
+fn restore_names(
+    output: &DFSchemaRef,
+    names: &[(Option<TableReference>, String)],
+    groups: usize,
+) -> Vec<Expr> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, name))| {
+            let source = if i < groups {
+                format!("__group{i}")
+            } else {
+                format!("__final{}", i - groups)
+            };
+            cast(col(source), output.field(i).data_type().clone())
+                .alias_qualified(qualifier.clone(), name)
+        })
+        .collect()
+}
+
+/// Consecutive hours as `[from, to)` ranges.
+fn ranges(hours: &[DateTime<Utc>]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for hour in hours {
+        let end = *hour + ChronoDuration::hours(1);
+        match out.last_mut() {
+            Some((_, to)) if to == hour => *to = end,
+            _ => out.push((*hour, end)),
+        }
+    }
+    out
+}
+
+fn timestamp(at: DateTime<Utc>) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(at.timestamp_micros()),
+        Some("UTC".into()),
+    ))
+}
+
+/// `expr` with its columns read from `table`; `timestamp` (only in an hour bucket, see
+/// [`is_hour_bucket`]) as the rollup row's `hour_start`.
+fn requalify(expr: &Expr, table: &str) -> Result<Expr> {
+    expr.clone()
+        .transform(|e| match e {
+            Expr::Column(column) => {
+                let name = if column.name == "timestamp" {
+                    "hour_start".to_owned()
+                } else {
+                    column.name
+                };
+                Ok(Transformed::yes(col(Column::new(Some(table), name))))
+            }
+
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+}
+
+/// Rows the warm table's log counts per hour (all hours).
+pub(super) async fn raw_hour_rows(warm: &url::Url) -> Result<BTreeMap<DateTime<Utc>, i64>> {
+    warm_table::rollup::raw_hour_rows(warm)
+        .await
+        .map_err(|error| datafusion::error::DataFusionError::External(error.into()))
+}
+
+/// Rows of the warm table each hour of the rollup table `name` counts.
+async fn rollup_hour_rows(
+    state: &SessionState,
+    name: &str,
+) -> Result<BTreeMap<DateTime<Utc>, i64>> {
+    let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
+    let sql = format!("SELECT hour_start, sum(\"rows\") AS n FROM {name} GROUP BY hour_start");
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut out = BTreeMap::new();
+    for batch in &batches {
+        use arrow::array::{Array, AsArray};
+        let hours = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let rows = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..batch.num_rows() {
+            if let (false, Some(hour)) = (
+                rows.is_null(i),
+                DateTime::from_timestamp_micros(hours.value(i)),
+            ) {
+                out.insert(hour, rows.value(i));
+            }
+        }
+    }
+    Ok(out)
+}
