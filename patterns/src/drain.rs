@@ -102,12 +102,25 @@ impl Miner {
             return None;
         }
         leaf.clusters.push(id);
-        self.templates.push(
-            tokens
-                .iter()
-                .map(|token| (*token != WILDCARD).then(|| Box::from(*token)))
-                .collect(),
-        );
+        self.templates.push(to_template(&tokens));
+        Some(id)
+    }
+
+    /// Adds `template` (as [`Miner::template`] writes one: masked, variables as `<*>`) as a
+    /// template of its own, without comparing it with the others: how a dictionary kept from
+    /// earlier lines is loaded back. `None` when the bounds leave no room for it.
+    pub fn seed(&mut self, template: &str) -> Option<ClusterId> {
+        let tokens = tokens(template);
+        if self.templates.len() >= self.settings.max_clusters {
+            return None;
+        }
+        let id = ClusterId(u32::try_from(self.templates.len()).ok()?);
+        let leaf = self.leaf_for_new(&tokens);
+        if leaf.clusters.len() >= MAX_LEAF_CLUSTERS {
+            return None;
+        }
+        leaf.clusters.push(id);
+        self.templates.push(to_template(&tokens));
         Some(id)
     }
 
@@ -222,8 +235,16 @@ pub fn final_patterns<'a>(
         .collect()
 }
 
+/// A new template's tokens: the line's, `<*>` as a variable position.
+fn to_template(tokens: &[&str]) -> Vec<Token> {
+    tokens
+        .iter()
+        .map(|token| (*token != WILDCARD).then(|| Box::from(*token)))
+        .collect()
+}
+
 /// Whitespace-separated tokens, at most [`MAX_TOKENS`] (the rest as one `<*>`).
-fn tokens(line: &str) -> Vec<&str> {
+pub(crate) fn tokens(line: &str) -> Vec<&str> {
     let mut tokens: Vec<&str> = if line.is_ascii() {
         ascii_tokens(line)
     } else {

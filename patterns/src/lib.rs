@@ -11,6 +11,7 @@
 //! |---|---|
 //! | variables masked before mining | `mask.rs` |
 //! | the tree, the clusters and their templates | `drain.rs` |
+//! | templates with ids kept from batch to batch | `dictionary.rs` |
 //! | grouping accuracy, the metric it is judged by | `accuracy.rs` |
 //! | the labelled samples it is judged on | `loghub.rs` |
 //!
@@ -20,11 +21,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod accuracy;
+mod dictionary;
 mod drain;
 pub mod loghub;
 mod mask;
 
 pub use accuracy::grouping_accuracy;
+pub use dictionary::{Dictionary, PatternId};
 pub use drain::{ClusterId, MAX_LEAF_CLUSTERS, MAX_TOKENS, Miner, Settings, final_patterns};
 pub use mask::Masks;
 
