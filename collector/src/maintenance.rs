@@ -29,7 +29,7 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
             }))
             .map(|report| {
                 format!(
-                    "collector compact: {} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows{}{})",
+                    "collector compact: {} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows{}{}); {} log templates in the pattern dictionaries, {} new",
                     report.hours_compacted,
                     report.files_removed,
                     report.files_added,
@@ -37,7 +37,9 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
                     report.rollups.rollup_rows,
                     report.rollups.raw_rows,
                     if report.rollups.per_rollup.is_empty() { "" } else { ": " },
-                    report.rollups.rows_per_raw_row()
+                    report.rollups.rows_per_raw_row(),
+                    report.rollups.patterns_held,
+                    report.rollups.new_patterns.values().sum::<usize>()
                 )
             }),
         Command::Retain(args) => runtime

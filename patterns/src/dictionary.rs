@@ -59,7 +59,7 @@ impl Dictionary {
 
     /// The template of `id`, variables as `<*>`.
     pub fn template(&self, id: PatternId) -> Option<String> {
-        self.templates.get(&id).map(|template| render(template))
+        self.templates.get(&id).map(render)
     }
 
     /// Every id with its template, ascending.

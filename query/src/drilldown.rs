@@ -16,13 +16,83 @@ pub(crate) fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String>
     ))
 }
 
+/// The lines that have templates: warnings, errors and INFO lines that are not request events
+/// (those are counted by status, path and api-version; all of them would be one template).
+const HAS_PATTERN: &str =
+    r#"("level" IN ('WARN', 'ERROR') OR ("level" = 'INFO' AND "path" IS NULL))"#;
+
 /// The commonest templates of the selected lines: mined in time order (an agent's `seq` breaks ties, so
 /// every run mines the same order), with their share and one example each.
 pub(crate) fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(format!(
-        r#"SELECT count(*) AS "lines", round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS "percent", "pattern", min("message") AS "example" FROM (SELECT "message", log_pattern("message") OVER (ORDER BY "timestamp", "machine", "seq") AS "pattern" FROM logs WHERE {}) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {}"#,
+        r#"SELECT count(*) AS "lines", round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS "percent", "pattern", min("message") AS "example" FROM (SELECT "message", log_pattern("message") OVER (ORDER BY "timestamp", "machine", "seq") AS "pattern" FROM logs WHERE {} AND {HAS_PATTERN}) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {}"#,
         filters(&args.selection, now)?,
         args.limit
+    ))
+}
+
+/// `patterns_sql` answered from the pattern ids (`pattern_ids.rs`): the `held` hours' counts
+/// per id from `logs_hourly_by_pattern` with the dictionary's templates, and the other lines of
+/// the range (its edges, the open hour, hours not built yet) given the dictionary's template
+/// that covers them, or mined when none does. Same lines, same columns.
+pub(crate) fn patterns_sql_from_ids(
+    args: &PatternsArgs,
+    now: DateTime<Utc>,
+    held: &[DateTime<Utc>],
+) -> anyhow::Result<String> {
+    let selection = &args.selection;
+    // The rollup has no machine and no message text: with either filter, every line is read.
+    let held = if selection.machine.is_some() || selection.grep.is_some() {
+        &[]
+    } else {
+        held
+    };
+    let in_held = |column: &str| {
+        let ranges: Vec<String> = crate::rollups::hour_ranges(held)
+            .iter()
+            .map(|(from, to)| {
+                format!(
+                    "({column} >= to_timestamp_micros({}) AND {column} < to_timestamp_micros({}))",
+                    from.timestamp_micros(),
+                    to.timestamp_micros()
+                )
+            })
+            .collect();
+        if ranges.is_empty() {
+            "false".to_owned()
+        } else {
+            format!("({})", ranges.join(" OR "))
+        }
+    };
+    let levels = match selection.level {
+        Some(level) => format!(
+            r#" AND h."level" IN ({})"#,
+            logrecord::Level::ALL
+                .iter()
+                .filter(|l| **l >= level)
+                .map(|l| format!("'{l}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    };
+    let table = crate::pattern_ids::DICTIONARY_TABLE;
+    let by_pattern = format!(
+        "{}{}",
+        crate::table::ROLLUP_TABLE_PREFIX,
+        warm_table::rollup::patterns::BY_PATTERN
+    );
+    Ok(format!(
+        r#"SELECT sum("lines") AS "lines", round(100.0 * sum("lines") / sum(sum("lines")) OVER (), 1) AS "percent", "pattern", min("example") AS "example" FROM (
+SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example" FROM {by_pattern} h JOIN {table} d ON CAST(h."cluster" AS VARCHAR) = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id" WHERE CAST(h."cluster" AS VARCHAR) = '{cluster}' AND {held_rollup}{levels}
+UNION ALL
+SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid"
+) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {limit}"#,
+        cluster = selection.cluster,
+        held_rollup = in_held(r#"h."hour_start""#),
+        held_raw = in_held(r#""timestamp""#),
+        filters = filters(selection, now)?,
+        limit = args.limit,
     ))
 }
 

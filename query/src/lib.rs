@@ -21,6 +21,7 @@ pub mod cluster;
 mod drilldown;
 mod log_pattern;
 mod output;
+mod pattern_ids;
 mod policy;
 mod prompt;
 mod rollups;
@@ -104,6 +105,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         Files::Kept
     };
     let (ctx, bytes_read) = session(&cli, range, true, files).await?;
+    let sql = match &cli.command {
+        // From the pattern ids where the store keeps them.
+        Some(Command::Patterns(args)) => {
+            match pattern_ids::held_hours(&ctx, range.0, range.1).await? {
+                Some(held) => Some(drilldown::patterns_sql_from_ids(args, now, &held)?),
+                None => sql,
+            }
+        }
+        _ => sql,
+    };
     match sql {
         Some(sql) => {
             let answered = async {

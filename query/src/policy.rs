@@ -275,12 +275,7 @@ pub(crate) async fn plan(
         .await
         .map_err(NotPlanned::Invalid)?;
     check_plan(state, &plan)?;
-    let rollups_on = state
-        .config()
-        .options()
-        .extensions
-        .get::<crate::rollups::LogsOptions>()
-        .is_none_or(|options| options.rollups);
+    let rollups_on = crate::rollups::enabled(state);
     match state
         .config()
         .get_extension::<crate::rollups::RollupSource>()

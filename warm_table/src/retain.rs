@@ -74,6 +74,12 @@ pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
         report.rollup_files_removed += deleted.num_removed_files;
         report.files_vacuumed += vacuumed;
     }
+    // The pattern dictionaries keep every template (ids stay; bounded by the miner); their
+    // counts follow the trimmed `hourly_by_pattern` at the next compaction. Only the files
+    // their rewrites replaced go.
+    if let Some(dictionary) = crate::rollup::patterns::open_dictionary(&url).await? {
+        report.files_vacuumed += vacuum(dictionary, vacuum_after).await?;
+    }
     report.files_removed = deleted.num_removed_files;
     report.files_vacuumed += vacuum(table, vacuum_after).await?;
     Ok(report)

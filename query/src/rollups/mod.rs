@@ -38,6 +38,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use rewrite::raw_hour_rows;
+pub(crate) use rewrite::{ranges as hour_ranges, rollup_hour_rows};
 use std::collections::BTreeMap;
 use warm_table::rollup::Rollup;
 
@@ -61,6 +62,16 @@ datafusion::common::extensions_options! {
 
 impl datafusion::common::config::ConfigExtension for LogsOptions {
     const PREFIX: &'static str = "logs";
+}
+
+/// Whether `SET logs.rollups` leaves them on (the default).
+pub(crate) fn enabled(state: &SessionState) -> bool {
+    state
+        .config()
+        .options()
+        .extensions
+        .get::<LogsOptions>()
+        .is_none_or(|options| options.rollups)
 }
 
 /// The setting that turns the rollups off (and on) for the session.

@@ -256,7 +256,7 @@ fn restore_names(
 }
 
 /// Consecutive hours as `[from, to)` ranges.
-fn ranges(hours: &[DateTime<Utc>]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+pub(crate) fn ranges(hours: &[DateTime<Utc>]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     for hour in hours {
         let end = *hour + ChronoDuration::hours(1);
@@ -302,7 +302,7 @@ pub(super) async fn raw_hour_rows(warm: &url::Url) -> Result<BTreeMap<DateTime<U
 }
 
 /// Rows of the warm table each hour of the rollup table `name` counts.
-async fn rollup_hour_rows(
+pub(crate) async fn rollup_hour_rows(
     state: &SessionState,
     name: &str,
 ) -> Result<BTreeMap<DateTime<Utc>, i64>> {

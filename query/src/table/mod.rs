@@ -271,7 +271,9 @@ pub(crate) async fn register(
     let layout = layout.context("no --data source")?;
     if layout == Layout::Delta {
         if let [source] = delta_sources.as_slice() {
-            register_rollups(ctx, &url::Url::parse(source.table_url.as_str())?, files).await?;
+            let warm = url::Url::parse(source.table_url.as_str())?;
+            register_rollups(ctx, &warm, files).await?;
+            crate::pattern_ids::register(ctx, &warm, files).await?;
         }
         let table = delta_tables(ctx, delta_sources, files).await?;
         ctx.register_table(TABLE, Arc::new(logs_view(table, &WARM_PARTITIONS)?))?;

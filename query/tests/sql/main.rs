@@ -7,6 +7,7 @@ mod fixtures;
 mod hostile_input;
 mod latest_delta;
 mod mutations;
+mod pattern_ids;
 mod query_cli;
 mod remote_sources;
 mod rollups;

@@ -28,11 +28,13 @@ pub const OTHER: &str = "(other)";
 pub(crate) enum Value {
     Null,
     Int(i32),
+    Id(i64),
     Text(String),
 }
 
 impl Dimension {
-    fn value(self, record: &LogRecord) -> Value {
+    /// The record's value; `pattern` is its pattern id.
+    fn value(self, record: &LogRecord, pattern: Option<i64>) -> Value {
         let text = |value: &Option<String>| value.clone().map_or(Value::Null, Value::Text);
         match self {
             Dimension::Level => Value::Text(record.level.as_str().to_owned()),
@@ -45,6 +47,7 @@ impl Dimension {
             Dimension::Format => text(&record.format),
             Dimension::Message => Value::Text(record.message.clone()),
             Dimension::Machine => Value::Text(record.machine.clone()),
+            Dimension::Pattern => pattern.map_or(Value::Null, Value::Id),
         }
     }
 }
@@ -85,22 +88,25 @@ impl Numbers {
     }
 }
 
-/// The rows of `rollup` for the hour starting at `hour_start`, from every record of that hour.
+/// The rows of `rollup` for the hour starting at `hour_start`, from every record of that hour
+/// (`patterns`: each record's pattern id, or empty for a rollup without them).
 pub(crate) fn hour_rows(
     rollup: &Rollup,
     hour_start: DateTime<Utc>,
     records: &[LogRecord],
+    patterns: &[Option<i64>],
     top_values: usize,
 ) -> anyhow::Result<RecordBatch> {
     let kept = kept_values(rollup, records, top_values);
     let mut groups: BTreeMap<(String, Vec<Value>), Measures> = BTreeMap::new();
-    for record in records {
+    for (row, record) in records.iter().enumerate() {
+        let pattern = patterns.get(row).copied().flatten();
         let key: Vec<Value> = rollup
             .dimensions
             .iter()
             .enumerate()
             .map(|(index, dimension)| {
-                let value = dimension.value(record);
+                let value = dimension.value(record, pattern);
                 match kept.get(&(record.cluster.as_str(), index)) {
                     Some(kept) if value != Value::Null && !kept.contains(&value) => {
                         Value::Text(OTHER.to_owned())
@@ -148,7 +154,7 @@ fn kept_values<'a>(
     for record in records {
         for (index, dimension) in rollup.dimensions.iter().enumerate() {
             if dimension.is_bounded() {
-                let value = dimension.value(record);
+                let value = dimension.value(record, None);
                 if value != Value::Null {
                     *counts
                         .entry((record.cluster.as_str(), index))
@@ -185,6 +191,7 @@ fn to_batch(
         .iter()
         .map(|dimension| match dimension {
             Dimension::Status => DimensionBuilder::Int(Int32Builder::with_capacity(n)),
+            Dimension::Pattern => DimensionBuilder::Id(Int64Builder::with_capacity(n)),
             _ => DimensionBuilder::Text(StringBuilder::new()),
         })
         .collect();
@@ -240,6 +247,7 @@ fn to_batch(
 
 enum DimensionBuilder {
     Int(Int32Builder),
+    Id(Int64Builder),
     Text(StringBuilder),
 }
 
@@ -247,6 +255,8 @@ impl DimensionBuilder {
     fn append(&mut self, value: &Value) -> anyhow::Result<()> {
         match (self, value) {
             (DimensionBuilder::Int(builder), Value::Null) => builder.append_null(),
+            (DimensionBuilder::Id(builder), Value::Null) => builder.append_null(),
+            (DimensionBuilder::Id(builder), Value::Id(value)) => builder.append_value(*value),
             (DimensionBuilder::Text(builder), Value::Null) => builder.append_null(),
             (DimensionBuilder::Int(builder), Value::Int(value)) => builder.append_value(*value),
             (DimensionBuilder::Text(builder), Value::Text(value)) => builder.append_value(value),
@@ -258,6 +268,7 @@ impl DimensionBuilder {
     fn finish(&mut self) -> ArrayRef {
         match self {
             DimensionBuilder::Int(builder) => Arc::new(builder.finish()),
+            DimensionBuilder::Id(builder) => Arc::new(builder.finish()),
             DimensionBuilder::Text(builder) => Arc::new(builder.finish()),
         }
     }

@@ -5,7 +5,7 @@
 //! throughout, so an hour is built from exactly the rows its count was taken from; rows that
 //! arrive during the build make it stale again for the next run.
 
-use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate};
+use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, patterns};
 use crate::location::open_or_create_table;
 use anyhow::Context;
 use arrow::array::{Array, AsArray};
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use url::Url;
 
 /// An hour of the table: its `date` and `hour` partition values.
-type HourKey = (String, String);
+pub(crate) type HourKey = (String, String);
 
 /// What one run built.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,6 +34,10 @@ pub struct BuildReport {
     pub rollup_rows: u64,
     /// Per rollup: raw rows read and rollup rows written (its rows per raw row).
     pub per_rollup: BTreeMap<&'static str, (u64, u64)>,
+    /// Per cluster: templates first mined by this run.
+    pub new_patterns: BTreeMap<String, usize>,
+    /// Templates the dictionaries hold in all, after the run.
+    pub patterns_held: usize,
 }
 
 impl BuildReport {
@@ -75,6 +79,13 @@ pub async fn build_closed_hours(
         let built = hour_totals(&rollup_table).await?;
         rollups.push((rollup, rollup_table, built));
     }
+    let by_pattern = rollups
+        .iter()
+        .position(|(rollup, _, _)| rollup.name == patterns::BY_PATTERN)
+        .context("no pattern rollup")?;
+    let mut books = patterns::Books::load(warm, &rollups[by_pattern].1).await?;
+    // The pattern hours wait for the dictionaries that name their ids (see `patterns.rs`).
+    let mut pattern_hours = Vec::new();
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
@@ -103,12 +114,27 @@ pub async fn build_closed_hours(
         for batch in &batches {
             records.extend(crate::to_records(batch)?);
         }
+        // The miner's order: time, then machine and its sequence number.
+        records.sort_by(|a, b| {
+            (a.timestamp, &a.machine, a.seq).cmp(&(b.timestamp, &b.machine, b.seq))
+        });
+        let pattern_ids = if stale.contains(&by_pattern) {
+            books.assign(&(date.clone(), hour.clone()), &records)
+        } else {
+            Vec::new()
+        };
         for index in stale {
             let (rollup, rollup_table, _) = &mut rollups[index];
-            let batch = aggregate::hour_rows(rollup, hour_start, &records, top_values)
-                .with_context(|| format!("rolling up date={date}/hour={hour}"))?;
+            let batch =
+                aggregate::hour_rows(rollup, hour_start, &records, &pattern_ids, top_values)
+                    .with_context(|| format!("rolling up date={date}/hour={hour}"))?;
             let written = batch.num_rows() as u64;
-            *rollup_table = replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;
+            if index == by_pattern {
+                pattern_hours.push((date, hour, batch));
+            } else {
+                *rollup_table =
+                    replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;
+            }
             tracing::info!(
                 rollup = rollup.name,
                 date,
@@ -124,6 +150,12 @@ pub async fn build_closed_hours(
             per.0 += records.len() as u64;
             per.1 += written;
         }
+    }
+    report.new_patterns = books.new_templates.clone();
+    report.patterns_held = books.commit().await?;
+    let (rollup, rollup_table, _) = &mut rollups[by_pattern];
+    for (date, hour, batch) in pattern_hours {
+        *rollup_table = replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;
     }
     Ok(report)
 }

@@ -21,9 +21,11 @@
 //! | records of an hour -> rows of a rollup, bounded dimensions | `aggregate.rs` |
 //! | the latency sketch | `sketch.rs` |
 //! | which hours are stale, building and replacing them | `build.rs` |
+//! | pattern ids and the template dictionary | `patterns.rs` |
 
 mod aggregate;
 mod build;
+pub mod patterns;
 pub mod sketch;
 
 pub use aggregate::OTHER;
@@ -59,6 +61,9 @@ pub enum Dimension {
     /// `machine` (from each agent's configuration, not from callers: not bounded, since a
     /// machine counted under `(other)` could never be proven absent from an hour).
     Machine,
+    /// `pattern_id`, the id of the row's template in its cluster's dictionary (`patterns.rs`;
+    /// bounded by the miner's template bound).
+    Pattern,
 }
 
 impl Dimension {
@@ -73,6 +78,7 @@ impl Dimension {
             Dimension::Format => "format",
             Dimension::Message => "message",
             Dimension::Machine => "machine",
+            Dimension::Pattern => "pattern_id",
         }
     }
 
@@ -80,13 +86,14 @@ impl Dimension {
     pub fn is_bounded(self) -> bool {
         !matches!(
             self,
-            Dimension::Level | Dimension::Status | Dimension::Machine
+            Dimension::Level | Dimension::Status | Dimension::Machine | Dimension::Pattern
         )
     }
 
     fn data_type(self) -> DataType {
         match self {
             Dimension::Status => DataType::Int32,
+            Dimension::Pattern => DataType::Int64,
             _ => DataType::Utf8,
         }
     }
@@ -106,7 +113,7 @@ pub struct Rollup {
 /// warnings and errors by message). Few dimensions each, so each stays small. The machines of
 /// each hour (`hourly_by_machine`) answer per-machine questions, and tell `query` whether a
 /// filter on machines leaves out any machine of an hour; the only one that grows with the fleet.
-pub const ROLLUPS: [Rollup; 5] = [
+pub const ROLLUPS: [Rollup; 6] = [
     Rollup {
         name: "hourly_by_status",
         dimensions: &[Dimension::Level, Dimension::Status],
@@ -128,7 +135,40 @@ pub const ROLLUPS: [Rollup; 5] = [
         name: "hourly_by_machine",
         dimensions: &[Dimension::Level, Dimension::Machine],
     },
+    // Warnings and errors per template: `query patterns` over months.
+    Rollup {
+        name: patterns::BY_PATTERN,
+        dimensions: &[Dimension::Level, Dimension::Pattern],
+    },
 ];
+
+/// The Delta table at `location`, `None` when none was written there yet.
+pub(crate) async fn open_if_built(
+    location: &Url,
+    what: &str,
+) -> anyhow::Result<Option<deltalake::DeltaTable>> {
+    use anyhow::Context;
+    use deltalake::DeltaTableBuilder;
+    if let Ok(dir) = location.to_file_path()
+        && !dir.join("_delta_log").is_dir()
+    {
+        return Ok(None);
+    }
+    let context = || format!("opening {what} at {location}");
+    let mut table = DeltaTableBuilder::from_url(location.clone())
+        .and_then(|builder| builder.build())
+        .with_context(context)?;
+    if !table
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .with_context(context)?
+    {
+        return Ok(None);
+    }
+    table.load().await.with_context(context)?;
+    Ok(Some(table))
+}
 
 /// Partition columns of every rollup table.
 pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
@@ -145,28 +185,7 @@ impl Rollup {
 
     /// Its table at `warm`'s rollups, `None` when none was built yet.
     pub async fn open(&self, warm: &Url) -> anyhow::Result<Option<deltalake::DeltaTable>> {
-        use anyhow::Context;
-        use deltalake::DeltaTableBuilder;
-        let location = self.location(warm)?;
-        if let Ok(dir) = location.to_file_path()
-            && !dir.join("_delta_log").is_dir()
-        {
-            return Ok(None);
-        }
-        let context = || format!("opening the rollup at {location}");
-        let mut table = DeltaTableBuilder::from_url(location.clone())
-            .and_then(|builder| builder.build())
-            .with_context(context)?;
-        if !table
-            .log_store()
-            .is_delta_table_location()
-            .await
-            .with_context(context)?
-        {
-            return Ok(None);
-        }
-        table.load().await.with_context(context)?;
-        Ok(Some(table))
+        open_if_built(&self.location(warm)?, "the rollup").await
     }
 
     /// Its Arrow schema: `hour_start`, `cluster`, the dimensions, the measures, `date`, `hour`.
@@ -206,5 +225,7 @@ impl Rollup {
     }
 }
 
+#[cfg(test)]
+mod pattern_tests;
 #[cfg(test)]
 mod tests;
