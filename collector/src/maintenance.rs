@@ -38,8 +38,8 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
                     report.rollups.raw_rows,
                     if report.rollups.per_rollup.is_empty() { "" } else { ": " },
                     report.rollups.rows_per_raw_row(),
-                    report.rollups.patterns_held,
-                    report.rollups.new_patterns.values().sum::<usize>()
+                    report.rollups.patterns.held,
+                    report.rollups.patterns.new.len()
                 )
             }),
         Command::Retain(args) => runtime

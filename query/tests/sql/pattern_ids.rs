@@ -54,7 +54,15 @@ fn patterns(root: &std::path::Path, from: &str, to: &str) -> String {
     stdout(&query(
         root,
         &[
-            "patterns", "--cluster", "c1", "--from", from, "--to", to, "--format", "csv",
+            "patterns",
+            "--cluster",
+            "c1",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--format",
+            "csv",
         ],
     ))
 }

@@ -34,10 +34,8 @@ pub struct BuildReport {
     pub rollup_rows: u64,
     /// Per rollup: raw rows read and rollup rows written (its rows per raw row).
     pub per_rollup: BTreeMap<&'static str, (u64, u64)>,
-    /// Per cluster: templates first mined by this run.
-    pub new_patterns: BTreeMap<String, usize>,
-    /// Templates the dictionaries hold in all, after the run.
-    pub patterns_held: usize,
+    /// What it did to the pattern ids.
+    pub patterns: patterns::PatternReport,
 }
 
 impl BuildReport {
@@ -151,8 +149,7 @@ pub async fn build_closed_hours(
             per.1 += written;
         }
     }
-    report.new_patterns = books.new_templates.clone();
-    report.patterns_held = books.commit().await?;
+    report.patterns = books.commit().await?;
     let (rollup, rollup_table, _) = &mut rollups[by_pattern];
     for (date, hour, batch) in pattern_hours {
         *rollup_table = replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;

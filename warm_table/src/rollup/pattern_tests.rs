@@ -99,10 +99,22 @@ async fn every_warning_and_error_has_an_id_and_the_dictionary_adds_up() {
         .await[3],
         "| 12 | 4   |"
     );
-    assert_eq!(report.patterns_held, 12);
+    assert_eq!(report.patterns.held, 12);
+    // Each cluster's four, first seen in the first hour, with their final templates.
+    assert_eq!(report.patterns.new.len(), 12, "{:#?}", report.patterns.new);
+    for new in &report.patterns.new {
+        assert_eq!(new.first_seen.format("%H").to_string(), "00", "{new:?}");
+        assert!(
+            templates.iter().any(|t| t.contains(&new.template)),
+            "{new:?}"
+        );
+        assert!(["WARN", "ERROR"].contains(&new.level.as_str()), "{new:?}");
+    }
+    // Lines with ids, per cluster and level: every warning and error of the table.
+    let lines_total: i64 = report.patterns.lines.values().sum();
     assert_eq!(
-        report.new_patterns.values().copied().collect::<Vec<_>>(),
-        [4, 4, 4]
+        lines(&ctx, "SELECT count(*) AS n FROM raw WHERE path IS NULL").await[3],
+        format!("| {lines_total:<3} |")
     );
     // Each template's lines, first and last seen are its hours' in the rollup.
     assert_eq!(
@@ -145,7 +157,10 @@ async fn every_warning_and_error_has_an_id_and_the_dictionary_adds_up() {
     assert_eq!(
         build(&url).await,
         BuildReport {
-            patterns_held: 12,
+            patterns: patterns::PatternReport {
+                held: 12,
+                ..Default::default()
+            },
             ..BuildReport::default()
         }
     );
@@ -239,4 +254,48 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{e}"));
         }
     }
+}
+
+#[tokio::test]
+async fn a_pattern_is_new_when_first_mined_or_unseen_for_the_novelty_days() {
+    let (_dir, url) = warm_table(&mut records(0, 2, 100, 12)).await;
+    assert_eq!(build(&url).await.patterns.new.len(), 12);
+    // Three days later the same shapes: not new. Late rows for an hour already built: their
+    // lines only are counted.
+    crate::write_records(&url, &mut records(72, 1, 100, 13))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut late = records(1, 1, 30, 14);
+    crate::write_records(&url, &mut late)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let report = build(&url).await;
+    assert_eq!(report.patterns.new, []);
+    let ctx = session(&url).await;
+    let counted: i64 = report.patterns.lines.values().sum();
+    let expected = late.iter().filter(|r| r.path.is_none()).count() as i64
+        + lines(
+            &ctx,
+            "SELECT count(*) AS n FROM raw WHERE path IS NULL AND date = '2026-03-04'",
+        )
+        .await[3]
+            .trim_matches(|c| c == '|' || c == ' ')
+            .parse::<i64>()
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counted, expected, "{:?}", report.patterns.lines);
+    // Eleven days after that: new again, each cluster's four.
+    crate::write_records(&url, &mut records(72 + 11 * 24, 1, 100, 15))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let report = build(&url).await;
+    assert_eq!(report.patterns.new.len(), 12, "{:#?}", report.patterns.new);
+    assert!(
+        report
+            .patterns
+            .new
+            .iter()
+            .all(|new| new.first_seen.format("%Y-%m-%d").to_string() == "2026-03-15"),
+        "{:#?}",
+        report.patterns.new
+    );
 }

@@ -25,6 +25,7 @@ use arrow::array::{
 use arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
+use chrono::{DateTime, Utc};
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
@@ -106,13 +107,52 @@ struct Book {
     stored: BTreeMap<PatternId, Option<Seen>>,
 }
 
+/// A template's lines in one hour of one cluster, per id and level.
+type HourCounts = BTreeMap<(PatternId, String), Seen>;
+
+/// A pattern new to its cluster in a run: first mined, or not seen for [`NOVELTY_DAYS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPattern {
+    /// Its cluster.
+    pub cluster: String,
+    /// The level of its first line.
+    pub level: String,
+    /// Its id in the cluster's dictionary.
+    pub pattern_id: PatternId,
+    /// Its template after the run.
+    pub template: String,
+    /// Its first line of the run.
+    pub example: String,
+    /// When that line was logged.
+    pub first_seen: DateTime<Utc>,
+}
+
+/// What a run did to the pattern ids.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PatternReport {
+    /// Templates the dictionaries hold, after the run.
+    pub held: usize,
+    /// Patterns new to their cluster, in the order their hours were built.
+    pub new: Vec<NewPattern>,
+    /// Lines with a pattern id the run added to the rollup, per cluster and level (an hour
+    /// built again counts only its late rows).
+    pub lines: BTreeMap<(String, String), i64>,
+}
+
+/// A pattern not seen in its cluster for this many days is new again (alerted on as new).
+pub const NOVELTY_DAYS: i64 = 7;
+
 /// Every cluster's dictionary and the hourly counts its statistics are summed from.
 pub(crate) struct Books {
     table: DeltaTable,
     books: BTreeMap<String, Book>,
-    hours: BTreeMap<(String, HourKey), BTreeMap<PatternId, Seen>>,
+    hours: BTreeMap<(String, HourKey), HourCounts>,
+    /// Per cluster and id, its last line so far (micros).
+    last_seen: BTreeMap<(String, PatternId), i64>,
+    /// What this run did.
+    report: PatternReport,
     /// Templates first mined by this run, per cluster.
-    pub(crate) new_templates: BTreeMap<String, usize>,
+    new_templates: BTreeSet<String>,
 }
 
 impl Books {
@@ -157,11 +197,17 @@ impl Books {
                 book.stored.insert(id, seen);
             }
         }
-        let mut hours: BTreeMap<(String, HourKey), BTreeMap<PatternId, Seen>> = BTreeMap::new();
+        let mut hours: BTreeMap<(String, HourKey), HourCounts> = BTreeMap::new();
         let grouped = read(
             by_pattern,
             &[col("pattern_id").is_not_null()],
-            vec![col("cluster"), col("date"), col("hour"), col("pattern_id")],
+            vec![
+                col("cluster"),
+                col("date"),
+                col("hour"),
+                col("pattern_id"),
+                col("level"),
+            ],
         )
         .await?;
         for batch in grouped {
@@ -169,11 +215,11 @@ impl Books {
                 arrow::compute::cast(batch.column(index), &DataType::Utf8)
                     .map(|array| array.as_string::<i32>().clone())
             };
-            let (clusters, dates, hour_values) = (text(0)?, text(1)?, text(2)?);
+            let (clusters, dates, hour_values, levels) = (text(0)?, text(1)?, text(2)?, text(4)?);
             let ids = batch.column(3).as_primitive::<Int64Type>();
-            let lines = batch.column(4).as_primitive::<Int64Type>();
-            let first = batch.column(5).as_primitive::<TimestampMicrosecondType>();
-            let last = batch.column(6).as_primitive::<TimestampMicrosecondType>();
+            let lines = batch.column(5).as_primitive::<Int64Type>();
+            let first = batch.column(6).as_primitive::<TimestampMicrosecondType>();
+            let last = batch.column(7).as_primitive::<TimestampMicrosecondType>();
             for row in 0..batch.num_rows() {
                 let key = (
                     clusters.value(row).to_owned(),
@@ -183,7 +229,7 @@ impl Books {
                     ),
                 );
                 hours.entry(key).or_default().insert(
-                    ids.value(row),
+                    (ids.value(row), levels.value(row).to_owned()),
                     Seen {
                         lines: lines.value(row),
                         first: first.value(row),
@@ -192,11 +238,21 @@ impl Books {
                 );
             }
         }
+        let last_seen = books
+            .iter()
+            .flat_map(|(cluster, book)| {
+                book.stored
+                    .iter()
+                    .filter_map(|(id, seen)| seen.map(|seen| ((cluster.clone(), *id), seen.last)))
+            })
+            .collect();
         Ok(Self {
             table,
             books,
             hours,
-            new_templates: BTreeMap::new(),
+            last_seen,
+            report: PatternReport::default(),
+            new_templates: BTreeSet::new(),
         })
     }
 
@@ -223,11 +279,12 @@ impl Books {
                 .map(|&row| records[row].message.as_str())
                 .collect();
             let given = book.dictionary.assign(&lines);
-            let added = book.dictionary.len() - before;
-            if added > 0 {
-                *self.new_templates.entry(cluster.to_owned()).or_default() += added;
+            if book.dictionary.len() > before {
+                self.new_templates.insert(cluster.to_owned());
             }
-            let mut seen: BTreeMap<PatternId, Seen> = BTreeMap::new();
+            let mut seen: HourCounts = BTreeMap::new();
+            // Each id's first line of the hour.
+            let mut firsts: BTreeMap<PatternId, &LogRecord> = BTreeMap::new();
             for (&row, id) in rows.iter().zip(given) {
                 ids[row] = id;
                 let Some(id) = id else { continue };
@@ -235,8 +292,9 @@ impl Books {
                 book.examples
                     .entry(id)
                     .or_insert_with(|| record.message.clone());
+                firsts.entry(id).or_insert(record);
                 let at = record.timestamp.timestamp_micros();
-                seen.entry(id)
+                seen.entry((id, record.level.as_str().to_owned()))
                     .or_insert(Seen {
                         lines: 0,
                         first: at,
@@ -248,18 +306,61 @@ impl Books {
                         last: at,
                     });
             }
-            self.hours.insert((cluster.to_owned(), hour.clone()), seen);
+            let novelty = chrono::Duration::days(NOVELTY_DAYS)
+                .num_microseconds()
+                .unwrap_or(i64::MAX);
+            for (id, record) in firsts {
+                let at = record.timestamp.timestamp_micros();
+                let last = seen
+                    .iter()
+                    .filter(|((seen_id, _), _)| *seen_id == id)
+                    .map(|(_, seen)| seen.last)
+                    .max()
+                    .unwrap_or(at);
+                let previous = self.last_seen.get(&(cluster.to_owned(), id)).copied();
+                if previous.is_none_or(|previous| previous < at.saturating_sub(novelty)) {
+                    self.report.new.push(NewPattern {
+                        cluster: cluster.to_owned(),
+                        level: record.level.as_str().to_owned(),
+                        pattern_id: id,
+                        template: String::new(),
+                        example: record.message.clone(),
+                        first_seen: record.timestamp,
+                    });
+                }
+                self.last_seen.insert(
+                    (cluster.to_owned(), id),
+                    previous.map_or(last, |p| p.max(last)),
+                );
+            }
+            let key = (cluster.to_owned(), hour.clone());
+            let old = self.hours.get(&key);
+            for ((_, level), counted) in &seen {
+                *self
+                    .report
+                    .lines
+                    .entry((cluster.to_owned(), level.clone()))
+                    .or_default() += counted.lines;
+            }
+            for ((_, level), counted) in old.into_iter().flatten() {
+                *self
+                    .report
+                    .lines
+                    .entry((cluster.to_owned(), level.clone()))
+                    .or_default() -= counted.lines;
+            }
+            self.hours.insert(key, seen);
         }
         ids
     }
 
     /// Writes the dictionaries whose templates or statistics this run changed, one commit per
-    /// cluster. Returns the number of templates held in all.
-    pub(crate) async fn commit(mut self) -> anyhow::Result<usize> {
+    /// cluster; what the run did.
+    pub(crate) async fn commit(mut self) -> anyhow::Result<PatternReport> {
         let mut totals: BTreeMap<&str, BTreeMap<PatternId, Seen>> = BTreeMap::new();
         for ((cluster, _), seen) in &self.hours {
             let cluster_totals = totals.entry(cluster.as_str()).or_default();
-            for (id, seen) in seen {
+            for ((id, _), seen) in seen {
                 cluster_totals
                     .entry(*id)
                     .and_modify(|total| total.merge(*seen))
@@ -275,7 +376,7 @@ impl Books {
                 && templates
                     .iter()
                     .all(|(id, _)| book.stored.get(id) == Some(&seen.get(id).copied()))
-                && !self.new_templates.contains_key(cluster);
+                && !self.new_templates.contains(cluster);
             if unchanged {
                 continue;
             }
@@ -289,7 +390,19 @@ impl Books {
                 .await
                 .with_context(|| format!("writing the pattern dictionary of cluster {cluster}"))?;
         }
-        Ok(held)
+        let mut report = self.report;
+        report.held = held;
+        report.lines.retain(|_, lines| *lines != 0);
+        for new in &mut report.new {
+            if let Some(template) = self
+                .books
+                .get(&new.cluster)
+                .and_then(|book| book.dictionary.template(new.pattern_id))
+            {
+                new.template = template;
+            }
+        }
+        Ok(report)
     }
 }
 

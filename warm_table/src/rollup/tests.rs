@@ -229,7 +229,10 @@ async fn every_closed_hour_is_exact_and_a_rerun_builds_nothing() {
     assert_eq!(
         again,
         BuildReport {
-            patterns_held: 12,
+            patterns: patterns::PatternReport {
+                held: 12,
+                ..Default::default()
+            },
             ..BuildReport::default()
         }
     );
