@@ -11,6 +11,7 @@ use service::secrets::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use warm_table::compact::CompactOptions;
 
 /// Command line of the `collector` binary: the configuration file, every setting, the flags of
 /// tests and the maintenance commands.
@@ -108,6 +109,12 @@ pub struct Settings {
     /// Rows of one Kafka partition that trigger a write before the interval.
     #[arg(long, env = "COLLECTOR_MAX_BATCH_ROWS", default_value = "200000")]
     pub max_batch_rows: usize,
+    /// Also run `collector compact` (with its defaults) this often, e.g. `10m`, and export what
+    /// it finds: log patterns new to a cluster (the new-pattern alert) and lines per pattern.
+    /// Off by default; one collector of a group is enough (runs at once are safe).
+    #[arg(long, env = "COLLECTOR_COMPACT_EVERY", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "duration::option")]
+    pub compact_every: Option<Duration>,
 }
 
 /// Commands besides consuming (the default).
@@ -157,6 +164,30 @@ pub struct RetainArgs {
     pub vacuum_after: Duration,
 }
 
+impl CompactArgs {
+    /// What `warm_table::compact::run` is given for the table at `out`, at `now`.
+    pub fn options(&self, out: &str, now: chrono::DateTime<chrono::Utc>) -> CompactOptions {
+        CompactOptions {
+            out: out.to_owned(),
+            min_age: self.min_age,
+            open_hour: self.open_hour,
+            target_file_size: self.target_file_size,
+            rollup_top_values: self.rollup_top_values,
+            now,
+        }
+    }
+}
+
+impl Default for CompactArgs {
+    /// The flags' defaults, as declared above (what `--compact-every` runs with).
+    fn default() -> Self {
+        use clap::{Args, FromArgMatches};
+        let matches =
+            Self::augment_args(clap::Command::new("compact")).get_matches_from(["compact"]);
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+}
+
 /// The command line, `--help` showing every default and variable.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -185,6 +216,8 @@ pub struct Config {
     pub max_batch_rows: usize,
     /// Fault injection for tests: hold every commit this long after its files are written.
     pub fault_commit_delay: Option<Duration>,
+    /// How often the consuming collector compacts the table too, if at all.
+    pub compact_every: Option<Duration>,
 }
 
 impl Config {
@@ -204,6 +237,11 @@ impl Config {
             bail!("--flush-interval must be above zero");
         }
         service::config::within("--max-batch-rows", s.max_batch_rows, 1, 10_000_000)?;
+        if s.compact_every
+            .is_some_and(|every| every < Duration::from_secs(1))
+        {
+            bail!("--compact-every must be at least 1s");
+        }
         let security = KafkaSecurity::new(KafkaSecuritySettings {
             protocol: s.kafka_security_protocol,
             ca_file: s.kafka_ca_file,
@@ -227,6 +265,7 @@ impl Config {
             flush_interval: s.flush_interval,
             max_batch_rows: s.max_batch_rows,
             fault_commit_delay: cli.fault_commit_delay,
+            compact_every: s.compact_every,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! | batches -> writer thread -> resends dropped -> one Delta commit | `writer.rs` -> `resends.rs` -> `to_delta.rs` |
 //! | the table: schema, location, progress (`txn`), commit with fence | the `warm_table` crate |
 //! | `collector compact` / `collector retain` (the table's own operations, run once) | `maintenance.rs` |
+//! | `--compact-every`: compaction in the daemon, new log patterns exported (warm feeds hot) | `compaction.rs` |
 //!
 //! Guarantee: every event consumed is in the table exactly once, after any crash: a commit
 //! carries its rows with each Kafka partition's last offset (so replays of those are skipped and
@@ -16,6 +17,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod batch;
+mod compaction;
 pub mod config;
 mod from_kafka;
 pub mod maintenance;
@@ -40,12 +42,18 @@ pub async fn run(
         .await
         .with_context(|| format!("binding /metrics to {}", config.metrics_listen))?;
     tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    let newest = compaction::NewestPatterns::default();
+    let shown = newest.clone();
     let metrics = tokio::spawn(service::exporter::serve(
         listener,
         prometheus,
-        |_: &mut String| {},
+        move |text: &mut String| shown.render(text),
         shutdown.clone(),
     ));
+    let compacting = config.compact_every.map(|every| {
+        tracing::info!(every = %humantime::format_duration(every), "compacting the table periodically");
+        tokio::spawn(compaction::every(config.clone(), every, newest, shutdown.clone()))
+    });
     let consumer_stop = shutdown.clone();
     let runtime = tokio::runtime::Handle::current();
     let result =
@@ -53,5 +61,8 @@ pub async fn run(
             .await;
     shutdown.cancel();
     let _ = metrics.await;
+    if let Some(compacting) = compacting {
+        let _ = compacting.await;
+    }
     result.context("consumer thread")?
 }

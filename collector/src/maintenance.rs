@@ -3,7 +3,7 @@
 
 use crate::config::{Command, Config};
 use std::process::ExitCode;
-use warm_table::compact::CompactOptions;
+use warm_table::compact::CompactReport;
 use warm_table::retain::RetainOptions;
 
 /// Runs `collector compact` or `collector retain` to its end; the exit code says how it went.
@@ -19,29 +19,8 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
     let now = chrono::Utc::now();
     let result = match command {
         Command::Compact(args) => runtime
-            .block_on(warm_table::compact::run(&CompactOptions {
-                out: config.out.clone(),
-                min_age: args.min_age,
-                open_hour: args.open_hour,
-                target_file_size: args.target_file_size,
-                rollup_top_values: args.rollup_top_values,
-                now,
-            }))
-            .map(|report| {
-                format!(
-                    "collector compact: {} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows{}{}); {} log templates in the pattern dictionaries, {} new",
-                    report.hours_compacted,
-                    report.files_removed,
-                    report.files_added,
-                    report.rollups.hours_built,
-                    report.rollups.rollup_rows,
-                    report.rollups.raw_rows,
-                    if report.rollups.per_rollup.is_empty() { "" } else { ": " },
-                    report.rollups.rows_per_raw_row(),
-                    report.rollups.patterns.held,
-                    report.rollups.patterns.new.len()
-                )
-            }),
+            .block_on(warm_table::compact::run(&args.options(&config.out, now)))
+            .map(|report| format!("collector compact: {}", summary(&report))),
         Command::Retain(args) => runtime
             .block_on(warm_table::retain::run(&RetainOptions {
                 out: config.out.clone(),
@@ -66,4 +45,26 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What a compaction did, in one line.
+pub(crate) fn summary(report: &CompactReport) -> String {
+    let rollups = &report.rollups;
+    format!(
+        "{} hours compacted ({} files rewritten into {}); {} rollup hours built ({} rollup rows for {} raw rows{}{}); {} log templates in the pattern dictionaries, {} new to their cluster",
+        report.hours_compacted,
+        report.files_removed,
+        report.files_added,
+        rollups.hours_built,
+        rollups.rollup_rows,
+        rollups.raw_rows,
+        if rollups.per_rollup.is_empty() {
+            ""
+        } else {
+            ": "
+        },
+        rollups.rows_per_raw_row(),
+        rollups.patterns.held,
+        rollups.patterns.new.len()
+    )
 }

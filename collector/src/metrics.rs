@@ -34,6 +34,19 @@ pub(crate) const CHECKPOINTS_TOTAL: &str = "collector_delta_checkpoints_total";
 /// Counter: flushes dropped because another collector stored one of their partitions.
 pub(crate) const FENCED_TOTAL: &str = "collector_fenced_flushes_total";
 
+/// Counter `{cluster, level}`: log patterns new to their cluster (first mined, or unseen for
+/// `warm_table::rollup::patterns::NOVELTY_DAYS`), found by `--compact-every`.
+pub(crate) const LOG_PATTERNS_NEW_TOTAL: &str = "collector_log_patterns_new_total";
+/// Counter `{cluster, level}`: lines given a pattern id by `--compact-every` (warnings, errors,
+/// INFO lines that are not request events).
+pub(crate) const LOG_PATTERN_LINES_TOTAL: &str = "collector_log_pattern_lines_total";
+/// Counter `{outcome}`: `--compact-every` runs, `ok` or `error`.
+pub(crate) const COMPACTIONS_TOTAL: &str = "collector_compactions_total";
+/// Gauge `{cluster, level, pattern_id, template, example}`, unix seconds it was found: the
+/// newest patterns new to their cluster, for the new-pattern alert's annotations (rendered by
+/// `compaction.rs`, at most `compaction::NEWEST_KEPT` series).
+pub(crate) const NEW_LOG_PATTERN_INFO: &str = "collector_new_log_pattern_info";
+
 pub(crate) const FLUSH_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -54,6 +67,9 @@ pub(crate) fn register_at_zero() {
         FENCED_TOTAL,
     ] {
         metrics::counter!(counter).increment(0);
+    }
+    for outcome in ["ok", "error"] {
+        metrics::counter!(COMPACTIONS_TOTAL, "outcome" => outcome).increment(0);
     }
     for reason in crate::batch::DEAD_LETTER_REASONS {
         metrics::counter!(DEAD_LETTERED_TOTAL, "reason" => *reason).increment(0);
@@ -113,6 +129,21 @@ pub(crate) fn describe() {
         "Flush writes or commits that failed and are retried."
     );
     describe_counter!(COMMITS_TOTAL, Unit::Count, "Delta commits made.");
+    describe_counter!(
+        LOG_PATTERNS_NEW_TOTAL,
+        Unit::Count,
+        "Log patterns new to their cluster (first mined, or not seen for 7 days), by the level of their first line."
+    );
+    describe_counter!(
+        LOG_PATTERN_LINES_TOTAL,
+        Unit::Count,
+        "Lines given a pattern id by compaction (warnings, errors, INFO lines that are not request events)."
+    );
+    describe_counter!(
+        COMPACTIONS_TOTAL,
+        Unit::Count,
+        "Periodic compactions (--compact-every), by outcome: ok, error."
+    );
     describe_counter!(
         COMMIT_RETRIES_TOTAL,
         Unit::Count,

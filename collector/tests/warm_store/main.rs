@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod compaction;
+mod new_patterns;
 mod other_engines;
 mod secured;
 mod store;
