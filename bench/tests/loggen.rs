@@ -84,3 +84,46 @@ fn writes_the_store_layout_deterministically() {
         .collect();
     assert_ne!(rows, other);
 }
+
+/// `--format delta --flushes-per-hour 3`: each hour and cluster holds three files, as three
+/// collector flushes leave them before compaction.
+#[test]
+fn delta_stores_hold_one_file_per_flush() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_loggen"))
+        .args([
+            "--days",
+            "1",
+            "--machines",
+            "12",
+            "--events-per-hour",
+            "20",
+            "--format",
+            "delta",
+            "--flushes-per-hour",
+            "3",
+            "--out",
+        ])
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for hour in ["00", "13", "23"] {
+        for cluster in ["cluster-0", "cluster-1"] {
+            let dir = out
+                .path()
+                .join(format!("date=2026-01-01/hour={hour}/cluster={cluster}"));
+            let files = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".parquet")
+                })
+                .count();
+            assert_eq!(files, 3, "{}", dir.display());
+        }
+    }
+}

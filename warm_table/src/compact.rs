@@ -51,6 +51,10 @@ pub struct CompactReport {
     pub files_added: u64,
     /// What the rollups' build did.
     pub rollups: crate::rollup::BuildReport,
+    /// Time spent rewriting files.
+    pub rewrite_time: Duration,
+    /// Time spent building rollups and pattern ids.
+    pub rollup_time: Duration,
 }
 
 /// Compacts every closed hour of the table once; safe to kill at any point.
@@ -59,6 +63,7 @@ pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
     let mut table = crate::open(&url).await?;
     let min_age = ChronoDuration::from_std(options.min_age).context("--min-age is too large")?;
     let mut report = CompactReport::default();
+    let started = std::time::Instant::now();
     let closed_before = if options.open_hour {
         DateTime::<Utc>::MAX_UTC
     } else {
@@ -107,11 +112,14 @@ pub async fn run(options: &CompactOptions) -> anyhow::Result<CompactReport> {
         report.files_added += metrics.num_files_added;
         table = optimized;
     }
+    report.rewrite_time = started.elapsed();
+    let started = std::time::Instant::now();
     // Rollups of closed hours only, --open-hour or not: the hour in progress is still growing.
     report.rollups =
         crate::rollup::build_closed_hours(&url, options.now - min_age, options.rollup_top_values)
             .await
             .context("building the rollups")?;
+    report.rollup_time = started.elapsed();
     Ok(report)
 }
 

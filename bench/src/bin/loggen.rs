@@ -2,7 +2,7 @@
 //! queries over months of data.
 //!
 //! `loggen --days D --machines M --events-per-hour N --out DIR [--seed S] [--start YYYY-MM-DD]
-//!  [--format hive|delta]`
+//!  [--format hive|delta] [--flushes-per-hour K]`
 //!
 //! D days x M machines x N events per machine-hour, one file per hour and cluster, as hive
 //! Parquet in `DIR/date=YYYY-MM-DD/hour=HH/cluster=C/loggen-<hour>.parquet`, or (`--format delta`)
@@ -76,6 +76,10 @@ struct Args {
     /// Layout of the output.
     #[arg(long, value_enum, default_value_t = Format::Hive)]
     format: Format,
+    /// Delta only: files per hour and cluster, as that many collector flushes would leave them
+    /// before compaction (1: as compaction leaves them).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=60))]
+    flushes_per_hour: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,7 +125,9 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
     let date = args.start + Duration::days(day.into());
     let clusters = args.machines.div_ceil(MACHINES_PER_CLUSTER);
     let mut rows = 0;
-    let mut files = Vec::new();
+    // Per flush, its files (one commit each, as the collector's flushes are).
+    let mut flushes: Vec<Vec<warm_table::PartitionFile>> =
+        (0..args.flushes_per_hour).map(|_| Vec::new()).collect();
     for hour in 0..24 {
         let start = date.and_hms_opt(hour, 0, 0).unwrap_or_default().and_utc();
         for cluster in 0..clusters {
@@ -133,7 +139,18 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
             }
             rows += records.len() as u64;
             if args.format == Format::Delta {
-                files.extend(warm_table::partition_files(&mut records)?);
+                // Consecutive events go to different flushes, as a collector's would.
+                for (flush, files) in flushes.iter_mut().enumerate() {
+                    let mut share: Vec<LogRecord> = records
+                        .iter()
+                        .skip(flush)
+                        .step_by(args.flushes_per_hour)
+                        .cloned()
+                        .collect();
+                    if !share.is_empty() {
+                        files.extend(warm_table::partition_files(&mut share)?);
+                    }
+                }
                 continue;
             }
             let path = partition(&args.out, start, cluster)
@@ -148,9 +165,12 @@ fn write_day(args: &Args, day: u32) -> anyhow::Result<u64> {
             .build()?
             .block_on(async {
                 let mut table = warm_table::open(&url).await?;
-                warm_table::append(&mut table, files, Vec::new(), &[], async {})
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))
+                for files in flushes {
+                    warm_table::append(&mut table, files, Vec::new(), &[], async {})
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                anyhow::Ok(())
             })?;
     }
     Ok(rows)
@@ -203,10 +223,35 @@ fn generate(
             let error = rng.bool();
             record.level = if error { Level::Error } else { Level::Warn };
             record.target = "agent::metadata::upstream".into();
-            record.message = if error {
-                "upstream metadata fetch failed; the last good document stays served".into()
-            } else {
-                "metadata document refused; the last good copy stays served".into()
+            // A few shapes with values in them, as the agent's own lines have: what the pattern
+            // ids and `query patterns` group.
+            record.message = match (error, rng.u32(0..4)) {
+                (true, 0) => {
+                    "upstream metadata fetch failed; the last good document stays served".into()
+                }
+                (true, 1) => format!(
+                    "upstream 169.254.169.{}:80 refused the connection after {} ms",
+                    rng.u8(1..255),
+                    rng.u32(1..5000)
+                ),
+                (true, 2) => format!(
+                    "metadata document of {} bytes failed to parse at line {}",
+                    rng.u32(100..90_000),
+                    rng.u32(1..400)
+                ),
+                (true, _) => format!(
+                    "kafka delivery to partition {} failed: broker transport failure",
+                    rng.u8(0..16)
+                ),
+                (false, 0) => "metadata document refused; the last good copy stays served".into(),
+                (false, 1) => format!("request queue at {}% of its bound", rng.u8(50..100)),
+                (false, 2) => format!("disk budget {}% used by the log files", rng.u8(70..100)),
+                (false, _) => format!(
+                    "caller 10.{cluster}.{}.{} throttled after {} requests",
+                    rng.u8(0..255),
+                    rng.u8(4..250),
+                    rng.u32(100..2000)
+                ),
             };
             record.fields =
                 Some(serde_json::from_str(r#"{"error":"connection refused"}"#).unwrap_or_default());

@@ -24,6 +24,9 @@ pub(super) struct Candidate {
     /// machine: an hour is read from the rollup only if it has no other machine (in the
     /// statement's clusters), as when Grafana's `$machine` is "All".
     pub(super) machines: Option<BTreeSet<String>>,
+    /// The rollup's bounded dimensions the statement groups or filters by: an hour where one
+    /// of them counts values under `(other)` is read raw (those values are not in the rollup).
+    pub(super) folded: Vec<&'static str>,
 }
 
 impl Candidate {
@@ -116,6 +119,12 @@ impl Candidate {
                 .find(|r| r.name == *name && covers(r))
                 .copied()
         })?;
+        let folded = rollup
+            .dimensions
+            .iter()
+            .filter(|d| d.is_bounded() && needed.iter().any(|c| c == d.column()))
+            .map(|d| d.column())
+            .collect();
         Some(Candidate {
             aggregate: node.clone(),
             rollup,
@@ -123,6 +132,7 @@ impl Candidate {
             from,
             to,
             machines,
+            folded,
         })
     }
 }

@@ -49,6 +49,15 @@ impl Candidate {
                     .await?
             }
         };
+        let exact = if self.folded.is_empty() {
+            exact
+        } else {
+            let folded = self.hours_with_folded_values(state, &name).await?;
+            exact
+                .into_iter()
+                .filter(|hour| !folded.contains(hour))
+                .collect()
+        };
         if exact.is_empty() {
             return Ok(None);
         }
@@ -163,6 +172,63 @@ impl Candidate {
         Ok(Some(
             LogicalPlanBuilder::from(merged).project(restore)?.build()?,
         ))
+    }
+
+    /// Hours where the rollup `name` (`self.rollup`) counts values of a dimension the
+    /// statement uses under `(other)`, in the statement's clusters.
+    async fn hours_with_folded_values(
+        &self,
+        state: &SessionState,
+        name: &str,
+    ) -> Result<BTreeSet<DateTime<Utc>>> {
+        let Some(provider) = state.schema_for_ref(name)?.table(name).await? else {
+            return Ok(BTreeSet::new());
+        };
+        let mut plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?;
+        for filter in &self.filters {
+            if filter
+                .column_refs()
+                .iter()
+                .all(|c| ALWAYS.contains(&c.name.as_str()))
+            {
+                plan = plan.filter(requalify(filter, name)?)?;
+            }
+        }
+        let folded = self
+            .folded
+            .iter()
+            .map(|column| {
+                cast(
+                    col(Column::new(Some(name), *column)),
+                    arrow::datatypes::DataType::Utf8,
+                )
+                .eq(lit(warm_table::rollup::OTHER))
+            })
+            .reduce(or)
+            .unwrap_or_else(|| lit(false));
+        let plan = plan
+            .filter(folded)?
+            .aggregate(
+                vec![col(Column::new(Some(name), "hour_start"))],
+                Vec::<Expr>::new(),
+            )?
+            .build()?;
+        let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let mut hours = BTreeSet::new();
+        for batch in &batches {
+            use arrow::array::AsArray;
+            let starts = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            hours.extend(
+                starts
+                    .iter()
+                    .flatten()
+                    .filter_map(DateTime::from_timestamp_micros),
+            );
+        }
+        Ok(hours)
     }
 
     /// Of `hours`, those whose machines (in the statement's clusters, as the machines rollup

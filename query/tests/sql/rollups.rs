@@ -228,3 +228,58 @@ fn dashboard_panels_read_the_rollups_when_every_machine_is_selected() {
         );
     }
 }
+
+/// A bounded dimension folded under `(other)` in an hour (more distinct paths than the bound):
+/// a statement that groups or filters by it reads that hour raw, so its answer never shows
+/// `(other)` and equals the raw one; the other hours still come from the rollup.
+#[test]
+fn hours_with_folded_values_are_read_raw_for_statements_that_use_that_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = records();
+    // 2026-01-01 00:00 in c1: 150 distinct paths, more than the 100 kept per cluster and hour.
+    for (i, r) in records
+        .iter_mut()
+        .filter(|r| r.cluster == "c1" && r.timestamp.format("%d%H").to_string() == "0100")
+        .enumerate()
+    {
+        r.path = Some(format!("/metadata/instance/flood{i}"));
+    }
+    let mut flood: Vec<LogRecord> = (0..130u64)
+        .map(|i| {
+            let mut r = records[0].clone();
+            r.id = Uuid::from_u64_pair(0xf100d, i);
+            r.seq = 90_000 + i;
+            r.path = Some(format!("/metadata/instance/more{i}"));
+            r
+        })
+        .collect();
+    records.append(&mut flood);
+    write_delta(dir.path(), &records, 1);
+    compact_and_vacuum(dir.path());
+    assert!(
+        piped(
+            dir.path(),
+            "SELECT count(*) AS n FROM logs_hourly_by_path WHERE path = '(other)';"
+        )
+        .starts_with("n\n1\n"),
+        "the flood hour holds (other)"
+    );
+    let by_path =
+        "SELECT path, count(*) AS n FROM logs WHERE path IS NOT NULL GROUP BY path ORDER BY path";
+    let on = piped(dir.path(), &format!("{by_path};"));
+    let off = piped(dir.path(), &format!("SET logs.rollups = off;\n{by_path};"));
+    assert_eq!(on, off);
+    assert!(!on.contains("(other)"), "{on}");
+    // Header, the usual path, the 20 renamed and the 130 added.
+    assert_eq!(on.lines().count(), 1 + 1 + 20 + 130, "{on}");
+    assert!(
+        piped(dir.path(), &format!("EXPLAIN {by_path};")).contains("logs_hourly_by_path"),
+        "the other hours still read the rollup"
+    );
+    // A total does not use the path: every hour from the rollup, (other) included.
+    let total = "SELECT count(*) AS n FROM logs";
+    assert_eq!(
+        piped(dir.path(), &format!("{total};")),
+        format!("n\n{}\n", records.len())
+    );
+}
