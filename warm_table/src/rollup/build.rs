@@ -8,7 +8,7 @@
 use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, patterns};
 use crate::location::open_or_create_table;
 use anyhow::Context;
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -87,7 +87,18 @@ pub async fn build_closed_hours(
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
+    // Per rollup, the hours of the day being built, committed together when the day changes
+    // (one commit per rollup and day, not per hour: a backfill of months makes a few hundred
+    // commits per rollup, not thousands).
+    let mut day_hours: Vec<Vec<(String, RecordBatch)>> = vec![Vec::new(); rollups.len()];
+    let mut day: Option<String> = None;
     for ((date, hour), rows) in &raw {
+        if day.as_ref().is_some_and(|day| day != date)
+            && let Some(day) = day.take()
+        {
+            replace_days_hours(&mut rollups, &mut day_hours, &day).await?;
+        }
+        day = Some(date.clone());
         let stale: Vec<usize> = rollups
             .iter()
             .enumerate()
@@ -122,16 +133,15 @@ pub async fn build_closed_hours(
             Vec::new()
         };
         for index in stale {
-            let (rollup, rollup_table, _) = &mut rollups[index];
+            let rollup = rollups[index].0;
             let batch =
                 aggregate::hour_rows(rollup, hour_start, &records, &pattern_ids, top_values)
                     .with_context(|| format!("rolling up date={date}/hour={hour}"))?;
             let written = batch.num_rows() as u64;
             if index == by_pattern {
-                pattern_hours.push((date, hour, batch));
+                pattern_hours.push((date.clone(), hour.clone(), batch));
             } else {
-                *rollup_table =
-                    replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;
+                day_hours[index].push((hour.clone(), batch));
             }
             tracing::info!(
                 rollup = rollup.name,
@@ -149,34 +159,62 @@ pub async fn build_closed_hours(
             per.1 += written;
         }
     }
+    if let Some(day) = day {
+        replace_days_hours(&mut rollups, &mut day_hours, &day).await?;
+    }
     report.patterns = books.commit().await?;
-    let (rollup, rollup_table, _) = &mut rollups[by_pattern];
+    let mut pattern_days: BTreeMap<String, Vec<(String, RecordBatch)>> = BTreeMap::new();
     for (date, hour, batch) in pattern_hours {
-        *rollup_table = replace_hour(rollup, rollup_table.clone(), batch, date, hour).await?;
+        pattern_days.entry(date).or_default().push((hour, batch));
+    }
+    let (rollup, rollup_table, _) = &mut rollups[by_pattern];
+    for (date, hours) in pattern_days {
+        *rollup_table = replace_hours(rollup, rollup_table.clone(), hours, &date).await?;
     }
     Ok(report)
 }
 
-/// Replaces the rollup's rows of one hour with `batch`, in one commit.
-async fn replace_hour(
+/// Commits, for each rollup, the hours of `date` built since the last call.
+async fn replace_days_hours(
+    rollups: &mut [(&Rollup, DeltaTable, BTreeMap<HourKey, i64>)],
+    day_hours: &mut [Vec<(String, RecordBatch)>],
+    date: &str,
+) -> anyhow::Result<()> {
+    for ((rollup, table, _), hours) in rollups.iter_mut().zip(day_hours.iter_mut()) {
+        if !hours.is_empty() {
+            *table = replace_hours(rollup, table.clone(), std::mem::take(hours), date).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the rollup's rows of each of `hours` of `date` with its batch, in one commit.
+async fn replace_hours(
     rollup: &Rollup,
     table: DeltaTable,
-    batch: arrow::array::RecordBatch,
+    hours: Vec<(String, RecordBatch)>,
     date: &str,
-    hour: &str,
 ) -> anyhow::Result<DeltaTable> {
     let [date_column, hour_column] = PARTITION_COLUMNS;
+    let (names, batches): (Vec<String>, Vec<RecordBatch>) = hours.into_iter().unzip();
+    let list = names.iter().map(|hour| lit(hour.as_str())).collect();
     table
-        .write(vec![batch])
+        .write(batches)
         .with_save_mode(SaveMode::Overwrite)
         .with_replace_where(
             col(date_column)
                 .eq(lit(date))
-                .and(col(hour_column).eq(lit(hour))),
+                .and(col(hour_column).in_list(list, false)),
         )
         .with_writer_properties(logrecord::parquet_file::writer_properties()?)
         .await
-        .with_context(|| format!("replacing date={date}/hour={hour} of {}", rollup.name))
+        .with_context(|| {
+            format!(
+                "replacing date={date}/hour={} of {}",
+                names.join(","),
+                rollup.name
+            )
+        })
 }
 
 /// Rows the warm table holds per closed hour, from its log's per-file row counts.

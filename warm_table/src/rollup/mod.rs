@@ -11,9 +11,10 @@
 //!
 //! Built by `collector compact` from closed hours (`build.rs`): an hour whose rollup does not
 //! count as many rows as the warm table holds for it (never built, or late rows arrived since) is
-//! built again from its raw rows and replaces the rollup's hour in one Delta commit. A rerun, a
-//! second compactor or a compactor killed mid-run never counts a row twice: an hour is replaced,
-//! never appended to, and a build that races another one fails its commit. Retention
+//! built again from its raw rows; the hours of a day built by a run replace the rollup's rows of
+//! those hours in one Delta commit per rollup. A rerun, a second compactor or a compactor killed
+//! mid-run never counts a row twice: an hour is replaced, never appended to, and a build that
+//! races another one fails its commit. Retention
 //! (`collector retain`) trims the rollups with the warm table, to the same horizon.
 //!
 //! | what | file |
