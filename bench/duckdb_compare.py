@@ -28,12 +28,12 @@ import csv
 import io
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 import duckdb
+
+import side_by_side
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--query-bin", required=True)
@@ -51,14 +51,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 
 
 def median_of(fn):
-    fn()  # warm-up (page cache, lazy initialisation), not counted
-    times = []
-    result = None
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return side_by_side.median_of(fn, args.runs)
 
 
 # -- 1. roll -------------------------------------------------------------------------------------
@@ -169,14 +162,7 @@ def our_run(store, sql):
     return list(csv.reader(io.StringIO(out)))[1:]
 
 
-def duck_run(store, sql):
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW logs AS SELECT * FROM read_parquet('{store}/date=*/hour=*/cluster=*/*.parquet', "
-                "hive_partitioning = true, hive_types_autocast = false)")
-    rows = con.execute(sql).fetchall()
-    con.close()
-    # As `query` prints CSV: NULL is an empty field.
-    return [["" if v is None else str(v) for v in row] for row in rows]
+duck_run = side_by_side.duck_run
 
 
 def write_day_files(hour_store, day_store):

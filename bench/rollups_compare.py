@@ -28,11 +28,10 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import time
 
-import duckdb
+import side_by_side
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--query-bin", required=True)
@@ -52,14 +51,7 @@ START = "2026-01-01"
 
 
 def median_of(fn):
-    fn()  # warm-up (page cache, lazy initialisation), not counted
-    times = []
-    result = None
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return side_by_side.median_of(fn, args.runs)
 
 
 def du(path):
@@ -108,13 +100,7 @@ def our_patterns(store, cluster):
     return list(csv.reader(io.StringIO(out)))[1:]
 
 
-def duck_run(store, sql):
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW logs AS SELECT * FROM read_parquet('{store}/date=*/hour=*/cluster=*/*.parquet', "
-                "hive_partitioning = true, hive_types_autocast = false)")
-    rows = con.execute(sql).fetchall()
-    con.close()
-    return [["" if v is None else str(v) for v in row] for row in rows]
+duck_run = side_by_side.duck_run
 
 
 # -- 1. the store --------------------------------------------------------------------------------

@@ -113,17 +113,7 @@ fn delta_stores_hold_one_file_per_flush() {
             let dir = out
                 .path()
                 .join(format!("date=2026-01-01/hour={hour}/cluster={cluster}"));
-            let files = std::fs::read_dir(&dir)
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .ends_with(".parquet")
-                })
-                .count();
-            assert_eq!(files, 3, "{}", dir.display());
+            assert_eq!(testkit::parquet_files(&dir), 3, "{}", dir.display());
         }
     }
 }

@@ -317,6 +317,32 @@ mod tests {
     }
 
     #[test]
+    fn compaction_in_the_daemon_is_off_by_default_and_never_below_a_second() {
+        assert_eq!(parse(&["collector"]).unwrap().compact_every, None);
+        assert_eq!(
+            parse(&["collector", "--compact-every", "10m"])
+                .unwrap()
+                .compact_every,
+            Some(Duration::from_secs(600))
+        );
+        for every in ["0s", "500ms"] {
+            let error = format!(
+                "{:#}",
+                parse(&["collector", "--compact-every", every]).unwrap_err()
+            );
+            assert!(
+                error.contains("--compact-every must be at least 1s"),
+                "{error}"
+            );
+        }
+        let error = parse(&["collector", "--compact-every", "soon"]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("--compact-every"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
     fn zero_or_absurd_sizes_are_refused() {
         for (rows, expected) in [
             (

@@ -93,34 +93,28 @@ impl Miner {
             }
             return Some(id);
         }
-        if self.templates.len() >= self.settings.max_clusters {
-            return None;
-        }
-        let id = ClusterId(u32::try_from(self.templates.len()).ok()?);
-        let leaf = self.leaf_for_new(&tokens);
-        if leaf.clusters.len() >= MAX_LEAF_CLUSTERS {
-            return None;
-        }
-        leaf.clusters.push(id);
-        self.templates.push(to_template(&tokens));
-        Some(id)
+        self.start_template(&tokens)
     }
 
     /// Adds `template` (as [`Miner::template`] writes one: masked, variables as `<*>`) as a
     /// template of its own, without comparing it with the others: how a dictionary kept from
     /// earlier lines is loaded back. `None` when the bounds leave no room for it.
     pub fn seed(&mut self, template: &str) -> Option<ClusterId> {
-        let tokens = tokens(template);
+        self.start_template(&tokens(template))
+    }
+
+    /// A new template of these tokens, in its leaf; `None` when the bounds leave no room.
+    fn start_template(&mut self, tokens: &[&str]) -> Option<ClusterId> {
         if self.templates.len() >= self.settings.max_clusters {
             return None;
         }
         let id = ClusterId(u32::try_from(self.templates.len()).ok()?);
-        let leaf = self.leaf_for_new(&tokens);
+        let leaf = self.leaf_for_new(tokens);
         if leaf.clusters.len() >= MAX_LEAF_CLUSTERS {
             return None;
         }
         leaf.clusters.push(id);
-        self.templates.push(to_template(&tokens));
+        self.templates.push(to_template(tokens));
         Some(id)
     }
 

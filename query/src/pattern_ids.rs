@@ -11,7 +11,7 @@ use crate::rollups::RollupSource;
 use crate::table::ROLLUP_TABLE_PREFIX;
 use crate::table::latest_delta::{Files, LatestDelta};
 use anyhow::Context;
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Builder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
@@ -97,17 +97,12 @@ pub(crate) async fn held_hours(
     let built =
         crate::rollups::rollup_hour_rows(&state, &format!("{ROLLUP_TABLE_PREFIX}{BY_PATTERN}"))
             .await?;
-    Ok(Some(
-        built
-            .into_iter()
-            .filter(|(hour, rows)| {
-                raw.get(hour) == Some(rows)
-                    && *hour >= from
-                    && *hour + ChronoDuration::hours(1) <= to
-            })
-            .map(|(hour, _)| hour)
-            .collect(),
-    ))
+    Ok(Some(crate::rollups::held_exactly(
+        &built,
+        &raw,
+        Some(from),
+        Some(to),
+    )))
 }
 
 /// `pattern_id(cluster, message)`.

@@ -172,3 +172,17 @@ pub fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) 
     .join()
     .unwrap()
 }
+
+/// Parquet files directly in `dir` (not hidden ones: writers' temporary files start with `.`),
+/// in a table's log or not; 0 when `dir` does not exist.
+pub fn parquet_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.ends_with(".parquet") && !name.starts_with('.')
+            })
+            .count()
+    })
+}

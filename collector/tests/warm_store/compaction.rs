@@ -121,23 +121,6 @@ fn table_files(store: &Path, dir: &str) -> Vec<String> {
         .collect()
 }
 
-/// Parquet files on disk under `dir`, in the table or not.
-fn disk_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .ends_with(".parquet")
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 /// The `timestamp` column of a data file, in file order.
 fn timestamps(path: &Path) -> Vec<i64> {
     use arrow::array::{Array, TimestampMicrosecondArray};
@@ -222,7 +205,7 @@ fn closed_hours_are_rewritten_sorted_and_nothing_else_moves() {
     assert!(summary.contains("0 hours compacted"), "{summary}");
 
     // Retention keeping everything: the replaced files and the stray one are vacuumed.
-    assert_eq!(disk_files(&store.join(east)), 8);
+    assert_eq!(testkit::parquet_files(&store.join(east)), 8);
     let summary = run(
         store,
         &["retain", "--max-age", "36500d", "--vacuum-after", "0s"],
@@ -233,7 +216,7 @@ fn closed_hours_are_rewritten_sorted_and_nothing_else_moves() {
         ),
         "{summary}"
     );
-    assert_eq!(disk_files(&store.join(east)), 1);
+    assert_eq!(testkit::parquet_files(&store.join(east)), 1);
     assert!(!stray.exists());
     assert_eq!(visible_rows(store), expected);
 
@@ -296,7 +279,7 @@ fn retention_deletes_whole_old_hours_and_survives_being_killed() {
         let dir = store.join(hour.format("date=%Y-%m-%d/hour=%H").to_string());
         let left: usize = ["east", "west"]
             .iter()
-            .map(|c| disk_files(&dir.join(format!("cluster={c}"))))
+            .map(|c| testkit::parquet_files(&dir.join(format!("cluster={c}"))))
             .sum();
         assert_eq!(left, 0, "{}: files left after vacuum", dir.display());
     }

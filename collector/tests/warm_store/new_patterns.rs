@@ -60,16 +60,20 @@ async fn a_collector_that_compacts_exports_new_patterns_per_cluster_and_their_te
         out.path(),
         &["--compact-every", "1s"],
     );
-    let new = r#"collector_log_patterns_new_total{cluster="east",level="ERROR"}"#;
-    let scrape = testkit::eventually_async(
-        "the first compaction's new patterns",
-        Duration::from_secs(60),
-        || async {
-            let scrape = collector.scrape().await;
-            (scrape.value(new) == 1.0).then_some(scrape)
-        },
-    )
-    .await;
+    // The page once the new error patterns counted reach `count`.
+    let collector = &collector;
+    let new_errors = |count: f64| {
+        testkit::eventually_async(
+            "the new error patterns counted",
+            Duration::from_secs(60),
+            move || async move {
+                let scrape = collector.scrape().await;
+                let new = r#"collector_log_patterns_new_total{cluster="east",level="ERROR"}"#;
+                (scrape.value(new) == count).then_some(scrape)
+            },
+        )
+    };
+    let scrape = new_errors(1.0).await;
     assert_eq!(
         scrape.value(r#"collector_log_patterns_new_total{cluster="east",level="WARN"}"#),
         1.0
@@ -109,12 +113,7 @@ async fn a_collector_that_compacts_exports_new_patterns_per_cluster_and_their_te
     )
     .await
     .unwrap();
-    let scrape =
-        testkit::eventually_async("the new shape counted", Duration::from_secs(60), || async {
-            let scrape = collector.scrape().await;
-            (scrape.value(new) == 2.0).then_some(scrape)
-        })
-        .await;
+    let scrape = new_errors(2.0).await;
     assert_eq!(
         scrape.value(r#"collector_log_patterns_new_total{cluster="east",level="WARN"}"#),
         1.0

@@ -31,17 +31,7 @@ impl Candidate {
             return Ok(None);
         };
         let built = rollup_hour_rows(state, &name).await?;
-        let exact: Vec<DateTime<Utc>> = built
-            .iter()
-            .filter(|(hour, rows)| {
-                raw_hours.get(hour) == Some(rows)
-                    && self.from.is_none_or(|from| **hour >= from)
-                    && self
-                        .to
-                        .is_none_or(|to| **hour + ChronoDuration::hours(1) <= to)
-            })
-            .map(|(hour, _)| *hour)
-            .collect();
+        let exact = held_exactly(&built, raw_hours, self.from, self.to);
         let exact = match &self.machines {
             None => exact,
             Some(kept) => {
@@ -318,6 +308,25 @@ fn restore_names(
             cast(col(source), output.field(i).data_type().clone())
                 .alias_qualified(qualifier.clone(), name)
         })
+        .collect()
+}
+
+/// The hours of a rollup (`built`: rows it counts per hour) that lie wholly in `[from, to)` and
+/// hold exactly the rows the warm table's log counts for them (`raw`).
+pub(crate) fn held_exactly(
+    built: &BTreeMap<DateTime<Utc>, i64>,
+    raw: &BTreeMap<DateTime<Utc>, i64>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Vec<DateTime<Utc>> {
+    built
+        .iter()
+        .filter(|(hour, rows)| {
+            raw.get(hour) == Some(rows)
+                && from.is_none_or(|from| **hour >= from)
+                && to.is_none_or(|to| **hour + ChronoDuration::hours(1) <= to)
+        })
+        .map(|(hour, _)| *hour)
         .collect()
 }
 

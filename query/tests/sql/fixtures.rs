@@ -116,22 +116,6 @@ pub fn compact_and_vacuum(root: &Path) {
     });
 }
 
-/// Parquet files on disk in a directory.
-pub fn parquet_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            let name = e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            name.ends_with(".parquet") && !name.starts_with('.')
-        })
-        .count()
-}
-
 /// 2 days x 3 hours x machines m1, m2 (cluster c1) and m3 (c2) x 10 events.
 pub fn records() -> Vec<LogRecord> {
     let mut records = Vec::new();

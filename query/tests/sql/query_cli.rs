@@ -460,7 +460,7 @@ fn a_delta_store_shows_each_row_once_at_every_step() {
         format!("{0},{0}", in_partition),
     );
     assert_eq!(counts(), expected);
-    assert_eq!(crate::fixtures::parquet_files(&partition), 3);
+    assert_eq!(testkit::parquet_files(&partition), 3);
 
     // A file a killed flush or compaction left, written but never committed: not data.
     logrecord::parquet_file::write(
@@ -473,7 +473,7 @@ fn a_delta_store_shows_each_row_once_at_every_step() {
     // Compaction (one commit that swaps the files) and vacuum (the replaced and stray go).
     crate::fixtures::compact_and_vacuum(dir.path());
     assert_eq!(counts(), expected);
-    assert_eq!(crate::fixtures::parquet_files(&partition), 1);
+    assert_eq!(testkit::parquet_files(&partition), 1);
     // Compaction also rolled every closed hour up, and `query` shows the rollups as tables:
     // they answer what the raw rows answer.
     let csv = |sql: &str| stdout(&query(dir.path(), &["--format", "csv", sql]));

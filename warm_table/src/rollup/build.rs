@@ -123,10 +123,8 @@ pub async fn build_closed_hours(
         for batch in &batches {
             records.extend(crate::to_records(batch)?);
         }
-        // The miner's order: time, then machine and its sequence number.
-        records.sort_by(|a, b| {
-            (a.timestamp, &a.machine, a.seq).cmp(&(b.timestamp, &b.machine, b.seq))
-        });
+        // The miner's order within each cluster: time, then machine and its sequence number.
+        crate::sort_into_file_order(&mut records);
         let pattern_ids = if stale.contains(&by_pattern) {
             books.assign(&(date.clone(), hour.clone()), &records)
         } else {

@@ -143,6 +143,15 @@ pub const ROLLUPS: [Rollup; 6] = [
     },
 ];
 
+/// The location of the table `name` in [`ROLLUPS_DIR`] of the warm table at `warm`.
+pub(crate) fn under_rollups(warm: &Url, name: &str) -> anyhow::Result<Url> {
+    let mut root = warm.as_str().to_owned();
+    if !root.ends_with('/') {
+        root.push('/');
+    }
+    Ok(Url::parse(&format!("{root}{ROLLUPS_DIR}/{name}/"))?)
+}
+
 /// The Delta table at `location`, `None` when none was written there yet.
 pub(crate) async fn open_if_built(
     location: &Url,
@@ -177,11 +186,7 @@ pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
 impl Rollup {
     /// The rollup table's location under the warm table at `warm`.
     pub fn location(&self, warm: &Url) -> anyhow::Result<Url> {
-        let mut root = warm.as_str().to_owned();
-        if !root.ends_with('/') {
-            root.push('/');
-        }
-        Ok(Url::parse(&format!("{root}{ROLLUPS_DIR}/{}/", self.name))?)
+        under_rollups(warm, self.name)
     }
 
     /// Its table at `warm`'s rollups, `None` when none was built yet.

@@ -54,14 +54,7 @@ pub fn has_pattern(record: &LogRecord) -> bool {
 
 /// The dictionary's location under the warm table at `warm`.
 pub fn dictionary_location(warm: &Url) -> anyhow::Result<Url> {
-    let mut root = warm.as_str().to_owned();
-    if !root.ends_with('/') {
-        root.push('/');
-    }
-    Ok(Url::parse(&format!(
-        "{root}{}/{DICTIONARY}/",
-        super::ROLLUPS_DIR
-    ))?)
+    super::under_rollups(warm, DICTIONARY)
 }
 
 /// The dictionary table at `warm`, `None` when no compaction wrote one yet.
