@@ -184,7 +184,7 @@ print(f"| top error patterns of {cluster} (`query patterns --level warn`) | {t_p
 # -- 3. compaction cost --------------------------------------------------------------------------
 store, compact_s, summary = store_with_rollups(f"rollups-compact-{args.compact_days}d", args.compact_days, args.flushes)
 rewrite = float(re.search(r"files rewritten into [0-9]+\) in ([0-9.]+) s;", summary).group(1))
-rollup = float(re.search(r"rollup hours built .*?\) in ([0-9.]+) s;", summary).group(1))
+rollup = float(re.search(r"rollup hours built .*?\) and [0-9]+ rollup days in ([0-9.]+) s;", summary).group(1))
 print(f"\ncompaction of {args.compact_days} days written as {args.flushes} flushes per hour and cluster: "
       f"rewrite {rewrite:.1f} s, rollups and pattern ids {rollup:.1f} s "
       f"(+{rollup / rewrite * 100:.0f}% over the rewrite)\n  {summary}")

@@ -51,7 +51,7 @@ pub fn run(config: &Config, command: Command) -> ExitCode {
 pub(crate) fn summary(report: &CompactReport) -> String {
     let rollups = &report.rollups;
     format!(
-        "{} hours compacted ({} files rewritten into {}) in {:.1} s; {} rollup hours built ({} rollup rows for {} raw rows{}{}) in {:.1} s; {} log templates in the pattern dictionaries, {} new to their cluster",
+        "{} hours compacted ({} files rewritten into {}) in {:.1} s; {} rollup hours built ({} rollup rows for {} raw rows{}{}) and {} rollup days in {:.1} s; {} log templates in the pattern dictionaries, {} new to their cluster",
         report.hours_compacted,
         report.files_removed,
         report.files_added,
@@ -65,6 +65,7 @@ pub(crate) fn summary(report: &CompactReport) -> String {
             ": "
         },
         rollups.rows_per_raw_row(),
+        rollups.days_built,
         report.rollup_time.as_secs_f64(),
         rollups.patterns.held,
         rollups.patterns.new.len()

@@ -60,8 +60,13 @@ pub async fn run(options: &RetainOptions) -> anyhow::Result<RetainReport> {
         chrono::Duration::from_std(options.vacuum_after).context("--vacuum-after is too large")?;
     let mut report = RetainReport::default();
     // The rollups keep the same hours (same partition columns): a rollup hour without its raw
-    // hour could no longer be checked against it.
-    for rollup in &crate::rollup::ROLLUPS {
+    // hour could no longer be checked against it. The daily rollups keep the days that still
+    // have an hour; the one cut in two no longer adds up to its hours and is built again from
+    // the hours left at the next compaction (until then `query` reads it from the hourly).
+    let days_predicate = format!("{date_column} < '{date}'");
+    let hourly = crate::rollup::ROLLUPS.iter().map(|r| (r, &predicate));
+    let daily = crate::rollup::DAILY.iter().map(|r| (r, &days_predicate));
+    for (rollup, predicate) in hourly.chain(daily) {
         let Some(rollup_table) = rollup.open(&url).await? else {
             continue;
         };

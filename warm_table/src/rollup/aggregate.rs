@@ -25,7 +25,7 @@ pub const OTHER: &str = "(other)";
 /// A dimension's value in one row. Null is a value of its own, so `path IS NOT NULL` is
 /// answered from the rollup as well.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Value {
+pub(super) enum Value {
     Null,
     Int(i32),
     Id(i64),
@@ -54,25 +54,61 @@ impl Dimension {
 
 /// A group's measures.
 #[derive(Clone)]
-struct Measures {
-    rows: i64,
-    first_seen: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
-    latency: Numbers,
-    latency_sketch: Option<DDSketch>,
-    response_bytes: Numbers,
+pub(super) struct Measures {
+    pub(super) rows: i64,
+    pub(super) first_seen: DateTime<Utc>,
+    pub(super) last_seen: DateTime<Utc>,
+    pub(super) latency: Numbers,
+    pub(super) latency_sketch: Option<DDSketch>,
+    pub(super) response_bytes: Numbers,
+}
+
+impl Measures {
+    /// `self` with `other`'s rows added (another hour's, or a value folded under `(other)`).
+    pub(super) fn merge(&mut self, other: &Measures) -> anyhow::Result<()> {
+        self.rows += other.rows;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.latency.merge(&other.latency, "latency_us")?;
+        self.response_bytes
+            .merge(&other.response_bytes, "response_bytes")?;
+        if let Some(sketch) = &other.latency_sketch {
+            match &mut self.latency_sketch {
+                Some(into) => sketch::merge(into, sketch)?,
+                None => self.latency_sketch = Some(sketch.clone()),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Count, sum, minimum and maximum of a column's non-null values.
 #[derive(Debug, Clone, Default)]
-struct Numbers {
-    count: i64,
-    sum: i64,
-    min: Option<i64>,
-    max: Option<i64>,
+pub(super) struct Numbers {
+    pub(super) count: i64,
+    pub(super) sum: i64,
+    pub(super) min: Option<i64>,
+    pub(super) max: Option<i64>,
 }
 
 impl Numbers {
+    fn merge(&mut self, other: &Numbers, column: &str) -> anyhow::Result<()> {
+        self.count += other.count;
+        self.sum = self
+            .sum
+            .checked_add(other.sum)
+            .with_context(|| format!("the sum of {column} overflows 64 bits"))?;
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
     fn add(&mut self, value: Option<u64>, column: &str) -> anyhow::Result<()> {
         let Some(value) = value else { return Ok(()) };
         let value =
@@ -88,6 +124,9 @@ impl Numbers {
     }
 }
 
+/// Per cluster and dimension values, the measures of their rows.
+pub(super) type Groups = BTreeMap<(String, Vec<Value>), Measures>;
+
 /// The rows of `rollup` for the hour starting at `hour_start`, from every record of that hour
 /// (`patterns`: each record's pattern id, or empty for a rollup without them).
 pub(crate) fn hour_rows(
@@ -97,23 +136,13 @@ pub(crate) fn hour_rows(
     patterns: &[Option<i64>],
     top_values: usize,
 ) -> anyhow::Result<RecordBatch> {
-    let kept = kept_values(rollup, records, top_values);
-    let mut groups: BTreeMap<(String, Vec<Value>), Measures> = BTreeMap::new();
+    let mut groups = Groups::new();
     for (row, record) in records.iter().enumerate() {
         let pattern = patterns.get(row).copied().flatten();
         let key: Vec<Value> = rollup
             .dimensions
             .iter()
-            .enumerate()
-            .map(|(index, dimension)| {
-                let value = dimension.value(record, pattern);
-                match kept.get(&(record.cluster.as_str(), index)) {
-                    Some(kept) if value != Value::Null && !kept.contains(&value) => {
-                        Value::Text(OTHER.to_owned())
-                    }
-                    _ => value,
-                }
-            })
+            .map(|dimension| dimension.value(record, pattern))
             .collect();
         let measures = groups
             .entry((record.cluster.clone(), key))
@@ -139,52 +168,96 @@ pub(crate) fn hour_rows(
             .response_bytes
             .add(record.response_bytes, "response_bytes")?;
     }
+    let groups = fold_rare_values(rollup, groups, top_values)?;
     to_batch(rollup, hour_start, &groups)
 }
 
-/// Per cluster and bounded dimension (by its index in the rollup), the values kept: the
-/// `top_values` most frequent (ties to the smaller value, so every run keeps the same). Only
-/// dimensions with more distinct values than that are listed.
-fn kept_values<'a>(
+/// `groups` with, per cluster and bounded dimension, only the `top_values` values with the most
+/// rows kept (ties to the smaller value, so every run keeps the same) and the rest merged under
+/// [`OTHER`]. Rows already under `OTHER` stay there.
+pub(super) fn fold_rare_values(
     rollup: &Rollup,
-    records: &'a [LogRecord],
+    groups: Groups,
     top_values: usize,
-) -> HashMap<(&'a str, usize), Vec<Value>> {
-    let mut counts: HashMap<(&str, usize), HashMap<Value, u64>> = HashMap::new();
-    for record in records {
+) -> anyhow::Result<Groups> {
+    let other = Value::Text(OTHER.to_owned());
+    let mut counts: HashMap<(&str, usize), HashMap<&Value, i64>> = HashMap::new();
+    for ((cluster, key), measures) in &groups {
         for (index, dimension) in rollup.dimensions.iter().enumerate() {
-            if dimension.is_bounded() {
-                let value = dimension.value(record, None);
-                if value != Value::Null {
-                    *counts
-                        .entry((record.cluster.as_str(), index))
-                        .or_default()
-                        .entry(value)
-                        .or_default() += 1;
-                }
+            let value = &key[index];
+            if dimension.is_bounded() && *value != Value::Null && *value != other {
+                *counts
+                    .entry((cluster.as_str(), index))
+                    .or_default()
+                    .entry(value)
+                    .or_default() += measures.rows;
             }
         }
     }
-    counts
+    let kept: HashMap<(String, usize), Vec<Value>> = counts
         .into_iter()
         .filter(|(_, values)| values.len() > top_values)
-        .map(|(key, values)| {
-            let mut values: Vec<(Value, u64)> = values.into_iter().collect();
+        .map(|((cluster, index), values)| {
+            let mut values: Vec<(&Value, i64)> = values.into_iter().collect();
             values.sort_by(|(a, a_count), (b, b_count)| b_count.cmp(a_count).then(a.cmp(b)));
             values.truncate(top_values);
-            (key, values.into_iter().map(|(value, _)| value).collect())
+            let values = values.into_iter().map(|(value, _)| value.clone()).collect();
+            ((cluster.to_owned(), index), values)
         })
-        .collect()
+        .collect();
+    if kept.is_empty() {
+        return Ok(groups);
+    }
+    regroup(groups, |cluster, index, value| {
+        match kept.get(&(cluster.to_owned(), index)) {
+            Some(kept) if value != Value::Null && !kept.contains(&value) => other.clone(),
+            _ => value,
+        }
+    })
 }
 
-fn to_batch(
+/// `groups` with each dimension value replaced by `map(cluster, dimension index, value)`,
+/// groups that become one merged.
+pub(super) fn regroup(
+    groups: Groups,
+    map: impl Fn(&str, usize, Value) -> Value,
+) -> anyhow::Result<Groups> {
+    let mut out = Groups::new();
+    for ((cluster, key), measures) in groups {
+        let key: Vec<Value> = key
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| map(&cluster, index, value))
+            .collect();
+        merge_into(&mut out, (cluster, key), measures)?;
+    }
+    Ok(out)
+}
+
+/// Adds a group's measures to `groups`, merged with the group's measures already there.
+pub(super) fn merge_into(
+    groups: &mut Groups,
+    key: (String, Vec<Value>),
+    measures: Measures,
+) -> anyhow::Result<()> {
+    match groups.entry(key) {
+        std::collections::btree_map::Entry::Occupied(mut entry) => entry.get_mut().merge(&measures),
+        std::collections::btree_map::Entry::Vacant(entry) => {
+            entry.insert(measures);
+            Ok(())
+        }
+    }
+}
+
+/// The rows of `groups` (per cluster and dimension values) of the period starting at `start`.
+pub(super) fn to_batch(
     rollup: &Rollup,
-    hour_start: DateTime<Utc>,
+    start: DateTime<Utc>,
     groups: &BTreeMap<(String, Vec<Value>), Measures>,
 ) -> anyhow::Result<RecordBatch> {
     let n = groups.len();
     let timestamps = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut hour = timestamps();
+    let mut period = timestamps();
     let mut cluster = StringBuilder::new();
     let mut dimensions: Vec<DimensionBuilder> = rollup
         .dimensions
@@ -200,7 +273,7 @@ fn to_batch(
     let mut numbers = [(); 8].map(|()| Int64Builder::with_capacity(n));
     let mut latency_sketch = BinaryBuilder::new();
     for ((group_cluster, key), measures) in groups {
-        hour.append_value(hour_start.timestamp_micros());
+        period.append_value(start.timestamp_micros());
         cluster.append_value(group_cluster);
         for (builder, value) in dimensions.iter_mut().zip(key) {
             builder.append(value)?;
@@ -222,9 +295,7 @@ fn to_batch(
             None => latency_sketch.append_null(),
         }
     }
-    let date = hour_start.format("%Y-%m-%d").to_string();
-    let hour_of_day = hour_start.format("%H").to_string();
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(hour.finish()), Arc::new(cluster.finish())];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(period.finish()), Arc::new(cluster.finish())];
     columns.extend(dimensions.iter_mut().map(DimensionBuilder::finish));
     columns.push(Arc::new(rows.finish()));
     columns.push(Arc::new(first_seen.finish()));
@@ -237,11 +308,13 @@ fn to_batch(
     for builder in [bc, bs, bmin, bmax] {
         columns.push(Arc::new(builder.finish()));
     }
-    columns.push(Arc::new(arrow::array::StringArray::from(vec![date; n])));
-    columns.push(Arc::new(arrow::array::StringArray::from(vec![
-        hour_of_day;
-        n
-    ])));
+    for partition in rollup.resolution.partition_columns() {
+        let value = match *partition {
+            "date" => start.format("%Y-%m-%d").to_string(),
+            _ => start.format("%H").to_string(),
+        };
+        columns.push(Arc::new(arrow::array::StringArray::from(vec![value; n])));
+    }
     Ok(RecordBatch::try_new(rollup.schema(), columns)?)
 }
 

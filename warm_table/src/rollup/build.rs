@@ -5,7 +5,7 @@
 //! throughout, so an hour is built from exactly the rows its count was taken from; rows that
 //! arrive during the build make it stale again for the next run.
 
-use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, patterns};
+use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, daily, patterns};
 use crate::location::open_or_create_table;
 use anyhow::Context;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -28,6 +28,8 @@ pub(crate) type HourKey = (String, String);
 pub struct BuildReport {
     /// (rollup, hour) pairs built.
     pub hours_built: usize,
+    /// (daily rollup, day) pairs built.
+    pub days_built: usize,
     /// Raw rows those builds read.
     pub raw_rows: u64,
     /// Rollup rows they wrote.
@@ -131,6 +133,7 @@ pub async fn build_closed_hours(
             Vec::new()
         };
         for index in stale {
+            rollups[index].2.insert((date.clone(), hour.clone()), *rows);
             let rollup = rollups[index].0;
             let batch =
                 aggregate::hour_rows(rollup, hour_start, &records, &pattern_ids, top_values)
@@ -169,7 +172,71 @@ pub async fn build_closed_hours(
     for (date, hours) in pattern_days {
         *rollup_table = replace_hours(rollup, rollup_table.clone(), hours, &date).await?;
     }
+    for (rollup, hourly_table, built) in &rollups {
+        report.days_built += build_days(warm, rollup, hourly_table, built, top_values).await?;
+    }
     Ok(report)
+}
+
+/// Builds the days of `rollup`'s daily rollup that do not add up to the rows its hourly table
+/// holds for them (`built`: per hour, as this run left it); how many.
+async fn build_days(
+    warm: &Url,
+    rollup: &Rollup,
+    hourly_table: &DeltaTable,
+    built: &BTreeMap<HourKey, i64>,
+    top_values: usize,
+) -> anyhow::Result<usize> {
+    let Some(daily) = rollup.daily() else {
+        return Ok(0);
+    };
+    let mut daily_table = open_or_create_table(
+        &daily.location(warm)?,
+        &daily.schema(),
+        daily.resolution.partition_columns(),
+        &format!("the rollup table {}", daily.name),
+    )
+    .await?;
+    let mut expected: BTreeMap<&str, i64> = BTreeMap::new();
+    for ((date, _), rows) in built {
+        *expected.entry(date.as_str()).or_default() += rows;
+    }
+    let held = day_totals(&daily_table).await?;
+    let stale: Vec<&str> = expected
+        .into_iter()
+        .filter(|(date, rows)| held.get(*date) != Some(rows))
+        .map(|(date, _)| date)
+        .collect();
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let ctx = SessionContext::new();
+    hourly_table.update_datafusion_session(&ctx.state())?;
+    let provider = hourly_table.table_provider().await?;
+    for date in &stale {
+        let hours = ctx
+            .read_table(provider.clone())?
+            .filter(col(PARTITION_COLUMNS[0]).eq(lit(*date)))?
+            .collect()
+            .await
+            .with_context(|| format!("reading date={date} of {}", rollup.name))?;
+        let batch = daily::day_rows(&daily, daily::day_start(date)?, &hours, top_values)
+            .with_context(|| format!("rolling up date={date} of {}", rollup.name))?;
+        tracing::info!(
+            rollup = daily.name,
+            date,
+            rollup_rows = batch.num_rows(),
+            "rollup day built"
+        );
+        daily_table = daily_table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(col(PARTITION_COLUMNS[0]).eq(lit(*date)))
+            .with_writer_properties(logrecord::parquet_file::writer_properties()?)
+            .await
+            .with_context(|| format!("replacing date={date} of {}", daily.name))?;
+    }
+    Ok(stale.len())
 }
 
 /// Commits, for each rollup, the hours of `date` built since the last call.
@@ -252,30 +319,55 @@ pub async fn raw_hour_rows(warm: &Url) -> anyhow::Result<BTreeMap<DateTime<Utc>,
         .collect())
 }
 
-/// Rows of the warm table each hour of a rollup table counts (the sum of its `rows`).
+/// Rows of the warm table each hour of an hourly rollup table counts (the sum of its `rows`).
 pub async fn hour_totals(rollup_table: &DeltaTable) -> anyhow::Result<BTreeMap<HourKey, i64>> {
+    let totals = totals_by(rollup_table, &PARTITION_COLUMNS).await?;
+    Ok(totals
+        .into_iter()
+        .filter_map(|(mut key, rows)| {
+            let hour = key.pop()?;
+            Some(((key.pop()?, hour), rows))
+        })
+        .collect())
+}
+
+/// Rows of the warm table each day of a daily rollup table counts.
+pub async fn day_totals(rollup_table: &DeltaTable) -> anyhow::Result<BTreeMap<String, i64>> {
+    let totals = totals_by(rollup_table, &PARTITION_COLUMNS[..1]).await?;
+    Ok(totals
+        .into_iter()
+        .filter_map(|(mut key, rows)| Some((key.pop()?, rows)))
+        .collect())
+}
+
+/// The sum of a rollup table's `rows` per value of its partition columns `partitions`.
+async fn totals_by(
+    rollup_table: &DeltaTable,
+    partitions: &[&str],
+) -> anyhow::Result<BTreeMap<Vec<String>, i64>> {
     let ctx = SessionContext::new();
     rollup_table.update_datafusion_session(&ctx.state())?;
     let batches = ctx
         .read_table(rollup_table.table_provider().await?)?
         .aggregate(
-            vec![col("date"), col("hour")],
+            partitions.iter().map(|name| col(*name)).collect(),
             vec![sum(col("rows")).alias("rows")],
         )?
         .collect()
         .await?;
     let mut totals = BTreeMap::new();
     for batch in &batches {
-        let text = |index: usize| cast(batch.column(index), &DataType::Utf8);
-        let (dates, hours) = (text(0)?, text(1)?);
-        let (dates, hours) = (dates.as_string::<i32>(), hours.as_string::<i32>());
-        let rows = batch.column(2).as_primitive::<Int64Type>();
+        let keys = (0..partitions.len())
+            .map(|index| cast(batch.column(index), &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = batch.column(partitions.len()).as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
             if !rows.is_null(row) {
-                totals.insert(
-                    (dates.value(row).to_owned(), hours.value(row).to_owned()),
-                    rows.value(row),
-                );
+                let key = keys
+                    .iter()
+                    .map(|key| key.as_string::<i32>().value(row).to_owned())
+                    .collect();
+                totals.insert(key, rows.value(row));
             }
         }
     }

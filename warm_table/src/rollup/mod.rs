@@ -14,23 +14,28 @@
 //! built again from its raw rows; the hours of a day built by a run replace the rollup's rows of
 //! those hours in one Delta commit per rollup. A rerun, a second compactor or a compactor killed
 //! mid-run never counts a row twice: an hour is replaced, never appended to, and a build that
-//! races another one fails its commit. Retention
-//! (`collector retain`) trims the rollups with the warm table, to the same horizon.
+//! races another one fails its commit. Each hourly rollup has a daily one (`daily_by_*`,
+//! `daily.rs`) made from its hours, partitioned by `date` alone: one file per day, so a
+//! statement over 90 days reads 90 small files per rollup, not 2,160. Retention
+//! (`collector retain`) trims the rollups with the warm table, to the same horizon (the daily
+//! ones keep the day the horizon cuts, rebuilt from its remaining hours at the next compaction).
 //!
 //! | what | file |
 //! |---|---|
 //! | records of an hour -> rows of a rollup, bounded dimensions | `aggregate.rs` |
 //! | the latency sketch | `sketch.rs` |
 //! | which hours are stale, building and replacing them | `build.rs` |
+//! | an hourly rollup's days -> its daily rollup | `daily.rs` |
 //! | pattern ids and the template dictionary | `patterns.rs` |
 
 mod aggregate;
 mod build;
+mod daily;
 pub mod patterns;
 pub mod sketch;
 
 pub use aggregate::OTHER;
-pub use build::{BuildReport, build_closed_hours, hour_totals, raw_hour_rows};
+pub use build::{BuildReport, build_closed_hours, day_totals, hour_totals, raw_hour_rows};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;
@@ -100,13 +105,50 @@ impl Dimension {
     }
 }
 
-/// One rollup table: its name and the dimensions it groups by.
+/// How long a rollup row's period is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// An hour: the row's start is in `hour_start`; partitioned by `date` and `hour`.
+    Hour,
+    /// A day (UTC): the row's start is in `day_start`; partitioned by `date`, one file a day.
+    Day,
+}
+
+impl Resolution {
+    /// The column holding the start of a row's period.
+    pub fn start_column(self) -> &'static str {
+        match self {
+            Resolution::Hour => "hour_start",
+            Resolution::Day => "day_start",
+        }
+    }
+
+    /// The table's partition columns.
+    pub fn partition_columns(self) -> &'static [&'static str] {
+        match self {
+            Resolution::Hour => &PARTITION_COLUMNS,
+            Resolution::Day => &PARTITION_COLUMNS[..1],
+        }
+    }
+
+    /// The period's length.
+    pub fn length(self) -> chrono::Duration {
+        match self {
+            Resolution::Hour => chrono::Duration::hours(1),
+            Resolution::Day => chrono::Duration::days(1),
+        }
+    }
+}
+
+/// One rollup table: its name, the dimensions it groups by and its period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rollup {
     /// The table's directory under [`ROLLUPS_DIR`].
     pub name: &'static str,
-    /// What it groups by, besides the hour and the cluster.
+    /// What it groups by, besides the period and the cluster.
     pub dimensions: &'static [Dimension],
+    /// Hourly or daily.
+    pub resolution: Resolution,
 }
 
 /// The rollups kept: one per question the seed analyses and the logs dashboard ask (responses
@@ -118,30 +160,55 @@ pub const ROLLUPS: [Rollup; 6] = [
     Rollup {
         name: "hourly_by_status",
         dimensions: &[Dimension::Level, Dimension::Status],
+        resolution: Resolution::Hour,
     },
     Rollup {
         name: "hourly_by_path",
         dimensions: &[Dimension::Level, Dimension::Path],
+        resolution: Resolution::Hour,
     },
     // With the path: api-versions are asked about requests (`path IS NOT NULL`).
     Rollup {
         name: "hourly_by_api_version",
         dimensions: &[Dimension::Level, Dimension::ApiVersion, Dimension::Path],
+        resolution: Resolution::Hour,
     },
     Rollup {
         name: "hourly_by_message",
         dimensions: &[Dimension::Level, Dimension::Message],
+        resolution: Resolution::Hour,
     },
     Rollup {
         name: "hourly_by_machine",
         dimensions: &[Dimension::Level, Dimension::Machine],
+        resolution: Resolution::Hour,
     },
     // Warnings and errors per template: `query patterns` over months.
     Rollup {
         name: patterns::BY_PATTERN,
         dimensions: &[Dimension::Level, Dimension::Pattern],
+        resolution: Resolution::Hour,
     },
 ];
+
+/// The daily rollups: each hourly rollup's rows of a day merged (`daily.rs`), so that a
+/// statement over months reads one file per day. Same dimensions, bounded again per day.
+pub const DAILY: [Rollup; 6] = [
+    daily("daily_by_status", ROLLUPS[0].dimensions),
+    daily("daily_by_path", ROLLUPS[1].dimensions),
+    daily("daily_by_api_version", ROLLUPS[2].dimensions),
+    daily("daily_by_message", ROLLUPS[3].dimensions),
+    daily("daily_by_machine", ROLLUPS[4].dimensions),
+    daily(patterns::DAILY_BY_PATTERN, ROLLUPS[5].dimensions),
+];
+
+const fn daily(name: &'static str, dimensions: &'static [Dimension]) -> Rollup {
+    Rollup {
+        name,
+        dimensions,
+        resolution: Resolution::Day,
+    }
+}
 
 /// The location of the table `name` in [`ROLLUPS_DIR`] of the warm table at `warm`.
 pub(crate) fn under_rollups(warm: &Url, name: &str) -> anyhow::Result<Url> {
@@ -194,11 +261,18 @@ impl Rollup {
         open_if_built(&self.location(warm)?, "the rollup").await
     }
 
-    /// Its Arrow schema: `hour_start`, `cluster`, the dimensions, the measures, `date`, `hour`.
+    /// The daily rollup made from this hourly one; `None` for a daily one.
+    pub fn daily(&self) -> Option<Rollup> {
+        let index = ROLLUPS.iter().position(|r| r.name == self.name)?;
+        Some(DAILY[index])
+    }
+
+    /// Its Arrow schema: the period's start (`hour_start` or `day_start`), `cluster`, the
+    /// dimensions, the measures, the partition columns (`date`, and `hour` for hourly ones).
     pub fn schema(&self) -> SchemaRef {
         let timestamp = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let mut fields = vec![
-            Field::new("hour_start", timestamp(), false),
+            Field::new(self.resolution.start_column(), timestamp(), false),
             Field::new("cluster", DataType::Utf8, false),
         ];
         for dimension in self.dimensions {
@@ -224,13 +298,15 @@ impl Rollup {
                 fields.push(Field::new("latency_us_sketch", DataType::Binary, true));
             }
         }
-        for name in PARTITION_COLUMNS {
-            fields.push(Field::new(name, DataType::Utf8, false));
+        for name in self.resolution.partition_columns() {
+            fields.push(Field::new(*name, DataType::Utf8, false));
         }
         Arc::new(Schema::new(fields))
     }
 }
 
+#[cfg(test)]
+mod daily_tests;
 #[cfg(test)]
 mod pattern_tests;
 #[cfg(test)]

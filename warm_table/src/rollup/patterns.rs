@@ -42,6 +42,9 @@ pub const DICTIONARY: &str = "patterns";
 /// The rollup counting each hour's rows per level and pattern id.
 pub const BY_PATTERN: &str = "hourly_by_pattern";
 
+/// The daily rollup of [`BY_PATTERN`].
+pub const DAILY_BY_PATTERN: &str = "daily_by_pattern";
+
 /// Whether a row gets a pattern id: warnings and errors, and INFO lines that are not request
 /// events (those are counted by status, path and api-version instead).
 pub fn has_pattern(record: &LogRecord) -> bool {

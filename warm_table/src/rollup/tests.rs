@@ -110,8 +110,8 @@ pub(super) async fn lines(ctx: &SessionContext, sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that every rollup holds, for every hour of the warm table, exactly the GROUP BY of
-/// its raw rows (no bounding: the fixtures have fewer distinct values than the bound).
+/// Asserts that every rollup holds, for every hour (or day) of the warm table, exactly the
+/// GROUP BY of its raw rows (no bounding: the fixtures have fewer distinct values than the bound).
 pub(super) async fn assert_exact(url: &Url) {
     let ctx = SessionContext::new();
     let raw = crate::open(url).await.unwrap_or_else(|e| panic!("{e:#}"));
@@ -122,7 +122,7 @@ pub(super) async fn assert_exact(url: &Url) {
         raw.table_provider().await.unwrap_or_else(|e| panic!("{e}")),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    for rollup in &ROLLUPS {
+    for rollup in ROLLUPS.iter().chain(&DAILY) {
         let table = crate::open(&rollup.location(url).unwrap_or_else(|e| panic!("{e}")))
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -147,16 +147,21 @@ pub(super) async fn assert_exact(url: &Url) {
             .map(|d| d.column())
             .collect();
         let dims = dims.join(", ");
+        // A daily rollup against the raw rows of each day.
+        let (hour, period) = match rollup.resolution {
+            Resolution::Hour => ("CAST(hour AS VARCHAR)", "\"date\", \"hour\""),
+            Resolution::Day => ("'-'", "\"date\""),
+        };
         let keys = format!(
-            "CAST(date AS VARCHAR) AS d, CAST(hour AS VARCHAR) AS h, CAST(cluster AS VARCHAR) AS c, {dims}"
+            "CAST(date AS VARCHAR) AS d, {hour} AS h, CAST(cluster AS VARCHAR) AS c, {dims}"
         );
         let order = format!("ORDER BY d, h, c, {dims}");
         let rollup_rows = if rollup.dimensions.contains(&Dimension::Pattern) {
             format!(
-                "(SELECT \"date\", \"hour\", \"cluster\", {dims}, sum(\"rows\") AS \"rows\", min(first_seen) AS first_seen, max(last_seen) AS last_seen, \
+                "(SELECT {period}, \"cluster\", {dims}, sum(\"rows\") AS \"rows\", min(first_seen) AS first_seen, max(last_seen) AS last_seen, \
                  sum(latency_us_count) AS latency_us_count, sum(latency_us_sum) AS latency_us_sum, min(latency_us_min) AS latency_us_min, max(latency_us_max) AS latency_us_max, \
                  sum(response_bytes_count) AS response_bytes_count, sum(response_bytes_sum) AS response_bytes_sum, min(response_bytes_min) AS response_bytes_min, max(response_bytes_max) AS response_bytes_max \
-                 FROM rollup GROUP BY \"date\", \"hour\", \"cluster\", {dims})"
+                 FROM rollup GROUP BY {period}, \"cluster\", {dims})"
             )
         } else {
             "rollup".to_owned()
@@ -165,7 +170,7 @@ pub(super) async fn assert_exact(url: &Url) {
             "SELECT {keys}, count(*) AS n, CAST(min(\"timestamp\") AS VARCHAR) AS first, CAST(max(\"timestamp\") AS VARCHAR) AS last, \
              count(latency_us) AS lc, sum(latency_us) AS ls, min(latency_us) AS lmin, max(latency_us) AS lmax, \
              count(response_bytes) AS bc, sum(response_bytes) AS bs, min(response_bytes) AS bmin, max(response_bytes) AS bmax \
-             FROM raw GROUP BY date, hour, cluster, {dims} {order}")).await;
+             FROM raw GROUP BY {period}, cluster, {dims} {order}")).await;
         let actual = lines(&ctx, &format!(
             "SELECT {keys}, rows AS n, CAST(first_seen AS VARCHAR) AS first, CAST(last_seen AS VARCHAR) AS last, \
              latency_us_count AS lc, latency_us_sum AS ls, latency_us_min AS lmin, latency_us_max AS lmax, \
@@ -205,6 +210,8 @@ async fn every_closed_hour_is_exact_and_a_rerun_builds_nothing() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.hours_built, 20 * ROLLUPS.len());
     assert_eq!(report.raw_rows, 20 * 200 * ROLLUPS.len() as u64);
+    // Hours 0 to 19 are on the first day.
+    assert_eq!(report.days_built, DAILY.len());
     let by_status = crate::open(&ROLLUPS[0].location(&url).unwrap_or_else(|e| panic!("{e}")))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -218,6 +225,8 @@ async fn every_closed_hour_is_exact_and_a_rerun_builds_nothing() {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.hours_built, 10 * ROLLUPS.len());
+    // Hours 20 to 23 of the first day, 0 to 5 of the second: both days built.
+    assert_eq!(report.days_built, 2 * DAILY.len());
     assert_exact(&url).await;
     // Rows per raw row, per rollup: hours 20 to 29, 200 events each over 3 clusters.
     assert_eq!(report.per_rollup.len(), ROLLUPS.len());
@@ -255,6 +264,7 @@ async fn late_rows_rebuild_their_hour_only() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.hours_built, ROLLUPS.len());
     assert_eq!(report.raw_rows, 190 * ROLLUPS.len() as u64);
+    assert_eq!(report.days_built, DAILY.len());
     assert_exact(&url).await;
 }
 
@@ -398,5 +408,10 @@ async fn retention_trims_the_rollups_to_the_tables_hours() {
             rollup.name
         );
     }
+    // The day cut in two no longer adds up to its hours: the next compaction builds it again.
+    let report = build_closed_hours(&url, far_future(), DEFAULT_TOP_VALUES)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!((report.hours_built, report.days_built), (0, DAILY.len()));
     assert_exact(&url).await;
 }
