@@ -102,6 +102,7 @@ pub(crate) async fn held_hours(
         &raw,
         Some(from),
         Some(to),
+        chrono::Duration::hours(1),
     )))
 }
 

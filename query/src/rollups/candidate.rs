@@ -2,7 +2,9 @@
 //! needs, its time range, the machines it keeps.
 
 use super::measures::partial_measures;
-use super::predicates::{is_hour_bucket, machines_kept, narrow_range, of_dimensions_only};
+use super::predicates::{
+    is_day_bucket, is_hour_bucket, machines_kept, narrow_range, of_dimensions_only,
+};
 use super::{ALWAYS, BY_SIZE, RollupSource};
 use crate::table::TABLE;
 use chrono::{DateTime, Utc};
@@ -27,6 +29,9 @@ pub(super) struct Candidate {
     /// The rollup's bounded dimensions the statement groups or filters by: an hour where one
     /// of them counts values under `(other)` is read raw (those values are not in the rollup).
     pub(super) folded: Vec<&'static str>,
+    /// The rollup's daily rollup, when it is built and answers the statement for whole days:
+    /// its time buckets (if any) are whole days, it filters on neither `hour` nor machines.
+    pub(super) daily: Option<Rollup>,
 }
 
 impl Candidate {
@@ -125,8 +130,20 @@ impl Candidate {
             .filter(|d| d.is_bounded() && needed.iter().any(|c| c == d.column()))
             .map(|d| d.column())
             .collect();
+        let by_day = aggregate
+            .group_expr
+            .iter()
+            .all(|e| is_day_bucket(e) || of_dimensions_only(e))
+            && machines.is_none()
+            && !filters
+                .iter()
+                .any(|f| f.column_refs().iter().any(|c| c.name == "hour"));
+        let daily = rollup
+            .daily()
+            .filter(|daily| by_day && source.rollups.contains(daily));
         Some(Candidate {
             aggregate: node.clone(),
+            daily,
             rollup,
             filters,
             from,

@@ -98,6 +98,17 @@ pub(super) fn of_dimensions_only(expr: &Expr) -> bool {
 /// bucket of its hour's start: `date_trunc('hour' or coarser, timestamp)`, `date_bin(n hours,
 /// timestamp)`, or Grafana's `floor(extract(epoch from timestamp)/N)*N` with N whole hours.
 pub(super) fn is_hour_bucket(expr: &Expr) -> bool {
+    is_bucket_of(expr, 3600)
+}
+
+/// Whether `expr` buckets `timestamp` by whole (UTC) days, as [`is_hour_bucket`] by hours.
+pub(super) fn is_day_bucket(expr: &Expr) -> bool {
+    is_bucket_of(expr, 86_400)
+}
+
+/// Whether `expr` buckets `timestamp` by whole multiples of `seconds` (an hour or a day) from
+/// the epoch, so that every row of such a period falls in the bucket of the period's start.
+fn is_bucket_of(expr: &Expr, seconds: i64) -> bool {
     use datafusion::logical_expr::expr::ScalarFunction;
     let is_timestamp = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "timestamp");
     let text = |e: &Expr| match e {
@@ -106,11 +117,12 @@ pub(super) fn is_hour_bucket(expr: &Expr) -> bool {
         }
         _ => None,
     };
-    let whole_hours = |e: &Expr| match e {
-        Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n > 0 && n % 3600 == 0,
-        Expr::Literal(ScalarValue::Float64(Some(n)), _) => *n > 0.0 && n % 3600.0 == 0.0,
+    let whole_periods = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n > 0 && n % seconds == 0,
+        Expr::Literal(ScalarValue::Float64(Some(n)), _) => *n > 0.0 && n % seconds as f64 == 0.0,
         _ => false,
     };
+    let whole_nanoseconds = |n: i128| n > 0 && n % (i128::from(seconds) * 1_000_000_000) == 0;
     let epoch_of_timestamp = |e: &Expr| match e {
         Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "date_part" => {
             matches!(args.as_slice(), [part, column]
@@ -124,10 +136,8 @@ pub(super) fn is_hour_bucket(expr: &Expr) -> bool {
             ("date_trunc", [unit, column]) => {
                 is_timestamp(column)
                     && text(unit).is_some_and(|u| {
-                        matches!(
-                            u.as_str(),
-                            "hour" | "day" | "week" | "month" | "quarter" | "year"
-                        )
+                        matches!(u.as_str(), "day" | "week" | "month" | "quarter" | "year")
+                            || (u == "hour" && seconds == 3600)
                     })
             }
             ("date_bin", [Expr::Literal(stride, _), column]) => {
@@ -135,11 +145,20 @@ pub(super) fn is_hour_bucket(expr: &Expr) -> bool {
                     && match stride {
                         ScalarValue::IntervalMonthDayNano(Some(i)) => {
                             i.months == 0
-                                && i.nanoseconds % 3_600_000_000_000 == 0
-                                && (i.days > 0 || i.nanoseconds > 0)
+                                && i.days >= 0
+                                && i.nanoseconds >= 0
+                                && whole_nanoseconds(
+                                    i128::from(i.days) * 86_400_000_000_000
+                                        + i128::from(i.nanoseconds),
+                                )
                         }
                         ScalarValue::IntervalDayTime(Some(i)) => {
-                            i.milliseconds % 3_600_000 == 0 && (i.days > 0 || i.milliseconds > 0)
+                            i.days >= 0
+                                && i.milliseconds >= 0
+                                && whole_nanoseconds(
+                                    (i128::from(i.days) * 86_400_000 + i128::from(i.milliseconds))
+                                        * 1_000_000,
+                                )
                         }
                         _ => false,
                     }
@@ -151,7 +170,7 @@ pub(super) fn is_hour_bucket(expr: &Expr) -> bool {
             left,
             op: Operator::Multiply,
             right,
-        }) if whole_hours(right) => match left.as_ref() {
+        }) if whole_periods(right) => match left.as_ref() {
             Expr::ScalarFunction(ScalarFunction { func, args }) if func.name() == "floor" => {
                 matches!(args.as_slice(), [Expr::BinaryExpr(BinaryExpr {
                     left: epoch,

@@ -14,10 +14,12 @@ use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::{and, or};
 use std::collections::{BTreeMap, BTreeSet};
+use warm_table::rollup::Rollup;
 
 impl Candidate {
-    /// The aggregation over the rollup's exact hours and the rest of `logs`, or `None` when no
-    /// hour in range is held exactly.
+    /// The aggregation over the daily rollup's exact days, the hourly rollup's exact hours
+    /// outside them, and the rest of `logs`; `None` when no day or hour in range is held
+    /// exactly.
     pub(super) async fn rewrite(
         &self,
         state: &SessionState,
@@ -26,66 +28,28 @@ impl Candidate {
         let LogicalPlan::Aggregate(aggregate) = &self.aggregate else {
             return Ok(None);
         };
-        let name = format!("{ROLLUP_TABLE_PREFIX}{}", self.rollup.name);
-        let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
-            return Ok(None);
-        };
-        let built = rollup_hour_rows(state, &name).await?;
-        let exact = held_exactly(&built, raw_hours, self.from, self.to);
-        let exact = match &self.machines {
-            None => exact,
-            Some(kept) => {
-                self.without_other_machines(state, raw_hours, exact, kept)
+        let days = match &self.daily {
+            Some(daily) => {
+                self.exact_periods(state, daily, &day_rows(raw_hours))
                     .await?
             }
+            None => Vec::new(),
         };
-        let exact = if self.folded.is_empty() {
-            exact
-        } else {
-            let folded = self.hours_with_folded_values(state, &name).await?;
-            exact
-                .into_iter()
-                .filter(|hour| !folded.contains(hour))
-                .collect()
-        };
-        if exact.is_empty() {
+        let day_set: BTreeSet<DateTime<Utc>> = days.iter().copied().collect();
+        let hours: Vec<DateTime<Utc>> = self
+            .exact_periods(state, &self.rollup, raw_hours)
+            .await?
+            .into_iter()
+            .filter(|hour| !day_set.contains(&day_start(*hour)))
+            .collect();
+        if days.is_empty() && hours.is_empty() {
             return Ok(None);
         }
-        let ranges = ranges(&exact);
-        let in_ranges = |column: &str, qualifier: &str| {
-            ranges
-                .iter()
-                .map(|(from, to)| {
-                    let column = col(Column::new(Some(qualifier), column));
-                    and(
-                        column.clone().gt_eq(timestamp(*from)),
-                        column.lt(timestamp(*to)),
-                    )
-                })
-                .reduce(or)
-                .unwrap_or_else(|| lit(false))
-        };
         let output = aggregate.schema.clone();
         let group_names: Vec<String> = (0..aggregate.group_expr.len())
             .map(|i| format!("__group{i}"))
             .collect();
         let group_types = |i: usize| output.field(i).data_type().clone();
-
-        // Over the rollup: its exact hours, the statement's filters on its columns.
-        let requalified = |expr: &Expr| requalify(expr, &name);
-        let mut rollup_filter = in_ranges("hour_start", &name);
-        for filter in &self.filters {
-            rollup_filter = and(rollup_filter, requalified(filter)?);
-        }
-        let (mut from_rollup, mut from_raw) = (Vec::new(), Vec::new());
-        for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
-            let measures = partial_measures(expr).unwrap_or_default();
-            for (j, measure) in measures.iter().enumerate() {
-                let alias = format!("__partial{i}_{j}");
-                from_rollup.push(measure.over_rollup(&name).alias(&alias));
-                from_raw.push(measure.over_raw().alias(&alias));
-            }
-        }
         let groups = |qualify: &dyn Fn(&Expr) -> Result<Expr>| -> Result<Vec<Expr>> {
             aggregate
                 .group_expr
@@ -94,17 +58,52 @@ impl Candidate {
                 .map(|(i, e)| Ok(cast(qualify(e)?, group_types(i)).alias(&group_names[i])))
                 .collect()
         };
-        let rollup_part = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?
-            .filter(rollup_filter)?
-            .aggregate(groups(&requalified)?, from_rollup)?
-            .build()?;
+        let (mut from_rollup, mut from_raw) = (Vec::new(), Vec::new());
+        for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
+            let measures = partial_measures(expr).unwrap_or_default();
+            for (j, measure) in measures.iter().enumerate() {
+                let alias = format!("__partial{i}_{j}");
+                from_rollup.push((measure.clone(), alias.clone()));
+                from_raw.push(measure.over_raw().alias(&alias));
+            }
+        }
+        // Over the rollups: their exact periods, the statement's filters on their columns.
+        let mut parts = Vec::new();
+        let mut covered = Vec::new();
+        let daily = self.daily.iter().map(|daily| (daily, &days));
+        for (rollup, periods) in daily.chain([(&self.rollup, &hours)]) {
+            if periods.is_empty() {
+                continue;
+            }
+            let name = table_name(rollup);
+            let start = rollup.resolution.start_column();
+            let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
+                return Ok(None);
+            };
+            let ranges = ranges(periods, rollup.resolution.length());
+            let requalified = |expr: &Expr| requalify(expr, &name, start);
+            let mut filter = in_ranges(&ranges, start, &name);
+            for conjunct in &self.filters {
+                filter = and(filter, requalified(conjunct)?);
+            }
+            let measures = from_rollup
+                .iter()
+                .map(|(measure, alias)| measure.over_rollup(&name).alias(alias))
+                .collect::<Vec<_>>();
+            parts.push(
+                LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?
+                    .filter(filter)?
+                    .aggregate(groups(&requalified)?, measures)?
+                    .build()?,
+            );
+            covered.extend(ranges);
+        }
+        covered.sort();
         // Over `logs`: everything else.
+        let outside = Expr::Not(Box::new(in_ranges(&covered, "timestamp", TABLE)));
         let raw_filter = match aggregate.input.as_ref() {
-            LogicalPlan::Filter(filter) => and(
-                filter.predicate.clone(),
-                Expr::Not(Box::new(in_ranges("timestamp", TABLE))),
-            ),
-            _ => Expr::Not(Box::new(in_ranges("timestamp", TABLE))),
+            LogicalPlan::Filter(filter) => and(filter.predicate.clone(), outside),
+            _ => outside,
         };
         let scan = match aggregate.input.as_ref() {
             LogicalPlan::Filter(filter) => filter.input.as_ref().clone(),
@@ -114,7 +113,7 @@ impl Candidate {
             .filter(raw_filter)?
             .aggregate(groups(&|e: &Expr| Ok(e.clone()))?, from_raw)?
             .build()?;
-        // Both, merged.
+        // All, merged.
         let mut finals = Vec::new();
         for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
             let measures = partial_measures(expr).unwrap_or_default();
@@ -144,8 +143,19 @@ impl Candidate {
             .iter()
             .map(|(qualifier, field)| (qualifier.cloned(), field.name().clone()))
             .collect();
-        let merged = LogicalPlanBuilder::from(rollup_part)
-            .union(raw_part)?
+        // The rollups' parts first: the union takes its columns' types from its first input,
+        // as the merged aggregates expect them.
+        let mut union: Option<LogicalPlanBuilder> = None;
+        for part in parts.into_iter().chain([raw_part]) {
+            union = Some(match union {
+                None => LogicalPlanBuilder::from(part),
+                Some(union) => union.union(part)?,
+            });
+        }
+        let Some(union) = union else {
+            return Ok(None);
+        };
+        let merged = union
             .aggregate(
                 group_names
                     .iter()
@@ -164,12 +174,49 @@ impl Candidate {
         ))
     }
 
-    /// Hours where the rollup `name` (`self.rollup`) counts values of a dimension the
-    /// statement uses under `(other)`, in the statement's clusters.
-    async fn hours_with_folded_values(
+    /// The periods of `rollup` (hours, or days of a daily rollup) in the statement's range that
+    /// it holds exactly (`raw`: the warm table's rows per period), less those where machines
+    /// other than the statement's were seen or where it folded values of a dimension the
+    /// statement uses.
+    async fn exact_periods(
+        &self,
+        state: &SessionState,
+        rollup: &Rollup,
+        raw: &BTreeMap<DateTime<Utc>, i64>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let name = table_name(rollup);
+        let start = rollup.resolution.start_column();
+        if state
+            .schema_for_ref(name.as_str())?
+            .table(&name)
+            .await?
+            .is_none()
+        {
+            return Ok(Vec::new());
+        }
+        let built = period_rows(state, &name, start).await?;
+        let exact = held_exactly(&built, raw, self.from, self.to, rollup.resolution.length());
+        let exact = match &self.machines {
+            None => exact,
+            Some(kept) => self.without_other_machines(state, raw, exact, kept).await?,
+        };
+        if self.folded.is_empty() {
+            return Ok(exact);
+        }
+        let folded = self.periods_with_folded_values(state, &name, start).await?;
+        Ok(exact
+            .into_iter()
+            .filter(|period| !folded.contains(period))
+            .collect())
+    }
+
+    /// Periods where the rollup `name` counts values of a dimension the statement uses under
+    /// `(other)`, in the statement's clusters.
+    async fn periods_with_folded_values(
         &self,
         state: &SessionState,
         name: &str,
+        start: &str,
     ) -> Result<BTreeSet<DateTime<Utc>>> {
         let Some(provider) = state.schema_for_ref(name)?.table(name).await? else {
             return Ok(BTreeSet::new());
@@ -181,7 +228,7 @@ impl Candidate {
                 .iter()
                 .all(|c| ALWAYS.contains(&c.name.as_str()))
             {
-                plan = plan.filter(requalify(filter, name)?)?;
+                plan = plan.filter(requalify(filter, name, start)?)?;
             }
         }
         let folded = self
@@ -199,7 +246,7 @@ impl Candidate {
         let plan = plan
             .filter(folded)?
             .aggregate(
-                vec![col(Column::new(Some(name), "hour_start"))],
+                vec![col(Column::new(Some(name), start))],
                 Vec::<Expr>::new(),
             )?
             .build()?;
@@ -234,7 +281,7 @@ impl Candidate {
         let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
             return Ok(Vec::new());
         };
-        let exact = rollup_hour_rows(state, &name).await?;
+        let exact = period_rows(state, &name, HOUR_START).await?;
         let mut plan = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?;
         // The statement's conditions on the cluster (and date, hour) only: a superset of the
         // machines it reads, never fewer.
@@ -244,13 +291,13 @@ impl Candidate {
                 .iter()
                 .all(|c| ALWAYS.contains(&c.name.as_str()))
             {
-                plan = plan.filter(requalify(filter, &name)?)?;
+                plan = plan.filter(requalify(filter, &name, HOUR_START)?)?;
             }
         }
         let plan = plan
             .aggregate(
                 vec![
-                    col(Column::new(Some(name.as_str()), "hour_start")),
+                    col(Column::new(Some(name.as_str()), HOUR_START)),
                     cast(
                         col(Column::new(Some(name.as_str()), "machine")),
                         arrow::datatypes::DataType::Utf8,
@@ -311,37 +358,84 @@ fn restore_names(
         .collect()
 }
 
-/// The hours of a rollup (`built`: rows it counts per hour) that lie wholly in `[from, to)` and
-/// hold exactly the rows the warm table's log counts for them (`raw`).
+/// The periods of a rollup (`built`: rows it counts per period, by start; each `length` long)
+/// that lie wholly in `[from, to)` and hold exactly the rows the warm table's log counts for
+/// them (`raw`, by the same periods).
 pub(crate) fn held_exactly(
     built: &BTreeMap<DateTime<Utc>, i64>,
     raw: &BTreeMap<DateTime<Utc>, i64>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    length: ChronoDuration,
 ) -> Vec<DateTime<Utc>> {
     built
         .iter()
-        .filter(|(hour, rows)| {
-            raw.get(hour) == Some(rows)
-                && from.is_none_or(|from| **hour >= from)
-                && to.is_none_or(|to| **hour + ChronoDuration::hours(1) <= to)
+        .filter(|(start, rows)| {
+            raw.get(start) == Some(rows)
+                && from.is_none_or(|from| **start >= from)
+                && to.is_none_or(|to| **start + length <= to)
         })
-        .map(|(hour, _)| *hour)
+        .map(|(start, _)| *start)
         .collect()
 }
 
-/// Consecutive hours as `[from, to)` ranges.
-pub(crate) fn ranges(hours: &[DateTime<Utc>]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+/// Consecutive periods (by start, each `length` long) as `[from, to)` ranges.
+pub(crate) fn ranges(
+    periods: &[DateTime<Utc>],
+    length: ChronoDuration,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    for hour in hours {
-        let end = *hour + ChronoDuration::hours(1);
+    for start in periods {
+        let end = *start + length;
         match out.last_mut() {
-            Some((_, to)) if to == hour => *to = end,
-            _ => out.push((*hour, end)),
+            Some((_, to)) if to == start => *to = end,
+            _ => out.push((*start, end)),
         }
     }
     out
 }
+
+/// Consecutive hours as `[from, to)` ranges.
+pub(crate) fn hour_ranges(hours: &[DateTime<Utc>]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    ranges(hours, ChronoDuration::hours(1))
+}
+
+/// `column` of `qualifier` within one of `ranges`.
+fn in_ranges(ranges: &[(DateTime<Utc>, DateTime<Utc>)], column: &str, qualifier: &str) -> Expr {
+    ranges
+        .iter()
+        .map(|(from, to)| {
+            let column = col(Column::new(Some(qualifier), column));
+            and(
+                column.clone().gt_eq(timestamp(*from)),
+                column.lt(timestamp(*to)),
+            )
+        })
+        .reduce(or)
+        .unwrap_or_else(|| lit(false))
+}
+
+/// The start of the UTC day of `at`.
+fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// Rows per day, from rows per hour.
+fn day_rows(hours: &BTreeMap<DateTime<Utc>, i64>) -> BTreeMap<DateTime<Utc>, i64> {
+    let mut days = BTreeMap::new();
+    for (hour, rows) in hours {
+        *days.entry(day_start(*hour)).or_default() += rows;
+    }
+    days
+}
+
+/// The name a rollup's table is registered under.
+fn table_name(rollup: &Rollup) -> String {
+    format!("{ROLLUP_TABLE_PREFIX}{}", rollup.name)
+}
+
+/// The column holding an hourly rollup row's hour.
+const HOUR_START: &str = "hour_start";
 
 fn timestamp(at: DateTime<Utc>) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
@@ -350,14 +444,14 @@ fn timestamp(at: DateTime<Utc>) -> Expr {
     ))
 }
 
-/// `expr` with its columns read from `table`; `timestamp` (only in an hour bucket, see
-/// [`is_hour_bucket`]) as the rollup row's `hour_start`.
-fn requalify(expr: &Expr, table: &str) -> Result<Expr> {
+/// `expr` with its columns read from `table`; `timestamp` (only in a bucket of whole periods
+/// of the rollup, see `is_hour_bucket`) as the rollup row's `start` of period.
+fn requalify(expr: &Expr, table: &str, start: &str) -> Result<Expr> {
     expr.clone()
         .transform(|e| match e {
             Expr::Column(column) => {
                 let name = if column.name == "timestamp" {
-                    "hour_start".to_owned()
+                    start.to_owned()
                 } else {
                     column.name
                 };
@@ -376,13 +470,23 @@ pub(super) async fn raw_hour_rows(warm: &url::Url) -> Result<BTreeMap<DateTime<U
         .map_err(|error| datafusion::error::DataFusionError::External(error.into()))
 }
 
-/// Rows of the warm table each hour of the rollup table `name` counts.
+/// Rows of the warm table each hour of the hourly rollup table `name` counts.
 pub(crate) async fn rollup_hour_rows(
     state: &SessionState,
     name: &str,
 ) -> Result<BTreeMap<DateTime<Utc>, i64>> {
+    period_rows(state, name, HOUR_START).await
+}
+
+/// Rows of the warm table each period of the rollup table `name` counts, by the period's
+/// start (its column `start`).
+async fn period_rows(
+    state: &SessionState,
+    name: &str,
+    start: &str,
+) -> Result<BTreeMap<DateTime<Utc>, i64>> {
     let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
-    let sql = format!("SELECT hour_start, sum(\"rows\") AS n FROM {name} GROUP BY hour_start");
+    let sql = format!("SELECT {start}, sum(\"rows\") AS n FROM {name} GROUP BY {start}");
     let batches = ctx.sql(&sql).await?.collect().await?;
     let mut out = BTreeMap::new();
     for batch in &batches {

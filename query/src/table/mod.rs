@@ -199,14 +199,15 @@ async fn register_rollups(
     files: Files,
 ) -> anyhow::Result<()> {
     let mut found = Vec::new();
-    for rollup in &warm_table::rollup::ROLLUPS {
+    let rollups = warm_table::rollup::ROLLUPS.iter();
+    for rollup in rollups.chain(&warm_table::rollup::DAILY) {
         if rollup.open(warm).await?.is_none() {
             continue;
         }
         found.push(*rollup);
         let location = rollup.location(warm)?;
         let table = deltalake::DeltaTableBuilder::from_url(location.clone())?.build()?;
-        let provider = LatestDelta::open(table, &warm_table::rollup::PARTITION_COLUMNS, files)
+        let provider = LatestDelta::open(table, rollup.resolution.partition_columns(), files)
             .await
             .with_context(|| format!("{location}: opening the rollup"))?;
         ctx.register_table(

@@ -64,7 +64,34 @@ fn aggregations_over_rolled_up_hours_read_the_rollups_and_equal_raw_rows() {
             dir.path(),
             &format!("SET logs.rollups = off;\nEXPLAIN {sql};"),
         );
-        assert!(!raw_plan.contains("logs_hourly_by_"), "{sql}: {raw_plan}");
+        assert!(!raw_plan.contains("_by_"), "{sql}: {raw_plan}");
+    }
+    // Whole days: 2026-01-02 from the daily rollup, 2026-01-01 (late rows in one hour, its day
+    // no longer adds up) from its hours. Statements bucketed finer than a day, or over a range
+    // that cuts 2026-01-02, read no day.
+    for (sql, reads_a_day) in [
+        (answered_from_rollups[0], true),
+        (answered_from_rollups[2], true),
+        (answered_from_rollups[4], true),
+        (answered_from_rollups[6], true),
+        (answered_from_rollups[8], true),
+        (answered_from_rollups[3], false),
+        (answered_from_rollups[7], false),
+        (answered_from_rollups[9], false),
+    ] {
+        let plan = piped(dir.path(), &format!("EXPLAIN {sql};"));
+        assert_eq!(
+            plan.contains("logs_daily_by_"),
+            reads_a_day,
+            "{sql}: {plan}"
+        );
+        // The day's file is the one read; 2026-01-01's is not.
+        for line in plan.lines().filter(|l| l.contains("_rollups/daily_by_")) {
+            assert!(
+                line.contains("/date=2026-01-02/") && !line.contains("/date=2026-01-01/"),
+                "{sql}: {line}"
+            );
+        }
     }
     // A setting that is not on or off: a clear error, and the session's statements still run.
     let bad = crate::fixtures::query_piped(
@@ -146,12 +173,13 @@ fn the_server_answers_from_the_rollups_per_session() {
     };
     let from_rollups = run(&[sql]);
     assert_eq!(from_rollups, piped(dir.path(), &format!("{sql};")));
-    assert!(run(&[&explain]).contains("logs_hourly_by_status"));
+    // Both days are whole and closed: read from the daily rollup.
+    assert!(run(&[&explain]).contains("logs_daily_by_status"));
     let off = run(&["SET logs.rollups = off", sql, &explain]);
     assert!(off.starts_with(&format!("SET\n{from_rollups}")), "{off}");
-    assert!(!off.contains("logs_hourly_by_status"), "{off}");
+    assert!(!off.contains("_by_status"), "{off}");
     // Another session still reads the rollups.
-    assert!(run(&[&explain]).contains("logs_hourly_by_status"));
+    assert!(run(&[&explain]).contains("logs_daily_by_status"));
 }
 
 /// The logs dashboard's panels, their SQL as Grafana sends it with every machine selected, are

@@ -124,8 +124,11 @@ impl Numbers {
     }
 }
 
-/// Per cluster and dimension values, the measures of their rows.
-pub(super) type Groups = BTreeMap<(String, Vec<Value>), Measures>;
+/// A group: its cluster and dimension values.
+pub(super) type GroupKey = (String, Vec<Value>);
+
+/// Per group, the measures of its rows.
+pub(super) type Groups = BTreeMap<GroupKey, Measures>;
 
 /// The rows of `rollup` for the hour starting at `hour_start`, from every record of that hour
 /// (`patterns`: each record's pattern id, or empty for a rollup without them).
@@ -237,7 +240,7 @@ pub(super) fn regroup(
 /// Adds a group's measures to `groups`, merged with the group's measures already there.
 pub(super) fn merge_into(
     groups: &mut Groups,
-    key: (String, Vec<Value>),
+    key: GroupKey,
     measures: Measures,
 ) -> anyhow::Result<()> {
     match groups.entry(key) {

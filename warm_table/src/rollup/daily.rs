@@ -12,7 +12,8 @@
 //! added; `query` reads a day from here only when it equals the warm table's whole day.
 
 use super::aggregate::{
-    Groups, Measures, Numbers, OTHER, Value, fold_rare_values, merge_into, regroup, to_batch,
+    GroupKey, Groups, Measures, Numbers, OTHER, Value, fold_rare_values, merge_into, regroup,
+    to_batch,
 };
 use super::{Dimension, Rollup, sketch};
 use anyhow::Context;
@@ -67,10 +68,7 @@ pub(super) fn day_start(date: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// Each row of a rollup batch as its group key and measures.
-fn rows_of(
-    rollup: &Rollup,
-    batch: &RecordBatch,
-) -> anyhow::Result<Vec<((String, Vec<Value>), Measures)>> {
+fn rows_of(rollup: &Rollup, batch: &RecordBatch) -> anyhow::Result<Vec<(GroupKey, Measures)>> {
     let column = |name: &str, data_type: &DataType| -> anyhow::Result<arrow::array::ArrayRef> {
         let array = batch
             .column_by_name(name)

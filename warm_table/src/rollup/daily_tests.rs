@@ -134,7 +134,11 @@ async fn a_day_keeps_its_most_frequent_values_and_folds_a_dimension_an_hour_fold
     )];
     // west: /w11 has 12 rows ... /w00 1; the 10 most kept, /w01 and /w00 folded (1 + 2 rows).
     for k in (3..12).rev() {
-        expected.push(format!("| west | /w{k:02}    | {:<4} | {:<2} |", k + 1, k + 1));
+        expected.push(format!(
+            "| west | /w{k:02}    | {:<4} | {:<2} |",
+            k + 1,
+            k + 1
+        ));
     }
     expected.push("| west | (other) | 3    | 3  |".to_owned());
     expected.push("| west | /w02    | 3    | 3  |".to_owned());
