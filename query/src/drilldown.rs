@@ -31,24 +31,21 @@ pub(crate) fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::R
     ))
 }
 
-/// `patterns_sql` answered from the pattern ids (`pattern_ids.rs`): the `held` hours' counts
-/// per id from `logs_hourly_by_pattern` with the dictionary's templates, and the other lines of
-/// the range (its edges, the open hour, hours not built yet) given the dictionary's template
-/// that covers them, or mined when none does. Same lines, same columns.
+/// `patterns_sql` answered from the pattern ids (`pattern_ids.rs`): the `held` days' and hours'
+/// counts per id from `logs_daily_by_pattern` and `logs_hourly_by_pattern` with the
+/// dictionary's templates, and the other lines of the range (its edges, the open hour, periods
+/// not built yet) given the dictionary's template that covers them, or mined when none does.
+/// Same lines, same columns.
 pub(crate) fn patterns_sql_from_ids(
     args: &PatternsArgs,
     now: DateTime<Utc>,
-    held: &[DateTime<Utc>],
+    held: &crate::pattern_ids::Held,
 ) -> anyhow::Result<String> {
     let selection = &args.selection;
-    // The rollup has no machine and no message text: with either filter, every line is read.
-    let held = if selection.machine.is_some() || selection.grep.is_some() {
-        &[]
-    } else {
-        held
-    };
-    let in_held = |column: &str| {
-        let ranges: Vec<String> = crate::rollups::hour_ranges(held)
+    // The rollups have no machine and no message text: with either filter, every line is read.
+    let read_raw = selection.machine.is_some() || selection.grep.is_some();
+    let in_ranges = |column: &str, ranges: &[(DateTime<Utc>, DateTime<Utc>)]| {
+        let ranges: Vec<String> = ranges
             .iter()
             .map(|(from, to)| {
                 format!(
@@ -66,7 +63,7 @@ pub(crate) fn patterns_sql_from_ids(
     };
     let levels = match selection.level {
         Some(level) => format!(
-            r#" AND h."level" IN ({})"#,
+            r#" AND "level" IN ({})"#,
             logrecord::Level::ALL
                 .iter()
                 .filter(|l| **l >= level)
@@ -77,20 +74,51 @@ pub(crate) fn patterns_sql_from_ids(
         None => String::new(),
     };
     let table = crate::pattern_ids::DICTIONARY_TABLE;
-    let by_pattern = format!(
-        "{}{}",
-        crate::table::ROLLUP_TABLE_PREFIX,
-        warm_table::rollup::patterns::BY_PATTERN
-    );
+    let prefix = crate::table::ROLLUP_TABLE_PREFIX;
+    let mut counted = Vec::new();
+    let mut covered = Vec::new();
+    let periods = [
+        (
+            &held.days,
+            "day_start",
+            warm_table::rollup::patterns::DAILY_BY_PATTERN,
+            24,
+        ),
+        (
+            &held.hours,
+            "hour_start",
+            warm_table::rollup::patterns::BY_PATTERN,
+            1,
+        ),
+    ];
+    for (starts, start, rollup, hours) in periods {
+        if read_raw || starts.is_empty() {
+            continue;
+        }
+        let ranges = crate::rollups::ranges(starts, chrono::Duration::hours(hours));
+        counted.push(format!(
+            r#"SELECT CAST("cluster" AS VARCHAR) AS "cluster", "pattern_id", "rows" FROM {prefix}{rollup} WHERE CAST("cluster" AS VARCHAR) = '{cluster}' AND {in_periods}{levels}"#,
+            cluster = selection.cluster,
+            in_periods = in_ranges(&format!(r#""{start}""#), &ranges),
+        ));
+        covered.extend(ranges);
+    }
+    covered.sort();
+    let from_rollups = if counted.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example" FROM ({}) h JOIN {table} d ON h."cluster" = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id"
+UNION ALL
+"#,
+            counted.join(" UNION ALL ")
+        )
+    };
     Ok(format!(
         r#"SELECT sum("lines") AS "lines", round(100.0 * sum("lines") / sum(sum("lines")) OVER (), 1) AS "percent", "pattern", min("example") AS "example" FROM (
-SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example" FROM {by_pattern} h JOIN {table} d ON CAST(h."cluster" AS VARCHAR) = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id" WHERE CAST(h."cluster" AS VARCHAR) = '{cluster}' AND {held_rollup}{levels}
-UNION ALL
-SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid"
+{from_rollups}SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid"
 ) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {limit}"#,
-        cluster = selection.cluster,
-        held_rollup = in_held(r#"h."hour_start""#),
-        held_raw = in_held(r#""timestamp""#),
+        held_raw = in_ranges(r#""timestamp""#, &covered),
         filters = filters(selection, now)?,
         limit = args.limit,
     ))

@@ -108,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let sql = match &cli.command {
         // From the pattern ids where the store keeps them.
         Some(Command::Patterns(args)) => {
-            match pattern_ids::held_hours(&ctx, range.0, range.1).await? {
+            match pattern_ids::held_periods(&ctx, range.0, range.1).await? {
                 Some(held) => Some(drilldown::patterns_sql_from_ids(args, now, &held)?),
                 None => sql,
             }

@@ -8,7 +8,6 @@
 //! itself.
 
 use crate::rollups::RollupSource;
-use crate::table::ROLLUP_TABLE_PREFIX;
 use crate::table::latest_delta::{Files, LatestDelta};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -24,7 +23,7 @@ use patterns::{Dictionary, PatternId, Settings};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use warm_table::rollup::patterns::BY_PATTERN;
+use warm_table::rollup::patterns::{BY_PATTERN, DAILY_BY_PATTERN};
 
 /// The dictionary's table name in SQL.
 pub(crate) const DICTIONARY_TABLE: &str = "logs_patterns";
@@ -71,13 +70,22 @@ pub(crate) async fn register(
     Ok(())
 }
 
-/// Hours wholly within `[from, to]` that `logs_hourly_by_pattern` holds exactly (its rows add
-/// up to the warm table's for the hour); empty when the rollups are off or not there.
-pub(crate) async fn held_hours(
+/// The periods of a range whose pattern lines are counted in the rollups: days the daily
+/// rollup holds exactly, and hours the hourly one does outside those days.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    pub(crate) days: Vec<DateTime<Utc>>,
+    pub(crate) hours: Vec<DateTime<Utc>>,
+}
+
+/// The days and hours wholly within `[from, to]` that `logs_daily_by_pattern` and
+/// `logs_hourly_by_pattern` hold exactly (their rows add up to the warm table's for the
+/// period); none when the rollups are off or not there, `None` without a dictionary.
+pub(crate) async fn held_periods(
     ctx: &SessionContext,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> anyhow::Result<Option<Vec<DateTime<Utc>>>> {
+) -> anyhow::Result<Option<Held>> {
     let state = ctx.state();
     let Some(source) = state.config().get_extension::<RollupSource>() else {
         return Ok(None);
@@ -85,25 +93,31 @@ pub(crate) async fn held_hours(
     if !ctx.table_exist(DICTIONARY_TABLE)? {
         return Ok(None);
     }
-    if !crate::rollups::enabled(&state)
-        || !source
+    let built = |name: &str| {
+        source
             .rollups
             .iter()
-            .any(|rollup| rollup.name == BY_PATTERN)
-    {
-        return Ok(Some(Vec::new()));
-    }
+            .find(|rollup| rollup.name == name)
+            .copied()
+    };
+    let (Some(hourly), true) = (built(BY_PATTERN), crate::rollups::enabled(&state)) else {
+        return Ok(Some(Held::default()));
+    };
     let raw = warm_table::rollup::raw_hour_rows(&source.warm).await?;
-    let built =
-        crate::rollups::rollup_hour_rows(&state, &format!("{ROLLUP_TABLE_PREFIX}{BY_PATTERN}"))
-            .await?;
-    Ok(Some(crate::rollups::held_exactly(
-        &built,
-        &raw,
-        Some(from),
-        Some(to),
-        chrono::Duration::hours(1),
-    )))
+    let range = (Some(from), Some(to));
+    let days = match built(DAILY_BY_PATTERN) {
+        Some(daily) => crate::rollups::held_periods(&state, &daily, &raw, range.0, range.1).await?,
+        None => Vec::new(),
+    };
+    let hours = crate::rollups::held_periods(&state, &hourly, &raw, range.0, range.1)
+        .await?
+        .into_iter()
+        .filter(|hour| {
+            days.binary_search(&crate::rollups::day_start(*hour))
+                .is_err()
+        })
+        .collect();
+    Ok(Some(Held { days, hours }))
 }
 
 /// `pattern_id(cluster, message)`.

@@ -38,7 +38,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use rewrite::raw_hour_rows;
-pub(crate) use rewrite::{held_exactly, hour_ranges, rollup_hour_rows};
+pub(crate) use rewrite::{day_start, held_periods, ranges};
 use std::collections::BTreeMap;
 use warm_table::rollup::Rollup;
 

@@ -14,7 +14,7 @@ use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::{and, or};
 use std::collections::{BTreeMap, BTreeSet};
-use warm_table::rollup::Rollup;
+use warm_table::rollup::{Resolution, Rollup};
 
 impl Candidate {
     /// The aggregation over the daily rollup's exact days, the hourly rollup's exact hours
@@ -29,10 +29,7 @@ impl Candidate {
             return Ok(None);
         };
         let days = match &self.daily {
-            Some(daily) => {
-                self.exact_periods(state, daily, &day_rows(raw_hours))
-                    .await?
-            }
+            Some(daily) => self.exact_periods(state, daily, raw_hours).await?,
             None => Vec::new(),
         };
         let day_set: BTreeSet<DateTime<Utc>> = days.iter().copied().collect();
@@ -175,14 +172,14 @@ impl Candidate {
     }
 
     /// The periods of `rollup` (hours, or days of a daily rollup) in the statement's range that
-    /// it holds exactly (`raw`: the warm table's rows per period), less those where machines
+    /// it holds exactly (`raw_hours`: the warm table's rows per hour), less those where machines
     /// other than the statement's were seen or where it folded values of a dimension the
     /// statement uses.
     async fn exact_periods(
         &self,
         state: &SessionState,
         rollup: &Rollup,
-        raw: &BTreeMap<DateTime<Utc>, i64>,
+        raw_hours: &BTreeMap<DateTime<Utc>, i64>,
     ) -> Result<Vec<DateTime<Utc>>> {
         let name = table_name(rollup);
         let start = rollup.resolution.start_column();
@@ -194,11 +191,13 @@ impl Candidate {
         {
             return Ok(Vec::new());
         }
-        let built = period_rows(state, &name, start).await?;
-        let exact = held_exactly(&built, raw, self.from, self.to, rollup.resolution.length());
+        let exact = held_periods(state, rollup, raw_hours, self.from, self.to).await?;
         let exact = match &self.machines {
             None => exact,
-            Some(kept) => self.without_other_machines(state, raw, exact, kept).await?,
+            Some(kept) => {
+                self.without_other_machines(state, raw_hours, exact, kept)
+                    .await?
+            }
         };
         if self.folded.is_empty() {
             return Ok(exact);
@@ -358,10 +357,28 @@ fn restore_names(
         .collect()
 }
 
+/// The periods (hours, or days) of `rollup` wholly in `[from, to)` whose rows add up to the
+/// rows the warm table's log counts for them (`raw_hours`, per hour).
+pub(crate) async fn held_periods(
+    state: &SessionState,
+    rollup: &Rollup,
+    raw_hours: &BTreeMap<DateTime<Utc>, i64>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<Vec<DateTime<Utc>>> {
+    let start = rollup.resolution.start_column();
+    let built = period_rows(state, &table_name(rollup), start).await?;
+    let length = rollup.resolution.length();
+    Ok(match rollup.resolution {
+        Resolution::Hour => held_exactly(&built, raw_hours, from, to, length),
+        Resolution::Day => held_exactly(&built, &day_rows(raw_hours), from, to, length),
+    })
+}
+
 /// The periods of a rollup (`built`: rows it counts per period, by start; each `length` long)
 /// that lie wholly in `[from, to)` and hold exactly the rows the warm table's log counts for
 /// them (`raw`, by the same periods).
-pub(crate) fn held_exactly(
+fn held_exactly(
     built: &BTreeMap<DateTime<Utc>, i64>,
     raw: &BTreeMap<DateTime<Utc>, i64>,
     from: Option<DateTime<Utc>>,
@@ -395,11 +412,6 @@ pub(crate) fn ranges(
     out
 }
 
-/// Consecutive hours as `[from, to)` ranges.
-pub(crate) fn hour_ranges(hours: &[DateTime<Utc>]) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    ranges(hours, ChronoDuration::hours(1))
-}
-
 /// `column` of `qualifier` within one of `ranges`.
 fn in_ranges(ranges: &[(DateTime<Utc>, DateTime<Utc>)], column: &str, qualifier: &str) -> Expr {
     ranges
@@ -416,7 +428,7 @@ fn in_ranges(ranges: &[(DateTime<Utc>, DateTime<Utc>)], column: &str, qualifier:
 }
 
 /// The start of the UTC day of `at`.
-fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
     at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
@@ -468,14 +480,6 @@ pub(super) async fn raw_hour_rows(warm: &url::Url) -> Result<BTreeMap<DateTime<U
     warm_table::rollup::raw_hour_rows(warm)
         .await
         .map_err(|error| datafusion::error::DataFusionError::External(error.into()))
-}
-
-/// Rows of the warm table each hour of the hourly rollup table `name` counts.
-pub(crate) async fn rollup_hour_rows(
-    state: &SessionState,
-    name: &str,
-) -> Result<BTreeMap<DateTime<Utc>, i64>> {
-    period_rows(state, name, HOUR_START).await
 }
 
 /// Rows of the warm table each period of the rollup table `name` counts, by the period's

@@ -1,5 +1,6 @@
-//! `query patterns` over a store whose compaction kept pattern ids: the hours
-//! `logs_hourly_by_pattern` holds are read from it with the dictionary's templates, the rest of
+//! `query patterns` over a store whose compaction kept pattern ids: the days and hours
+//! `logs_daily_by_pattern` and `logs_hourly_by_pattern` hold are read from them with the
+//! dictionary's templates, the rest of
 //! the range is given the dictionary's template of each line (or mined when none covers it),
 //! and `pattern_id(cluster, message)` gives a line the id compaction gave it.
 
@@ -132,5 +133,28 @@ fn query_patterns_reads_the_pattern_ids_where_the_store_keeps_them() {
          1,job <*> done,job zeta done,30\n\
          2,disk <*> full,disk 80% full,10\n\
          3,upstream <*> refused,upstream 10.0.0.4 refused,20\n"
+    );
+
+    // A whole day is read from `logs_daily_by_pattern`. Compacted again (hour 04 and the day
+    // rebuilt with the late lines), then hour 01 taken out of the hourly rollup: were the day
+    // read from the hours, hour 01 would be read raw and give "job alpha done" as the example.
+    compact_and_vacuum(dir.path());
+    let warm = url::Url::from_directory_path(dir.path()).unwrap();
+    testkit::run(async move {
+        let hourly = warm_table::rollup::ROLLUPS
+            .iter()
+            .find(|r| r.name == "hourly_by_pattern")
+            .unwrap();
+        let table = hourly.open(&warm).await.unwrap().unwrap();
+        let (_, deleted) = table.delete().with_predicate("hour = '01'").await.unwrap();
+        assert_eq!(deleted.num_deleted_rows, Some(4));
+    });
+    assert_eq!(
+        patterns(dir.path(), "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"),
+        "lines,percent,pattern,example\n\
+         30,47.6,job <*> done,job zeta done\n\
+         20,31.7,upstream <*> refused,upstream 10.0.0.4 refused\n\
+         10,15.9,disk <*> full,disk 80% full\n\
+         3,4.8,replica <*> lost its lease,replica r0 lost its lease\n"
     );
 }
