@@ -123,6 +123,11 @@ machines = [f"host-{m:03}" for m in range(args.machines)]
 
 def expand(sql, interval=86400):
     sql = (sql.replace("$__interval", f"{interval}s")
+           .replace("$__timeFrom()", f"'{START}T00:00:00Z'")
+           .replace("$__timeTo()", f"'{END}'")
+           .replace("${cluster:csv}", ",".join(clusters))
+           .replace("${machine:csv}", ",".join(machines))
+           .replace("${level:csv}", "ERROR,WARN,INFO")
            .replace("$cluster", ",".join(f"'{c}'" for c in clusters))
            .replace("$machine", ",".join(f"'{m}'" for m in machines))
            .replace("$level", "'ERROR','WARN','INFO'"))

@@ -18,7 +18,7 @@ pub(crate) fn sql(args: &LogsArgs, now: DateTime<Utc>) -> anyhow::Result<String>
 
 /// The lines that have templates: warnings, errors and INFO lines that are not request events
 /// (those are counted by status, path and api-version; all of them would be one template).
-const HAS_PATTERN: &str =
+pub(crate) const HAS_PATTERN: &str =
     r#"("level" IN ('WARN', 'ERROR') OR ("level" = 'INFO' AND "path" IS NULL))"#;
 
 /// The commonest templates of the selected lines: mined in time order (an agent's `seq` breaks ties, so
@@ -31,97 +31,139 @@ pub(crate) fn patterns_sql(args: &PatternsArgs, now: DateTime<Utc>) -> anyhow::R
     ))
 }
 
-/// `patterns_sql` answered from the pattern ids (`pattern_ids.rs`): the `held` days' and hours'
-/// counts per id from `logs_daily_by_pattern` and `logs_hourly_by_pattern` with the
-/// dictionary's templates, and the other lines of the range (its edges, the open hour, periods
-/// not built yet) given the dictionary's template that covers them, or mined when none does.
-/// Same lines, same columns.
+/// `patterns_sql` answered from the pattern ids (see [`FromIds`]).
 pub(crate) fn patterns_sql_from_ids(
     args: &PatternsArgs,
     now: DateTime<Utc>,
     held: &crate::pattern_ids::Held,
 ) -> anyhow::Result<String> {
     let selection = &args.selection;
-    // The rollups have no machine and no message text: with either filter, every line is read.
-    let read_raw = selection.machine.is_some() || selection.grep.is_some();
-    let in_ranges = |column: &str, ranges: &[(DateTime<Utc>, DateTime<Utc>)]| {
-        let ranges: Vec<String> = ranges
+    let levels = selection.level.map(|level| {
+        logrecord::Level::ALL
             .iter()
-            .map(|(from, to)| {
-                format!(
-                    "({column} >= to_timestamp_micros({}) AND {column} < to_timestamp_micros({}))",
-                    from.timestamp_micros(),
-                    to.timestamp_micros()
-                )
-            })
-            .collect();
-        if ranges.is_empty() {
-            "false".to_owned()
-        } else {
-            format!("({})", ranges.join(" OR "))
-        }
-    };
-    let levels = match selection.level {
-        Some(level) => format!(
-            r#" AND "level" IN ({})"#,
-            logrecord::Level::ALL
+            .filter(|l| **l >= level)
+            .map(ToString::to_string)
+            .collect()
+    });
+    Ok(FromIds {
+        clusters: std::slice::from_ref(&selection.cluster),
+        levels,
+        // The rollups have no machine and no message text: with either filter, every line is
+        // read.
+        read_raw: selection.machine.is_some() || selection.grep.is_some(),
+        raw_filters: filters(selection, now)?,
+        held,
+        limit: args.limit,
+        last_seen: false,
+    }
+    .sql())
+}
+
+/// The commonest templates of lines answered from the pattern ids (`pattern_ids.rs`): the
+/// `held` days' and hours' counts per id from `logs_daily_by_pattern` and
+/// `logs_hourly_by_pattern` with the dictionary's templates, and the other lines of the range
+/// (its edges, the open hour, periods not built yet) given the dictionary's template that
+/// covers them, or mined when none does. Columns: `lines`, `percent`, `pattern`, `example`
+/// (the dictionary's, or the smallest raw line), and `last_seen` if asked.
+pub(crate) struct FromIds<'a> {
+    /// The clusters the lines are of.
+    pub(crate) clusters: &'a [String],
+    /// The levels they are of; `None` for all.
+    pub(crate) levels: Option<Vec<String>>,
+    /// Whether every line is read raw (a filter the rollups cannot apply).
+    pub(crate) read_raw: bool,
+    /// The raw lines' conditions (the clusters, the range, levels and any other).
+    pub(crate) raw_filters: String,
+    pub(crate) held: &'a crate::pattern_ids::Held,
+    pub(crate) limit: usize,
+    pub(crate) last_seen: bool,
+}
+
+impl FromIds<'_> {
+    pub(crate) fn sql(&self) -> String {
+        let in_ranges = |column: &str, ranges: &[(DateTime<Utc>, DateTime<Utc>)]| {
+            let ranges: Vec<String> = ranges
                 .iter()
-                .filter(|l| **l >= level)
-                .map(|l| format!("'{l}'"))
+                .map(|(from, to)| {
+                    format!(
+                        "({column} >= to_timestamp_micros({}) AND {column} < to_timestamp_micros({}))",
+                        from.timestamp_micros(),
+                        to.timestamp_micros()
+                    )
+                })
+                .collect();
+            if ranges.is_empty() {
+                "false".to_owned()
+            } else {
+                format!("({})", ranges.join(" OR "))
+            }
+        };
+        let quoted = |values: &[String]| {
+            values
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\'', "''")))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ),
-        None => String::new(),
-    };
-    let table = crate::pattern_ids::DICTIONARY_TABLE;
-    let prefix = crate::table::ROLLUP_TABLE_PREFIX;
-    let mut counted = Vec::new();
-    let mut covered = Vec::new();
-    let periods = [
-        (
-            &held.days,
-            "day_start",
-            warm_table::rollup::patterns::DAILY_BY_PATTERN,
-            24,
-        ),
-        (
-            &held.hours,
-            "hour_start",
-            warm_table::rollup::patterns::BY_PATTERN,
-            1,
-        ),
-    ];
-    for (starts, start, rollup, hours) in periods {
-        if read_raw || starts.is_empty() {
-            continue;
+        };
+        let levels = match &self.levels {
+            Some(levels) => format!(r#" AND CAST("level" AS VARCHAR) IN ({})"#, quoted(levels)),
+            None => String::new(),
+        };
+        let table = crate::pattern_ids::DICTIONARY_TABLE;
+        let prefix = crate::table::ROLLUP_TABLE_PREFIX;
+        let mut counted = Vec::new();
+        let mut covered = Vec::new();
+        let periods = [
+            (
+                &self.held.days,
+                "day_start",
+                warm_table::rollup::patterns::DAILY_BY_PATTERN,
+                24,
+            ),
+            (
+                &self.held.hours,
+                "hour_start",
+                warm_table::rollup::patterns::BY_PATTERN,
+                1,
+            ),
+        ];
+        for (starts, start, rollup, hours) in periods {
+            if self.read_raw || starts.is_empty() || self.clusters.is_empty() {
+                continue;
+            }
+            let ranges = crate::rollups::ranges(starts, chrono::Duration::hours(hours));
+            counted.push(format!(
+                r#"SELECT CAST("cluster" AS VARCHAR) AS "cluster", "pattern_id", "rows", "last_seen" FROM {prefix}{rollup} WHERE CAST("cluster" AS VARCHAR) IN ({clusters}) AND {in_periods}{levels}"#,
+                clusters = quoted(self.clusters),
+                in_periods = in_ranges(&format!(r#""{start}""#), &ranges),
+            ));
+            covered.extend(ranges);
         }
-        let ranges = crate::rollups::ranges(starts, chrono::Duration::hours(hours));
-        counted.push(format!(
-            r#"SELECT CAST("cluster" AS VARCHAR) AS "cluster", "pattern_id", "rows" FROM {prefix}{rollup} WHERE CAST("cluster" AS VARCHAR) = '{cluster}' AND {in_periods}{levels}"#,
-            cluster = selection.cluster,
-            in_periods = in_ranges(&format!(r#""{start}""#), &ranges),
-        ));
-        covered.extend(ranges);
-    }
-    covered.sort();
-    let from_rollups = if counted.is_empty() {
-        String::new()
-    } else {
-        format!(
-            r#"SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example" FROM ({}) h JOIN {table} d ON h."cluster" = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id"
+        covered.sort();
+        let from_rollups = if counted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example", h."last_seen" AS "last_seen" FROM ({}) h JOIN {table} d ON h."cluster" = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id"
 UNION ALL
 "#,
-            counted.join(" UNION ALL ")
-        )
-    };
-    Ok(format!(
-        r#"SELECT sum("lines") AS "lines", round(100.0 * sum("lines") / sum(sum("lines")) OVER (), 1) AS "percent", "pattern", min("example") AS "example" FROM (
-{from_rollups}SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid"
+                counted.join(" UNION ALL ")
+            )
+        };
+        let last_seen = if self.last_seen {
+            r#", max("last_seen") AS "last_seen""#
+        } else {
+            ""
+        };
+        format!(
+            r#"SELECT sum("lines") AS "lines", round(100.0 * sum("lines") / sum(sum("lines")) OVER (), 1) AS "percent", "pattern", min("example") AS "example"{last_seen} FROM (
+{from_rollups}SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example", l."timestamp" AS "last_seen" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid"
 ) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {limit}"#,
-        held_raw = in_ranges(r#""timestamp""#, &covered),
-        filters = filters(selection, now)?,
-        limit = args.limit,
-    ))
+            held_raw = in_ranges(r#""timestamp""#, &covered),
+            filters = self.raw_filters,
+            limit = self.limit,
+        )
+    }
 }
 
 /// How many rows the drill-down matches in all, to say how many `--limit` left out.

@@ -22,6 +22,7 @@ mod drilldown;
 mod log_pattern;
 mod output;
 mod pattern_ids;
+mod patterns_table;
 mod policy;
 mod prompt;
 mod rollups;

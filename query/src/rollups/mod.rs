@@ -37,6 +37,7 @@ use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
+pub(crate) use predicates::constant_time;
 use rewrite::raw_hour_rows;
 pub(crate) use rewrite::{day_start, held_periods, ranges};
 use std::collections::BTreeMap;

@@ -52,7 +52,7 @@ pub(super) fn narrow_range(
 
 /// A constant time: a timestamp literal, or text that reads as one (`'2026-01-01T00:00:00Z'`,
 /// `'2026-01-01 00:00:00'`), cast or not.
-pub(super) fn constant_time(expr: &Expr) -> Option<DateTime<Utc>> {
+pub(crate) fn constant_time(expr: &Expr) -> Option<DateTime<Utc>> {
     match expr {
         Expr::Cast(cast) => constant_time(&cast.expr),
         Expr::TryCast(cast) => constant_time(&cast.expr),

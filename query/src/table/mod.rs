@@ -249,6 +249,10 @@ pub(crate) async fn register(
     sources: Vec<Opened>,
     files: Files,
 ) -> anyhow::Result<Layout> {
+    ctx.register_udtf(
+        crate::patterns_table::NAME,
+        Arc::new(crate::patterns_table::LogPatterns),
+    );
     let mut layout = None;
     let mut urls = Vec::new();
     let mut delta_sources = Vec::new();

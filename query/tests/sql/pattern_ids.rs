@@ -157,4 +157,42 @@ fn query_patterns_reads_the_pattern_ids_where_the_store_keeps_them() {
          10,15.9,disk <*> full,disk 80% full\n\
          3,4.8,replica <*> lost its lease,replica r0 lost its lease\n"
     );
+
+    // The dashboard's `log_patterns()` answers alike, with the last line of each template; with
+    // every machine of the range listed (Grafana's "All") from the rollups, with one machine
+    // from its raw lines (where the smallest example is "job alpha done").
+    let table = |machines: &str| {
+        stdout(&query_piped(
+            dir.path(),
+            &format!(
+                "SELECT lines, \"percent\", \"pattern\", example, CAST(last_seen AS VARCHAR) AS last_seen \
+                 FROM log_patterns('2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z', 'c1', '{machines}', 'ERROR,WARN,INFO');"
+            ),
+        ))
+    };
+    let every_machine = "lines,percent,pattern,example,last_seen\n\
+         30,47.6,job <*> done,job zeta done,2026-01-01T04:10:00Z\n\
+         20,31.7,upstream <*> refused,upstream 10.0.0.4 refused,2026-01-01T04:25:00Z\n\
+         10,15.9,disk <*> full,disk 80% full,2026-01-01T04:15:00Z\n\
+         3,4.8,replica <*> lost its lease,replica r0 lost its lease,2026-01-01T04:10:00Z\n";
+    assert_eq!(table(""), every_machine);
+    assert_eq!(table("m1,m2"), every_machine);
+    assert_eq!(
+        table("m2"),
+        "lines,percent,pattern,example,last_seen\n\
+         15,50.0,job <*> done,job alpha done,2026-01-01T04:10:00Z\n\
+         10,33.3,upstream <*> refused,upstream 10.0.1.4 refused,2026-01-01T04:25:00Z\n\
+         5,16.7,disk <*> full,disk 80% full,2026-01-01T04:15:00Z\n"
+    );
+    // Bad arguments are errors naming the argument.
+    let bad = query_piped(
+        dir.path(),
+        "SELECT * FROM log_patterns('2026-01-01T00:00:00Z', 'soon', '', '', '');",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("argument 2 (to) must be a time constant"),
+        "{stderr}"
+    );
 }
