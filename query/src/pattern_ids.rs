@@ -106,10 +106,12 @@ pub(crate) async fn held_periods(
     let raw = warm_table::rollup::raw_hour_rows(&source.warm).await?;
     let range = (Some(from), Some(to));
     let days = match built(DAILY_BY_PATTERN) {
-        Some(daily) => crate::rollups::held_periods(&state, &daily, &raw, range.0, range.1).await?,
+        Some(daily) => {
+            crate::rollups::held_periods(&state, &daily, &raw, range.0, range.1, &[]).await?
+        }
         None => Vec::new(),
     };
-    let hours = crate::rollups::held_periods(&state, &hourly, &raw, range.0, range.1)
+    let hours = crate::rollups::held_periods(&state, &hourly, &raw, range.0, range.1, &days)
         .await?
         .into_iter()
         .filter(|hour| {

@@ -29,12 +29,12 @@ impl Candidate {
             return Ok(None);
         };
         let days = match &self.daily {
-            Some(daily) => self.exact_periods(state, daily, raw_hours).await?,
+            Some(daily) => self.exact_periods(state, daily, raw_hours, &[]).await?,
             None => Vec::new(),
         };
         let day_set: BTreeSet<DateTime<Utc>> = days.iter().copied().collect();
         let hours: Vec<DateTime<Utc>> = self
-            .exact_periods(state, &self.rollup, raw_hours)
+            .exact_periods(state, &self.rollup, raw_hours, &days)
             .await?
             .into_iter()
             .filter(|hour| !day_set.contains(&day_start(*hour)))
@@ -106,10 +106,16 @@ impl Candidate {
             LogicalPlan::Filter(filter) => filter.input.as_ref().clone(),
             other => other.clone(),
         };
+        // Left out when the log counts no row in the range outside the rollups' periods: a
+        // scan of the table plans over every file of it (seconds for months of files) to
+        // read nothing.
         let raw_part = LogicalPlanBuilder::from(scan)
             .filter(raw_filter)?
             .aggregate(groups(&|e: &Expr| Ok(e.clone()))?, from_raw)?
             .build()?;
+        let raw_part = self
+            .reads_rows_outside(&covered, raw_hours)
+            .then_some(raw_part);
         // All, merged.
         let mut finals = Vec::new();
         for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
@@ -143,7 +149,7 @@ impl Candidate {
         // The rollups' parts first: the union takes its columns' types from its first input,
         // as the merged aggregates expect them.
         let mut union: Option<LogicalPlanBuilder> = None;
-        for part in parts.into_iter().chain([raw_part]) {
+        for part in parts.into_iter().chain(raw_part) {
             union = Some(match union {
                 None => LogicalPlanBuilder::from(part),
                 Some(union) => union.union(part)?,
@@ -171,6 +177,24 @@ impl Candidate {
         ))
     }
 
+    /// Whether the warm table's log counts rows (`raw_hours`) in an hour of the statement's range
+    /// that the `covered` ranges leave out, in whole or in part.
+    fn reads_rows_outside(
+        &self,
+        covered: &[(DateTime<Utc>, DateTime<Utc>)],
+        raw_hours: &BTreeMap<DateTime<Utc>, i64>,
+    ) -> bool {
+        let hour = ChronoDuration::hours(1);
+        raw_hours.iter().any(|(start, rows)| {
+            *rows > 0
+                && self.from.is_none_or(|from| *start + hour > from)
+                && self.to.is_none_or(|to| *start < to)
+                && !covered
+                    .iter()
+                    .any(|(from, to)| from <= start && *start + hour <= *to)
+        })
+    }
+
     /// The periods of `rollup` (hours, or days of a daily rollup) in the statement's range that
     /// it holds exactly (`raw_hours`: the warm table's rows per hour), less those where machines
     /// other than the statement's were seen or where it folded values of a dimension the
@@ -180,6 +204,7 @@ impl Candidate {
         state: &SessionState,
         rollup: &Rollup,
         raw_hours: &BTreeMap<DateTime<Utc>, i64>,
+        skip_days: &[DateTime<Utc>],
     ) -> Result<Vec<DateTime<Utc>>> {
         let name = table_name(rollup);
         let start = rollup.resolution.start_column();
@@ -191,7 +216,7 @@ impl Candidate {
         {
             return Ok(Vec::new());
         }
-        let exact = held_periods(state, rollup, raw_hours, self.from, self.to).await?;
+        let exact = held_periods(state, rollup, raw_hours, self.from, self.to, skip_days).await?;
         let exact = match &self.machines {
             None => exact,
             Some(kept) => {
@@ -202,7 +227,9 @@ impl Candidate {
         if self.folded.is_empty() {
             return Ok(exact);
         }
-        let folded = self.periods_with_folded_values(state, &name, start).await?;
+        let folded = self
+            .periods_with_folded_values(state, &name, start, skip_days)
+            .await?;
         Ok(exact
             .into_iter()
             .filter(|period| !folded.contains(period))
@@ -216,11 +243,15 @@ impl Candidate {
         state: &SessionState,
         name: &str,
         start: &str,
+        skip_days: &[DateTime<Utc>],
     ) -> Result<BTreeSet<DateTime<Utc>>> {
         let Some(provider) = state.schema_for_ref(name)?.table(name).await? else {
             return Ok(BTreeSet::new());
         };
         let mut plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?;
+        if let Some(dates) = dates_read(self.from, self.to, skip_days) {
+            plan = plan.filter(dates)?;
+        }
         for filter in &self.filters {
             if filter
                 .column_refs()
@@ -280,7 +311,13 @@ impl Candidate {
         let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
             return Ok(Vec::new());
         };
-        let exact = period_rows(state, &name, HOUR_START).await?;
+        let exact = period_rows(
+            state,
+            &name,
+            HOUR_START,
+            dates_read(self.from, self.to, &[]),
+        )
+        .await?;
         let mut plan = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?;
         // The statement's conditions on the cluster (and date, hour) only: a superset of the
         // machines it reads, never fewer.
@@ -357,17 +394,19 @@ fn restore_names(
         .collect()
 }
 
-/// The periods (hours, or days) of `rollup` wholly in `[from, to)` whose rows add up to the
-/// rows the warm table's log counts for them (`raw_hours`, per hour).
+/// The periods (hours, or days) of `rollup` wholly in `[from, to)` and not in `skip_days` whose
+/// rows add up to the rows the warm table's log counts for them (`raw_hours`, per hour).
 pub(crate) async fn held_periods(
     state: &SessionState,
     rollup: &Rollup,
     raw_hours: &BTreeMap<DateTime<Utc>, i64>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    skip_days: &[DateTime<Utc>],
 ) -> Result<Vec<DateTime<Utc>>> {
     let start = rollup.resolution.start_column();
-    let built = period_rows(state, &table_name(rollup), start).await?;
+    let dates = dates_read(from, to, skip_days);
+    let built = period_rows(state, &table_name(rollup), start, dates).await?;
     let length = rollup.resolution.length();
     Ok(match rollup.resolution {
         Resolution::Hour => held_exactly(&built, raw_hours, from, to, length),
@@ -425,6 +464,27 @@ fn in_ranges(ranges: &[(DateTime<Utc>, DateTime<Utc>)], column: &str, qualifier:
         })
         .reduce(or)
         .unwrap_or_else(|| lit(false))
+}
+
+/// The partitions (`date`) a check of periods within `[from, to)` and outside `skip_days` reads:
+/// the statement's dates, less the days already answered; `None` for every date.
+fn dates_read(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    skip_days: &[DateTime<Utc>],
+) -> Option<Expr> {
+    let date = |at: DateTime<Utc>| lit(at.format("%Y-%m-%d").to_string());
+    let mut conditions = Vec::new();
+    if let Some(from) = from {
+        conditions.push(col("date").gt_eq(date(from)));
+    }
+    if let Some(to) = to {
+        conditions.push(col("date").lt_eq(date(to)));
+    }
+    if !skip_days.is_empty() {
+        conditions.push(col("date").in_list(skip_days.iter().map(|d| date(*d)).collect(), true));
+    }
+    conditions.into_iter().reduce(and)
 }
 
 /// The start of the UTC day of `at`.
@@ -488,10 +548,17 @@ async fn period_rows(
     state: &SessionState,
     name: &str,
     start: &str,
+    dates: Option<Expr>,
 ) -> Result<BTreeMap<DateTime<Utc>, i64>> {
     let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
-    let sql = format!("SELECT {start}, sum(\"rows\") AS n FROM {name} GROUP BY {start}");
-    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut frame = ctx.table(name).await?;
+    if let Some(dates) = dates {
+        frame = frame.filter(dates)?;
+    }
+    let batches = frame
+        .aggregate(vec![col(start)], vec![sum(col("rows")).alias("n")])?
+        .collect()
+        .await?;
     let mut out = BTreeMap::new();
     for batch in &batches {
         use arrow::array::{Array, AsArray};

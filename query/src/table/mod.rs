@@ -201,12 +201,11 @@ async fn register_rollups(
     let mut found = Vec::new();
     let rollups = warm_table::rollup::ROLLUPS.iter();
     for rollup in rollups.chain(&warm_table::rollup::DAILY) {
-        if rollup.open(warm).await?.is_none() {
+        let Some(table) = rollup.unloaded(warm).await? else {
             continue;
-        }
+        };
         found.push(*rollup);
         let location = rollup.location(warm)?;
-        let table = deltalake::DeltaTableBuilder::from_url(location.clone())?.build()?;
         let provider = LatestDelta::open(table, rollup.resolution.partition_columns(), files)
             .await
             .with_context(|| format!("{location}: opening the rollup"))?;

@@ -173,8 +173,11 @@ fn the_server_answers_from_the_rollups_per_session() {
     };
     let from_rollups = run(&[sql]);
     assert_eq!(from_rollups, piped(dir.path(), &format!("{sql};")));
-    // Both days are whole and closed: read from the daily rollup.
-    assert!(run(&[&explain]).contains("logs_daily_by_status"));
+    // Both days are whole and closed: read from the daily rollup, and no raw row is left to
+    // read, so the table is not scanned at all.
+    let plan = run(&[&explain]);
+    assert!(plan.contains("logs_daily_by_status"), "{plan}");
+    assert!(!plan.contains("TableScan: logs "), "{plan}");
     let off = run(&["SET logs.rollups = off", sql, &explain]);
     assert!(off.starts_with(&format!("SET\n{from_rollups}")), "{off}");
     assert!(!off.contains("_by_status"), "{off}");

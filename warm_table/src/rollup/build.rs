@@ -5,7 +5,7 @@
 //! throughout, so an hour is built from exactly the rows its count was taken from; rows that
 //! arrive during the build make it stale again for the next run.
 
-use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, daily, patterns};
+use super::{DAILY, PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, daily, patterns};
 use crate::location::open_or_create_table;
 use anyhow::Context;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -17,6 +17,7 @@ use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
 use url::Url;
 
@@ -175,7 +176,41 @@ pub async fn build_closed_hours(
     for (rollup, hourly_table, built) in &rollups {
         report.days_built += build_days(warm, rollup, hourly_table, built, top_values).await?;
     }
+    // Every reader loads each rollup's log when it starts: kept to a checkpoint and a few
+    // commits, not months of them.
+    let dictionary = patterns::dictionary_location(warm)?;
+    for rollup in ROLLUPS.iter().chain(&DAILY) {
+        checkpoint_when_behind(&rollup.location(warm)?).await?;
+    }
+    checkpoint_when_behind(&dictionary).await?;
     Ok(report)
+}
+
+/// Commits a reader may have to replay after a rollup's newest checkpoint.
+const CHECKPOINT_EVERY: i64 = 10;
+
+/// Writes a checkpoint of the table at `location` when it is [`CHECKPOINT_EVERY`] commits or
+/// more past its last one.
+async fn checkpoint_when_behind(location: &Url) -> anyhow::Result<()> {
+    let Some(table) = super::open_if_built(location, "a rollup table").await? else {
+        return Ok(());
+    };
+    let version = i64::try_from(table.version().unwrap_or_default()).unwrap_or(i64::MAX);
+    let last = object_store::path::Path::from("_delta_log/_last_checkpoint");
+    let last = match table.object_store().get(&last).await {
+        Ok(found) => serde_json::from_slice::<serde_json::Value>(&found.bytes().await?)
+            .ok()
+            .and_then(|json| json["version"].as_i64())
+            .unwrap_or(-1),
+        Err(object_store::Error::NotFound { .. }) => -1,
+        Err(error) => return Err(error).with_context(|| format!("reading {location}")),
+    };
+    if version - last >= CHECKPOINT_EVERY {
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .with_context(|| format!("writing a checkpoint of {location}"))?;
+    }
+    Ok(())
 }
 
 /// Builds the days of `rollup`'s daily rollup that do not add up to the rows its hourly table

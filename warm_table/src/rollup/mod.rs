@@ -225,6 +225,22 @@ pub(crate) async fn open_if_built(
     what: &str,
 ) -> anyhow::Result<Option<deltalake::DeltaTable>> {
     use anyhow::Context;
+    let Some(mut table) = unloaded_if_built(location, what).await? else {
+        return Ok(None);
+    };
+    table
+        .load()
+        .await
+        .with_context(|| format!("opening {what} at {location}"))?;
+    Ok(Some(table))
+}
+
+/// The Delta table at `location`, its log not read yet; `None` when none was written there.
+async fn unloaded_if_built(
+    location: &Url,
+    what: &str,
+) -> anyhow::Result<Option<deltalake::DeltaTable>> {
+    use anyhow::Context;
     use deltalake::DeltaTableBuilder;
     if let Ok(dir) = location.to_file_path()
         && !dir.join("_delta_log").is_dir()
@@ -232,19 +248,15 @@ pub(crate) async fn open_if_built(
         return Ok(None);
     }
     let context = || format!("opening {what} at {location}");
-    let mut table = DeltaTableBuilder::from_url(location.clone())
+    let table = DeltaTableBuilder::from_url(location.clone())
         .and_then(|builder| builder.build())
         .with_context(context)?;
-    if !table
+    let found = table
         .log_store()
         .is_delta_table_location()
         .await
-        .with_context(context)?
-    {
-        return Ok(None);
-    }
-    table.load().await.with_context(context)?;
-    Ok(Some(table))
+        .with_context(context)?;
+    Ok(found.then_some(table))
 }
 
 /// Partition columns of every rollup table.
@@ -259,6 +271,12 @@ impl Rollup {
     /// Its table at `warm`'s rollups, `None` when none was built yet.
     pub async fn open(&self, warm: &Url) -> anyhow::Result<Option<deltalake::DeltaTable>> {
         open_if_built(&self.location(warm)?, "the rollup").await
+    }
+
+    /// Its table at `warm`'s rollups with its log not read yet (for a reader that loads it
+    /// itself), `None` when none was built yet.
+    pub async fn unloaded(&self, warm: &Url) -> anyhow::Result<Option<deltalake::DeltaTable>> {
+        unloaded_if_built(&self.location(warm)?, "the rollup").await
     }
 
     /// The daily rollup made from this hourly one; `None` for a daily one.
