@@ -140,16 +140,22 @@ impl FromIds<'_> {
             covered.extend(ranges);
         }
         covered.sort();
-        let from_rollups = if counted.is_empty() {
-            String::new()
-        } else {
-            format!(
-                r#"SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example", h."last_seen" AS "last_seen" FROM ({}) h JOIN {table} d ON h."cluster" = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id"
-UNION ALL
-"#,
+        let mut parts = Vec::new();
+        if !counted.is_empty() {
+            parts.push(format!(
+                r#"SELECT h."rows" AS "lines", d."template" AS "pattern", d."example" AS "example", h."last_seen" AS "last_seen" FROM ({}) h JOIN {table} d ON h."cluster" = CAST(d."cluster" AS VARCHAR) AND h."pattern_id" = d."pattern_id""#,
                 counted.join(" UNION ALL ")
-            )
-        };
+            ));
+        }
+        // The raw lines, unless the rollups hold every line of the range: a scan plans over
+        // every file of the table even to read nothing.
+        if self.read_raw || counted.is_empty() || self.held.rows_outside {
+            parts.push(format!(
+                r#"SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example", l."timestamp" AS "last_seen" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid""#,
+                held_raw = in_ranges(r#""timestamp""#, &covered),
+                filters = self.raw_filters,
+            ));
+        }
         let last_seen = if self.last_seen {
             r#", max("last_seen") AS "last_seen""#
         } else {
@@ -157,10 +163,9 @@ UNION ALL
         };
         format!(
             r#"SELECT sum("lines") AS "lines", round(100.0 * sum("lines") / sum(sum("lines")) OVER (), 1) AS "percent", "pattern", min("example") AS "example"{last_seen} FROM (
-{from_rollups}SELECT 1 AS "lines", coalesce(d."template", log_pattern(l."message") OVER (PARTITION BY d."template" IS NULL ORDER BY l."timestamp", l."machine", l."seq")) AS "pattern", l."message" AS "example", l."timestamp" AS "last_seen" FROM (SELECT "timestamp", "machine", "seq", "message", CAST("cluster" AS VARCHAR) AS "cluster", pattern_id("cluster", "message") AS "pid" FROM logs WHERE {filters} AND {HAS_PATTERN} AND NOT {held_raw}) l LEFT JOIN {table} d ON CAST(d."cluster" AS VARCHAR) = l."cluster" AND d."pattern_id" = l."pid"
+{}
 ) GROUP BY "pattern" ORDER BY "lines" DESC, "pattern" LIMIT {limit}"#,
-            held_raw = in_ranges(r#""timestamp""#, &covered),
-            filters = self.raw_filters,
+            parts.join("\nUNION ALL\n"),
             limit = self.limit,
         )
     }

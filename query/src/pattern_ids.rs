@@ -76,6 +76,8 @@ pub(crate) async fn register(
 pub(crate) struct Held {
     pub(crate) days: Vec<DateTime<Utc>>,
     pub(crate) hours: Vec<DateTime<Utc>>,
+    /// Whether the warm table has rows in an hour of the range outside those days and hours.
+    pub(crate) rows_outside: bool,
 }
 
 /// The days and hours wholly within `[from, to]` that `logs_daily_by_pattern` and
@@ -111,15 +113,29 @@ pub(crate) async fn held_periods(
         }
         None => Vec::new(),
     };
-    let hours = crate::rollups::held_periods(&state, &hourly, &raw, range.0, range.1, &days)
-        .await?
-        .into_iter()
-        .filter(|hour| {
-            days.binary_search(&crate::rollups::day_start(*hour))
-                .is_err()
-        })
-        .collect();
-    Ok(Some(Held { days, hours }))
+    let hours: Vec<DateTime<Utc>> =
+        crate::rollups::held_periods(&state, &hourly, &raw, range.0, range.1, &days)
+            .await?
+            .into_iter()
+            .filter(|hour| {
+                days.binary_search(&crate::rollups::day_start(*hour))
+                    .is_err()
+            })
+            .collect();
+    let covered = |hour: &DateTime<Utc>| {
+        hours.contains(hour)
+            || days
+                .binary_search(&crate::rollups::day_start(*hour))
+                .is_ok()
+    };
+    let rows_outside = raw.iter().any(|(hour, rows)| {
+        *rows > 0 && *hour + chrono::Duration::hours(1) > from && *hour <= to && !covered(hour)
+    });
+    Ok(Some(Held {
+        days,
+        hours,
+        rows_outside,
+    }))
 }
 
 /// `pattern_id(cluster, message)`.

@@ -30,7 +30,8 @@ pub(super) struct Candidate {
     /// of them counts values under `(other)` is read raw (those values are not in the rollup).
     pub(super) folded: Vec<&'static str>,
     /// The rollup's daily rollup, when it is built and answers the statement for whole days:
-    /// its time buckets (if any) are whole days, it filters on neither `hour` nor machines.
+    /// its time buckets (if any) are whole days and it does not filter on `hour` (a machine
+    /// filter is checked per day against `daily_by_machine`, as per hour).
     pub(super) daily: Option<Rollup>,
 }
 
@@ -134,7 +135,6 @@ impl Candidate {
             .group_expr
             .iter()
             .all(|e| is_day_bucket(e) || of_dimensions_only(e))
-            && machines.is_none()
             && !filters
                 .iter()
                 .any(|f| f.column_refs().iter().any(|c| c.name == "hour"));

@@ -220,8 +220,15 @@ impl Candidate {
         let exact = match &self.machines {
             None => exact,
             Some(kept) => {
-                self.without_other_machines(state, raw_hours, exact, kept)
-                    .await?
+                self.without_other_machines(
+                    state,
+                    raw_hours,
+                    exact,
+                    kept,
+                    rollup.resolution,
+                    skip_days,
+                )
+                .await?
             }
         };
         if self.folded.is_empty() {
@@ -298,27 +305,45 @@ impl Candidate {
         Ok(hours)
     }
 
-    /// Of `hours`, those whose machines (in the statement's clusters, as the machines rollup
-    /// holds them exactly) are all in `kept`: there the machine filter leaves no row out.
+    /// Of `periods` (of `resolution`), those whose machines (in the statement's clusters, as
+    /// the machines rollup of that resolution holds them exactly) are all in `kept`: there the
+    /// machine filter leaves no row out.
     pub(super) async fn without_other_machines(
         &self,
         state: &SessionState,
         raw_hours: &BTreeMap<DateTime<Utc>, i64>,
-        hours: Vec<DateTime<Utc>>,
+        periods: Vec<DateTime<Utc>>,
         kept: &BTreeSet<String>,
+        resolution: Resolution,
+        skip_days: &[DateTime<Utc>],
     ) -> Result<Vec<DateTime<Utc>>> {
-        let name = format!("{ROLLUP_TABLE_PREFIX}{MACHINES}");
+        let Some(hourly) = warm_table::rollup::ROLLUPS
+            .iter()
+            .find(|rollup| rollup.name == MACHINES)
+        else {
+            return Ok(Vec::new());
+        };
+        let machines = match resolution {
+            Resolution::Hour => Some(*hourly),
+            Resolution::Day => hourly.daily(),
+        };
+        let Some(machines) = machines else {
+            return Ok(Vec::new());
+        };
+        let name = table_name(&machines);
+        let start = resolution.start_column();
         let Some(provider) = state.schema_for_ref(name.as_str())?.table(&name).await? else {
             return Ok(Vec::new());
         };
-        let exact = period_rows(
-            state,
-            &name,
-            HOUR_START,
-            dates_read(self.from, self.to, &[]),
-        )
-        .await?;
+        let exact: BTreeSet<DateTime<Utc>> =
+            held_periods(state, &machines, raw_hours, self.from, self.to, skip_days)
+                .await?
+                .into_iter()
+                .collect();
         let mut plan = LogicalPlanBuilder::scan(&name, provider_as_source(provider), None)?;
+        if let Some(dates) = dates_read(self.from, self.to, skip_days) {
+            plan = plan.filter(dates)?;
+        }
         // The statement's conditions on the cluster (and date, hour) only: a superset of the
         // machines it reads, never fewer.
         for filter in &self.filters {
@@ -327,13 +352,13 @@ impl Candidate {
                 .iter()
                 .all(|c| ALWAYS.contains(&c.name.as_str()))
             {
-                plan = plan.filter(requalify(filter, &name, HOUR_START)?)?;
+                plan = plan.filter(requalify(filter, &name, start)?)?;
             }
         }
         let plan = plan
             .aggregate(
                 vec![
-                    col(Column::new(Some(name.as_str()), HOUR_START)),
+                    col(Column::new(Some(name.as_str()), start)),
                     cast(
                         col(Column::new(Some(name.as_str()), "machine")),
                         arrow::datatypes::DataType::Utf8,
@@ -355,20 +380,15 @@ impl Candidate {
             for row in 0..batch.num_rows() {
                 let machine = (!machines.is_null(row)).then(|| machines.value(row));
                 if !machine.is_some_and(|m| kept.contains(m))
-                    && let Some(hour) = DateTime::from_timestamp_micros(starts.value(row))
+                    && let Some(period) = DateTime::from_timestamp_micros(starts.value(row))
                 {
-                    others.insert(hour);
+                    others.insert(period);
                 }
             }
         }
-        Ok(hours
+        Ok(periods
             .into_iter()
-            .filter(|hour| {
-                exact
-                    .get(hour)
-                    .is_some_and(|rows| raw_hours.get(hour) == Some(rows))
-            })
-            .filter(|hour| !others.contains(hour))
+            .filter(|period| exact.contains(period) && !others.contains(period))
             .collect())
     }
 }
@@ -505,9 +525,6 @@ fn day_rows(hours: &BTreeMap<DateTime<Utc>, i64>) -> BTreeMap<DateTime<Utc>, i64
 fn table_name(rollup: &Rollup) -> String {
     format!("{ROLLUP_TABLE_PREFIX}{}", rollup.name)
 }
-
-/// The column holding an hourly rollup row's hour.
-const HOUR_START: &str = "hour_start";
 
 fn timestamp(at: DateTime<Utc>) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
