@@ -4,6 +4,7 @@
 # generates the stores under .cache/bench-data (kept between runs; about 4 GB for 90 days x 300
 # machines x 100 events per machine-hour), prints the tables that go into BENCHMARKS.md.
 # Usage: bench/rollups.sh [--days 90 --machines 300 --events 100 --runs 5 --compact-days 7 --flushes 6]
+#        [--rollups-only: time only `query` with the rollups, not raw rows and DuckDB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p collector -p bench -p query
