@@ -156,10 +156,13 @@ impl PatternsOfRange {
     /// The raw lines' conditions, with or without the machine list.
     fn raw_filters(&self, machines: bool) -> String {
         let mut filters = vec![
+            // Time constants, not `to_timestamp_micros()` calls: the rollups' rewrite reads the
+            // range from constants only.
             format!(
-                r#""timestamp" >= to_timestamp_micros({}) AND "timestamp" <= to_timestamp_micros({})"#,
-                self.from.timestamp_micros(),
-                self.to.timestamp_micros()
+                r#""timestamp" >= '{}' AND "timestamp" <= '{}'"#,
+                self.from
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                self.to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             ),
             // Partition pruning: the dates the range touches.
             format!(
