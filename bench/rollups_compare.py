@@ -166,12 +166,11 @@ print("\n| analysis (whole range) | query, rollups (s) | query, raw (s) | DuckDB
 print("|---|---|---|---|---|---|---|")
 for name, sql in queries:
     try:
-        our_run(store, sql)
+        t_on, on_rows = median_of(lambda: our_run(store, sql))
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as failed:
         reason = "over 120 s" if isinstance(failed, subprocess.TimeoutExpired) else f"exit {failed.returncode}"
         print(f"| {name} | failed ({reason}) | | | | | not answered |")
         continue
-    t_on, on_rows = median_of(lambda: our_run(store, sql))
     if args.rollups_only:
         print(f"| {name} | {t_on:.3f} | - | - | - | - | not compared |")
         continue
