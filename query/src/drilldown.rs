@@ -98,13 +98,6 @@ impl FromIds<'_> {
                 format!("({})", ranges.join(" OR "))
             }
         };
-        let quoted = |values: &[String]| {
-            values
-                .iter()
-                .map(|v| format!("'{}'", v.replace('\'', "''")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let levels = match &self.levels {
             Some(levels) => format!(r#" AND CAST("level" AS VARCHAR) IN ({})"#, quoted(levels)),
             None => String::new(),
@@ -169,6 +162,15 @@ impl FromIds<'_> {
             limit = self.limit,
         )
     }
+}
+
+/// `values` as a list of SQL strings: `'a', 'b'`.
+pub(crate) fn quoted(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How many rows the drill-down matches in all, to say how many `--limit` left out.

@@ -11,7 +11,7 @@
 //! `example`, `last_seen`. The answer (at most `limit` rows) is computed when the statement is
 //! planned, within its timeout and memory limit.
 
-use crate::drilldown::FromIds;
+use crate::drilldown::{FromIds, quoted};
 use crate::rollups::{RollupSource, constant_time};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -142,14 +142,6 @@ fn output_schema() -> SchemaRef {
             true,
         ),
     ]))
-}
-
-fn quoted(values: &[String]) -> String {
-    values
-        .iter()
-        .map(|v| format!("'{v}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl PatternsOfRange {

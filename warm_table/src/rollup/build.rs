@@ -5,7 +5,7 @@
 //! throughout, so an hour is built from exactly the rows its count was taken from; rows that
 //! arrive during the build make it stale again for the next run.
 
-use super::{DAILY, PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, daily, patterns};
+use super::{PARTITION_COLUMNS, ROLLUPS, Rollup, aggregate, daily, patterns};
 use crate::location::open_or_create_table;
 use anyhow::Context;
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -173,28 +173,29 @@ pub async fn build_closed_hours(
     for (date, hours) in pattern_days {
         *rollup_table = replace_hours(rollup, rollup_table.clone(), hours, &date).await?;
     }
-    for (rollup, hourly_table, built) in &rollups {
-        report.days_built += build_days(warm, rollup, hourly_table, built, top_values).await?;
-    }
     // Every reader loads each rollup's log when it starts: kept to a checkpoint and a few
     // commits, not months of them.
-    let dictionary = patterns::dictionary_location(warm)?;
-    for rollup in ROLLUPS.iter().chain(&DAILY) {
-        checkpoint_when_behind(&rollup.location(warm)?).await?;
+    for (rollup, hourly_table, built) in &rollups {
+        let (days, daily_table) = build_days(warm, rollup, hourly_table, built, top_values).await?;
+        report.days_built += days;
+        checkpoint_when_behind(hourly_table).await?;
+        if let Some(daily_table) = daily_table {
+            checkpoint_when_behind(&daily_table).await?;
+        }
     }
-    checkpoint_when_behind(&dictionary).await?;
+    if let Some(dictionary) = patterns::open_dictionary(warm).await? {
+        checkpoint_when_behind(&dictionary).await?;
+    }
     Ok(report)
 }
 
 /// Commits a reader may have to replay after a rollup's newest checkpoint.
 const CHECKPOINT_EVERY: i64 = 10;
 
-/// Writes a checkpoint of the table at `location` when it is [`CHECKPOINT_EVERY`] commits or
-/// more past its last one.
-async fn checkpoint_when_behind(location: &Url) -> anyhow::Result<()> {
-    let Some(table) = super::open_if_built(location, "a rollup table").await? else {
-        return Ok(());
-    };
+/// Writes a checkpoint of `table` (loaded at its newest version) when it is
+/// [`CHECKPOINT_EVERY`] commits or more past its last one.
+async fn checkpoint_when_behind(table: &DeltaTable) -> anyhow::Result<()> {
+    let location = table.table_url();
     let version = i64::try_from(table.version().unwrap_or_default()).unwrap_or(i64::MAX);
     let last = object_store::path::Path::from("_delta_log/_last_checkpoint");
     let last = match table.object_store().get(&last).await {
@@ -206,7 +207,7 @@ async fn checkpoint_when_behind(location: &Url) -> anyhow::Result<()> {
         Err(error) => return Err(error).with_context(|| format!("reading {location}")),
     };
     if version - last >= CHECKPOINT_EVERY {
-        deltalake::checkpoints::create_checkpoint(&table, None)
+        deltalake::checkpoints::create_checkpoint(table, None)
             .await
             .with_context(|| format!("writing a checkpoint of {location}"))?;
     }
@@ -214,16 +215,16 @@ async fn checkpoint_when_behind(location: &Url) -> anyhow::Result<()> {
 }
 
 /// Builds the days of `rollup`'s daily rollup that do not add up to the rows its hourly table
-/// holds for them (`built`: per hour, as this run left it); how many.
+/// holds for them (`built`: per hour, as this run left it); how many, and the daily table.
 async fn build_days(
     warm: &Url,
     rollup: &Rollup,
     hourly_table: &DeltaTable,
     built: &BTreeMap<HourKey, i64>,
     top_values: usize,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Option<DeltaTable>)> {
     let Some(daily) = rollup.daily() else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let mut daily_table = open_or_create_table(
         &daily.location(warm)?,
@@ -243,7 +244,7 @@ async fn build_days(
         .map(|(date, _)| date)
         .collect();
     if stale.is_empty() {
-        return Ok(0);
+        return Ok((0, Some(daily_table)));
     }
     let ctx = SessionContext::new();
     hourly_table.update_datafusion_session(&ctx.state())?;
@@ -271,7 +272,7 @@ async fn build_days(
             .await
             .with_context(|| format!("replacing date={date} of {}", daily.name))?;
     }
-    Ok(stale.len())
+    Ok((stale.len(), Some(daily_table)))
 }
 
 /// Commits, for each rollup, the hours of `date` built since the last call.

@@ -1,34 +1,11 @@
 //! The daily rollups against the raw rows of each day: a run that died between its hours and
 //! its days, and the per-day bound on a dimension's values.
 
-use super::tests::{assert_exact, far_future, lines, start, warm_table};
+use super::tests::{assert_exact, far_future, rollup_lines, start, warm_table};
 use super::*;
 use chrono::Duration as ChronoDuration;
-use datafusion::prelude::SessionContext;
 use logrecord::{Level, LogRecord};
 use uuid::Uuid;
-
-/// The rows of the rollup `rollup` as `sql` over it (as the table `r`) gives them.
-async fn rollup_lines(url: &url::Url, rollup: &Rollup, sql: &str) -> Vec<String> {
-    let table = rollup
-        .open(url)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"))
-        .unwrap_or_else(|| panic!("{} was built", rollup.name));
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .unwrap_or_else(|e| panic!("{e}"));
-    ctx.register_table(
-        "r",
-        table
-            .table_provider()
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    lines(&ctx, sql).await
-}
 
 #[tokio::test]
 async fn days_a_run_did_not_reach_are_built_by_the_next_from_the_hours() {

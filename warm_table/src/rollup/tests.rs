@@ -185,6 +185,28 @@ pub(super) async fn assert_exact(url: &Url) {
     }
 }
 
+/// The rows of the rollup `rollup` as `sql` over it (as the table `r`) gives them.
+pub(super) async fn rollup_lines(url: &Url, rollup: &Rollup, sql: &str) -> Vec<String> {
+    let table = rollup
+        .open(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .unwrap_or_else(|| panic!("{} was built", rollup.name));
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .unwrap_or_else(|e| panic!("{e}"));
+    ctx.register_table(
+        "r",
+        table
+            .table_provider()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    lines(&ctx, sql).await
+}
+
 /// The report of a run that found every hour built: only the dictionaries' size.
 pub(super) fn nothing_built(patterns_held: usize) -> BuildReport {
     BuildReport {
@@ -329,23 +351,9 @@ async fn a_flood_of_distinct_paths_adds_at_most_the_bound_and_stays_exact_per_ke
         .iter()
         .find(|r| r.name == "hourly_by_path")
         .unwrap_or_else(|| panic!("no by_path"));
-    let table = crate::open(&by_path.location(&url).unwrap_or_else(|e| panic!("{e}")))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .unwrap_or_else(|e| panic!("{e}"));
-    ctx.register_table(
-        "r",
-        table
-            .table_provider()
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let rows = lines(
-        &ctx,
+    let rows = rollup_lines(
+        &url,
+        by_path,
         "SELECT path, rows, latency_us_count FROM r ORDER BY rows DESC, path",
     )
     .await;
@@ -366,7 +374,7 @@ async fn a_flood_of_distinct_paths_adds_at_most_the_bound_and_stays_exact_per_ke
         );
     }
     assert_eq!(
-        lines(&ctx, "SELECT sum(\"rows\") AS total FROM r").await[3],
+        rollup_lines(&url, by_path, "SELECT sum(\"rows\") AS total FROM r").await[3],
         "| 8000  |"
     );
 }
